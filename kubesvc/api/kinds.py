@@ -1,0 +1,69 @@
+"""The resource kinds kubesvc serves: names, scope, discovery metadata, subresources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str  # "" for core
+    version: str
+    kind: str
+    plural: str
+    singular: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()  # "status", "scale", ...
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_version(self) -> str:
+        return self.api_version
+
+    @property
+    def group_resource(self) -> str:
+        """`services`, `deployments.apps`: the name used in error messages."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    @property
+    def has_status(self) -> bool:
+        return "status" in self.subresources
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",), (), ("status",)),
+    Kind("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",), ("status", "binding")),
+    Kind("", "v1", "Service", "services", "service", True, ("svc",), ("all",), ("status",)),
+    Kind("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
+    Kind("", "v1", "Secret", "secrets", "secret", True),
+    Kind("", "v1", "ConfigMap", "configmaps", "configmap", True, ("cm",)),
+    Kind("", "v1", "Node", "nodes", "node", False, ("no",), (), ("status",)),
+    Kind("", "v1", "Event", "events", "event", True, ("ev",)),
+    Kind("apps", "v1", "Deployment", "deployments", "deployment", True, ("deploy",), ("all",),
+         ("status", "scale")),
+    Kind("apps", "v1", "ReplicaSet", "replicasets", "replicaset", True, ("rs",), ("all",),
+         ("status", "scale")),
+    Kind("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", "endpointslice", True),
+    Kind("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", True, ("ing",), (),
+         ("status",)),
+    Kind("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", False),
+    Kind("coordination.k8s.io", "v1", "Lease", "leases", "lease", True),
+)
+
+BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}
+BY_PLURAL: dict[tuple[str, str], Kind] = {(k.group, k.plural): k for k in KINDS}
+
+
+def groups() -> dict[str, list[Kind]]:
+    """Group name -> kinds, in a stable order (core first)."""
+    out: dict[str, list[Kind]] = {}
+    for k in KINDS:
+        out.setdefault(k.group, []).append(k)
+    return out
