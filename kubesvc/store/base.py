@@ -1,0 +1,94 @@
+"""The revisioned key-value store interface, modelled on etcd's data model.
+
+Every successful write gets the next global revision; that revision is the Kubernetes
+resourceVersion. Values are opaque bytes. Watches deliver every change after a revision, in
+order, and fail with `Compacted` when the history they need was compacted away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int  # number of writes since creation, starting at 1
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    type: Literal["PUT", "DELETE"]
+    kv: KeyValue  # for DELETE: the last value, with mod_revision = the deletion revision
+    created: bool = False  # PUT that created the key
+    prev: KeyValue | None = None  # the value before this change, when known
+
+
+class StoreError(Exception):
+    pass
+
+
+class KeyExists(StoreError):
+    pass
+
+
+class KeyNotFound(StoreError):
+    pass
+
+
+class RevisionMismatch(StoreError):
+    """Compare-and-swap failed: the key's mod_revision is not the expected one."""
+
+    def __init__(self, current: KeyValue | None) -> None:
+        super().__init__("revision mismatch")
+        self.current = current
+
+
+class Compacted(StoreError):
+    def __init__(self, requested: int, compacted: int) -> None:
+        super().__init__(f"required revision {requested} has been compacted (compacted: {compacted})")
+        self.requested = requested
+        self.compacted = compacted
+
+
+class Watch(Protocol):
+    def __aiter__(self) -> AsyncIterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    @property
+    def revision(self) -> int:
+        """The newest revision."""
+        ...
+
+    @property
+    def compacted_revision(self) -> int: ...
+
+    async def get(self, key: str) -> KeyValue | None: ...
+
+    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """All live keys under prefix (sorted by key) and the revision they were read at."""
+        ...
+
+    async def create(self, key: str, value: bytes) -> KeyValue: ...
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue: ...
+
+    async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+        """Delete; returns the deleted value with mod_revision set to the deletion revision."""
+        ...
+
+    def watch(self, prefix: str, after_revision: int) -> Watch:
+        """Changes under prefix with revision > after_revision; raises Compacted."""
+        ...
+
+    async def compact(self, revision: int) -> None: ...
+
+    async def close(self) -> None: ...

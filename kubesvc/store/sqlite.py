@@ -1,0 +1,243 @@
+"""Embedded SQLite backend for the revisioned store.
+
+Two tables: `kv` (the live keys) and `log` (one row per revision, kept until compaction) so
+watchers can resume from any revision that has not been compacted. WAL journaling with
+synchronous=NORMAL: a commit is in the WAL before the call returns, so killing the process
+(even with SIGKILL) loses nothing that was acknowledged.
+
+The live keys are also held in memory, grouped by their first two path segments, so lists
+never touch the disk. SQLite calls are synchronous and short; they run on the event loop
+thread, which also makes "read history, then subscribe" atomic for watchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from kubesvc.store.base import (
+    Compacted,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+  key TEXT PRIMARY KEY, value BLOB NOT NULL,
+  create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log (
+  rev INTEGER PRIMARY KEY, key TEXT NOT NULL, deleted INTEGER NOT NULL, value BLOB NOT NULL,
+  create_rev INTEGER NOT NULL, version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is dropped
+
+
+def _bucket(key: str) -> str:
+    """'/registry/services/default/x' -> '/registry/services/'."""
+    parts = key.split("/", 3)
+    return "/".join(parts[:3]) + "/" if len(parts) > 3 else key
+
+
+class SQLiteWatch:
+    def __init__(self, store: SQLiteStore, prefix: str, backlog: list[Event]) -> None:
+        self._store = store
+        self.prefix = prefix
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        for ev in backlog:
+            self._queue.put_nowait(ev)
+        self.closed = False
+        self.overflowed = False
+
+    def push(self, ev: Event) -> None:
+        if self.closed:
+            return
+        if self._queue.qsize() >= WATCH_QUEUE_LIMIT:
+            self.overflowed = True
+            self.close()
+            return
+        self._queue.put_nowait(ev)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._store._watchers.discard(self)
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            ev = await self._queue.get()
+            if ev is None:
+                return
+            yield ev
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._buckets: dict[str, dict[str, KeyValue]] = {}
+        self._watchers: set[SQLiteWatch] = set()
+        for key, value, create_rev, mod_rev, version in self._db.execute("SELECT * FROM kv"):
+            kv = KeyValue(key, bytes(value), create_rev, mod_rev, version)
+            self._buckets.setdefault(_bucket(key), {})[key] = kv
+        self._revision = self._meta("revision")
+        row = self._db.execute("SELECT MAX(rev) FROM log").fetchone()
+        self._revision = max(self._revision, row[0] or 0)
+        self._compacted = self._meta("compacted")
+
+    def _meta(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compacted_revision(self) -> int:
+        return self._compacted
+
+    def count(self) -> int:
+        return sum(len(b) for b in self._buckets.values())
+
+    def _live(self, key: str) -> KeyValue | None:
+        bucket = self._buckets.get(_bucket(key))
+        return bucket.get(key) if bucket else None
+
+    async def get(self, key: str) -> KeyValue | None:
+        return self._live(key)
+
+    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
+        return self.range_now(prefix), self._revision
+
+    def range_now(self, prefix: str) -> list[KeyValue]:
+        if prefix.count("/") >= 3:
+            bucket = self._buckets.get(_bucket(prefix), {})
+            items = [kv for k, kv in bucket.items() if k.startswith(prefix)]
+        else:
+            items = [
+                kv for b in self._buckets.values() for k, kv in b.items() if k.startswith(prefix)
+            ]
+        items.sort(key=lambda kv: kv.key)
+        return items
+
+    def _write(self, kv: KeyValue, deleted: bool, prev: KeyValue | None) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO log VALUES (?,?,?,?,?,?)",
+                (kv.mod_revision, kv.key, int(deleted), kv.value, kv.create_revision, kv.version),
+            )
+            if deleted:
+                db.execute("DELETE FROM kv WHERE key=?", (kv.key,))
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)",
+                    (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version),
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self._revision = kv.mod_revision
+        bucket = self._buckets.setdefault(_bucket(kv.key), {})
+        if deleted:
+            bucket.pop(kv.key, None)
+        else:
+            bucket[kv.key] = kv
+        ev = Event("DELETE" if deleted else "PUT", kv, not deleted and kv.version == 1, prev)
+        for w in list(self._watchers):
+            if kv.key.startswith(w.prefix):
+                w.push(ev)
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        if self._live(key) is not None:
+            raise KeyExists(key)
+        rev = self._revision + 1
+        kv = KeyValue(key, value, rev, rev, 1)
+        self._write(kv, deleted=False, prev=None)
+        return kv
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+        cur = self._live(key)
+        if cur is None:
+            raise KeyNotFound(key)
+        if expected_mod_revision and cur.mod_revision != expected_mod_revision:
+            raise RevisionMismatch(cur)
+        rev = self._revision + 1
+        kv = KeyValue(key, value, cur.create_revision, rev, cur.version + 1)
+        self._write(kv, deleted=False, prev=cur)
+        return kv
+
+    async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+        cur = self._live(key)
+        if cur is None:
+            raise KeyNotFound(key)
+        if expected_mod_revision and cur.mod_revision != expected_mod_revision:
+            raise RevisionMismatch(cur)
+        rev = self._revision + 1
+        kv = KeyValue(key, cur.value, cur.create_revision, rev, cur.version)
+        self._write(kv, deleted=True, prev=cur)
+        return kv
+
+    def watch(self, prefix: str, after_revision: int) -> SQLiteWatch:
+        if after_revision < self._compacted:
+            raise Compacted(after_revision, self._compacted)
+        backlog: list[Event] = []
+        if after_revision < self._revision:
+            rows = self._db.execute(
+                "SELECT rev, key, deleted, value, create_rev, version FROM log "
+                "WHERE rev > ? AND key >= ? AND key < ? ORDER BY rev",
+                (after_revision, prefix, prefix + "\uffff"),
+            )
+            last: dict[str, KeyValue] = {}
+            for rev, key, deleted, value, create_rev, version in rows.fetchall():
+                kv = KeyValue(key, bytes(value), create_rev, rev, version)
+                prev = last.get(key) or self._previous(key, rev)
+                created = not deleted and version == 1
+                backlog.append(Event("DELETE" if deleted else "PUT", kv, created, prev))
+                last[key] = kv
+        w = SQLiteWatch(self, prefix, backlog)
+        self._watchers.add(w)
+        return w
+
+    def _previous(self, key: str, rev: int) -> KeyValue | None:
+        row = self._db.execute(
+            "SELECT rev, deleted, value, create_rev, version FROM log "
+            "WHERE key = ? AND rev < ? ORDER BY rev DESC LIMIT 1",
+            (key, rev),
+        ).fetchone()
+        if row is None or row[1]:
+            return None
+        return KeyValue(key, bytes(row[2]), row[3], row[0], row[4])
+
+    async def compact(self, revision: int) -> None:
+        revision = min(revision, self._revision)
+        if revision <= self._compacted:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("DELETE FROM log WHERE rev <= ? AND rev < ?", (revision, self._revision))
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('compacted', ?)", (revision,))
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (self._revision,))
+        self._db.execute("COMMIT")
+        self._compacted = revision
+
+    async def close(self) -> None:
+        for w in list(self._watchers):
+            w.close()
+        self._db.close()
