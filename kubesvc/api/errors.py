@@ -27,8 +27,18 @@ _NO_VALUE = {"Required", "Forbidden", "TooLong", "Internal"}
 _OMIT = object()
 
 
+class GoLiteral(str):
+    """A bad value already rendered as Go prints it, e.g. `[]string{"10.96.0.5"}`."""
+
+
+def go_strings(values: list[str]) -> GoLiteral:
+    return GoLiteral("[]string{" + ", ".join(json.dumps(v) for v in values) + "}")
+
+
 def _go_value(value: Any) -> str:
     """Render a bad value the way Go's fmt does in field.Error.ErrorBody."""
+    if isinstance(value, GoLiteral):
+        return str(value)
     if value is None:
         return '"null"'
     if isinstance(value, bool):
@@ -175,7 +185,9 @@ def conflict(resource: str, group: str, name: str, why: str) -> ApiError:
     )
 
 
-MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
+MODIFIED = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
 
 
 def invalid_error(kind: str, group: str, name: str, errors: list[FieldError]) -> ApiError:
@@ -195,7 +207,9 @@ def bad_request(message: str) -> ApiError:
 
 def forbidden_error(resource: str, group: str, name: str, why: str) -> ApiError:
     what = f'{qualified(resource, group)} "{name}"' if name else qualified(resource, group)
-    return ApiError(403, "Forbidden", f"{what} is forbidden: {why}", _details(name, group, resource))
+    return ApiError(
+        403, "Forbidden", f"{what} is forbidden: {why}", _details(name, group, resource)
+    )
 
 
 def method_not_allowed(message: str) -> ApiError:

@@ -51,7 +51,9 @@ class RevisionMismatch(StoreError):
 
 class Compacted(StoreError):
     def __init__(self, requested: int, compacted: int) -> None:
-        super().__init__(f"required revision {requested} has been compacted (compacted: {compacted})")
+        super().__init__(
+            f"required revision {requested} has been compacted (compacted: {compacted})"
+        )
         self.requested = requested
         self.compacted = compacted
 

@@ -65,7 +65,10 @@ def test_survives_reopen(tmp_path: Path) -> None:
         # a watcher resumes from an old revision after the restart
         events = await _collect(s.watch("/registry/pods/", 3), 4)
         assert [(e.type, e.kv.mod_revision) for e in events] == [
-            ("PUT", 4), ("PUT", 5), ("DELETE", 6), ("PUT", 7)
+            ("PUT", 4),
+            ("PUT", 5),
+            ("DELETE", 6),
+            ("PUT", 7),
         ]
         await s.close()
 
@@ -83,7 +86,8 @@ def test_watch_live_and_prefix(tmp_path: Path) -> None:
         await s.update(kv.key, b"4", kv.mod_revision)
         events = await _collect(w, 2)
         assert [(e.type, e.created, e.kv.value) for e in events] == [
-            ("PUT", True, b"3"), ("PUT", False, b"4")
+            ("PUT", True, b"3"),
+            ("PUT", False, b"4"),
         ]
         assert events[1].prev is not None and events[1].prev.value == b"3"
         await s.close()

@@ -1,0 +1,216 @@
+"""Label and field selectors: parsing and matching, with upstream's error wording."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubesvc.api.errors import ApiError, bad_request
+
+_TOKEN = re.compile(r"\s*(!=|==|=|!|,|\(|\)|[^\s!=,()]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    key: str
+    op: str  # "=", "!=", "in", "notin", "exists", "!"
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        op = self.op
+        if op == "exists":
+            return self.key in labels
+        if op == "!":
+            return self.key not in labels
+        value = labels.get(self.key)
+        if op in ("=", "in"):
+            return value is not None and value in self.values
+        # "!=" and "notin" match objects that lack the label, as upstream does
+        return value is None or value not in self.values
+
+
+def _tokens(text: str) -> list[str]:
+    out: list[str] = []
+    pos = 0
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or not m.group(1):
+            break
+        out.append(m.group(1))
+        pos = m.end()
+    return out
+
+
+def parse_label_selector(text: str) -> list[Requirement]:
+    """Parse `a=b,c!=d,e in (x,y),!f,g` into requirements; raise 400 on bad syntax."""
+    text = text.strip()
+    if not text:
+        return []
+    toks = _tokens(text)
+    reqs: list[Requirement] = []
+    i = 0
+
+    def fail(why: str) -> ApiError:
+        return bad_request(f"unable to parse requirement: {why}")
+
+    while i < len(toks):
+        tok = toks[i]
+        if tok == "!":
+            if i + 1 >= len(toks):
+                raise fail("found '', expected: identifier")
+            reqs.append(Requirement(toks[i + 1], "!"))
+            i += 2
+        else:
+            key = tok
+            nxt = toks[i + 1] if i + 1 < len(toks) else ","
+            if nxt == ",":
+                reqs.append(Requirement(key, "exists"))
+                i += 1
+            elif nxt in ("=", "==", "!="):
+                if i + 2 >= len(toks) or toks[i + 2] == ",":
+                    reqs.append(Requirement(key, "!=" if nxt == "!=" else "=", ("",)))
+                    i += 2
+                else:
+                    reqs.append(Requirement(key, "!=" if nxt == "!=" else "=", (toks[i + 2],)))
+                    i += 3
+            elif nxt in ("in", "notin"):
+                if i + 2 >= len(toks) or toks[i + 2] != "(":
+                    raise fail(f"found '{toks[i + 2] if i + 2 < len(toks) else ''}', expected: '('")
+                j = i + 3
+                values: list[str] = []
+                while j < len(toks) and toks[j] != ")":
+                    if toks[j] != ",":
+                        values.append(toks[j])
+                    j += 1
+                if j >= len(toks):
+                    raise fail("found '', expected: ')'")
+                reqs.append(Requirement(key, nxt, tuple(values)))
+                i = j + 1
+            else:
+                raise fail(f"found '{nxt}', expected: in, notin, =, ==, !=, gt, lt")
+        if i < len(toks):
+            if toks[i] != ",":
+                raise fail(f"found '{toks[i]}', expected: ','")
+            i += 1
+    return reqs
+
+
+def labels_match(reqs: list[Requirement], labels: Mapping[str, str] | None) -> bool:
+    labels = labels or {}
+    return all(r.matches(labels) for r in reqs)
+
+
+def selector_from_match_labels(selector: Mapping[str, Any] | None) -> list[Requirement]:
+    """A metav1.LabelSelector (matchLabels + matchExpressions) as requirements."""
+    if not selector:
+        return []
+    reqs = [Requirement(k, "=", (v,)) for k, v in (selector.get("matchLabels") or {}).items()]
+    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+    for expr in selector.get("matchExpressions") or []:
+        op = ops.get(expr.get("operator", ""))
+        if op:
+            reqs.append(Requirement(expr["key"], op, tuple(expr.get("values") or ())))
+    return reqs
+
+
+# Field selectors: each kind supports a few paths; every kind supports name and namespace.
+_COMMON_FIELDS = ("metadata.name", "metadata.namespace")
+SUPPORTED_FIELDS: dict[str, tuple[str, ...]] = {
+    "Pod": (
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "spec.hostNetwork",
+        "status.phase",
+        "status.podIP",
+        "status.podIPs",
+        "status.nominatedNodeName",
+    ),
+    "Event": (
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "source",
+        "type",
+    ),
+    "Secret": ("type",),
+    "Node": ("spec.unschedulable",),
+    "Namespace": ("status.phase",),
+    "ReplicaSet": ("status.replicas",),
+    "Service": ("spec.clusterIP", "spec.type"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRequirement:
+    path: str
+    value: str
+    negate: bool
+
+
+def parse_field_selector(kind: str, text: str) -> list[FieldRequirement]:
+    text = text.strip()
+    if not text:
+        return []
+    supported = _COMMON_FIELDS + SUPPORTED_FIELDS.get(kind, ())
+    reqs: list[FieldRequirement] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"([^=!]+)(!=|==|=)(.*)", part)
+        if not m:
+            raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
+        path, op, value = m.group(1).strip(), m.group(2), m.group(3).strip()
+        if path not in supported:
+            raise bad_request(f"field label not supported: {path}")
+        reqs.append(FieldRequirement(path, value, op == "!="))
+    return reqs
+
+
+def _field_value(obj: Mapping[str, Any], path: str) -> str:
+    if path == "source":
+        return str((obj.get("source") or {}).get("component", ""))
+    cur: Any = obj
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, Mapping) else None
+    if cur is None:
+        return ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    if isinstance(cur, list):
+        return ",".join(str(x.get("ip", x)) if isinstance(x, Mapping) else str(x) for x in cur)
+    return str(cur)
+
+
+def fields_match(reqs: list[FieldRequirement], obj: Mapping[str, Any]) -> bool:
+    for r in reqs:
+        equal = _field_value(obj, r.path) == r.value
+        if equal == r.negate:
+            return False
+    return True
+
+
+def make_filter(
+    kind: str, label_selector: str, field_selector: str
+) -> Callable[[Mapping[str, Any]], bool] | None:
+    """A predicate for list/watch, or None when nothing is filtered."""
+    lreqs = parse_label_selector(label_selector)
+    freqs = parse_field_selector(kind, field_selector)
+    if not lreqs and not freqs:
+        return None
+
+    def predicate(obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        return labels_match(lreqs, meta.get("labels")) and fields_match(freqs, obj)
+
+    return predicate

@@ -1,0 +1,102 @@
+"""Validation for every served kind, with upstream Kubernetes field paths and messages.
+
+`validate(kind, obj)` is the registry strategy's Validate; with `old` it is ValidateUpdate.
+`validate_status_update` is the status strategy's ValidateUpdate. Objects must already be
+defaulted (kubesvc.api.defaults).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kubesvc.api.errors import FieldError, invalid
+from kubesvc.api.validation import apps, coordination, core, discovery, networking
+from kubesvc.api.validation.meta import (
+    Obj,
+    is_path_segment_name,
+    validate_object_meta_update,
+)
+
+Create = Callable[[Obj], list[FieldError]]
+Update = Callable[[Obj, Obj], list[FieldError]]
+
+
+def _meta_then(create: Create) -> Update:
+    """The usual ValidateXUpdate: metadata update rules, then the full create rules."""
+
+    def update(obj: Obj, old: Obj) -> list[FieldError]:
+        return validate_object_meta_update(obj, old) + create(obj)
+
+    return update
+
+
+_CREATE: dict[str, Create] = {
+    "Namespace": core.validate_namespace,
+    "Pod": core.validate_pod,
+    "Service": core.validate_service,
+    "Endpoints": core.validate_endpoints,
+    "Secret": core.validate_secret,
+    "ConfigMap": core.validate_config_map,
+    "Node": core.validate_node,
+    "Event": core.validate_event,
+    "Deployment": apps.validate_deployment,
+    "ReplicaSet": apps.validate_replica_set,
+    "EndpointSlice": discovery.validate_endpoint_slice,
+    "Ingress": networking.validate_ingress,
+    "IngressClass": networking.validate_ingress_class,
+    "Lease": coordination.validate_lease,
+}
+
+_UPDATE: dict[str, Update] = {
+    # upstream's ValidateNamespaceUpdate checks metadata only
+    "Namespace": validate_object_meta_update,
+    "Pod": core.validate_pod_update,
+    "Service": core.validate_service_update,
+    "Endpoints": _meta_then(core.validate_endpoints),
+    "Secret": core.validate_secret_update,
+    "ConfigMap": core.validate_config_map_update,
+    "Node": core.validate_node_update,
+    "Event": core.validate_event_update,
+    "Deployment": apps.validate_deployment_update,
+    "ReplicaSet": apps.validate_replica_set_update,
+    "EndpointSlice": discovery.validate_endpoint_slice_update,
+    "Ingress": networking.validate_ingress_update,
+    "IngressClass": networking.validate_ingress_class_update,
+    "Lease": coordination.validate_lease_update,
+}
+
+_STATUS: dict[str, Update] = {
+    "Namespace": core.validate_namespace_status,
+    "Pod": core.validate_pod_status,
+    "Service": core.validate_service_status,
+    "Node": core.validate_node_update,
+    "Deployment": apps.validate_deployment_status,
+    "ReplicaSet": apps.validate_replica_set_status,
+    "Ingress": networking.validate_ingress_status,
+}
+
+
+def validate(kind: str, obj: Obj, old: Obj | None = None) -> list[FieldError]:
+    """Errors for a create (`old` is None) or an update of `kind`; empty when valid."""
+    if old is None:
+        errs = _CREATE[kind](obj)
+        if not errs:
+            errs = _path_segment_name(obj)
+        return errs
+    return _UPDATE[kind](obj, old)
+
+
+def validate_status_update(kind: str, obj: Obj, old: Obj) -> list[FieldError]:
+    """Errors for a write to the status subresource (metadata rules plus status rules)."""
+    check = _STATUS.get(kind, validate_object_meta_update)
+    return check(obj, old)
+
+
+def _path_segment_name(obj: Obj) -> list[FieldError]:
+    """The generic store's last check on create: the name must be usable in a URL path."""
+    meta = obj.get("metadata")
+    name = meta.get("name", "") if isinstance(meta, dict) else ""
+    return [invalid("metadata.name", name, m) for m in is_path_segment_name(str(name or ""))]
+
+
+__all__ = ["validate", "validate_status_update"]

@@ -1,0 +1,166 @@
+"""The cluster CA, the serving certificate and admin credentials, kept in the data directory."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+@dataclass(frozen=True)
+class Credentials:
+    ca_cert: Path
+    server_cert: Path
+    server_key: Path
+    admin_cert: Path
+    admin_key: Path
+    token: str
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+def _sign(
+    subject: x509.Name,
+    public_key: ec.EllipticCurvePublicKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    sans: list[x509.GeneralName] | None = None,
+    usage: list[x509.ObjectIdentifier] | None = None,
+) -> x509.Certificate:
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650 if ca else 825))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if usage:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
+    """Create the CA and certificates once; re-issue the serving cert if `hosts` changed."""
+    pki = data_dir / "pki"
+    pki.mkdir(parents=True, exist_ok=True)
+    creds = Credentials(
+        pki / "ca.crt",
+        pki / "apiserver.crt",
+        pki / "apiserver.key",
+        pki / "admin.crt",
+        pki / "admin.key",
+        _token(pki / "token"),
+    )
+    if not creds.ca_cert.exists() or not (pki / "ca.key").exists():
+        ca_key = _key()
+        ca = _sign(_name("kubesvc-ca"), ca_key.public_key(), _name("kubesvc-ca"), ca_key, ca=True)
+        _write_key(pki / "ca.key", ca_key)
+        creds.ca_cert.write_bytes(_pem(ca))
+        for stale in (creds.server_cert, creds.admin_cert):
+            stale.unlink(missing_ok=True)
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca_name = x509.load_pem_x509_certificate(creds.ca_cert.read_bytes()).subject
+    wanted = sorted(
+        set(hosts)
+        | {
+            "127.0.0.1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        }
+    )
+    if not creds.server_cert.exists() or _sans(creds.server_cert) != set(wanted):
+        key = _key()
+        sans: list[x509.GeneralName] = []
+        for h in wanted:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(h)))
+            except ValueError:
+                sans.append(x509.DNSName(h))
+        cert = _sign(
+            _name("kube-apiserver"),
+            key.public_key(),
+            ca_name,
+            ca_key,
+            sans=sans,
+            usage=[ExtendedKeyUsageOID.SERVER_AUTH],
+        )
+        _write_key(creds.server_key, key)
+        creds.server_cert.write_bytes(_pem(cert))
+    if not creds.admin_cert.exists():
+        key = _key()
+        cert = _sign(
+            _name("kubernetes-admin", "system:masters"),
+            key.public_key(),
+            ca_name,
+            ca_key,
+            usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+        )
+        _write_key(creds.admin_key, key)
+        creds.admin_cert.write_bytes(_pem(cert))
+    return creds
+
+
+def _sans(path: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {str(n.value) for n in ext}
+
+
+def _token(path: Path) -> str:
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()

@@ -1,0 +1,158 @@
+"""Discovery documents: /version, legacy /api and /apis, and aggregated discovery (v2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubesvc.api.kinds import VERBS, Kind, groups
+
+GIT_VERSION = "v1.32.4"
+AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
+_SUBRESOURCE_VERBS = {
+    "status": ["get", "patch", "update"],
+    "scale": ["get", "patch", "update"],
+    "binding": ["create"],
+    "finalize": ["update"],
+}
+
+
+def version_info() -> dict[str, str]:
+    return {
+        "major": "1",
+        "minor": "32",
+        "gitVersion": GIT_VERSION,
+        "gitCommit": "kubesvc",
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "python",
+        "compiler": "cpython",
+        "platform": "linux/amd64",
+    }
+
+
+def _verbs(kind: Kind) -> list[str]:
+    return list(VERBS)
+
+
+def _subresource_kind(kind: Kind, sub: str) -> tuple[str, str, str]:
+    """(group, version, kind) of a subresource's response."""
+    if sub == "scale":
+        return "autoscaling", "v1", "Scale"
+    if sub == "binding":
+        return "", "v1", "Binding"
+    return kind.group, kind.version, kind.kind
+
+
+def api_versions(server_address: str) -> dict[str, Any]:
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [
+            {"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}
+        ],
+    }
+
+
+def api_group_list() -> dict[str, Any]:
+    items = []
+    for group, kinds in groups().items():
+        if not group:
+            continue
+        gv = {"groupVersion": f"{group}/{kinds[0].version}", "version": kinds[0].version}
+        items.append({"name": group, "versions": [gv], "preferredVersion": gv})
+    return {"kind": "APIGroupList", "apiVersion": "v1", "groups": items}
+
+
+def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
+    kinds = [k for k in groups().get(group, []) if k.version == version]
+    if not kinds:
+        return None
+    resources: list[dict[str, Any]] = []
+    for k in kinds:
+        entry: dict[str, Any] = {
+            "name": k.plural,
+            "singularName": k.singular,
+            "namespaced": k.namespaced,
+            "kind": k.kind,
+            "verbs": _verbs(k),
+        }
+        if k.short_names:
+            entry["shortNames"] = list(k.short_names)
+        if k.categories:
+            entry["categories"] = list(k.categories)
+        entry["storageVersionHash"] = _hash(k)
+        resources.append(entry)
+        for sub in k.subresources:
+            g, v, kind = _subresource_kind(k, sub)
+            sub_entry: dict[str, Any] = {
+                "name": f"{k.plural}/{sub}",
+                "singularName": "",
+                "namespaced": k.namespaced,
+                "kind": kind,
+                "verbs": _SUBRESOURCE_VERBS[sub],
+            }
+            if g != k.group:
+                sub_entry["group"], sub_entry["version"] = g, v
+            resources.append(sub_entry)
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": f"{group}/{version}" if group else version,
+        "resources": resources,
+    }
+
+
+def _hash(k: Kind) -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(f"{k.group}/{k.version}/{k.kind}".encode()).digest()
+    return base64.b64encode(digest[:8]).decode()
+
+
+def aggregated(core: bool, version: str) -> dict[str, Any]:
+    """An APIGroupDiscoveryList for /api (core=True) or /apis."""
+    items = []
+    for group, kinds in groups().items():
+        if core != (group == ""):
+            continue
+        resources = []
+        for k in kinds:
+            res: dict[str, Any] = {
+                "resource": k.plural,
+                "responseKind": {"group": k.group, "version": k.version, "kind": k.kind},
+                "scope": "Namespaced" if k.namespaced else "Cluster",
+                "singularResource": k.singular,
+                "verbs": _verbs(k),
+            }
+            if k.short_names:
+                res["shortNames"] = list(k.short_names)
+            if k.categories:
+                res["categories"] = list(k.categories)
+            subs = []
+            for sub in k.subresources:
+                g, v, kind = _subresource_kind(k, sub)
+                subs.append(
+                    {
+                        "subresource": sub,
+                        "responseKind": {"group": g, "version": v, "kind": kind},
+                        "verbs": _SUBRESOURCE_VERBS[sub],
+                    }
+                )
+            if subs:
+                res["subresources"] = subs
+            resources.append(res)
+        items.append(
+            {
+                "metadata": {"name": group, "creationTimestamp": None},
+                "versions": [
+                    {"version": kinds[0].version, "resources": resources, "freshness": "Current"}
+                ],
+            }
+        )
+    return {
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": f"apidiscovery.k8s.io/{version}",
+        "metadata": {},
+        "items": items,
+    }

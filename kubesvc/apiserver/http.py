@@ -1,0 +1,676 @@
+"""HTTP handlers for the resource API: routing, verbs, Tables, watch streams."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from kubesvc.api import errors, openapi, tables
+from kubesvc.api.errors import ApiError
+from kubesvc.api.kinds import BY_KIND, BY_PLURAL, Kind
+from kubesvc.api.selectors import make_filter
+from kubesvc.apiserver import negotiation
+from kubesvc.apiserver.objects import dumps
+from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
+from kubesvc.store.base import Compacted
+
+log = logging.getLogger("kubesvc.apiserver")
+
+BOOKMARK_INTERVAL = 10.0  # seconds between watch bookmarks when a client asks for them
+RETURNS_DELETED_OBJECT = {"Pod", "Service"}
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: Kind
+    namespace: str | None
+    name: str | None
+    subresource: str
+    legacy_watch: bool = False
+
+
+def parse_path(path: str) -> Target | None:
+    parts = [p for p in path.split("/") if p]
+    if len(parts) < 3:
+        return None
+    if parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif parts[0] == "apis" and len(parts) >= 4:
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    legacy_watch = bool(rest) and rest[0] == "watch"
+    if legacy_watch:
+        rest = rest[1:]
+    if not rest:
+        return None
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        inner = BY_PLURAL.get((group, rest[2]))
+        if inner is not None and inner.namespaced:
+            namespace, rest = rest[1], rest[2:]
+    kind = BY_PLURAL.get((group, rest[0]))
+    if kind is None or kind.version != version or len(rest) > 3:
+        return None
+    if namespace is not None and not kind.namespaced:
+        return None
+    name = rest[1] if len(rest) >= 2 else None
+    sub = rest[2] if len(rest) == 3 else ""
+    if (
+        sub
+        and sub not in kind.subresources
+        and not (kind.kind == "Namespace" and sub == "finalize")
+    ):
+        return None
+    return Target(kind, namespace, name, sub, legacy_watch)
+
+
+def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    resp = web.Response(body=dumps(obj), status=status, content_type="application/json")
+    for w in warnings or []:
+        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+    return resp
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("true", "1")
+
+
+def _dry_run(request: web.Request) -> bool:
+    values = request.query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise errors.bad_request(f'dryRun: Unsupported value: "{v}": supported values: "All"')
+    return bool(values)
+
+
+class ResourceHandler:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        target = parse_path(request.path)
+        if target is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
+        method = request.method
+        if method == "GET":
+            if target.name and not target.legacy_watch:
+                return await self._get(request, target)
+            if target.legacy_watch or _flag(request, "watch"):
+                return await self._watch(request, target)
+            return await self._list(request, target)
+        if method == "POST":
+            if target.name and target.subresource == "binding":
+                return await self._bind(request, target)
+            if target.name:
+                raise errors.method_not_allowed(
+                    "the server does not allow this method on the requested resource"
+                )
+            return await self._create(request, target)
+        if method == "PUT" and target.name:
+            return await self._update(request, target)
+        if method == "PATCH" and target.name:
+            return await self._patch(request, target)
+        if method == "DELETE":
+            if target.name:
+                return await self._delete(request, target)
+            return await self._delete_collection(request, target)
+        raise errors.method_not_allowed(
+            "the server does not allow this method on the requested resource"
+        )
+
+    # -- reads ---------------------------------------------------------------------------
+    async def _get(self, request: web.Request, t: Target) -> web.Response:
+        obj = await self.registry.get(t.kind, t.namespace, t.name or "")
+        if t.subresource == "scale":
+            return json_response(to_scale(t.kind, obj))
+        form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
+        if form == negotiation.TABLE:
+            return json_response(
+                self._table(
+                    request, t.kind, [obj], version, str(obj["metadata"]["resourceVersion"])
+                )
+            )
+        return json_response(obj)
+
+    async def _list(self, request: web.Request, t: Target) -> web.Response:
+        predicate = make_filter(
+            t.kind.kind,
+            request.query.get("labelSelector", ""),
+            request.query.get("fieldSelector", ""),
+        )
+        limit = _int_param(request, "limit")
+        items, rev, cont = await self.registry.list(
+            t.kind, t.namespace, predicate, limit, request.query.get("continue", "")
+        )
+        form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
+        if form == negotiation.TABLE:
+            table = self._table(request, t.kind, [c.obj for c in items], version, str(rev))
+            if cont:
+                table["metadata"]["continue"] = cont
+            return json_response(table)
+        if form == negotiation.PARTIAL:
+            body = {
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"resourceVersion": str(rev), **({"continue": cont} if cont else {})},
+                "items": [partial(c.obj) for c in items],
+            }
+            return json_response(body)
+        return list_response(t.kind, items, rev, cont)
+
+    def _table(
+        self, request: web.Request, kind: Kind, objs: list[dict[str, Any]], version: str, rv: str
+    ) -> dict[str, Any]:
+        include = request.query.get("includeObject", "Metadata")
+        now = datetime.now(UTC)
+        rows = []
+        for obj in objs:
+            row: dict[str, Any] = {"cells": tables.row_cells(kind.kind, obj, now)}
+            if include == "Object":
+                row["object"] = obj
+            elif include != "None":
+                row["object"] = partial(obj)
+            rows.append(row)
+        return {
+            "kind": "Table",
+            "apiVersion": f"meta.k8s.io/{version or 'v1'}",
+            "metadata": {"resourceVersion": rv},
+            "columnDefinitions": tables.column_definitions(kind.kind),
+            "rows": rows,
+        }
+
+    # -- writes --------------------------------------------------------------------------
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        return negotiation.decode_body(raw, request.headers.get("Content-Type", "application/json"))
+
+    def _options(self, request: web.Request, t: Target) -> WriteOptions:
+        manager = request.query.get("fieldManager", "")
+        if len(manager) > 128:
+            raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
+        if not manager:
+            from kubesvc.api.apply import default_manager
+
+            manager = default_manager(request.headers.get("User-Agent", ""))
+        return WriteOptions(_dry_run(request), manager, t.subresource)
+
+    def _check_object(self, request: web.Request, t: Target, obj: Any) -> list[str]:
+        """Type/kind checks and field validation; returns warnings."""
+        if not isinstance(obj, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        api_version, kind = obj.get("apiVersion"), obj.get("kind")
+        if kind and kind != t.kind.kind:
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version ({t.kind.api_version})"  # noqa: E501 (upstream wording)
+                if api_version and api_version != t.kind.api_version
+                else f'{kind} in version "{t.kind.version}" cannot be handled as a {t.kind.kind}: '
+                f'no kind "{kind}" is registered for version "{t.kind.api_version}"'
+            )
+        if api_version and api_version != t.kind.api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({api_version}) does not match the expected API version ({t.kind.api_version})"  # noqa: E501 (upstream wording)
+            )
+        obj["apiVersion"], obj["kind"] = t.kind.api_version, t.kind.kind
+        if not isinstance(obj.get("metadata", {}), dict):
+            raise errors.bad_request("metadata must be an object")
+        return self._field_validation(request, t, obj)
+
+    def _field_validation(self, request: web.Request, t: Target, obj: dict[str, Any]) -> list[str]:
+        mode = request.query.get("fieldValidation", "Warn")
+        if mode not in ("Ignore", "Warn", "Strict"):
+            raise errors.bad_request(
+                f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'  # noqa: E501 (upstream wording)
+            )
+        if mode == "Ignore":
+            openapi.prune_unknown(t.kind.api_version, t.kind.kind, obj)
+            return []
+        unknown = openapi.unknown_fields(t.kind.api_version, t.kind.kind, obj)
+        if not unknown:
+            return []
+        if mode == "Strict":
+            raise errors.bad_request(openapi.strict_message(unknown))
+        openapi.prune_unknown(t.kind.api_version, t.kind.kind, obj)
+        return [f'unknown field "{f.lstrip(".")}"' for f in unknown]
+
+    async def _create(self, request: web.Request, t: Target) -> web.Response:
+        obj = await self._body(request)
+        warnings = self._check_object(request, t, obj)
+        body_ns = (obj.get("metadata") or {}).get("namespace")
+        if t.kind.namespaced:
+            if not t.namespace:
+                raise errors.method_not_allowed(
+                    "the server does not allow this method on the requested resource"
+                )
+            if body_ns and body_ns != t.namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"  # noqa: E501 (upstream wording)
+                )
+        created = await self.registry.create(t.kind, t.namespace, obj, self._options(request, t))
+        return json_response(created, 201, warnings)
+
+    async def _update(self, request: web.Request, t: Target) -> web.Response:
+        obj = await self._body(request)
+        if t.subresource == "scale":
+            return await self._update_scale(request, t, obj)
+        warnings = self._check_object(request, t, obj)
+        body_ns = (obj.get("metadata") or {}).get("namespace")
+        if t.kind.namespaced and body_ns and body_ns != t.namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"  # noqa: E501 (upstream wording)
+            )
+        opts = self._options(request, t)
+        if t.subresource == "finalize":
+            opts.subresource = ""
+        stored, created = await self.registry.update(t.kind, t.namespace, t.name or "", obj, opts)
+        return json_response(stored, 201 if created else 200, warnings)
+
+    async def _patch(self, request: web.Request, t: Target) -> web.Response:
+        ctype = negotiation.content_type(request.headers.get("Content-Type", ""))
+        patch_type = negotiation.PATCH_TYPES.get(ctype)
+        if patch_type is None or patch_type == "apply-cbor":
+            raise negotiation.unsupported_media(
+                ctype,
+                [
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                    "application/strategic-merge-patch+json",
+                ],
+            )
+        body = await self._body(request)
+        if t.subresource == "scale":
+            return await self._patch_scale(request, t, patch_type, body)
+        opts = self._options(request, t)
+        if patch_type == "apply":
+            if not request.query.get("fieldManager"):
+                raise errors.bad_request("PATCH requests must specify a fieldManager for apply")
+            if isinstance(body, dict):
+                self._check_object(request, t, body)
+        force = _flag(request, "force")
+        if force and patch_type != "apply":
+            raise errors.bad_request(
+                "force: Invalid value: true: may not be specified for non-apply patch"
+            )
+        stored, created = await self.registry.patch(
+            t.kind, t.namespace, t.name or "", patch_type, body, opts, force
+        )
+        warnings = []
+        if patch_type != "apply" and request.query.get("fieldValidation") in ("Strict", "Warn"):
+            unknown = openapi.unknown_fields(t.kind.api_version, t.kind.kind, stored)
+            warnings = [f'unknown field "{f.lstrip(".")}"' for f in unknown]
+        return json_response(stored, 201 if created else 200, warnings)
+
+    async def _bind(self, request: web.Request, t: Target) -> web.Response:
+        binding = await self._body(request)
+        if not isinstance(binding, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        node = ((binding.get("target") or {}).get("name")) or ""
+        if not node:
+            raise errors.invalid_error(
+                "Binding", "", t.name or "", [errors.required("target.name")]
+            )
+        pod = copy.deepcopy(await self.registry.get(t.kind, t.namespace, t.name or ""))
+        current = (pod.get("spec") or {}).get("nodeName")
+        if current:
+            raise errors.conflict(
+                "pods", "", t.name or "", f'pod {t.name} is already assigned to node "{current}"'
+            )
+        pod["spec"]["nodeName"] = node
+        # binding sets spec.nodeName, which a pod update may not change
+        await self._write_binding(t, pod, self._options(request, t))
+        return json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            },
+            201,
+        )
+
+    async def _write_binding(self, t: Target, pod: dict[str, Any], opts: WriteOptions) -> None:
+        from kubesvc.apiserver.registry import _encode, key_for
+
+        kv = await self.registry.store.get(key_for(t.kind, t.namespace, t.name or ""))
+        if kv is None:
+            raise errors.not_found_error("pods", "", t.name or "")
+        current = self.registry.decode(kv)
+        conditions = [
+            c
+            for c in pod.get("status", {}).get("conditions", [])
+            if c.get("type") != "PodScheduled"
+        ]
+        conditions.append(
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": _now(),
+            }
+        )
+        pod.setdefault("status", {})["conditions"] = conditions
+        if opts.dry_run:
+            return
+        await self.registry.store.update(kv.key, _encode(pod), current.mod_revision)
+
+    async def _update_scale(self, request: web.Request, t: Target, scale: Any) -> web.Response:
+        if not isinstance(scale, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        replicas = (scale.get("spec") or {}).get("replicas", 0)
+        return await self._set_replicas(
+            request, t, replicas, (scale.get("metadata") or {}).get("resourceVersion")
+        )
+
+    async def _patch_scale(
+        self, request: web.Request, t: Target, patch_type: str, body: Any
+    ) -> web.Response:
+        from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, patch_failed
+
+        obj = await self.registry.get(t.kind, t.namespace, t.name or "")
+        scale = to_scale(t.kind, obj)
+        try:
+            if patch_type == "json":
+                patched = json_patch(scale, body)
+            elif isinstance(body, dict):
+                patched = json_merge_patch(scale, body)
+            else:
+                raise PatchError("patch body must be a JSON object")
+        except PatchError as e:
+            raise patch_failed(e) from None
+        return await self._set_replicas(
+            request, t, (patched.get("spec") or {}).get("replicas", 0), None
+        )
+
+    async def _set_replicas(
+        self, request: web.Request, t: Target, replicas: Any, rv: str | None
+    ) -> web.Response:
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid_error(
+                "Scale",
+                "autoscaling",
+                t.name or "",
+                [errors.invalid("spec.replicas", replicas, "must be greater than or equal to 0")],
+            )
+        obj = copy.deepcopy(await self.registry.get(t.kind, t.namespace, t.name or ""))
+        if rv and rv != obj["metadata"]["resourceVersion"]:
+            raise errors.conflict(t.kind.plural, t.kind.group, t.name or "", errors.MODIFIED)
+        obj.setdefault("spec", {})["replicas"] = replicas
+        opts = self._options(request, t)
+        opts.subresource = ""
+        stored, _ = await self.registry.update(t.kind, t.namespace, t.name or "", obj, opts)
+        return json_response(to_scale(t.kind, stored))
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        raw = await request.read()
+        if raw.strip():
+            body = negotiation.decode_body(
+                raw, request.headers.get("Content-Type", "application/json")
+            )
+            if isinstance(body, dict):
+                options.update(body)
+        for name in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
+            if name in request.query:
+                value: Any = request.query[name]
+                if name == "gracePeriodSeconds":
+                    value = _int_param(request, name)
+                elif name == "orphanDependents":
+                    value = value.lower() == "true"
+                options[name] = value
+        policy = options.get("propagationPolicy")
+        if policy and policy not in ("Orphan", "Background", "Foreground"):
+            raise errors.invalid_error(
+                "DeleteOptions",
+                "",
+                "",
+                [
+                    errors.not_supported(
+                        "propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"]
+                    )
+                ],
+            )
+        return options
+
+    async def _delete(self, request: web.Request, t: Target) -> web.Response:
+        options = await self._delete_options(request)
+        obj, gone = await self.registry.delete(
+            t.kind, t.namespace, t.name or "", options, _dry_run(request)
+        )
+        if gone and t.kind.kind not in RETURNS_DELETED_OBJECT:
+            details: dict[str, Any] = {"name": t.name}
+            if t.kind.group:
+                details["group"] = t.kind.group
+            details["kind"] = t.kind.plural
+            details["uid"] = obj["metadata"].get("uid", "")
+            return json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": details,
+                }
+            )
+        return json_response(obj)
+
+    async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
+        options = await self._delete_options(request)
+        predicate = make_filter(
+            t.kind.kind,
+            request.query.get("labelSelector", ""),
+            request.query.get("fieldSelector", ""),
+        )
+        deleted = await self.registry.delete_collection(
+            t.kind, t.namespace, predicate, options, _dry_run(request)
+        )
+        items = [Cached(0, o) for o in deleted]
+        return list_response(t.kind, items, self.registry.store.revision, "")
+
+    # -- watch ---------------------------------------------------------------------------
+    async def _watch(self, request: web.Request, t: Target) -> web.StreamResponse:
+        kind = t.kind
+        filters = make_filter(
+            kind.kind,
+            request.query.get("labelSelector", ""),
+            request.query.get("fieldSelector", ""),
+        )
+        if t.name:
+            by_name = make_filter(kind.kind, "", f"metadata.name={t.name}")
+            predicate = by_name if filters is None else (lambda o: by_name(o) and filters(o))  # type: ignore[misc]
+        else:
+            predicate = filters
+        rv = request.query.get("resourceVersion", "")
+        send_initial = request.query.get("sendInitialEvents", "").lower() == "true"
+        bookmarks = _flag(request, "allowWatchBookmarks")
+        timeout = _int_param(request, "timeoutSeconds") or random.randint(1800, 3600)
+        form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
+        initial: list[dict[str, Any]] = []
+        if rv in ("", "0") or send_initial:
+            items, after, _ = await self.registry.list(kind, t.namespace, predicate)
+            initial = [c.obj for c in items]
+        else:
+            try:
+                after = int(rv)
+            except ValueError:
+                raise errors.bad_request(
+                    f'invalid resource version: strconv.ParseUint: parsing "{rv}": invalid syntax'
+                ) from None
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        writer = _EventWriter(resp, self, request, kind, form, version)
+        try:
+            events = await self.registry.watch(kind, t.namespace, after, predicate)
+        except Compacted as e:
+            await writer.error(
+                ApiError(410, "Expired", f"too old resource version: {rv} ({e.compacted + 1})")
+            )
+            return resp
+        for obj in initial:
+            await writer.send("ADDED", obj)
+        if send_initial:
+            await writer.bookmark(str(after), initial_end=True)
+        await _pump(events, writer, timeout, bookmarks, self.registry)
+        return resp
+
+
+class _EventWriter:
+    def __init__(
+        self,
+        resp: web.StreamResponse,
+        handler: ResourceHandler,
+        request: web.Request,
+        kind: Kind,
+        form: str,
+        version: str,
+    ) -> None:
+        self.resp, self.handler, self.request = resp, handler, request
+        self.kind, self.form, self.version = kind, form, version
+        self.first = True
+
+    async def send(self, type_: str, obj: dict[str, Any]) -> None:
+        if self.form == negotiation.TABLE:
+            table = self.handler._table(
+                self.request,
+                self.kind,
+                [obj],
+                self.version,
+                str(obj["metadata"].get("resourceVersion", "")),
+            )
+            if not self.first:
+                table["columnDefinitions"] = None
+            self.first = False
+            obj = table
+        elif self.form == negotiation.PARTIAL:
+            obj = partial(obj)
+        await self.resp.write(b'{"type":"' + type_.encode() + b'","object":' + dumps(obj) + b"}\n")
+
+    async def bookmark(self, rv: str, initial_end: bool = False) -> None:
+        m: dict[str, Any] = {"resourceVersion": rv}
+        if initial_end:
+            m["annotations"] = {"k8s.io/initial-events-end": "true"}
+        await self.send(
+            "BOOKMARK", {"kind": self.kind.kind, "apiVersion": self.kind.api_version, "metadata": m}
+        )
+
+    async def error(self, err: ApiError) -> None:
+        await self.resp.write(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+
+
+async def _pump(
+    events: Any, writer: _EventWriter, timeout: float, bookmarks: bool, registry: Registry
+) -> None:
+    """Copy store events to the client until the timeout, sending bookmarks when idle."""
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException | None] = asyncio.Queue()
+
+    async def reader() -> None:
+        try:
+            async for item in events:
+                queue.put_nowait(item)
+            queue.put_nowait(None)
+        except ApiError as e:
+            queue.put_nowait(e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # keep the stream's end explicit
+            log.exception("watch failed")
+            queue.put_nowait(e)
+
+    task = asyncio.create_task(reader())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            wait = min(left, BOOKMARK_INTERVAL) if bookmarks else left
+            try:
+                item = await asyncio.wait_for(queue.get(), wait)
+            except TimeoutError:
+                if bookmarks and loop.time() < deadline:
+                    await writer.bookmark(str(registry.store.revision))
+                continue
+            if item is None:
+                return
+            if isinstance(item, ApiError):
+                await writer.error(item)
+                return
+            if isinstance(item, BaseException):
+                await writer.error(errors.internal(str(item)))
+                return
+            await writer.send(*item)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await asyncio.gather(aclose(), return_exceptions=True)
+
+
+def list_response(kind: Kind, items: list[Cached], rev: int, cont: str) -> web.Response:
+    m: dict[str, Any] = {"resourceVersion": str(rev)}
+    if cont:
+        m["continue"] = cont
+    head = dumps({"kind": kind.kind + "List", "apiVersion": kind.api_version, "metadata": m})
+    body = head[:-1] + b',"items":[' + b",".join(c.json for c in items) + b"]}"
+    return web.Response(body=body, content_type="application/json")
+
+
+def partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata", {}),
+    }
+
+
+def to_scale(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    from kubesvc.api.selectors import selector_from_match_labels
+
+    m = obj["metadata"]
+    selector = (obj.get("spec") or {}).get("selector") or {}
+    reqs = selector_from_match_labels(selector)
+    text = ",".join(
+        f"{r.key}={r.values[0]}" if r.op == "=" else f"{r.key} {r.op} ({','.join(r.values)})"
+        for r in reqs
+    )
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            k: m[k]
+            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+            if k in m
+        },
+        "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 0)},
+        "status": {"replicas": (obj.get("status") or {}).get("replicas", 0), "selector": text},
+    }
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise errors.bad_request(f'{name}: Invalid value: "{raw}": must be an integer') from None
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+__all__ = ["BY_KIND", "ResourceHandler", "Target", "json_response", "parse_path"]

@@ -1,0 +1,574 @@
+"""Generic resource storage: the verbs of the Kubernetes API over the revisioned store.
+
+Objects are kept as the JSON the API speaks. The store holds them without resourceVersion
+(it is the store's mod_revision); decoded objects are cached per key and revision with the
+resourceVersion filled in, so lists and watches never decode twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kubesvc.api import apply as ssa
+from kubesvc.api import errors
+from kubesvc.api.defaults import apply_defaults
+from kubesvc.api.errors import ApiError, FieldError
+from kubesvc.api.kinds import BY_KIND, KINDS, Kind
+from kubesvc.api.patch import (
+    PatchError,
+    json_merge_patch,
+    json_patch,
+    patch_failed,
+    strategic_merge_patch,
+)
+from kubesvc.api.validation import validate, validate_status_update
+from kubesvc.apiserver import strategies
+from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
+from kubesvc.apiserver.services import ServiceAllocator
+from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch
+
+Predicate = Callable[[dict[str, Any]], bool]
+
+
+@dataclass(slots=True)
+class Cached:
+    mod_revision: int
+    obj: dict[str, Any]
+    _json: bytes | None = None
+
+    @property
+    def json(self) -> bytes:
+        if self._json is None:
+            self._json = dumps(self.obj)
+        return self._json
+
+
+@dataclass
+class WriteOptions:
+    dry_run: bool = False
+    manager: str = ""
+    subresource: str = ""
+
+
+def key_for(kind: Kind, namespace: str | None, name: str) -> str:
+    if kind.namespaced:
+        return f"/registry/{kind.group_resource}/{namespace}/{name}"
+    return f"/registry/{kind.group_resource}/{name}"
+
+
+def prefix_for(kind: Kind, namespace: str | None) -> str:
+    if kind.namespaced and namespace:
+        return f"/registry/{kind.group_resource}/{namespace}/"
+    return f"/registry/{kind.group_resource}/"
+
+
+class Registry:
+    def __init__(self, store: Any, allocator: ServiceAllocator) -> None:
+        self.store = store
+        self.allocator = allocator
+        self._cache: dict[str, Cached] = {}
+
+    # -- reading -------------------------------------------------------------------------
+    def decode(self, kv: KeyValue) -> Cached:
+        hit = self._cache.get(kv.key)
+        if hit is not None and hit.mod_revision == kv.mod_revision:
+            return hit
+        obj = json.loads(kv.value)
+        meta(obj)["resourceVersion"] = str(kv.mod_revision)
+        hit = Cached(kv.mod_revision, obj)
+        self._cache[kv.key] = hit
+        return hit
+
+    @staticmethod
+    def decode_uncached(kv: KeyValue) -> dict[str, Any]:
+        obj = json.loads(kv.value)
+        meta(obj)["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    async def _get_cached(self, kind: Kind, namespace: str | None, name: str) -> Cached:
+        kv = await self.store.get(key_for(kind, namespace, name))
+        if kv is None:
+            raise errors.not_found_error(kind.plural, kind.group, name)
+        return self.decode(kv)
+
+    async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
+        return (await self._get_cached(kind, namespace, name)).obj
+
+    async def try_get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
+        kv = await self.store.get(key_for(kind, namespace, name))
+        return self.decode(kv).obj if kv else None
+
+    async def list(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        predicate: Predicate | None = None,
+        limit: int = 0,
+        continue_token: str = "",
+    ) -> tuple[list[Cached], int, str]:
+        """Items, the list's resourceVersion, and a continue token when limited."""
+        kvs, rev = await self.store.range(prefix_for(kind, namespace))
+        start_key = ""
+        if continue_token:
+            rev, start_key = _parse_continue(continue_token)
+        items: list[Cached] = []
+        next_token = ""
+        for kv in kvs:
+            if start_key and kv.key <= start_key:
+                continue
+            cached = self.decode(kv)
+            if predicate is not None and not predicate(cached.obj):
+                continue
+            if limit and len(items) >= limit:
+                next_token = _make_continue(rev, items[-1].obj, kind)
+                break
+            items.append(cached)
+        return items, rev, next_token
+
+    # -- writing -------------------------------------------------------------------------
+    async def create(
+        self, kind: Kind, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
+    ) -> dict[str, Any]:
+        obj = _typed(kind, obj)
+        m = meta(obj)
+        if kind.namespaced:
+            await self._check_namespace_open(namespace or "")
+            m["namespace"] = namespace
+        else:
+            m.pop("namespace", None)
+        if not m.get("name") and m.get("generateName"):
+            m["name"] = generate_name(m["generateName"])
+        if not m.get("name"):
+            raise _invalid(
+                kind, "", [errors.required("metadata.name", "name or generateName is required")]
+            )
+        for volatile in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
+            m.pop(volatile, None)
+        m["uid"] = str(uuid.uuid4())
+        m["creationTimestamp"] = now_rfc3339()
+        strategies.prepare_for_create(kind, obj)
+        apply_defaults(kind.kind, obj)
+        errs = validate(kind.kind, obj)
+        if errs:
+            raise _invalid(kind, m["name"], errs)
+        taken = None
+        if kind.kind == "Service":
+            taken, errs = self.allocator.allocate(obj, None, opts.dry_run)
+            if errs:
+                raise _invalid(kind, m["name"], errs)
+        if opts.manager:
+            ssa.update_managed_fields(kind.kind, None, obj, opts.manager, "Update", now_rfc3339())
+        if opts.dry_run:
+            return obj
+        try:
+            kv = await self.store.create(key_for(kind, namespace, m["name"]), _encode(obj))
+        except KeyExists:
+            if taken:
+                self.allocator.undo(taken)
+            raise errors.already_exists(kind.plural, kind.group, m["name"]) from None
+        except BaseException:
+            if taken:
+                self.allocator.undo(taken)
+            raise
+        return self.decode(kv).obj
+
+    async def _check_namespace_open(self, namespace: str) -> None:
+        ns_kind = BY_KIND["Namespace"]
+        ns = await self.try_get(ns_kind, None, namespace)
+        if ns is None:
+            raise errors.not_found_error("namespaces", "", namespace)
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+            raise errors.forbidden_error(
+                "",
+                "",
+                "",
+                f"unable to create new content in namespace {namespace} "
+                "because it is being terminated",
+            )
+
+    async def update(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        obj: dict[str, Any],
+        opts: WriteOptions,
+    ) -> tuple[dict[str, Any], bool]:
+        """PUT. Returns the stored object and whether it was created."""
+        m = meta(obj)
+        if m.get("name") and m["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({m['name']}) does not match the name on the URL ({name})"
+            )
+        m["name"] = name
+        kv = await self.store.get(key_for(kind, namespace, name))
+        if kv is None:
+            if opts.subresource or not strategies.allow_create_on_update(kind):
+                raise errors.not_found_error(kind.plural, kind.group, name)
+            return await self.create(kind, namespace, obj, opts), True
+        current = self.decode(kv)
+        wanted_rv = m.get("resourceVersion")
+        if wanted_rv and wanted_rv != current.obj["metadata"]["resourceVersion"]:
+            raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED)
+        return await self._write_update(kind, namespace, current, obj, opts), False
+
+    async def _write_update(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        current: Cached,
+        new: dict[str, Any],
+        opts: WriteOptions,
+        managed_done: bool = False,
+    ) -> dict[str, Any]:
+        old = current.obj
+        name = old["metadata"]["name"]
+        new = _typed(kind, new)
+        if kind.namespaced:
+            new["metadata"]["namespace"] = namespace
+        strategies.prepare_for_update(kind, new, old, opts.subresource)
+        if kind.kind == "Service" and not opts.subresource:
+            strategies.service_update_fixups(new, old)
+        apply_defaults(kind.kind, new)
+        if opts.subresource == "status":
+            errs = validate_status_update(kind.kind, new, old)
+        else:
+            errs = validate(kind.kind, new, old)
+        if errs:
+            raise _invalid(kind, name, errs)
+        strategies.bump_generation(kind, new, old)
+        taken = None
+        if kind.kind == "Service" and not opts.subresource:
+            taken, errs = self.allocator.allocate(new, old, opts.dry_run)
+            if errs:
+                raise _invalid(kind, name, errs)
+        if opts.manager and not managed_done:
+            ssa.update_managed_fields(
+                kind.kind, old, new, opts.manager, "Update", now_rfc3339(), opts.subresource
+            )
+        if without_volatile(new) == without_volatile(old):
+            if taken:
+                self.allocator.undo(taken)
+            return old  # no-op: no new resourceVersion
+        if opts.dry_run:
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            return new
+        m = new["metadata"]
+        if (
+            m.get("deletionTimestamp")
+            and not m.get("finalizers")
+            and strategies.finalize_now(kind, new)
+        ):
+            return await self._delete_now(kind, namespace, name, current.mod_revision, old)
+        try:
+            kv = await self.store.update(
+                key_for(kind, namespace, name), _encode(new), current.mod_revision
+            )
+        except (RevisionMismatch, KeyNotFound):
+            if taken:
+                self.allocator.undo(taken)
+            raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED) from None
+        if kind.kind == "Service":
+            self.allocator.release_unused(old, new)
+        return self.decode(kv).obj
+
+    async def patch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        body: Any,
+        opts: WriteOptions,
+        force: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        kv = await self.store.get(key_for(kind, namespace, name))
+        if patch_type == "apply":
+            if not isinstance(body, dict):
+                raise errors.bad_request("the apply patch must be an object")
+            return await self._apply(kind, namespace, name, kv, body, opts, force)
+        if kv is None:
+            raise errors.not_found_error(kind.plural, kind.group, name)
+        current = self.decode(kv)
+        original = copy.deepcopy(current.obj)
+        try:
+            if patch_type == "json":
+                if not isinstance(body, list):
+                    raise PatchError("json patch must be a list of operations")
+                patched = json_patch(original, body)
+            elif not isinstance(body, dict):
+                raise PatchError("patch body must be a JSON object")
+            elif patch_type == "merge":
+                patched = json_merge_patch(original, body)
+            else:
+                patched = strategic_merge_patch(kind.kind, original, body)
+        except PatchError as e:
+            raise patch_failed(e) from None
+        if not isinstance(patched, dict):
+            raise errors.bad_request("patch did not produce an object")
+        pm = meta(patched)
+        wanted_rv = pm.get("resourceVersion")
+        if wanted_rv and wanted_rv != current.obj["metadata"]["resourceVersion"]:
+            raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED)
+        pm["name"] = name
+        return await self._write_update(kind, namespace, current, patched, opts), False
+
+    async def _apply(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        kv: KeyValue | None,
+        applied: dict[str, Any],
+        opts: WriteOptions,
+        force: bool,
+    ) -> tuple[dict[str, Any], bool]:
+        am = meta(applied)
+        if am.get("name") and am["name"] != name:
+            raise errors.bad_request(
+                f"the name of the object ({am['name']}) does not match the name on the URL ({name})"
+            )
+        am["name"] = name
+        if not opts.manager:
+            raise errors.bad_request("PATCH requests must specify a fieldManager for apply")
+        live = self.decode(kv).obj if kv else None
+        try:
+            new = ssa.apply_patch(
+                kind.kind,
+                copy.deepcopy(live) if live else None,
+                applied,
+                opts.manager,
+                force,
+                now_rfc3339(),
+            )
+        except ssa.ApplyConflict as e:
+            raise ApiError(
+                409,
+                "Conflict",
+                ssa.conflict_message(e.conflicts),
+                {
+                    "name": name,
+                    "group": kind.group,
+                    "kind": kind.plural,
+                    "causes": ssa.conflict_causes(e.conflicts),
+                }
+                if kind.group
+                else {
+                    "name": name,
+                    "kind": kind.plural,
+                    "causes": ssa.conflict_causes(e.conflicts),
+                },
+            ) from None
+        if kv is None:
+            # the apply already recorded field ownership; create() must not add an Update entry
+            return await self.create(kind, namespace, new, WriteOptions(opts.dry_run)), True
+        return await self._write_update(
+            kind, namespace, self.decode(kv), new, opts, managed_done=True
+        ), False
+
+    # -- deleting ------------------------------------------------------------------------
+    async def delete(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        options: dict[str, Any],
+        dry_run: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """Returns the object and whether it is gone now (False: finalizers or grace pending)."""
+        current = await self._get_cached(kind, namespace, name)
+        obj = current.obj
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != obj["metadata"].get("uid"):
+            raise errors.conflict(
+                kind.plural,
+                kind.group,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {obj['metadata'].get('uid')}",
+            )
+        if (
+            pre.get("resourceVersion")
+            and pre["resourceVersion"] != obj["metadata"]["resourceVersion"]
+        ):
+            raise errors.conflict(
+                kind.plural,
+                kind.group,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                f"ResourceVersion in object meta: {obj['metadata']['resourceVersion']}",
+            )
+        policy = options.get("propagationPolicy") or (
+            "Orphan" if options.get("orphanDependents") else strategies.default_propagation(kind)
+        )
+        new = copy.deepcopy(obj)
+        m = new["metadata"]
+        finalizers = list(m.get("finalizers") or [])
+        if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        if policy == "Orphan" and "orphan" not in finalizers:
+            finalizers.append("orphan")
+        grace = strategies.grace_period(kind, obj, options.get("gracePeriodSeconds"))
+        if kind.kind == "Namespace" and (new.get("spec") or {}).get("finalizers"):
+            new.setdefault("status", {})["phase"] = "Terminating"
+            grace = max(grace, 0)
+            pending = True
+        else:
+            pending = bool(finalizers) or grace > 0
+        if not pending:
+            if dry_run:
+                return obj, True
+            return await self._delete_now(kind, namespace, name, current.mod_revision, obj), True
+        if m.get("deletionTimestamp"):
+            shorter = kind.kind == "Pod" and grace < int(m.get("deletionGracePeriodSeconds") or 0)
+            if not shorter and finalizers == list(m.get("finalizers") or []):
+                return obj, False
+            if shorter:
+                m["deletionTimestamp"] = strategies.deletion_time(grace)
+        else:
+            m["deletionTimestamp"] = strategies.deletion_time(grace)
+        m["deletionGracePeriodSeconds"] = grace
+        if finalizers:
+            m["finalizers"] = finalizers
+        if dry_run:
+            return new, False
+        kv = await self.store.update(
+            key_for(kind, namespace, name), _encode(new), current.mod_revision
+        )
+        return self.decode(kv).obj, False
+
+    async def _delete_now(
+        self, kind: Kind, namespace: str | None, name: str, mod_revision: int, obj: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            kv = await self.store.delete(key_for(kind, namespace, name), mod_revision)
+        except KeyNotFound:
+            raise errors.not_found_error(kind.plural, kind.group, name) from None
+        except RevisionMismatch:
+            raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED) from None
+        self._cache.pop(kv.key, None)
+        if kind.kind == "Service":
+            self.allocator.release_unused(obj, None)
+        return self.decode_uncached(kv)
+
+    async def delete_collection(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        predicate: Predicate | None,
+        options: dict[str, Any],
+        dry_run: bool = False,
+    ) -> list[dict[str, Any]]:
+        items, _, _ = await self.list(kind, namespace, predicate)
+        out = []
+        for cached in items:
+            m = cached.obj["metadata"]
+            try:
+                obj, _ = await self.delete(kind, m.get("namespace"), m["name"], options, dry_run)
+                out.append(obj)
+            except ApiError as e:
+                if e.code != 404:
+                    raise
+        return out
+
+    # -- watching ------------------------------------------------------------------------
+    async def watch(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        after_revision: int,
+        predicate: Predicate | None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events after a revision. Raises Compacted before the first event."""
+        w = self.store.watch(prefix_for(kind, namespace), after_revision)
+        return self._events(w, predicate)
+
+    async def _events(
+        self, w: Any, predicate: Predicate | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        try:
+            async for ev in w:
+                if ev.type == "DELETE":
+                    obj = self.decode_uncached(ev.kv)
+                    if predicate is None or predicate(obj):
+                        yield "DELETED", obj
+                    continue
+                obj = self.decode(ev.kv).obj
+                if predicate is None:
+                    yield ("ADDED" if ev.created else "MODIFIED"), obj
+                    continue
+                now_match = predicate(obj)
+                was_match = (
+                    ev.prev is not None and predicate(self.decode_uncached(ev.prev))
+                    if not ev.created
+                    else False
+                )
+                if now_match and was_match:
+                    yield "MODIFIED", obj
+                elif now_match:
+                    yield "ADDED", obj
+                elif was_match:
+                    yield "DELETED", obj
+        finally:
+            w.close()
+            if getattr(w, "overflowed", False):
+                raise errors.gone("watch too slow: event buffer overflowed")
+
+    # -- startup -------------------------------------------------------------------------
+    async def restore_allocations(self) -> None:
+        items, _, _ = await self.list(BY_KIND["Service"], None)
+        for cached in items:
+            self.allocator.restore(cached.obj)
+
+    def count(self) -> int:
+        return len(self._cache)
+
+
+def _typed(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    """apiVersion and kind first, as upstream serializes them."""
+    out = {"apiVersion": kind.api_version, "kind": kind.kind}
+    out.update((k, v) for k, v in obj.items() if k not in out)
+    return out
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    m = obj.get("metadata") or {}
+    if "resourceVersion" in m:
+        obj = dict(obj)
+        obj["metadata"] = {k: v for k, v in m.items() if k != "resourceVersion"}
+    return dumps(obj)
+
+
+def _invalid(kind: Kind, name: str, errs: list[FieldError]) -> ApiError:
+    return errors.invalid_error(kind.kind, kind.group, name, errs)
+
+
+def _make_continue(rev: int, last: dict[str, Any], kind: Kind) -> str:
+    m = last["metadata"]
+    key = key_for(kind, m.get("namespace"), m["name"])
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": key}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        return int(data["rv"]), str(data["start"])
+    except (ValueError, KeyError, TypeError):
+        raise errors.bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"  # noqa: E501 (upstream wording)
+        ) from None
+
+
+def all_kinds() -> tuple[Kind, ...]:
+    return KINDS
+
+
+__all__ = ["Cached", "Compacted", "Registry", "WriteOptions", "all_kinds", "key_for", "prefix_for"]

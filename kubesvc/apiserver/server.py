@@ -1,0 +1,301 @@
+"""The API server process: TLS, authentication, routing, seeding and background loops."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from kubesvc.api import errors, openapi
+from kubesvc.api.errors import ApiError
+from kubesvc.api.kinds import BY_KIND
+from kubesvc.apiserver import discovery, negotiation
+from kubesvc.apiserver.certs import Credentials, ensure_credentials
+from kubesvc.apiserver.gc import GarbageCollector
+from kubesvc.apiserver.http import ResourceHandler, json_response
+from kubesvc.apiserver.registry import Registry, WriteOptions
+from kubesvc.apiserver.services import ServiceAllocator
+from kubesvc.store.sqlite import SQLiteStore
+
+log = logging.getLogger("kubesvc.apiserver")
+
+MAX_BODY = 3 * 1024 * 1024
+PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/livez", "/readyz"}
+SEED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+COMPACT_EVERY = 60.0
+KEEP_HISTORY = 300.0  # seconds of watch history kept before compaction
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    bind: str = "127.0.0.1"
+    port: int = 6443
+    advertise: str = ""  # address other components use; defaults to bind (or 127.0.0.1)
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: str = "30000-32767"
+    extra_sans: list[str] = field(default_factory=list)
+
+    @property
+    def client_host(self) -> str:
+        if self.advertise:
+            return self.advertise
+        return "127.0.0.1" if self.bind in ("0.0.0.0", "::", "") else self.bind
+
+
+class ApiServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.store: SQLiteStore | None = None
+        self.registry: Registry | None = None
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.creds: Credentials | None = None
+        self.port = config.port
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        cfg = self.config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.creds = ensure_credentials(cfg.data_dir, [cfg.client_host, cfg.bind, *cfg.extra_sans])
+        self.store = SQLiteStore(cfg.data_dir / "state.db")
+        self.registry = Registry(
+            self.store, ServiceAllocator(cfg.service_cidr, cfg.node_port_range)
+        )
+        await self.registry.restore_allocations()
+        gc = GarbageCollector(self.registry)
+        self._tasks.append(asyncio.create_task(gc.run(), name="gc"))
+        self._tasks.append(asyncio.create_task(self._compactor(), name="compactor"))
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._handler = ResourceHandler(self.registry)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            cfg.bind,
+            cfg.port,
+            ssl_context=self._ssl_context(),
+            backlog=1024,
+            reuse_address=True,
+        )
+        await site.start()
+        if cfg.port == 0:
+            sockets = site._server.sockets  # type: ignore[union-attr]
+            self.port = sockets[0].getsockname()[1]
+        await self._seed()
+        self.write_kubeconfig()
+        log.info("serving", extra={"kv": {"address": f"{cfg.bind}:{self.port}"}})
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.store is not None:
+            await self.store.close()
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        assert self.creds is not None
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self.creds.server_cert, self.creds.server_key)
+        ctx.load_verify_locations(self.creds.ca_cert)
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+    async def _compactor(self) -> None:
+        assert self.store is not None
+        history: collections.deque[tuple[float, int]] = collections.deque()
+        while True:
+            await asyncio.sleep(COMPACT_EVERY)
+            now = time.monotonic()
+            history.append((now, self.store.revision))
+            target = 0
+            while history and history[0][0] < now - KEEP_HISTORY:
+                target = history.popleft()[1]
+            if target:
+                await self.store.compact(target)
+
+    # -- seeding -------------------------------------------------------------------------
+    async def _seed(self) -> None:
+        assert self.registry is not None
+        opts = WriteOptions(manager="kube-apiserver")
+        ns_kind = BY_KIND["Namespace"]
+        for name in SEED_NAMESPACES:
+            if await self.registry.try_get(ns_kind, None, name) is None:
+                await self.registry.create(ns_kind, None, {"metadata": {"name": name}}, opts)
+        svc_kind = BY_KIND["Service"]
+        if await self.registry.try_get(svc_kind, "default", "kubernetes") is None:
+            svc = {
+                "metadata": {
+                    "name": "kubernetes",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "type": "ClusterIP",
+                    "clusterIP": self.registry.allocator.ips.nth(1),
+                    "ports": [
+                        {"name": "https", "port": 443, "protocol": "TCP", "targetPort": self.port}
+                    ],
+                    "sessionAffinity": "None",
+                },
+            }
+            await self.registry.create(svc_kind, "default", svc, opts)
+
+    # -- kubeconfig ----------------------------------------------------------------------
+    def kubeconfig(self, context: str = "kubesvc") -> dict[str, Any]:
+        assert self.creds is not None
+
+        def b64(p: Path) -> str:
+            return base64.b64encode(p.read_bytes()).decode()
+
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": context,
+                    "cluster": {
+                        "server": f"https://{self.config.client_host}:{self.port}",
+                        "certificate-authority-data": b64(self.creds.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": f"{context}-admin",
+                    "user": {
+                        "client-certificate-data": b64(self.creds.admin_cert),
+                        "client-key-data": b64(self.creds.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": context, "context": {"cluster": context, "user": f"{context}-admin"}}
+            ],
+            "current-context": context,
+            "preferences": {},
+        }
+
+    def write_kubeconfig(self) -> Path:
+        path = self.config.data_dir / "kubeconfig"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+        return path
+
+    # -- HTTP ----------------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            if request.path not in PUBLIC_PATHS and not self._authenticated(request):
+                return json_response(
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "metadata": {},
+                        "status": "Failure",
+                        "message": "Unauthorized",
+                        "reason": "Unauthorized",
+                        "code": 401,
+                    },
+                    401,
+                )
+            return await handler(request)
+        except ApiError as e:
+            return json_response(e.status(), e.code)
+        except web.HTTPRequestEntityTooLarge:
+            err = ApiError(
+                413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}"
+            )
+            return json_response(err.status(), 413)
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.exception(
+                "request failed", extra={"kv": {"method": request.method, "path": request.path}}
+            )
+            err = errors.internal(str(e))
+            return json_response(err.status(), 500)
+
+    def _authenticated(self, request: web.Request) -> bool:
+        assert self.creds is not None
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Bearer ") and auth[7:].strip() == self.creds.token:
+            return True
+        transport = request.transport
+        ssl_obj = transport.get_extra_info("ssl_object") if transport else None
+        return bool(ssl_obj is not None and ssl_obj.getpeercert())
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        accept = request.headers.get("Accept", "")
+        if path == "/version":
+            return json_response(discovery.version_info())
+        if path in ("/healthz", "/livez", "/readyz"):
+            return web.Response(text="ok")
+        if path in ("/api", "/apis"):
+            form, version = negotiation.wanted_form(accept)
+            if form == negotiation.DISCOVERY:
+                body = discovery.aggregated(path == "/api", version)
+                resp = json_response(body)
+                resp.content_type = "application/json"
+                resp.headers["Content-Type"] = discovery.AGGREGATED_CONTENT_TYPE.format(v=version)
+                return resp
+            if path == "/api":
+                return json_response(
+                    discovery.api_versions(f"{self.config.client_host}:{self.port}")
+                )
+            return json_response(discovery.api_group_list())
+        if path.startswith("/openapi"):
+            return self._openapi(path)
+        parts = path.strip("/").split("/")
+        if request.method == "GET" and (
+            (parts[0] == "api" and len(parts) == 2) or (parts[0] == "apis" and len(parts) == 3)
+        ):
+            group, version = ("", parts[1]) if parts[0] == "api" else (parts[1], parts[2])
+            doc = discovery.api_resource_list(group, version)
+            if doc is None:
+                raise _not_found()
+            return json_response(doc)
+        if request.method == "GET" and parts[0] == "apis" and len(parts) == 2:
+            for g in discovery.api_group_list()["groups"]:
+                if g["name"] == parts[1]:
+                    return json_response({"kind": "APIGroup", "apiVersion": "v1", **g})
+            raise _not_found()
+        return await self._handler.handle(request)
+
+    def _openapi(self, path: str) -> web.Response:
+        if path == "/openapi/v3":
+            return json_response(openapi.index())
+        if path.startswith("/openapi/v3/"):
+            doc = openapi.document(path[len("/openapi/v3/") :])
+            if doc is not None:
+                return web.Response(body=doc, content_type="application/json")
+        raise _not_found()
+
+
+def _not_found() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+async def serve(config: ServerConfig) -> None:
+    server = ApiServer(config)
+    await server.start()
+    print(f"kubesvc apiserver listening on https://{config.bind}:{server.port}", flush=True)
+    print(f"kubeconfig: {config.data_dir / 'kubeconfig'}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()

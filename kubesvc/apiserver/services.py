@@ -1,0 +1,250 @@
+"""Service-specific storage behaviour: IP and port allocation, type-change cleanup.
+
+Mirrors pkg/registry/core/service/storage: patchAllocatedValues keeps allocated values
+that an update omitted, dropTypeDependentFields clears values a new type no longer needs,
+and allocations are released when a Service is deleted or stops needing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesvc.api.errors import FieldError, go_strings, invalid
+from kubesvc.apiserver.allocators import AllocationError, IPAllocator, PortAllocator
+
+
+def needs_cluster_ip(spec: dict[str, Any]) -> bool:
+    return spec.get("type", "ClusterIP") != "ExternalName" and spec.get("clusterIP") != "None"
+
+
+def needs_node_ports(spec: dict[str, Any]) -> bool:
+    t = spec.get("type", "ClusterIP")
+    if t == "NodePort":
+        return True
+    return t == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True) is not False
+
+
+def needs_health_check_port(spec: dict[str, Any]) -> bool:
+    return spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+
+
+@dataclass
+class Allocation:
+    """What one write took from the allocators, so it can be undone or released."""
+
+    ips: list[str] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+
+
+class ServiceAllocator:
+    def __init__(self, ip_range: str = "10.96.0.0/12", port_range: str = "30000-32767") -> None:
+        self.ips = IPAllocator(ip_range)
+        first, last = (int(p) for p in port_range.split("-"))
+        self.ports = PortAllocator(first, last)
+
+    def restore(self, svc: dict[str, Any]) -> None:
+        """Mark a stored Service's values as used (startup repair)."""
+        spec = svc.get("spec") or {}
+        for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]:
+            if ip and ip != "None" and self.ips.contains(ip):
+                self.ips.used.add(_ip_int(ip))
+        for port in _node_ports(spec):
+            self.ports.used.add(port)
+
+    # -- create / update -----------------------------------------------------------------
+    def allocate(
+        self, svc: dict[str, Any], old: dict[str, Any] | None, dry_run: bool
+    ) -> tuple[Allocation, list[FieldError]]:
+        spec = svc.setdefault("spec", {})
+        old_spec = (old or {}).get("spec") or {}
+        taken = Allocation()
+        errors: list[FieldError] = []
+        if not needs_cluster_ip(spec):
+            # Go omits empty strings and lists: an ExternalName Service shows no clusterIP
+            for name in ("clusterIP", "clusterIPs"):
+                if not spec.get(name):
+                    spec.pop(name, None)
+        try:
+            if needs_cluster_ip(spec):
+                self._allocate_ip(spec, old_spec, taken, errors, dry_run)
+            if needs_node_ports(spec):
+                self._allocate_node_ports(spec, old_spec, taken, errors, dry_run)
+            if needs_health_check_port(spec):
+                self._allocate_health_port(spec, old_spec, taken, errors, dry_run)
+        except BaseException:
+            self.undo(taken)
+            raise
+        if errors:
+            self.undo(taken)
+        return taken, errors
+
+    def _allocate_ip(self, spec, old_spec, taken, errors, dry_run) -> None:  # type: ignore[no-untyped-def]
+        old_ip = old_spec.get("clusterIP") if needs_cluster_ip(old_spec) else None
+        ip = spec.get("clusterIP") or ""
+        if old_ip and ip in ("", old_ip):
+            spec["clusterIP"] = old_ip
+            spec["clusterIPs"] = old_spec.get("clusterIPs") or [old_ip]
+            return
+        if not ip:
+            try:
+                ip = self.ips.allocate_next(dry_run)
+            except AllocationError as e:
+                errors.append(
+                    invalid("spec.clusterIPs", go_strings([]), f"failed to allocate IP: {e.detail}")
+                )
+                return
+        else:
+            try:
+                if dry_run:
+                    if not self.ips.contains(ip):
+                        self.ips.allocate(ip)  # raises the range error
+                    if not self.ips.is_free(ip):
+                        raise AllocationError("provided IP is already allocated")
+                else:
+                    self.ips.allocate(ip)
+            except AllocationError as e:
+                errors.append(
+                    invalid(
+                        "spec.clusterIPs",
+                        go_strings(spec.get("clusterIPs") or [ip]),
+                        f"failed to allocate IP {ip}: {e.detail}",
+                    )
+                )
+                return
+        if not dry_run:
+            taken.ips.append(ip)
+        spec["clusterIP"] = ip
+        spec["clusterIPs"] = [ip]
+
+    def _allocate_node_ports(self, spec, old_spec, taken, errors, dry_run) -> None:  # type: ignore[no-untyped-def]
+        old_ports = (
+            {
+                (p.get("port"), p.get("protocol", "TCP")): p["nodePort"]
+                for p in old_spec.get("ports") or []
+                if p.get("nodePort")
+            }
+            if needs_node_ports(old_spec)
+            else {}
+        )
+        old_values = set(old_ports.values())
+        by_port: dict[int, int] = {}  # same port, different protocols share a node port
+        ports = spec.get("ports") or []
+        for i, p in enumerate(ports):
+            requested = p.get("nodePort")
+            if not requested:
+                kept = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+                if kept:
+                    p["nodePort"] = kept
+                    by_port.setdefault(p.get("port"), kept)
+                continue
+            if requested in old_values or requested in by_port.values():
+                by_port.setdefault(p.get("port"), requested)
+                continue
+            try:
+                self._take_port(requested, dry_run)
+                if not dry_run:
+                    taken.ports.append(requested)
+                by_port.setdefault(p.get("port"), requested)
+            except AllocationError as e:
+                errors.append(invalid(f"spec.ports[{i}].nodePort", requested, e.detail))
+        for p in ports:
+            if p.get("nodePort"):
+                continue
+            shared = by_port.get(p.get("port"))
+            if shared:
+                p["nodePort"] = shared
+                continue
+            try:
+                port = self.ports.allocate_next(dry_run)
+            except AllocationError as e:
+                errors.append(
+                    invalid("spec.ports", "", f"failed to allocate a nodePort: {e.detail}")
+                )
+                return
+            if not dry_run:
+                taken.ports.append(port)
+            p["nodePort"] = port
+            by_port[p.get("port")] = port
+
+    def _allocate_health_port(self, spec, old_spec, taken, errors, dry_run) -> None:  # type: ignore[no-untyped-def]
+        requested = spec.get("healthCheckNodePort")
+        old = old_spec.get("healthCheckNodePort") if needs_health_check_port(old_spec) else None
+        if old and requested in (None, 0, old):
+            spec["healthCheckNodePort"] = old
+            return
+        try:
+            if requested:
+                self._take_port(requested, dry_run)
+                port = requested
+            else:
+                port = self.ports.allocate_next(dry_run)
+        except AllocationError as e:
+            errors.append(invalid("spec.healthCheckNodePort", requested or 0, e.detail))
+            return
+        if not dry_run:
+            taken.ports.append(port)
+        spec["healthCheckNodePort"] = port
+
+    def _take_port(self, port: int, dry_run: bool) -> None:
+        if dry_run:
+            if not self.ports.first <= port <= self.ports.last or port in self.ports.used:
+                self.ports.allocate(port)  # raises with upstream's wording
+            return
+        self.ports.allocate(port)
+
+    def undo(self, taken: Allocation) -> None:
+        for ip in taken.ips:
+            self.ips.release(ip)
+        for port in taken.ports:
+            self.ports.release(port)
+
+    def release_unused(self, old: dict[str, Any], new: dict[str, Any] | None) -> None:
+        """After a committed update or delete: free what `old` held and `new` no longer does."""
+        old_spec = old.get("spec") or {}
+        new_spec = (new or {}).get("spec") or {}
+        new_ips = set(new_spec.get("clusterIPs") or [new_spec.get("clusterIP")])
+        for ip in old_spec.get("clusterIPs") or [old_spec.get("clusterIP")]:
+            if ip and ip != "None" and ip not in new_ips:
+                self.ips.release(ip)
+        new_ports = set(_node_ports(new_spec))
+        for port in _node_ports(old_spec):
+            if port not in new_ports:
+                self.ports.release(port)
+
+
+def _node_ports(spec: dict[str, Any]) -> list[int]:
+    ports = [p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort")]
+    if spec.get("healthCheckNodePort"):
+        ports.append(spec["healthCheckNodePort"])
+    return ports
+
+
+def _ip_int(ip: str) -> int:
+    import ipaddress
+
+    return int(ipaddress.IPv4Address(ip))
+
+
+def patch_allocated_values(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """Keep allocated values an update left out (upstream's patchAllocatedValues)."""
+    spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
+    if needs_cluster_ip(old_spec) and needs_cluster_ip(spec):
+        if not spec.get("clusterIP"):
+            spec["clusterIP"] = old_spec.get("clusterIP")
+        same_ip = spec.get("clusterIP") == old_spec.get("clusterIP")
+        if not spec.get("clusterIPs") and old_spec.get("clusterIPs") and same_ip:
+            spec["clusterIPs"] = list(old_spec["clusterIPs"])
+    if needs_node_ports(old_spec) and needs_node_ports(spec):
+        old_ports = {
+            (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+            for p in old_spec.get("ports") or []
+        }
+        for p in spec.get("ports") or []:
+            if not p.get("nodePort"):
+                kept = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+                if kept:
+                    p["nodePort"] = kept
+    keep_health = needs_health_check_port(old_spec) and needs_health_check_port(spec)
+    if keep_health and not spec.get("healthCheckNodePort") and old_spec.get("healthCheckNodePort"):
+        spec["healthCheckNodePort"] = old_spec["healthCheckNodePort"]

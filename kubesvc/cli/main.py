@@ -1,0 +1,71 @@
+"""The `kubesvc` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from kubesvc.logs import setup_logging
+
+
+def _apiserver(args: argparse.Namespace) -> int:
+    from kubesvc.apiserver.server import ServerConfig, serve
+
+    config = ServerConfig(
+        data_dir=Path(args.data_dir).resolve(),
+        bind=args.bind,
+        port=args.port,
+        advertise=args.advertise_address,
+        service_cidr=args.service_cluster_ip_range,
+        node_port_range=args.service_node_port_range,
+    )
+    _run(serve(config))
+    return 0
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubesvc", description="Kubernetes Service networking on one Linux machine."
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    api = sub.add_parser("apiserver", help="run the Kubernetes API server in the foreground")
+    api.add_argument("--data-dir", required=True, help="state, certificates and kubeconfig go here")
+    api.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    api.add_argument("--port", type=int, default=6443, help="HTTPS port (default 6443; 0 = any)")
+    api.add_argument("--advertise-address", default="", help="address written into kubeconfig")
+    api.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    api.add_argument("--service-node-port-range", default="30000-32767")
+    api.set_defaults(func=_apiserver)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except OSError as e:
+        logging.getLogger("kubesvc").debug("fatal", exc_info=True)
+        print(f"kubesvc: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
