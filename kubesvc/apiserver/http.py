@@ -317,50 +317,9 @@ class ResourceHandler:
             raise errors.invalid_error(
                 "Binding", "", t.name or "", [errors.required("target.name")]
             )
-        pod = copy.deepcopy(await self.registry.get(t.kind, t.namespace, t.name or ""))
-        current = (pod.get("spec") or {}).get("nodeName")
-        if current:
-            raise errors.conflict(
-                "pods", "", t.name or "", f'pod {t.name} is already assigned to node "{current}"'
-            )
-        pod["spec"]["nodeName"] = node
-        # binding sets spec.nodeName, which a pod update may not change
-        await self._write_binding(t, pod, self._options(request, t))
-        return json_response(
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "code": 201,
-            },
-            201,
-        )
-
-    async def _write_binding(self, t: Target, pod: dict[str, Any], opts: WriteOptions) -> None:
-        from kubesvc.apiserver.registry import _encode, key_for
-
-        kv = await self.registry.store.get(key_for(t.kind, t.namespace, t.name or ""))
-        if kv is None:
-            raise errors.not_found_error("pods", "", t.name or "")
-        current = self.registry.decode(kv)
-        conditions = [
-            c
-            for c in pod.get("status", {}).get("conditions", [])
-            if c.get("type") != "PodScheduled"
-        ]
-        conditions.append(
-            {
-                "type": "PodScheduled",
-                "status": "True",
-                "lastProbeTime": None,
-                "lastTransitionTime": _now(),
-            }
-        )
-        pod.setdefault("status", {})["conditions"] = conditions
-        if opts.dry_run:
-            return
-        await self.registry.store.update(kv.key, _encode(pod), current.mod_revision)
+        await self.registry.bind(t.namespace or "", t.name or "", node, _dry_run(request))
+        status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
+        return json_response({**status, "code": 201}, 201)
 
     async def _update_scale(self, request: web.Request, t: Target, scale: Any) -> web.Response:
         if not isinstance(scale, dict):

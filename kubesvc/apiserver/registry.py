@@ -372,6 +372,41 @@ class Registry:
             kind, namespace, self.decode(kv), new, opts, managed_done=True
         ), False
 
+    async def bind(self, namespace: str, name: str, node: str, dry_run: bool) -> None:
+        """pods/binding: set spec.nodeName (which a pod update may not change) once."""
+        kind = BY_KIND["Pod"]
+        current = await self._get_cached(kind, namespace, name)
+        pod = copy.deepcopy(current.obj)
+        assigned = (pod.get("spec") or {}).get("nodeName")
+        if assigned:
+            raise errors.conflict(
+                "pods", "", name, f'pod {name} is already assigned to node "{assigned}"'
+            )
+        if pod["metadata"].get("deletionTimestamp"):
+            raise errors.conflict(
+                "pods", "", name, "pod is being deleted, cannot be assigned to a host"
+            )
+        pod.setdefault("spec", {})["nodeName"] = node
+        status = pod.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        conditions.append(
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastProbeTime": None,
+                "lastTransitionTime": now_rfc3339(),
+            }
+        )
+        status["conditions"] = conditions
+        if dry_run:
+            return
+        try:
+            await self.store.update(
+                key_for(kind, namespace, name), _encode(pod), current.mod_revision
+            )
+        except (RevisionMismatch, KeyNotFound):
+            raise errors.conflict("pods", "", name, errors.MODIFIED) from None
+
     # -- deleting ------------------------------------------------------------------------
     async def delete(
         self,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import logging
 import ssl
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +29,6 @@ log = logging.getLogger("kubesvc.apiserver")
 MAX_BODY = 3 * 1024 * 1024
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/livez", "/readyz"}
 SEED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-COMPACT_EVERY = 60.0
-KEEP_HISTORY = 300.0  # seconds of watch history kept before compaction
 
 
 @dataclass
@@ -44,6 +40,7 @@ class ServerConfig:
     service_cidr: str = "10.96.0.0/12"
     node_port_range: str = "30000-32767"
     extra_sans: list[str] = field(default_factory=list)
+    compaction_interval: float = 300.0  # as kube-apiserver's --etcd-compaction-interval
 
     @property
     def client_host(self) -> str:
@@ -114,17 +111,15 @@ class ApiServer:
         return ctx
 
     async def _compactor(self) -> None:
+        """Every interval, drop history older than the previous tick (upstream's scheme), so
+        watchers can resume from anything newer than one interval."""
         assert self.store is not None
-        history: collections.deque[tuple[float, int]] = collections.deque()
+        previous = self.store.revision
         while True:
-            await asyncio.sleep(COMPACT_EVERY)
-            now = time.monotonic()
-            history.append((now, self.store.revision))
-            target = 0
-            while history and history[0][0] < now - KEEP_HISTORY:
-                target = history.popleft()[1]
-            if target:
-                await self.store.compact(target)
+            await asyncio.sleep(self.config.compaction_interval)
+            if previous:
+                await self.store.compact(previous)
+            previous = self.store.revision
 
     # -- seeding -------------------------------------------------------------------------
     async def _seed(self) -> None:

@@ -22,6 +22,7 @@ def _apiserver(args: argparse.Namespace) -> int:
         advertise=args.advertise_address,
         service_cidr=args.service_cluster_ip_range,
         node_port_range=args.service_node_port_range,
+        compaction_interval=args.etcd_compaction_interval,
     )
     _run(serve(config))
     return 0
@@ -52,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--advertise-address", default="", help="address written into kubeconfig")
     api.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     api.add_argument("--service-node-port-range", default="30000-32767")
+    api.add_argument(
+        "--etcd-compaction-interval",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how often old revisions are compacted away (default 300)",
+    )
     api.set_defaults(func=_apiserver)
     return parser
 

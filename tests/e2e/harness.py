@@ -20,6 +20,7 @@ KUBECTL = shutil.which("kubectl") or "kubectl"
 class ApiServerProcess:
     data_dir: Path
     port: int = 0
+    extra_args: tuple[str, ...] = ()
     proc: subprocess.Popen[str] | None = None
     cache_dir: Path = field(init=False)
 
@@ -40,6 +41,7 @@ class ApiServerProcess:
             str(self.data_dir),
             "--port",
             str(self.port),
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True

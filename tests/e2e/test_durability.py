@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -47,5 +48,31 @@ def test_kill9_keeps_everything_and_watch_resumes(tmp_path: Path) -> None:
         assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
             ("ADDED", "after")
         ]
+    finally:
+        server.stop()
+
+
+def test_compacted_history_gives_410_and_relist_works(tmp_path: Path) -> None:
+    server = ApiServerProcess(tmp_path / "data", extra_args=("--etcd-compaction-interval", "0.5"))
+    server.start()
+    try:
+        server.out("create", "configmap", "old", "--from-literal=a=b")
+        for i in range(3):
+            server.out("label", "configmap", "old", f"n={i}", "--overwrite")
+        time.sleep(1.5)  # two compaction ticks
+        url = "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion=2&timeoutSeconds=1"
+        out = subprocess.run(
+            [KUBECTL, "get", "--raw", url],
+            capture_output=True,
+            text=True,
+            env=server.env(),
+            timeout=30,
+        ).stdout
+        event = json.loads(out.splitlines()[0])
+        assert event["type"] == "ERROR"
+        assert event["object"]["code"] == 410 and event["object"]["reason"] == "Expired"
+        assert event["object"]["message"].startswith("too old resource version: 2 (")
+        listing = json.loads(server.out("get", "--raw", "/api/v1/namespaces/default/configmaps"))
+        assert [i["metadata"]["name"] for i in listing["items"]] == ["old"]
     finally:
         server.stop()

@@ -81,3 +81,60 @@ def test_unknown_paths_and_fields(api: ApiServerProcess) -> None:
         api, "POST", "/api/v1/namespaces/default/configmaps?fieldValidation=Strict", body.encode()
     )
     assert status == 400 and 'unknown field "bogus"' in obj["message"]
+
+
+def test_aggregated_discovery(api: ApiServerProcess) -> None:
+    ctx = ssl.create_default_context(cafile=str(api.data_dir / "pki" / "ca.crt"))
+    conn = http.client.HTTPSConnection("127.0.0.1", api.port, context=ctx, timeout=30)
+    token = (api.data_dir / "pki" / "token").read_text().strip()
+    accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
+    conn.request("GET", "/apis", headers={"Accept": accept, "Authorization": f"Bearer {token}"})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert resp.getheader("Content-Type") == (
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    )
+    groups = {g["metadata"]["name"]: g for g in body["items"]}
+    apps = groups["apps"]["versions"][0]["resources"]
+    deploy = next(r for r in apps if r["resource"] == "deployments")
+    assert deploy["shortNames"] == ["deploy"] and deploy["categories"] == ["all"]
+    assert {s["subresource"] for s in deploy["subresources"]} == {"status", "scale"}
+
+
+def test_binding_sets_node_once(api: ApiServerProcess, ns: str) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "pause"}]},
+    }
+    api.out("-n", ns, "create", "-f", "-", input=json.dumps(pod))
+    binding = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": "p"},
+            "target": {"kind": "Node", "name": "node-a"},
+        }
+    ).encode()
+    path = f"/api/v1/namespaces/{ns}/pods/p/binding"
+    assert _request(api, "POST", path, binding)[0] == 201
+    got = json.loads(api.out("-n", ns, "get", "pod", "p", "-o", "json"))
+    assert got["spec"]["nodeName"] == "node-a"
+    status, obj = _request(api, "POST", path, binding)
+    assert status == 409 and 'is already assigned to node "node-a"' in obj["message"]
+
+
+def test_unknown_field_warning(api: ApiServerProcess, ns: str) -> None:
+    cm = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "w"},
+            "data": {"a": "b"},
+            "extra": True,
+        }
+    )
+    res = api.kubectl("-n", ns, "create", "--validate=warn", "-f", "-", input=cm)
+    assert 'Warning: unknown field "extra"' in res.stderr
+    assert "extra" not in api.out("-n", ns, "get", "cm", "w", "-o", "json")
