@@ -28,6 +28,21 @@ def _apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _controller_manager(args: argparse.Namespace) -> int:
+    from kubesvc.controllers.manager import CONTROLLERS, run_controller_manager
+
+    enabled = [c.strip() for c in args.controllers.split(",") if c.strip()] or None
+    for name in enabled or []:
+        if name not in CONTROLLERS:
+            print(
+                f"kubesvc: unknown controller {name!r}; known: {', '.join(CONTROLLERS)}",
+                file=sys.stderr,
+            )
+            return 2
+    _run(run_controller_manager(args.kubeconfig, enabled, args.resync_period))
+    return 0
+
+
 def _run(coro: object) -> None:
     try:
         import uvloop
@@ -61,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often old revisions are compacted away (default 300)",
     )
     api.set_defaults(func=_apiserver)
+    cm = sub.add_parser("controller-manager", help="run the controllers in the foreground")
+    cm.add_argument("--kubeconfig", required=True, help="how to reach the API server")
+    cm.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
+    cm.add_argument("--resync-period", type=float, default=300.0, metavar="SECONDS")
+    cm.set_defaults(func=_controller_manager)
     return parser
 
 

@@ -10,8 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 KUBECTL = shutil.which("kubectl") or "kubectl"
 
@@ -111,3 +113,67 @@ class ApiServerProcess:
             f"kubectl {' '.join(args)} unexpectedly succeeded:\n{res.stdout}"
         )
         return res.stderr
+
+
+@dataclass
+class ControllerManagerProcess:
+    kubeconfig: Path
+    controllers: str = ""
+    proc: subprocess.Popen[str] | None = None
+
+    def start(self, timeout: float = 20.0) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "kubesvc.cli.main",
+            "controller-manager",
+            "--kubeconfig",
+            str(self.kubeconfig),
+        ]
+        if self.controllers:
+            cmd += ["--controllers", self.controllers]
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        lines = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "controller-manager running" in line:
+                return
+        self.stop()
+        raise RuntimeError("controller-manager did not start:\n" + "".join(lines))
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float = 15.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> Any:
+    """Poll until predicate() is truthy; return its value or fail with `what`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")

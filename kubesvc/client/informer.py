@@ -1,0 +1,312 @@
+"""Informers: list, then watch from the list's resourceVersion, into an indexed local cache.
+
+As client-go's reflector + indexer + shared informer: the cache is updated first, then handlers
+are told; a dropped watch resumes from the last resourceVersion seen; 410 Expired (or any
+error) makes it list again and reconcile the cache, telling handlers about what changed while
+it was away (deletes included). Handlers are plain functions and must not block: controllers
+only put keys on their queues there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from kubesvc.api.kinds import BY_KIND, Kind
+from kubesvc.client.rest import ApiClient, ApiException
+
+log = logging.getLogger("kubesvc.informer")
+
+Obj = dict[str, Any]
+AddFn = Callable[[Obj], None]
+UpdateFn = Callable[[Obj, Obj], None]
+DeleteFn = Callable[[Obj], None]
+Transform = Callable[[Obj], Obj]
+IndexFn = Callable[[Obj], Iterable[str]]
+
+
+def object_key(obj: Obj) -> str:
+    m = obj.get("metadata") or {}
+    ns = m.get("namespace")
+    return f"{ns}/{m.get('name', '')}" if ns else str(m.get("name", ""))
+
+
+def strip_managed_fields(obj: Obj) -> Obj:
+    """Default transform: managedFields are large and no controller reads them."""
+    m = obj.get("metadata")
+    if isinstance(m, dict) and "managedFields" in m:
+        m.pop("managedFields")
+    return obj
+
+
+class _Expired(Exception):
+    pass
+
+
+@dataclass
+class _Handler:
+    on_add: AddFn | None
+    on_update: UpdateFn | None
+    on_delete: DeleteFn | None
+
+
+class Informer:
+    def __init__(
+        self,
+        client: ApiClient,
+        kind: str | Kind,
+        *,
+        namespace: str | None = None,
+        label_selector: str = "",
+        field_selector: str = "",
+        transform: Transform | None = strip_managed_fields,
+        resync_period: float = 0.0,
+        watch_timeout: int = 300,
+    ) -> None:
+        self.client = client
+        self.kind = BY_KIND[kind] if isinstance(kind, str) else kind
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.transform = transform
+        self.resync_period = resync_period
+        self.watch_timeout = watch_timeout
+        self.cache: dict[str, Obj] = {}
+        self.resource_version = ""
+        self._handlers: list[_Handler] = []
+        self._indexers: dict[str, IndexFn] = {}
+        self._indices: dict[str, dict[str, set[str]]] = {}
+        self._synced = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- cache access --------------------------------------------------------------------
+    @property
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_for_sync(self) -> None:
+        await self._synced.wait()
+
+    def get(self, key: str) -> Obj | None:
+        return self.cache.get(key)
+
+    def list(self) -> list[Obj]:
+        return list(self.cache.values())
+
+    def add_indexer(self, name: str, fn: IndexFn) -> None:
+        self._indexers[name] = fn
+        index: dict[str, set[str]] = {}
+        for key, obj in self.cache.items():
+            for value in fn(obj):
+                index.setdefault(value, set()).add(key)
+        self._indices[name] = index
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        keys = self._indices.get(name, {}).get(value, ())
+        return [self.cache[k] for k in keys if k in self.cache]
+
+    def add_handler(
+        self,
+        on_add: AddFn | None = None,
+        on_update: UpdateFn | None = None,
+        on_delete: DeleteFn | None = None,
+    ) -> None:
+        """Register handlers; a late registration first gets an add for every cached object."""
+        handler = _Handler(on_add, on_update, on_delete)
+        self._handlers.append(handler)
+        if on_add is not None:
+            for obj in list(self.cache.values()):
+                _call(on_add, obj)
+
+    # -- cache mutation (cache first, then handlers) ----------------------------------------
+    def _index(self, key: str, old: Obj | None, new: Obj | None) -> None:
+        for name, fn in self._indexers.items():
+            index = self._indices[name]
+            for value in fn(old) if old is not None else ():
+                keys = index.get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del index[value]
+            for value in fn(new) if new is not None else ():
+                index.setdefault(value, set()).add(key)
+
+    def _upsert(self, obj: Obj) -> None:
+        if self.transform is not None:
+            obj = self.transform(obj)
+        key = object_key(obj)
+        old = self.cache.get(key)
+        self.cache[key] = obj
+        self._index(key, old, obj)
+        for h in self._handlers:
+            if old is None:
+                if h.on_add is not None:
+                    _call(h.on_add, obj)
+            elif h.on_update is not None:
+                _call(h.on_update, old, obj)
+
+    def _remove(self, obj: Obj) -> None:
+        key = object_key(obj)
+        old = self.cache.pop(key, None)
+        if old is None:
+            return
+        self._index(key, old, None)
+        for h in self._handlers:
+            if h.on_delete is not None:
+                _call(h.on_delete, old)
+
+    def _replace(self, items: list[Obj]) -> None:
+        fresh = {object_key(o): o for o in items}
+        for key in [k for k in self.cache if k not in fresh]:
+            self._remove(self.cache[key])
+        for key, obj in fresh.items():
+            old = self.cache.get(key)
+            if old is not None and _rv(old) == _rv(obj):
+                continue
+            self._upsert(obj)
+
+    # -- running ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if not self._tasks:
+            self._tasks.append(
+                asyncio.create_task(self._run(), name=f"informer-{self.kind.plural}")
+            )
+            if self.resync_period > 0:
+                self._tasks.append(asyncio.create_task(self._resync()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._list()
+                failures = 0
+                while True:
+                    await self._watch()
+            except _Expired:
+                log.info("watch expired; listing again", extra={"kv": {"kind": self.kind.plural}})
+            except asyncio.CancelledError:
+                raise
+            except (ApiException, aiohttp.ClientError, OSError, ValueError, TimeoutError) as e:
+                failures += 1
+                delay = min(30.0, 0.2 * 2 ** min(failures, 8))
+                log.warning(
+                    "list/watch failed; retrying",
+                    extra={"kv": {"kind": self.kind.plural, "error": str(e), "in": delay}},
+                )
+                await asyncio.sleep(delay)
+
+    async def _list(self) -> None:
+        body = await self.client.list(
+            self.kind,
+            self.namespace,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+        )
+        self._replace(body.get("items") or [])
+        self.resource_version = (body.get("metadata") or {}).get("resourceVersion", "")
+        self._synced.set()
+
+    async def _watch(self) -> None:
+        stream = self.client.watch(
+            self.kind,
+            self.namespace,
+            resource_version=self.resource_version,
+            timeout_seconds=self.watch_timeout,
+            label_selector=self.label_selector,
+            field_selector=self.field_selector,
+        )
+        async for type_, obj in stream:
+            if type_ == "ERROR":
+                if obj.get("code") == 410:
+                    raise _Expired()
+                raise ApiException(int(obj.get("code") or 500), obj)
+            rv = _rv(obj)
+            if type_ in ("ADDED", "MODIFIED"):
+                self._upsert(obj)
+            elif type_ == "DELETED":
+                self._remove(obj)
+            if rv:
+                self.resource_version = rv
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_period)
+            if not self.has_synced:
+                continue
+            for obj in list(self.cache.values()):
+                for h in self._handlers:
+                    if h.on_update is not None:
+                        _call(h.on_update, obj, obj)
+
+
+def _rv(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def _call(fn: Callable[..., None], *args: Obj) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("informer handler failed")
+
+
+class InformerFactory:
+    """One informer per (kind, namespace, selectors) per process, shared by all users."""
+
+    def __init__(self, client: ApiClient, resync_period: float = 0.0) -> None:
+        self.client = client
+        self.resync_period = resync_period
+        self._informers: dict[tuple[str, str | None, str, str], Informer] = {}
+
+    def informer(
+        self,
+        kind: str,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        transform: Transform | None = strip_managed_fields,
+    ) -> Informer:
+        key = (kind, namespace, label_selector, field_selector)
+        inf = self._informers.get(key)
+        if inf is None:
+            inf = Informer(
+                self.client,
+                kind,
+                namespace=namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                transform=transform,
+                resync_period=self.resync_period,
+            )
+            self._informers[key] = inf
+        return inf
+
+    def start(self) -> None:
+        for inf in self._informers.values():
+            inf.start()
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        waits = [inf.wait_for_sync() for inf in self._informers.values()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        for inf in self._informers.values():
+            with contextlib.suppress(Exception):
+                await inf.stop()

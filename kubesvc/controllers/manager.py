@@ -1,0 +1,54 @@
+"""`kubesvc controller-manager`: every control loop in one process, over one set of informers."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+from kubesvc.client.events import EventRecorder
+from kubesvc.client.informer import InformerFactory
+from kubesvc.client.rest import ApiClient
+from kubesvc.controllers.base import Context, Controller, run_all
+
+log = logging.getLogger("kubesvc.controller-manager")
+
+# name -> "module:Class"; each controller is its own module
+CONTROLLERS: dict[str, str] = {
+    "endpoints": "kubesvc.controllers.endpoints:EndpointsController",
+    "endpointslice": "kubesvc.controllers.endpointslice:EndpointSliceController",
+    "endpointslice-mirroring": "kubesvc.controllers.endpointslice_mirroring:MirroringController",
+    "replicaset": "kubesvc.controllers.replicaset:ReplicaSetController",
+    "deployment": "kubesvc.controllers.deployment:DeploymentController",
+    "scheduler": "kubesvc.controllers.scheduler:Scheduler",
+    "nodelifecycle": "kubesvc.controllers.nodelifecycle:NodeLifecycleController",
+}
+
+
+def load(name: str) -> type[Controller]:
+    module, cls = CONTROLLERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+async def run_controller_manager(
+    kubeconfig: str, enabled: list[str] | None = None, resync_period: float = 300.0
+) -> None:
+    client = ApiClient.from_kubeconfig(
+        kubeconfig, user_agent="kube-controller-manager/v1.32.4 (kubesvc)"
+    )
+    factory = InformerFactory(client, resync_period=resync_period)
+    recorder = EventRecorder(client, "controller-manager")
+    ctx = Context(client, factory, recorder)
+    names = enabled or list(CONTROLLERS)
+    controllers = [load(n)(ctx) for n in names]
+    factory.start()
+    while not await factory.wait_for_sync(timeout=10):
+        log.warning("waiting for informer caches to sync")
+    print(f"kubesvc controller-manager running: {', '.join(names)}", flush=True)
+    try:
+        await run_all(controllers)
+    finally:
+        for c in controllers:
+            await c.stop()
+        await factory.stop()
+        await recorder.close()
+        await client.close()
