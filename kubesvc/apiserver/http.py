@@ -25,6 +25,7 @@ log = logging.getLogger("kubesvc.apiserver")
 
 BOOKMARK_INTERVAL = 10.0  # seconds between watch bookmarks when a client asks for them
 RETURNS_DELETED_OBJECT = {"Pod", "Service"}
+WRITE_BATCH = 256  # watch events joined into one write when a client falls behind
 
 
 @dataclass(frozen=True)
@@ -452,10 +453,10 @@ class ResourceHandler:
         bookmarks = _flag(request, "allowWatchBookmarks")
         timeout = _int_param(request, "timeoutSeconds") or random.randint(1800, 3600)
         form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
-        initial: list[dict[str, Any]] = []
+        initial: list[Cached] = []
         if rv in ("", "0") or send_initial:
             items, after, _ = await self.registry.list(kind, t.namespace, predicate)
-            initial = [c.obj for c in items]
+            initial = items
         else:
             try:
                 after = int(rv)
@@ -474,8 +475,8 @@ class ResourceHandler:
                 ApiError(410, "Expired", f"too old resource version: {rv} ({e.compacted + 1})")
             )
             return resp
-        for obj in initial:
-            await writer.send("ADDED", obj)
+        for i in range(0, len(initial), WRITE_BATCH):
+            await writer.send_cached([("ADDED", c) for c in initial[i : i + WRITE_BATCH]])
         if send_initial:
             await writer.bookmark(str(after), initial_end=True)
         await _pump(events, writer, timeout, bookmarks, self.registry)
@@ -496,22 +497,26 @@ class _EventWriter:
         self.kind, self.form, self.version = kind, form, version
         self.first = True
 
-    async def send(self, type_: str, obj: dict[str, Any]) -> None:
+    def encode(self, type_: str, obj: dict[str, Any], raw: bytes | None = None) -> bytes:
+        """One watch event line; `raw` is the object's cached JSON, shared by all watchers."""
         if self.form == negotiation.TABLE:
-            table = self.handler._table(
-                self.request,
-                self.kind,
-                [obj],
-                self.version,
-                str(obj["metadata"].get("resourceVersion", "")),
-            )
+            rv = str(obj["metadata"].get("resourceVersion", ""))
+            table = self.handler._table(self.request, self.kind, [obj], self.version, rv)
             if not self.first:
                 table["columnDefinitions"] = None
             self.first = False
-            obj = table
+            raw = dumps(table)
         elif self.form == negotiation.PARTIAL:
-            obj = partial(obj)
-        await self.resp.write(b'{"type":"' + type_.encode() + b'","object":' + dumps(obj) + b"}\n")
+            raw = dumps(partial(obj))
+        elif raw is None:
+            raw = dumps(obj)
+        return b'{"type":"' + type_.encode() + b'","object":' + raw + b"}\n"
+
+    async def send(self, type_: str, obj: dict[str, Any]) -> None:
+        await self.resp.write(self.encode(type_, obj))
+
+    async def send_cached(self, events: list[tuple[str, Cached]]) -> None:
+        await self.resp.write(b"".join(self.encode(t, c.obj, c.json) for t, c in events))
 
     async def bookmark(self, rv: str, initial_end: bool = False) -> None:
         m: dict[str, Any] = {"resourceVersion": rv}
@@ -528,8 +533,9 @@ class _EventWriter:
 async def _pump(
     events: Any, writer: _EventWriter, timeout: float, bookmarks: bool, registry: Registry
 ) -> None:
-    """Copy store events to the client until the timeout, sending bookmarks when idle."""
-    queue: asyncio.Queue[tuple[str, dict[str, Any]] | BaseException | None] = asyncio.Queue()
+    """Copy store events to the client until the timeout, sending bookmarks when idle.
+    Events that are already waiting go out in one write."""
+    queue: asyncio.Queue[tuple[str, Cached] | BaseException | None] = asyncio.Queue()
 
     async def reader() -> None:
         try:
@@ -559,6 +565,16 @@ async def _pump(
                 if bookmarks and loop.time() < deadline:
                     await writer.bookmark(str(registry.store.revision))
                 continue
+            batch: list[tuple[str, Cached]] = []
+            while isinstance(item, tuple):
+                batch.append(item)
+                if len(batch) >= WRITE_BATCH or queue.empty():
+                    break
+                item = queue.get_nowait()
+            if batch:
+                await writer.send_cached(batch)
+                if isinstance(item, tuple):
+                    continue
             if item is None:
                 return
             if isinstance(item, ApiError):
@@ -567,7 +583,6 @@ async def _pump(
             if isinstance(item, BaseException):
                 await writer.error(errors.internal(str(item)))
                 return
-            await writer.send(*item)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

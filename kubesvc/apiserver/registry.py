@@ -11,6 +11,7 @@ import base64
 import copy
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,7 @@ class Registry:
         self.store = store
         self.allocator = allocator
         self._cache: dict[str, Cached] = {}
+        self._deleted: OrderedDict[int, Cached] = OrderedDict()
 
     # -- reading -------------------------------------------------------------------------
     def decode(self, kv: KeyValue) -> Cached:
@@ -519,41 +521,51 @@ class Registry:
         namespace: str | None,
         after_revision: int,
         predicate: Predicate | None,
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncIterator[tuple[str, Cached]]:
         """(type, object) events after a revision. Raises Compacted before the first event."""
         w = self.store.watch(prefix_for(kind, namespace), after_revision)
         return self._events(w, predicate)
 
     async def _events(
         self, w: Any, predicate: Predicate | None
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncIterator[tuple[str, Cached]]:
         try:
             async for ev in w:
                 if ev.type == "DELETE":
-                    obj = self.decode_uncached(ev.kv)
-                    if predicate is None or predicate(obj):
-                        yield "DELETED", obj
+                    gone = self._decode_deleted(ev.kv)
+                    if predicate is None or predicate(gone.obj):
+                        yield "DELETED", gone
                     continue
-                obj = self.decode(ev.kv).obj
+                cached = self.decode(ev.kv)
                 if predicate is None:
-                    yield ("ADDED" if ev.created else "MODIFIED"), obj
+                    yield ("ADDED" if ev.created else "MODIFIED"), cached
                     continue
-                now_match = predicate(obj)
+                now_match = predicate(cached.obj)
                 was_match = (
-                    ev.prev is not None and predicate(self.decode_uncached(ev.prev))
-                    if not ev.created
-                    else False
+                    not ev.created
+                    and ev.prev is not None
+                    and predicate(self.decode_uncached(ev.prev))
                 )
                 if now_match and was_match:
-                    yield "MODIFIED", obj
+                    yield "MODIFIED", cached
                 elif now_match:
-                    yield "ADDED", obj
+                    yield "ADDED", cached
                 elif was_match:
-                    yield "DELETED", obj
+                    yield "DELETED", cached
         finally:
             w.close()
             if getattr(w, "overflowed", False):
                 raise errors.gone("watch too slow: event buffer overflowed")
+
+    def _decode_deleted(self, kv: KeyValue) -> Cached:
+        """Deletions are decoded once for all watchers (a small LRU keyed by revision)."""
+        hit = self._deleted.get(kv.mod_revision)
+        if hit is None:
+            hit = Cached(kv.mod_revision, self.decode_uncached(kv))
+            self._deleted[kv.mod_revision] = hit
+            if len(self._deleted) > 4096:
+                self._deleted.popitem(last=False)
+        return hit
 
     # -- startup -------------------------------------------------------------------------
     async def restore_allocations(self) -> None:
