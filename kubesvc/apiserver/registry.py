@@ -87,6 +87,12 @@ class Registry:
         self._cache[kv.key] = hit
         return hit
 
+    def _remember(self, kv: KeyValue, obj: dict[str, Any]) -> dict[str, Any]:
+        """Cache what was just written without decoding it again."""
+        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
+        self._cache[kv.key] = Cached(kv.mod_revision, obj)
+        return obj
+
     @staticmethod
     def decode_uncached(kv: KeyValue) -> dict[str, Any]:
         obj = json.loads(kv.value)
@@ -178,7 +184,7 @@ class Registry:
             if taken:
                 self.allocator.undo(taken)
             raise
-        return self.decode(kv).obj
+        return self._remember(kv, obj)
 
     async def _check_namespace_open(self, namespace: str) -> None:
         ns_kind = BY_KIND["Namespace"]
@@ -278,7 +284,7 @@ class Registry:
             raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED) from None
         if kind.kind == "Service":
             self.allocator.release_unused(old, new)
-        return self.decode(kv).obj
+        return self._remember(kv, new)
 
     async def patch(
         self,
@@ -478,7 +484,7 @@ class Registry:
         kv = await self.store.update(
             key_for(kind, namespace, name), _encode(new), current.mod_revision
         )
-        return self.decode(kv).obj, False
+        return self._remember(kv, new), False
 
     async def _delete_now(
         self, kind: Kind, namespace: str | None, name: str, mod_revision: int, obj: dict[str, Any]
