@@ -153,10 +153,8 @@ class ResourceHandler:
         )
         form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
         if form == negotiation.TABLE:
-            table = self._table(request, t.kind, [c.obj for c in items], version, str(rev))
-            if cont:
-                table["metadata"]["continue"] = cont
-            return json_response(table)
+            body = self._table_list(request, t.kind, items, version, str(rev), cont)
+            return web.Response(body=body, content_type="application/json")
         if form == negotiation.PARTIAL:
             body = {
                 "kind": "PartialObjectMetadataList",
@@ -187,6 +185,36 @@ class ResourceHandler:
             "columnDefinitions": tables.column_definitions(kind.kind),
             "rows": rows,
         }
+
+    def _table_list(
+        self,
+        request: web.Request,
+        kind: Kind,
+        items: list[Cached],
+        version: str,
+        rv: str,
+        cont: str,
+    ) -> bytes:
+        """A Table for a list, assembled from each object's cached metadata JSON: lists of
+        thousands of rows spend their time in cells, not in re-encoding metadata."""
+        include = request.query.get("includeObject", "Metadata")
+        now = datetime.now(UTC)
+        rows = []
+        for c in items:
+            cells = dumps(tables.row_cells(kind.kind, c.obj, now))
+            if include == "Object":
+                rows.append(b'{"cells":' + cells + b',"object":' + c.json + b"}")
+            elif include == "None":
+                rows.append(b'{"cells":' + cells + b"}")
+            else:
+                rows.append(b'{"cells":' + cells + b',"object":' + c.partial_json + b"}")
+        head = {
+            "kind": "Table",
+            "apiVersion": f"meta.k8s.io/{version or 'v1'}",
+            "metadata": {"resourceVersion": rv, **({"continue": cont} if cont else {})},
+            "columnDefinitions": tables.column_definitions(kind.kind),
+        }
+        return dumps(head)[:-1] + b',"rows":[' + b",".join(rows) + b"]}"
 
     # -- writes --------------------------------------------------------------------------
     async def _body(self, request: web.Request) -> Any:

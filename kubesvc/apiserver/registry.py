@@ -42,12 +42,24 @@ class Cached:
     mod_revision: int
     obj: dict[str, Any]
     _json: bytes | None = None
+    _partial: bytes | None = None
 
     @property
     def json(self) -> bytes:
         if self._json is None:
             self._json = dumps(self.obj)
         return self._json
+
+    @property
+    def partial_json(self) -> bytes:
+        """The object as PartialObjectMetadata (what Table rows carry)."""
+        if self._partial is None:
+            self._partial = (
+                b'{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":'
+                + dumps(self.obj.get("metadata", {}))
+                + b"}"
+            )
+        return self._partial
 
 
 @dataclass
