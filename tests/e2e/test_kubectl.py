@@ -404,6 +404,16 @@ spec: {{controller: kubesvc.io/ingress}}
         "-n", ns, "wait", "--for=jsonpath={.metadata.labels.ready}=yes", "cm/cm1", "--timeout=10s"
     )
     api.out("delete", "ingressclass", f"{ns}-class")
+    for kind, name in [
+        ("cm", "cm1"),
+        ("pod", "pod1"),
+        ("ep", "manual"),
+        ("endpointslice", "manual-1"),
+        ("lease", "lease1"),
+        ("ev", "ev1"),
+    ]:
+        assert "deleted" in api.out("-n", ns, "delete", kind, name)
+        assert "not found" in api.fails("-n", ns, "get", kind, name)
 
 
 def test_dry_run(api: ApiServerProcess, ns: str) -> None:
