@@ -15,12 +15,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from kubesvc.api.selectors import labels_match, selector_from_match_labels
+from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Obj, object_key
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
+
+CONFLICT_RETRY = 1.0
 
 log = logging.getLogger("kubesvc.controllers.replicaset")
 
@@ -246,6 +250,19 @@ def _owner_index(pod: Obj) -> list[str]:
     return ["orphan/" + str(podutil.meta(pod).get("namespace", ""))]
 
 
+def component_recorder(ctx: Context, component: str) -> Any:
+    """Events name their source as upstream does ("replicaset-controller", ...)."""
+    shared = ctx.recorder
+    if isinstance(shared, EventRecorder):
+        return EventRecorder(shared.client, component, shared.host)
+    return shared
+
+
+async def close_recorder(ctx: Context, recorder: Any) -> None:
+    if recorder is not ctx.recorder and isinstance(recorder, EventRecorder):
+        await recorder.close()
+
+
 def _namespace_terminating(e: ApiException) -> bool:
     return e.status == 403 and "being terminated" in str(e.message)
 
@@ -256,12 +273,17 @@ class ReplicaSetController(Controller):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
+        self.recorder = component_recorder(ctx, "replicaset-controller")
         self.expectations = Expectations()
         self.rs_informer = ctx.factory.informer("ReplicaSet")
         self.pod_informer = ctx.factory.informer("Pod")
         self.pod_informer.add_indexer(_OWNER_INDEX, _owner_index)
         self.rs_informer.add_handler(self._rs_added, self._rs_updated, self._rs_deleted)
         self.pod_informer.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+
+    async def stop(self) -> None:
+        await super().stop()
+        await close_recorder(self.ctx, self.recorder)
 
     # -- event handlers (only enqueue and account expectations) ------------------------------
     def _rs_added(self, rs: Obj) -> None:
@@ -351,6 +373,17 @@ class ReplicaSetController(Controller):
         return owned + orphans
 
     async def sync(self, key: str) -> None:
+        try:
+            await self._sync(key)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+            # a write raced a newer version; its informer event requeues the key, and this
+            # fallback covers a missed one without counting as a failure
+            log.debug("conflict; requeueing", extra={"kv": {"key": key}})
+            self.queue.add_after(key, CONFLICT_RETRY)
+
+    async def _sync(self, key: str) -> None:
         cached = self.rs_informer.get(key)
         if cached is None:
             self.expectations.delete(key)

@@ -18,12 +18,48 @@ from typing import Any
 KUBECTL = shutil.which("kubectl") or "kubectl"
 
 
+def spawn(
+    cmd: list[str], log_path: Path, ready: str, timeout: float
+) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
+    """Start a process logging to a file (a pipe nobody reads could block it) and wait for
+    a line matching `ready`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        start = log.tell()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log_path.read_bytes()[start:].decode(errors="replace")
+        m = re.search(ready, text)
+        if m:
+            return proc, m
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    stop_process(proc)
+    text = log_path.read_bytes()[start:].decode(errors="replace")
+    raise RuntimeError(f"{cmd[3]} did not start:\n{text}")
+
+
+def stop_process(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @dataclass
 class ApiServerProcess:
     data_dir: Path
     port: int = 0
     extra_args: tuple[str, ...] = ()
-    proc: subprocess.Popen[str] | None = None
+    proc: subprocess.Popen[bytes] | None = None
     cache_dir: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -45,23 +81,13 @@ class ApiServerProcess:
             str(self.port),
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        self.proc, m = spawn(
+            cmd,
+            self.data_dir.parent / f"{self.data_dir.name}.log",
+            r"listening on https://[^:]+:(\d+)",
+            timeout,
         )
-        deadline = time.monotonic() + timeout
-        assert self.proc.stdout is not None
-        lines = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            m = re.search(r"listening on https://[^:]+:(\d+)", line)
-            if m:
-                self.port = int(m.group(1))
-                return
-        self.stop()
-        raise RuntimeError("API server did not start:\n" + "".join(lines))
+        self.port = int(m.group(1))
 
     def kill9(self) -> None:
         if self.proc is not None:
@@ -70,15 +96,7 @@ class ApiServerProcess:
             self.proc = None
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def env(self) -> dict[str, str]:
@@ -119,7 +137,7 @@ class ApiServerProcess:
 class ControllerManagerProcess:
     kubeconfig: Path
     controllers: str = ""
-    proc: subprocess.Popen[str] | None = None
+    proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 20.0) -> None:
         cmd = [
@@ -132,33 +150,11 @@ class ControllerManagerProcess:
         ]
         if self.controllers:
             cmd += ["--controllers", self.controllers]
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        lines = []
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "controller-manager running" in line:
-                return
-        self.stop()
-        raise RuntimeError("controller-manager did not start:\n" + "".join(lines))
+        log_path = self.kubeconfig.parent.parent / "controller-manager.log"
+        self.proc, _ = spawn(cmd, log_path, r"controller-manager running", timeout)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 
