@@ -39,7 +39,10 @@ def _controller_manager(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    _run(run_controller_manager(args.kubeconfig, enabled, args.resync_period))
+    settings = {}
+    if args.node_monitor_grace_period:
+        settings["node_monitor_grace_period"] = args.node_monitor_grace_period
+    _run(run_controller_manager(args.kubeconfig, enabled, args.resync_period, settings))
     return 0
 
 
@@ -80,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--kubeconfig", required=True, help="how to reach the API server")
     cm.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
     cm.add_argument("--resync-period", type=float, default=300.0, metavar="SECONDS")
+    cm.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="a node silent this long is marked NotReady (default 50)",
+    )
     cm.set_defaults(func=_controller_manager)
     return parser
 

@@ -4,7 +4,7 @@ write and an event recorder, wired together by the controller manager."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import InformerFactory, Obj, object_key
@@ -17,6 +17,7 @@ class Context:
     client: ApiClient
     factory: InformerFactory
     recorder: EventRecorder
+    settings: dict[str, float] = field(default_factory=dict)  # command-line tunables
 
 
 class Controller:

@@ -30,14 +30,17 @@ def load(name: str) -> type[Controller]:
 
 
 async def run_controller_manager(
-    kubeconfig: str, enabled: list[str] | None = None, resync_period: float = 300.0
+    kubeconfig: str,
+    enabled: list[str] | None = None,
+    resync_period: float = 300.0,
+    settings: dict[str, float] | None = None,
 ) -> None:
     client = ApiClient.from_kubeconfig(
         kubeconfig, user_agent="kube-controller-manager/v1.32.4 (kubesvc)"
     )
     factory = InformerFactory(client, resync_period=resync_period)
     recorder = EventRecorder(client, "controller-manager")
-    ctx = Context(client, factory, recorder)
+    ctx = Context(client, factory, recorder, dict(settings or {}))
     names = enabled or list(CONTROLLERS)
     controllers = [load(n)(ctx) for n in names]
     factory.start()

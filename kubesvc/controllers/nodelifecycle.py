@@ -261,7 +261,11 @@ class NodeLifecycleController(Controller):
         startup_grace_period: float | None = None,
     ) -> None:
         super().__init__(ctx)
-        self.grace = grace_period or grace_from_env(GRACE_ENV, DEFAULT_GRACE_PERIOD)
+        self.grace = (
+            grace_period
+            or ctx.settings.get("node_monitor_grace_period")
+            or grace_from_env(GRACE_ENV, DEFAULT_GRACE_PERIOD)
+        )
         # upstream's defaults keep startup grace at 1.2x the monitor grace (60 s vs 50 s)
         self.startup_grace = startup_grace_period or grace_from_env(
             STARTUP_GRACE_ENV, self.grace * DEFAULT_STARTUP_GRACE_PERIOD / DEFAULT_GRACE_PERIOD
