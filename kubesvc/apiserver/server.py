@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from kubesvc.api import errors, openapi
+from kubesvc.api import errors, openapi, openapi_v2
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND
 from kubesvc.apiserver import discovery, negotiation
@@ -254,7 +254,7 @@ class ApiServer:
                 )
             return json_response(discovery.api_group_list())
         if path.startswith("/openapi"):
-            return self._openapi(path)
+            return self._openapi(path, accept)
         parts = path.strip("/").split("/")
         if request.method == "GET" and (
             (parts[0] == "api" and len(parts) == 2) or (parts[0] == "apis" and len(parts) == 3)
@@ -271,7 +271,14 @@ class ApiServer:
             raise _not_found()
         return await self._handler.handle(request)
 
-    def _openapi(self, path: str) -> web.Response:
+    def _openapi(self, path: str, accept: str = "") -> web.Response:
+        if path == "/openapi/v2":
+            if "application/com.github.proto-openapi.spec.v2" in accept:
+                body = openapi_v2.document_protobuf()
+                resp = web.Response(body=body)
+                resp.headers["Content-Type"] = openapi_v2.PROTOBUF_CONTENT_TYPE
+                return resp
+            return web.Response(body=openapi_v2.document_json(), content_type="application/json")
         if path == "/openapi/v3":
             return json_response(openapi.index())
         if path.startswith("/openapi/v3/"):
