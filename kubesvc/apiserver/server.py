@@ -90,6 +90,7 @@ class ApiServer:
             sockets = site._server.sockets  # type: ignore[union-attr]
             self.port = sockets[0].getsockname()[1]
         await self._seed()
+        await self._reconcile_kubernetes_endpoints()
         self.write_kubeconfig()
         log.info("serving", extra={"kv": {"address": f"{cfg.bind}:{self.port}"}})
 
@@ -146,6 +147,55 @@ class ApiServer:
                 },
             }
             await self.registry.create(svc_kind, "default", svc, opts)
+
+    async def _reconcile_kubernetes_endpoints(self) -> None:
+        """Point the `kubernetes` Service at this server, as upstream's endpoint reconciler
+        does, when it has an address pods can reach (not loopback)."""
+        assert self.registry is not None
+        host = self.config.client_host
+        if host.startswith("127.") or host in ("localhost", "::1"):
+            return
+        want = {
+            "metadata": {
+                "name": "kubernetes",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+            },
+            "subsets": [
+                {
+                    "addresses": [{"ip": host}],
+                    "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}],
+                }
+            ],
+        }
+        kind = BY_KIND["Endpoints"]
+        current = await self.registry.try_get(kind, "default", "kubernetes")
+        opts = WriteOptions(manager="kube-apiserver")
+        if current is None:
+            await self.registry.create(kind, "default", want, opts)
+        elif current.get("subsets") != want["subsets"]:
+            await self.registry.update(kind, "default", "kubernetes", {**current, **want}, opts)
+        slice_kind = BY_KIND["EndpointSlice"]
+        want_slice = {
+            "metadata": {
+                "name": "kubernetes",
+                "labels": {
+                    "kubernetes.io/service-name": "kubernetes",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}],
+        }
+        current_slice = await self.registry.try_get(slice_kind, "default", "kubernetes")
+        if current_slice is None:
+            await self.registry.create(slice_kind, "default", want_slice, opts)
+        elif (
+            current_slice.get("endpoints") != want_slice["endpoints"]
+            or current_slice.get("ports") != want_slice["ports"]
+        ):
+            await self.registry.update(
+                slice_kind, "default", "kubernetes", {**current_slice, **want_slice}, opts
+            )
 
     # -- kubeconfig ----------------------------------------------------------------------
     def kubeconfig(self, context: str = "kubesvc") -> dict[str, Any]:

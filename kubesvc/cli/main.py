@@ -46,6 +46,53 @@ def _controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node(args: argparse.Namespace) -> int:
+    from kubesvc.node.agent import AgentConfig, NodeAgent
+    from kubesvc.node.netplan import ClusterNet
+    from kubesvc.node.sandbox import NodeNet
+
+    plan = ClusterNet(args.cluster, args.node_cidr, args.cluster_pod_cidr, args.service_cidr)
+    net = NodeNet(
+        cluster=args.cluster,
+        name=args.name,
+        netns=plan.node_netns(args.name),
+        veth=plan.node_veth(args.name),
+        bridge=plan.bridge,
+        ip=args.node_ip,
+        prefix_len=plan.prefix_len,
+        pod_cidr=args.pod_cidr,
+        cluster_pod_cidr=args.cluster_pod_cidr,
+        service_cidr=args.service_cidr,
+    )
+    config = AgentConfig(args.name, args.kubeconfig, net, Path(args.state_dir), args.dns_ip)
+    _run(NodeAgent(config).run())
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import up
+
+    return asyncio.run(up(args.name, args.nodes, args.wait))
+
+
+def _down(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import down
+
+    return asyncio.run(down(args.name))
+
+
+def _status(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import status
+
+    return status(args.name)
+
+
+def _kubeconfig(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import print_kubeconfig
+
+    return print_kubeconfig(args.name)
+
+
 def _run(coro: object) -> None:
     try:
         import uvloop
@@ -91,6 +138,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="a node silent this long is marked NotReady (default 50)",
     )
     cm.set_defaults(func=_controller_manager)
+    node = sub.add_parser("node", help="run a node agent (the kubelet's role) in the foreground")
+    node.add_argument("--name", required=True)
+    node.add_argument("--cluster", required=True, help="cluster name (names namespaces)")
+    node.add_argument("--kubeconfig", required=True)
+    node.add_argument("--node-ip", required=True, help="this node's address on the node network")
+    node.add_argument("--node-cidr", required=True, help="the node network, e.g. 172.31.0.0/24")
+    node.add_argument("--pod-cidr", required=True, help="this node's pod range, e.g. 10.244.1.0/24")
+    node.add_argument("--cluster-pod-cidr", default="10.244.0.0/16")
+    node.add_argument("--service-cidr", default="10.96.0.0/12")
+    node.add_argument("--dns-ip", default="10.96.0.10")
+    node.add_argument("--state-dir", required=True)
+    node.set_defaults(func=_node)
+
+    upp = sub.add_parser("up", help="start a cluster in the background and wait until it is Ready")
+    upp.add_argument("--name", default="kubesvc")
+    upp.add_argument("--nodes", type=int, default=2)
+    upp.add_argument("--wait", type=float, default=60.0, metavar="SECONDS")
+    upp.set_defaults(func=_up)
+    downp = sub.add_parser("down", help="stop a cluster and remove everything it created")
+    downp.add_argument("--name", default="kubesvc")
+    downp.set_defaults(func=_down)
+    st = sub.add_parser("status", help="show clusters and their processes")
+    st.add_argument("--name", default=None)
+    st.set_defaults(func=_status)
+    kc = sub.add_parser("kubeconfig", help="print a cluster's kubeconfig")
+    kc.add_argument("--name", default="kubesvc")
+    kc.set_defaults(func=_kubeconfig)
     return parser
 
 

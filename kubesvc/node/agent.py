@@ -1,0 +1,639 @@
+"""`kubesvc node`: the kubelet's role for one node.
+
+Registers the Node and heartbeats its Lease, keeps the node's namespace and host-gw routes,
+runs the pods bound to it (sandbox, containers, restarts, probes, graceful termination),
+publishes their status, and serves logs/exec/port-forward to the API server. Restarting the
+agent adopts the pods that are already running instead of killing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubesvc.client.events import EventRecorder
+from kubesvc.client.informer import Informer, object_key
+from kubesvc.client.rest import ApiClient, ApiException
+from kubesvc.client.workqueue import WorkQueue, run_workers
+from kubesvc.node import podenv, sandbox
+from kubesvc.node.pod import ContainerState, PodWorker, write_pod_files
+from kubesvc.node.podfiles import pod_hostname
+from kubesvc.node.runtime import ContainerRuntime, Proc, now_rfc3339
+from kubesvc.node.sandbox import IPAM, NodeNet
+from kubesvc.node.view import Sandbox
+
+log = logging.getLogger("kubesvc.node")
+
+LEASE_DURATION = 40
+LEASE_RENEW = 10.0
+STATUS_EVERY = 10.0
+TICK = 0.2
+KUBELET_PORT = 10250
+
+
+@dataclass
+class AgentConfig:
+    name: str
+    kubeconfig: str
+    net: NodeNet
+    state_dir: Path
+    dns_ip: str = "10.96.0.10"
+    cluster_domain: str = "cluster.local"
+    kubelet_port: int = KUBELET_PORT
+
+
+class NodeAgent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.cfg = config
+        self.net = config.net
+        self.client = ApiClient.from_kubeconfig(
+            config.kubeconfig, user_agent=f"kubelet/v1.32.4 (kubesvc) {config.name}"
+        )
+        self.recorder = EventRecorder(self.client, "kubelet", config.name)
+        self.runtime = ContainerRuntime(self._on_exit)
+        self.workers: dict[str, PodWorker] = {}  # pod uid -> worker
+        self.queue = WorkQueue("pods")
+        self.status_queue = WorkQueue("pod-status")
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.ipam = IPAM(self.net.pod_cidr, config.state_dir / "ipam.json")
+        self.pods = Informer(self.client, "Pod", field_selector=f"spec.nodeName={config.name}")
+        self.services = Informer(self.client, "Service")
+        self.nodes = Informer(self.client, "Node")
+        self._published: dict[str, str] = {}
+        self._starting: set[str] = set()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def run(self) -> None:
+        await sandbox.ensure_node(self.net)
+        await sandbox.ensure_ns_dir(self.net.cluster)
+        self.pods.add_handler(self._pod_event, lambda _o, n: self._pod_event(n), self._pod_event)
+        self.nodes.add_handler(
+            lambda _o: self._routes_changed(),
+            lambda _o, _n: self._routes_changed(),
+            lambda _o: self._routes_changed(),
+        )
+        self._routes_dirty = asyncio.Event()
+        await self._register()
+        for inf in (self.pods, self.services, self.nodes):
+            inf.start()
+        await asyncio.gather(*(i.wait_for_sync() for i in (self.pods, self.services, self.nodes)))
+        self._adopt()
+        server = await self._serve()
+        print(f"kubesvc node {self.cfg.name} running at {self.net.ip}", flush=True)
+        try:
+            await asyncio.gather(
+                run_workers(self.queue, self._sync_pod, workers=8),
+                run_workers(self.status_queue, self._publish, workers=4),
+                self._heartbeat(),
+                self._ticker(),
+                self._route_loop(),
+            )
+        finally:
+            if server is not None:
+                await server.cleanup()
+            self.runtime.close()
+            await self.recorder.close()
+            await self.client.close()
+
+    async def _serve(self) -> Any:
+        try:
+            from aiohttp import web
+
+            from kubesvc.node.server import KubeletServer
+        except ImportError:
+            return None
+        token = self.client.access.token or _token_for(self.cfg.kubeconfig)
+        server = KubeletServer(self, token=token)
+        runner = web.AppRunner(server.app(), access_log=None)
+        await runner.setup()
+        sock = sandbox.netns.listen_in_netns(self.net.netns, self.net.ip, self.cfg.kubelet_port)
+        await web.SockSite(runner, sock, ssl_context=server.ssl_context()).start()
+        return runner
+
+    # -- node registration -------------------------------------------------------------------
+    def _node_object(self) -> dict[str, Any]:
+        cpus = str(os.cpu_count() or 1)
+        mem_kib = _mem_kib()
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": self.cfg.name,
+                "labels": {
+                    "kubernetes.io/hostname": self.cfg.name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": _arch(),
+                    "beta.kubernetes.io/os": "linux",
+                    "beta.kubernetes.io/arch": _arch(),
+                },
+            },
+            "spec": {"podCIDR": self.net.pod_cidr, "podCIDRs": [self.net.pod_cidr]},
+            "status": self._node_status(cpus, mem_kib),
+        }
+
+    def _node_status(self, cpus: str | None = None, mem_kib: int | None = None) -> dict[str, Any]:
+        cpus = cpus or str(os.cpu_count() or 1)
+        mem = f"{mem_kib or _mem_kib()}Ki"
+        now = now_rfc3339()
+        capacity = {"cpu": cpus, "memory": mem, "pods": "110", "ephemeral-storage": "10Gi"}
+        cond = [
+            (
+                "MemoryPressure",
+                "False",
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            ),
+            ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            (
+                "PIDPressure",
+                "False",
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            ),
+            ("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+        ]
+        return {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "conditions": [
+                {
+                    "type": t,
+                    "status": s,
+                    "reason": r,
+                    "message": m,
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": self._since(t, s, now),
+                }
+                for t, s, r, m in cond
+            ],
+            "addresses": [
+                {"type": "InternalIP", "address": self.net.ip},
+                {"type": "Hostname", "address": self.cfg.name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.cfg.kubelet_port}},
+            "nodeInfo": {
+                "machineID": _read("/etc/machine-id"),
+                "systemUUID": self.cfg.name,
+                "bootID": _read("/proc/sys/kernel/random/boot_id"),
+                "kernelVersion": platform.release(),
+                "osImage": _os_image(),
+                "containerRuntimeVersion": "kubesvc://0.1.0",
+                "kubeletVersion": "v1.32.4",
+                "kubeProxyVersion": "v1.32.4",
+                "operatingSystem": "linux",
+                "architecture": _arch(),
+            },
+        }
+
+    def _since(self, ctype: str, status: str, now: str) -> str:
+        node = self.nodes.get(self.cfg.name) if self.nodes.has_synced else None
+        for c in ((node or {}).get("status") or {}).get("conditions") or []:
+            if c.get("type") == ctype and c.get("status") == status:
+                return str(c.get("lastTransitionTime") or now)
+        return now
+
+    async def _register(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                try:
+                    await self.client.create("Node", None, self._node_object())
+                except ApiException as e:
+                    if e.status != 409:
+                        raise
+                    await self.client.patch(
+                        "Node",
+                        None,
+                        self.cfg.name,
+                        {
+                            "status": self._node_status(),
+                            "spec": {"podCIDR": self.net.pod_cidr, "podCIDRs": [self.net.pod_cidr]},
+                        },
+                    )
+                    await self.client.patch(
+                        "Node",
+                        None,
+                        self.cfg.name,
+                        {"status": self._node_status()},
+                        subresource="status",
+                    )
+                await self._renew_lease()
+                return
+            except (ApiException, OSError) as e:
+                log.info("waiting for the API server", extra={"kv": {"error": str(e)}})
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+
+    async def _renew_lease(self) -> None:
+        now = now_rfc3339().replace("Z", ".000000Z")
+        lease = {
+            "metadata": {"name": self.cfg.name, "namespace": "kube-node-lease"},
+            "spec": {
+                "holderIdentity": self.cfg.name,
+                "leaseDurationSeconds": LEASE_DURATION,
+                "renewTime": now,
+            },
+        }
+        try:
+            await self.client.patch(
+                "Lease", "kube-node-lease", self.cfg.name, {"spec": lease["spec"]}
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            await self.client.create("Lease", "kube-node-lease", lease)
+
+    async def _heartbeat(self) -> None:
+        last_status = time.monotonic()
+        while True:
+            await asyncio.sleep(LEASE_RENEW)
+            try:
+                await self._renew_lease()
+                if time.monotonic() - last_status >= STATUS_EVERY:
+                    await self.client.patch(
+                        "Node",
+                        None,
+                        self.cfg.name,
+                        {"status": self._node_status()},
+                        subresource="status",
+                    )
+                    last_status = time.monotonic()
+            except (ApiException, OSError) as e:
+                log.warning("heartbeat failed", extra={"kv": {"error": str(e)}})
+
+    # -- routes ----------------------------------------------------------------------------
+    def _routes_changed(self) -> None:
+        self._routes_dirty.set()
+
+    async def _route_loop(self) -> None:
+        while True:
+            await self._routes_dirty.wait()
+            self._routes_dirty.clear()
+            peers = {}
+            for node in self.nodes.list():
+                if node["metadata"]["name"] == self.cfg.name:
+                    continue
+                cidr = (node.get("spec") or {}).get("podCIDR")
+                ip = next(
+                    (
+                        a.get("address")
+                        for a in (node.get("status") or {}).get("addresses") or []
+                        if a.get("type") == "InternalIP"
+                    ),
+                    None,
+                )
+                if cidr and ip:
+                    peers[cidr] = ip
+            try:
+                await sandbox.set_peer_routes(self.net, peers)
+            except Exception:
+                log.exception("setting routes failed")
+                await asyncio.sleep(1)
+                self._routes_dirty.set()
+
+    # -- pods --------------------------------------------------------------------------------
+    def _pod_event(self, pod: dict[str, Any]) -> None:
+        self.queue.add(object_key(pod))
+
+    def _adopt(self) -> None:
+        pods_dir = self.cfg.state_dir / "pods"
+        live_uids = {p["metadata"]["uid"] for p in self.pods.list()}
+        for d in sorted(pods_dir.glob("*")) if pods_dir.exists() else []:
+            try:
+                info = json.loads((d / "sandbox.json").read_text())
+            except (OSError, ValueError):
+                continue
+            uid = info["uid"]
+            pod = next((p for p in self.pods.list() if p["metadata"]["uid"] == uid), None)
+            sb = Sandbox(
+                info["namespace"],
+                info["name"],
+                uid,
+                Path(info["netns"]),
+                Path(info["uts"]),
+                Path(info["mnt"]),
+                info["ip"],
+                info["hostname"],
+            )
+            if pod is None:
+                self.workers[uid] = PodWorker(
+                    {
+                        "metadata": {
+                            "uid": uid,
+                            "name": info["name"],
+                            "namespace": info["namespace"],
+                        },
+                        "spec": {},
+                    },
+                    sb,
+                    self.runtime,
+                    d,
+                    self.net.ip,
+                    self._record,
+                    self._status_changed,
+                )
+                self.workers[uid].adopt()
+                self.queue.add(f"{info['namespace']}/{info['name']}")
+                continue
+            worker = PodWorker(
+                pod, sb, self.runtime, d, self.net.ip, self._record, self._status_changed
+            )
+            worker.adopt()
+            self.workers[uid] = worker
+        self.ipam.retain(live_uids | set(self.workers))
+
+    async def _sync_pod(self, key: str) -> None:
+        pod = self.pods.get(key)
+        ns, name = key.split("/", 1)
+        stale = [
+            w
+            for w in self.workers.values()
+            if w.pod["metadata"].get("namespace") == ns
+            and w.pod["metadata"].get("name") == name
+            and (pod is None or w.uid != pod["metadata"]["uid"])
+        ]
+        for w in stale:
+            await self._teardown(w, 0.0)
+        if pod is None:
+            return
+        uid = pod["metadata"]["uid"]
+        worker = self.workers.get(uid)
+        if pod["metadata"].get("deletionTimestamp"):
+            if worker is not None:
+                grace = float(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
+                await self._teardown(worker, grace)
+            await self._finish_delete(pod)
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if worker is None:
+            if phase in ("Succeeded", "Failed"):
+                return
+            await self._start_pod(pod)
+            return
+        worker.pod = pod
+
+    async def _start_pod(self, pod: dict[str, Any]) -> None:
+        uid = pod["metadata"]["uid"]
+        if uid in self._starting:
+            return
+        self._starting.add(uid)
+        try:
+            d = self.cfg.state_dir / "pods" / uid
+            d.mkdir(parents=True, exist_ok=True)
+            ip = self.ipam.allocate(uid)
+            hostname = pod_hostname(pod)
+            write_pod_files(d / "files", pod, ip, self.cfg.dns_ip, self.cfg.cluster_domain)
+            pod_netns = f"ksv-{self.net.cluster}-p-{uid[:8]}"
+            sb = await sandbox.create_pod_sandbox(
+                self.net,
+                namespace=pod["metadata"]["namespace"],
+                name=pod["metadata"]["name"],
+                uid=uid,
+                ip=ip,
+                hostname=hostname,
+                files_dir=d / "files",
+                pod_netns=pod_netns,
+            )
+            (d / "sandbox.json").write_text(
+                json.dumps(
+                    {
+                        "uid": uid,
+                        "namespace": sb.namespace,
+                        "name": sb.name,
+                        "netns": str(sb.netns),
+                        "uts": str(sb.uts),
+                        "mnt": str(sb.mnt),
+                        "ip": ip,
+                        "hostname": hostname,
+                    }
+                )
+            )
+            worker = PodWorker(
+                pod, sb, self.runtime, d, self.net.ip, self._record, self._status_changed
+            )
+            self.workers[uid] = worker
+            await self._start_due(worker)
+            self._status_changed(uid)
+        finally:
+            self._starting.discard(uid)
+
+    async def _start_due(self, worker: PodWorker) -> None:
+        needed = [c for c in worker.containers if c.current is None]
+        if not needed:
+            return
+        refs = await self._fetch_refs(worker.pod)
+        worker.due(lambda c: self._env(worker, c, refs))
+
+    def _env(
+        self, worker: PodWorker, c: ContainerState, refs: dict[str, Any]
+    ) -> dict[str, str] | None:
+        pod = worker.pod
+        spec = pod.get("spec") or {}
+        services_env = podenv.service_env(
+            self.services.list(),
+            pod["metadata"]["namespace"],
+            spec.get("enableServiceLinks", True) is not False,
+        )
+        lookup = _Lookup(
+            refs, pod_ip=worker.sandbox.ip, host_ip=self.net.ip, node_name=self.cfg.name
+        )
+        env, problems = podenv.container_env(pod, c.spec, services_env, lookup)
+        if problems:
+            c.waiting_reason, c.waiting_message = "CreateContainerConfigError", "; ".join(problems)
+            c.next_start = time.monotonic() + 5
+            self._status_changed(worker.uid)
+            return None
+        return env
+
+    async def _fetch_refs(self, pod: dict[str, Any]) -> dict[str, Any]:
+        """The ConfigMaps and Secrets the pod's env refers to, read once per start."""
+        ns = pod["metadata"]["namespace"]
+        wanted: set[tuple[str, str]] = set()
+        for c in (pod.get("spec") or {}).get("initContainers", []) + (pod.get("spec") or {}).get(
+            "containers", []
+        ):
+            for src in c.get("envFrom") or []:
+                if src.get("configMapRef"):
+                    wanted.add(("ConfigMap", src["configMapRef"].get("name", "")))
+                if src.get("secretRef"):
+                    wanted.add(("Secret", src["secretRef"].get("name", "")))
+            for e in c.get("env") or []:
+                vf = e.get("valueFrom") or {}
+                if vf.get("configMapKeyRef"):
+                    wanted.add(("ConfigMap", vf["configMapKeyRef"].get("name", "")))
+                if vf.get("secretKeyRef"):
+                    wanted.add(("Secret", vf["secretKeyRef"].get("name", "")))
+        out: dict[str, Any] = {}
+        for kind, name in wanted:
+            try:
+                out[f"{kind}/{name}"] = await self.client.get(kind, ns, name)
+            except ApiException:
+                out[f"{kind}/{name}"] = None
+        return out
+
+    async def _ticker(self) -> None:
+        """Start due containers (restarts after back-off) and run due probes."""
+        while True:
+            await asyncio.sleep(TICK)
+            for worker in list(self.workers.values()):
+                if worker.terminating:
+                    continue
+                try:
+                    if any(c.current is None for c in worker.containers):
+                        await self._start_due(worker)
+                    await worker.probe()
+                except Exception:
+                    log.exception("pod tick failed", extra={"kv": {"pod": worker.uid}})
+
+    def _on_exit(self, uid: str, proc: Proc) -> None:
+        worker = self.workers.get(uid)
+        if worker is not None:
+            worker.on_exit(proc)
+
+    def _status_changed(self, uid: str) -> None:
+        self.status_queue.add(uid)
+
+    async def _publish(self, uid: str) -> None:
+        worker = self.workers.get(uid)
+        if worker is None or worker.terminating:
+            return
+        pod = self.pods.get(object_key(worker.pod)) or worker.pod
+        if pod["metadata"].get("uid") != uid:
+            return
+        status = worker.status(pod.get("status") or {})
+        text = json.dumps(status, sort_keys=True)
+        if self._published.get(uid) == text:
+            return
+        try:
+            await self.client.patch(
+                "Pod",
+                pod["metadata"]["namespace"],
+                pod["metadata"]["name"],
+                {"status": status},
+                subresource="status",
+            )
+            self._published[uid] = text
+        except ApiException as e:
+            if e.status == 404:
+                return
+            raise
+
+    async def _teardown(self, worker: PodWorker, grace: float) -> None:
+        if worker.terminating and worker.uid not in self.workers:
+            return
+        await worker.stop(grace)
+        self.workers.pop(worker.uid, None)
+        self._published.pop(worker.uid, None)
+        await sandbox.remove_pod_sandbox(
+            self.net.cluster, worker.uid, worker.sandbox.netns.name, self.net.netns
+        )
+        self.ipam.release(worker.uid)
+        shutil.rmtree(self.cfg.state_dir / "pods" / worker.uid, ignore_errors=True)
+
+    async def _finish_delete(self, pod: dict[str, Any]) -> None:
+        m = pod["metadata"]
+        with contextlib.suppress(ApiException):
+            await self.client.delete(
+                "Pod", m["namespace"], m["name"], grace_period=0, preconditions={"uid": m["uid"]}
+            )
+
+    def _record(self, pod: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        obj = {"kind": "Pod", "apiVersion": "v1", "metadata": pod.get("metadata", {})}
+        self.recorder.event(obj, type_, reason, message)
+
+    # -- PodRuntimeView (for the kubelet server) ------------------------------------------
+    def _worker(self, namespace: str, name: str) -> PodWorker | None:
+        for w in self.workers.values():
+            m = w.pod["metadata"]
+            if m.get("namespace") == namespace and m.get("name") == name:
+                return w
+        return None
+
+    def sandbox(self, namespace: str, name: str) -> Sandbox | None:
+        w = self._worker(namespace, name)
+        return w.sandbox if w else None
+
+    def containers(self, namespace: str, name: str) -> list[str]:
+        w = self._worker(namespace, name)
+        return [c.name for c in w.containers if not c.init] if w else []
+
+    def log_path(self, namespace: str, name: str, container: str, previous: bool) -> Path | None:
+        w = self._worker(namespace, name)
+        c = w.by_name(container) if w else None
+        if c is None:
+            return None
+        proc = c.previous if previous else (c.current or c.previous)
+        return Path(proc.log) if proc else None
+
+    def container_env(self, namespace: str, name: str, container: str) -> dict[str, str]:
+        w = self._worker(namespace, name)
+        c = w.by_name(container) if w else None
+        return dict(c.env) if c else {}
+
+    def working_dir(self, namespace: str, name: str, container: str) -> str | None:
+        w = self._worker(namespace, name)
+        c = w.by_name(container) if w else None
+        return c.spec.get("workingDir") if c else None
+
+
+class _Lookup:
+    def __init__(self, refs: dict[str, Any], *, pod_ip: str, host_ip: str, node_name: str) -> None:
+        self.refs = refs
+        self.pod_ip, self.host_ip, self.node_name = pod_ip, host_ip, node_name
+
+    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        obj = self.refs.get(f"ConfigMap/{name}")
+        return dict(obj.get("data") or {}) if obj else None
+
+    def secret(self, namespace: str, name: str) -> dict[str, str] | None:
+        obj = self.refs.get(f"Secret/{name}")
+        if not obj:
+            return None
+        return {
+            k: base64.b64decode(v).decode(errors="replace")
+            for k, v in (obj.get("data") or {}).items()
+        }
+
+
+def _token_for(kubeconfig: str) -> str:
+    pki = Path(kubeconfig).parent / "pki" / "token"
+    return pki.read_text().strip() if pki.exists() else ""
+
+
+def _mem_kib() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _arch() -> str:
+    m = platform.machine()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _os_image() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return "Linux"

@@ -1,0 +1,131 @@
+"""Running iproute2, nft and friends, inside or outside network namespaces.
+
+Everything goes through `ip -b` batches (one process for many changes) and `nsenter`; the
+agent's own process never changes namespace, so nothing here can leak a namespace switch
+into other tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import socket
+import threading
+from pathlib import Path
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+
+
+class CommandError(RuntimeError):
+    pass
+
+
+async def run(*argv: str, input: str | None = None, check: bool = True) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate(input.encode() if input is not None else None)
+    if check and proc.returncode != 0:
+        cmd = " ".join(argv)
+        detail = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
+        raise CommandError(f"{cmd}: exit {proc.returncode}: {detail}")
+    return out.decode(errors="replace")
+
+
+async def ip_batch(commands: list[str], netns: str | None = None, check: bool = True) -> None:
+    """Run many `ip` commands in one process (`ip -b -`), optionally inside a namespace."""
+    if not commands:
+        return
+    argv = ["ip"] + (["-n", netns] if netns else []) + ["-b", "-"]
+    if not check:
+        argv.insert(1, "-force")
+    await run(*argv, input="\n".join(commands) + "\n", check=check)
+
+
+def nsenter(netns: str) -> list[str]:
+    return ["nsenter", f"--net={NETNS_DIR / netns}", "--"]
+
+
+async def in_netns(netns: str, *argv: str, input: str | None = None, check: bool = True) -> str:
+    return await run(*nsenter(netns), *argv, input=input, check=check)
+
+
+async def sysctl(netns: str, settings: dict[str, str]) -> None:
+    """Write /proc/sys values as seen from inside `netns` (per-namespace net.* keys)."""
+    script = "; ".join(
+        f"echo {value} > /proc/sys/{key.replace('.', '/')}" for key, value in settings.items()
+    )
+    await in_netns(netns, "sh", "-c", script)
+
+
+def exists(netns: str) -> bool:
+    return (NETNS_DIR / netns).exists()
+
+
+def names(prefix: str) -> list[str]:
+    try:
+        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(prefix))
+    except FileNotFoundError:
+        return []
+
+
+async def add(netns: str) -> None:
+    if not exists(netns):
+        await run("ip", "netns", "add", netns)
+
+
+async def delete(netns: str) -> None:
+    if exists(netns):
+        await run("ip", "netns", "delete", netns, check=False)
+
+
+async def host_routes() -> list[str]:
+    out = await run("ip", "-4", "route", "show")
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+async def link_exists(name: str, netns: str | None = None) -> bool:
+    argv = ["ip"] + (["-n", netns] if netns else []) + ["link", "show", name]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await proc.wait() == 0
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def listen_in_netns(netns: str, host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket that lives in `netns`. setns() changes only the calling
+    thread, so it is done in a short-lived thread of its own."""
+    result: list[socket.socket | BaseException] = []
+
+    def work() -> None:
+        try:
+            fd = os.open(NETNS_DIR / netns, os.O_RDONLY)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(backlog)
+            sock.setblocking(False)
+            result.append(sock)
+        except BaseException as e:
+            result.append(e)
+
+    t = threading.Thread(target=work)
+    t.start()
+    t.join()
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]

@@ -1,0 +1,468 @@
+"""One pod on this node: its sandbox, its containers' runs, restarts, probes and status.
+
+The worker never talks to the API server itself: the agent gives it the pod object and the
+inputs it needs (service env, ConfigMaps/Secrets), and reads `status()` to publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubesvc.node import images, podenv, podfiles, probes
+from kubesvc.node.runtime import ContainerRuntime, Proc, load_procs, now_rfc3339, save_procs
+from kubesvc.node.view import Sandbox
+
+log = logging.getLogger("kubesvc.node")
+
+BACKOFF_INITIAL = 10.0
+BACKOFF_MAX = 300.0
+BACKOFF_RESET_AFTER = 600.0  # a container that ran this long restarts without delay
+
+
+@dataclass
+class ContainerState:
+    spec: dict[str, Any]
+    init: bool = False
+    current: Proc | None = None
+    previous: Proc | None = None
+    restart_count: int = 0
+    waiting_reason: str = "ContainerCreating"
+    waiting_message: str = ""
+    next_start: float = 0.0  # monotonic time the next start may happen
+    backoff: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+    ready: bool = False
+    started: bool = False  # startup probe passed (or none)
+    readiness: Any = None  # probes.ProbeTracker
+    liveness: Any = None
+    startup: Any = None
+    probing: bool = False
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", ""))
+
+
+def _containers(pod: dict[str, Any]) -> list[ContainerState]:
+    spec = pod.get("spec") or {}
+    out = [ContainerState(c, init=True) for c in spec.get("initContainers") or []]
+    out += [ContainerState(c) for c in spec.get("containers") or []]
+    return out
+
+
+class PodWorker:
+    def __init__(
+        self,
+        pod: dict[str, Any],
+        sandbox: Sandbox,
+        runtime: ContainerRuntime,
+        state_dir: Path,
+        node_ip: str,
+        record: Callable[[dict[str, Any], str, str, str], None],
+        changed: Callable[[str], None],
+    ) -> None:
+        self.pod = pod
+        self.uid: str = pod["metadata"]["uid"]
+        self.sandbox = sandbox
+        self.runtime = runtime
+        self.state_dir = state_dir
+        self.node_ip = node_ip
+        self.record = record  # (pod, type, reason, message) -> event
+        self.changed = changed  # (uid) -> the agent publishes status soon
+        self.containers = _containers(pod)
+        self.started_at = now_rfc3339()
+        self.terminating = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def by_name(self, name: str) -> ContainerState | None:
+        return next((c for c in self.containers if c.name == name), None)
+
+    def procs_file(self) -> Path:
+        return self.state_dir / "procs.json"
+
+    def save(self) -> None:
+        procs = [p for c in self.containers for p in (c.previous, c.current) if p is not None]
+        save_procs(self.procs_file(), procs)
+        meta = {
+            "restart_counts": {c.name: c.restart_count for c in self.containers},
+            "env": {c.name: c.env for c in self.containers},
+            "started_at": self.started_at,
+        }
+        (self.state_dir / "worker.json").write_text(json.dumps(meta))
+
+    def adopt(self) -> None:
+        """After an agent restart: pick the running processes back up."""
+        try:
+            meta = json.loads((self.state_dir / "worker.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        self.started_at = meta.get("started_at", self.started_at)
+        for c in self.containers:
+            c.restart_count = int(meta.get("restart_counts", {}).get(c.name, 0))
+            c.env = meta.get("env", {}).get(c.name, {})
+        for proc in load_procs(self.procs_file()):
+            c = self.by_name(proc.container)
+            if c is None:
+                continue
+            if proc.restart_count == c.restart_count:
+                c.current = proc
+                c.started = True
+                c.waiting_reason = ""
+            else:
+                c.previous = proc
+        for c in self.containers:
+            self._make_trackers(c)
+            if c.current is not None:
+                self.runtime.watch(self.uid, c.current)
+
+    # -- starting ------------------------------------------------------------------------
+    def _make_trackers(self, c: ContainerState) -> None:
+        spec = c.spec
+        now = time.monotonic()
+        c.readiness = _tracker(spec.get("readinessProbe"), "readiness", now)
+        c.liveness = _tracker(spec.get("livenessProbe"), "liveness", now)
+        c.startup = _tracker(spec.get("startupProbe"), "startup", now)
+        c.started = c.startup is None or c.started
+        c.ready = False
+
+    def start_container(self, c: ContainerState, env: dict[str, str]) -> None:
+        spec = c.spec
+        image = str(spec.get("image", ""))
+        command = [podenv.expand(x, env) for x in spec.get("command") or []] or None
+        args = [podenv.expand(x, env) for x in spec.get("args") or []] or None
+        resolved = images.resolve(image, command, args)
+        if resolved.argv is None:
+            first = c.waiting_reason != resolved.reason
+            c.waiting_reason, c.waiting_message = resolved.reason, resolved.message
+            c.next_start = time.monotonic() + 30
+            if first:
+                self.record(
+                    self.pod,
+                    "Warning",
+                    "Failed",
+                    f'Failed to pull image "{image}": {resolved.message}',
+                )
+            self.changed(self.uid)
+            return
+        if c.restart_count == 0 and c.current is None and c.previous is None:
+            self.record(
+                self.pod,
+                "Normal",
+                "Pulled",
+                f'Container image "{image}" already present on machine',
+            )
+        c.env = env
+        proc = self.runtime.start(
+            self.uid,
+            self.sandbox,
+            c.name,
+            c.restart_count,
+            resolved.argv,
+            env,
+            spec.get("workingDir"),
+            self.state_dir / "logs" / c.name,
+        )
+        c.current = proc
+        c.waiting_reason = c.waiting_message = ""
+        self._make_trackers(c)
+        self.save()
+        self.record(self.pod, "Normal", "Created", f"Created container {c.name}")
+        self.record(self.pod, "Normal", "Started", f"Started container {c.name}")
+        self.changed(self.uid)
+
+    def on_exit(self, proc: Proc) -> None:
+        c = self.by_name(proc.container)
+        if c is None or c.current is not proc:
+            return
+        c.previous, c.current = proc, None
+        c.ready = False
+        ran = time.time() - _parse_time(proc.started_at)
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        if self.terminating or (c.init and proc.exit_code == 0):
+            pass
+        elif (
+            policy == "Always"
+            or (policy == "OnFailure" and proc.exit_code != 0)
+            or (c.init and policy != "Never" and proc.exit_code != 0)
+        ):
+            c.restart_count += 1
+            if ran >= BACKOFF_RESET_AFTER:
+                c.backoff = 0.0
+            delay = c.backoff
+            c.backoff = BACKOFF_INITIAL if c.backoff == 0 else min(BACKOFF_MAX, c.backoff * 2)
+            c.next_start = time.monotonic() + delay
+            if delay > 0:
+                c.waiting_reason = "CrashLoopBackOff"
+                c.waiting_message = (
+                    f"back-off {int(delay)}s restarting failed container="
+                    f"{c.name} pod={self.pod['metadata']['name']}_"
+                    f"{self.pod['metadata'].get('namespace')}({self.uid})"
+                )
+                self.record(
+                    self.pod,
+                    "Warning",
+                    "BackOff",
+                    f"Back-off restarting failed container {c.name} in pod "
+                    f"{self.pod['metadata']['name']}_{self.pod['metadata'].get('namespace')}"
+                    f"({self.uid})",
+                )
+        self.save()
+        self.changed(self.uid)
+
+    def due(self, env_for: Callable[[ContainerState], dict[str, str] | None]) -> None:
+        """Start whatever may start now: init containers in order, then the app containers."""
+        if self.terminating:
+            return
+        now = time.monotonic()
+        for c in self.containers:
+            if c.init:
+                done = c.previous is not None and c.previous.exit_code == 0 and c.current is None
+                if done:
+                    continue
+                if c.current is None and now >= c.next_start and not self._terminal_init(c):
+                    env = env_for(c)
+                    if env is not None:
+                        self.start_container(c, env)
+                return  # later containers wait for this init container
+            if c.current is None and now >= c.next_start and self._should_run(c):
+                env = env_for(c)
+                if env is not None:
+                    self.start_container(c, env)
+
+    def _terminal_init(self, c: ContainerState) -> bool:
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        return c.previous is not None and c.previous.exit_code != 0 and policy == "Never"
+
+    def _should_run(self, c: ContainerState) -> bool:
+        if c.previous is None:
+            return True
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        if policy == "Always":
+            return True
+        return policy == "OnFailure" and c.previous.exit_code != 0
+
+    # -- probes --------------------------------------------------------------------------
+    async def probe(self) -> None:
+        now = time.monotonic()
+        for c in self.containers:
+            if c.init or c.current is None or c.probing:
+                continue
+            for kind, tracker in (
+                ("startup", c.startup),
+                ("liveness", c.liveness),
+                ("readiness", c.readiness),
+            ):
+                if tracker is None or not tracker.due(now):
+                    continue
+                if kind != "startup" and not c.started:
+                    continue
+                if kind == "startup" and c.started:
+                    continue
+                c.probing = True
+                try:
+                    await self._run_probe(c, kind, tracker)
+                finally:
+                    c.probing = False
+        for c in self.containers:
+            ready_now = c.current is not None and c.readiness is None and c.started
+            if ready_now and not c.init and not c.ready:
+                c.ready = True
+                self.changed(self.uid)
+
+    async def _run_probe(self, c: ContainerState, kind: str, tracker: Any) -> None:
+        probe = c.spec.get(f"{kind}Probe") or {}
+        result, output = await probes.run_probe(
+            probe,
+            pod_ip=self.sandbox.ip,
+            exec_prefix=self.sandbox.nsenter(),
+            env=c.env,
+            container_ports=c.spec.get("ports") or [],
+        )
+        before = tracker.state
+        tracker.record(result, time.monotonic())
+        after = tracker.state
+        if result != "Success":
+            label = kind.capitalize()
+            self.record(self.pod, "Warning", "Unhealthy", f"{label} probe failed: {output}".strip())
+        if kind == "readiness" and c.ready != (after == "Success"):
+            c.ready = after == "Success"
+            self.changed(self.uid)
+        if kind == "startup" and after == "Success" and not c.started:
+            c.started = True
+            self.changed(self.uid)
+        if kind in ("liveness", "startup") and after == "Failure" and before != "Failure":
+            reason = "liveness probe" if kind == "liveness" else "startup probe"
+            self.record(
+                self.pod,
+                "Normal",
+                "Killing",
+                f"Container {c.name} failed {reason}, will be restarted",
+            )
+            if c.current is not None:
+                grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+                await self.runtime.stop([c.current], grace)
+
+    # -- stopping ------------------------------------------------------------------------
+    async def stop(self, grace: float) -> None:
+        self.terminating = True
+        running = [c for c in self.containers if c.current is not None]
+        for c in running:
+            self.record(self.pod, "Normal", "Killing", f"Stopping container {c.name}")
+        await self.runtime.stop([c.current for c in running if c.current], grace)
+
+    # -- status --------------------------------------------------------------------------
+    def status(self, old: dict[str, Any]) -> dict[str, Any]:
+        init_states = [c for c in self.containers if c.init]
+        app = [c for c in self.containers if not c.init]
+        init_done = all(
+            c.previous is not None and c.previous.exit_code == 0 and c.current is None
+            for c in init_states
+        )
+        statuses = [self._container_status(c) for c in app]
+        init_statuses = [self._container_status(c) for c in init_states]
+        phase = self._phase(init_done)
+        all_ready = bool(app) and all(c.ready for c in app) and phase == "Running"
+        now = now_rfc3339()
+        conditions = _conditions(
+            old,
+            {
+                "PodReadyToStartContainers": True,
+                "Initialized": init_done,
+                "Ready": all_ready,
+                "ContainersReady": all_ready,
+            },
+            now,
+        )
+        status: dict[str, Any] = {
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.node_ip,
+            "hostIPs": [{"ip": self.node_ip}],
+            "podIP": self.sandbox.ip,
+            "podIPs": [{"ip": self.sandbox.ip}],
+            "startTime": old.get("startTime") or self.started_at,
+            "containerStatuses": statuses,
+            "qosClass": old.get("qosClass", "BestEffort"),
+        }
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
+        if not all_ready and phase == "Running":
+            not_ready = [c.name for c in app if not c.ready]
+            for cond in conditions:
+                if cond["type"] in ("Ready", "ContainersReady") and cond["status"] == "False":
+                    cond["reason"] = "ContainersNotReady"
+                    cond["message"] = f"containers with unready status: [{' '.join(not_ready)}]"
+        return status
+
+    def _phase(self, init_done: bool) -> str:
+        app = [c for c in self.containers if not c.init]
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        if any(self._terminal_init(c) for c in self.containers if c.init):
+            return "Failed"
+        if not init_done:
+            return "Pending"
+        if any(c.current is not None for c in app):
+            return "Running"
+        if not all(c.previous is not None for c in app):
+            return "Running" if any(c.previous is not None for c in app) else "Pending"
+        # every app container has exited and none runs now
+        if policy == "Always":
+            return "Running"
+        if all(c.previous is not None and c.previous.exit_code == 0 for c in app):
+            return "Succeeded"
+        return "Failed" if policy == "Never" else "Running"
+
+    def _container_status(self, c: ContainerState) -> dict[str, Any]:
+        spec = c.spec
+        st: dict[str, Any] = {
+            "name": c.name,
+            "image": spec.get("image", ""),
+            "imageID": "",
+            "ready": c.ready,
+            "restartCount": c.restart_count,
+            "started": c.current is not None and c.started,
+        }
+        if c.current is not None:
+            st["state"] = {"running": {"startedAt": c.current.started_at}}
+            st["containerID"] = f"kubesvc://{c.current.pid}"
+        elif c.waiting_reason or c.previous is None or c.next_start > time.monotonic():
+            waiting: dict[str, Any] = {"reason": c.waiting_reason or "ContainerCreating"}
+            if c.waiting_message:
+                waiting["message"] = c.waiting_message
+            st["state"] = {"waiting": waiting}
+        else:
+            st["state"] = {"terminated": _terminated(c.previous)}
+            st["containerID"] = f"kubesvc://{c.previous.pid}"
+        if c.previous is not None and (c.current is not None or "terminated" not in st["state"]):
+            st["lastState"] = {"terminated": _terminated(c.previous)}
+        else:
+            st["lastState"] = {}
+        return st
+
+
+def _terminated(p: Proc) -> dict[str, Any]:
+    code = p.exit_code if p.exit_code is not None else 0
+    return {
+        "exitCode": code,
+        "reason": "Completed" if code == 0 else "Error",
+        "startedAt": p.started_at,
+        "finishedAt": p.finished_at or p.started_at,
+        "containerID": f"kubesvc://{p.pid}",
+    }
+
+
+def _conditions(old: dict[str, Any], wanted: dict[str, bool], now: str) -> list[dict[str, Any]]:
+    previous = {c.get("type"): c for c in old.get("conditions") or []}
+    out = []
+    for ctype in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady"):
+        status = "True" if wanted[ctype] else "False"
+        prev = previous.get(ctype)
+        since = prev.get("lastTransitionTime") if prev and prev.get("status") == status else now
+        out.append(
+            {"type": ctype, "status": status, "lastProbeTime": None, "lastTransitionTime": since}
+        )
+    if "PodScheduled" in previous:
+        out.append(previous["PodScheduled"])
+    return out
+
+
+def _tracker(probe: dict[str, Any] | None, kind: str, now: float) -> Any:
+    if not probe:
+        return None
+    return probes.ProbeTracker(probe, kind, now)
+
+
+def _parse_time(ts: str) -> float:
+    from datetime import datetime
+
+    try:
+        return (
+            datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
+            .replace(tzinfo=__import__("datetime").timezone.utc)
+            .timestamp()
+        )
+    except ValueError:
+        return time.time()
+
+
+def write_pod_files(
+    files_dir: Path, pod: dict[str, Any], ip: str, dns_ip: str, cluster_domain: str
+) -> None:
+    files_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        host_resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        host_resolv = ""
+    (files_dir / "hosts").write_text(podfiles.hosts_file(pod, ip, cluster_domain))
+    (files_dir / "resolv.conf").write_text(
+        podfiles.resolv_conf(pod, dns_ip, cluster_domain, host_resolv)
+    )
+    (files_dir / "hostname").write_text(podfiles.hostname_file(pod))

@@ -1,0 +1,205 @@
+"""Container processes: start them in a pod's namespaces, notice when they exit, stop them.
+
+Each container runs under a tiny `sh` shim (conmon's role): the shim starts the container
+command, forwards SIGTERM/SIGINT to it, and writes its exit status to a file. The shim runs
+in its own session, so containers outlive a restart of the node agent; the agent then adopts
+them from their state files and still learns their exit codes. Exits are noticed through
+pidfds, which work for processes that are not the agent's children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kubesvc.node.view import Sandbox
+
+SHIM = r"""
+exitfile=$1; shift
+"$@" &
+pid=$!
+trap 'kill -TERM $pid 2>/dev/null' TERM
+trap 'kill -INT $pid 2>/dev/null' INT
+while :; do
+  wait $pid; rc=$?
+  kill -0 $pid 2>/dev/null || break
+done
+echo $rc > "$exitfile.tmp" && mv "$exitfile.tmp" "$exitfile"
+exit $rc
+"""
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _boot_time_ticks(pid: int) -> int | None:
+    """Process start time (clock ticks since boot): tells a live process from a reused pid."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@dataclass
+class Proc:
+    """One run of one container."""
+
+    container: str
+    restart_count: int
+    pid: int
+    start_ticks: int | None
+    started_at: str
+    log: str
+    exit_file: str
+    exit_code: int | None = None
+    finished_at: str | None = None
+    killed: bool = False  # we sent SIGKILL: no exit file is expected
+
+    @property
+    def running(self) -> bool:
+        return self.exit_code is None
+
+
+class ContainerRuntime:
+    def __init__(self, on_exit: Callable[[str, Proc], None]) -> None:
+        self.on_exit = on_exit  # (pod uid, proc)
+        self._watchers: dict[int, tuple[str, Proc, int]] = {}  # pid -> (uid, proc, pidfd)
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(
+        self,
+        uid: str,
+        sandbox: Sandbox,
+        container: str,
+        restart_count: int,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        log_dir: Path,
+    ) -> Proc:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log = log_dir / f"{restart_count}.log"
+        exit_file = log_dir / f"{restart_count}.exit"
+        exit_file.unlink(missing_ok=True)
+        full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": sandbox.hostname, "HOME": "/root"}
+        full_env.update(env)
+        with open(log, "ab") as out:
+            child = subprocess.Popen(
+                [*sandbox.nsenter(), "sh", "-c", SHIM, "kubesvc-shim", str(exit_file), *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd if cwd and os.path.isdir(cwd) else None,
+                start_new_session=True,
+            )
+        proc = Proc(
+            container,
+            restart_count,
+            child.pid,
+            _boot_time_ticks(child.pid),
+            now_rfc3339(),
+            str(log),
+            str(exit_file),
+        )
+        self._children[child.pid] = child
+        self.watch(uid, proc)
+        return proc
+
+    def watch(self, uid: str, proc: Proc) -> None:
+        """Be told when `proc` exits (works for adopted, non-child processes too)."""
+        if proc.exit_code is not None:
+            return
+        if not self.alive(proc):
+            self._finish(uid, proc)
+            return
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except ProcessLookupError:
+            self._finish(uid, proc)
+            return
+        self._watchers[proc.pid] = (uid, proc, pidfd)
+        asyncio.get_running_loop().add_reader(pidfd, self._exited, proc.pid)
+
+    @staticmethod
+    def alive(proc: Proc) -> bool:
+        ticks = _boot_time_ticks(proc.pid)
+        return ticks is not None and (proc.start_ticks is None or ticks == proc.start_ticks)
+
+    def _exited(self, pid: int) -> None:
+        uid, proc, pidfd = self._watchers.pop(pid)
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        child = self._children.pop(pid, None)
+        code = child.wait() if child is not None else None
+        self._finish(uid, proc, code)
+
+    def _finish(self, uid: str, proc: Proc, shim_code: int | None = None) -> None:
+        code: int | None = None
+        with contextlib.suppress(OSError, ValueError):
+            code = int(Path(proc.exit_file).read_text().strip())
+        if code is None:
+            # the shim itself died: killed with the container (SIGKILL) or lost
+            code = 137 if proc.killed else (shim_code if shim_code and shim_code >= 0 else 137)
+        proc.exit_code = code
+        proc.finished_at = now_rfc3339()
+        self.on_exit(uid, proc)
+
+    def signal(self, proc: Proc, sig: int) -> None:
+        if not proc.running or not self.alive(proc):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if sig == signal.SIGKILL:
+                proc.killed = True
+                os.killpg(proc.pid, sig)
+            else:
+                os.kill(proc.pid, sig)  # the shim forwards it to the container
+
+    async def stop(self, procs: list[Proc], grace: float) -> None:
+        """SIGTERM, then SIGKILL for whatever still runs after `grace` seconds."""
+        live = [p for p in procs if p.running]
+        for p in live:
+            self.signal(p, signal.SIGTERM)
+        deadline = time.monotonic() + max(0.0, grace)
+        while any(p.running for p in live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for p in live:
+            if p.running:
+                self.signal(p, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while any(p.running for p in live) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _uid, _proc, pidfd in self._watchers.values():
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        self._watchers.clear()
+
+
+def save_procs(path: Path, procs: list[Proc]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([asdict(p) for p in procs]))
+    tmp.replace(path)
+
+
+def load_procs(path: Path) -> list[Proc]:
+    try:
+        return [Proc(**p) for p in json.loads(path.read_text())]
+    except (OSError, ValueError, TypeError):
+        return []
