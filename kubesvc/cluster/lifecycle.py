@@ -282,7 +282,7 @@ async def down(name: str, quiet: bool = False, keep_data: bool = False) -> int:
     _kill_in_namespaces(netns.names(prefix))
     ns_dir = Path("/run/kubesvc") / name
     for _ in range(8):  # nested and stacked mounts: unmount until nothing is left
-        if not os.path.ismount(ns_dir / "ns"):
+        if not netns.is_mountpoint(ns_dir / "ns"):
             break
         await netns.run("umount", "-R", str(ns_dir / "ns"), check=False)
     shutil.rmtree(ns_dir, ignore_errors=True)

@@ -9,7 +9,6 @@ agent adopts the pods that are already running instead of killing them.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -100,25 +99,27 @@ class NodeAgent:
             )
         finally:
             if server is not None:
-                await server.cleanup()
+                await server.stop()
             self.runtime.close()
             await self.recorder.close()
             await self.client.close()
 
     async def _serve(self) -> Any:
-        try:
-            from aiohttp import web
+        """The kubelet API (logs, exec, port-forward) on the node's address, in its netns."""
+        from kubesvc.node.server import KubeletServer
 
-            from kubesvc.node.server import KubeletServer
-        except ImportError:
-            return None
         token = self.client.access.token or _token_for(self.cfg.kubeconfig)
-        server = KubeletServer(self, token=token)
-        runner = web.AppRunner(server.app(), access_log=None)
-        await runner.setup()
+        server = KubeletServer(
+            self, token, self.net.ip, self.cfg.kubelet_port, cert_dir=self.cfg.state_dir / "tls"
+        )
         sock = sandbox.netns.listen_in_netns(self.net.netns, self.net.ip, self.cfg.kubelet_port)
-        await web.SockSite(runner, sock, ssl_context=server.ssl_context()).start()
-        return runner
+        try:
+            await server.start(sock=sock)
+        except Exception:
+            log.exception("the kubelet API did not start; logs/exec/port-forward are unavailable")
+            sock.close()
+            return None
+        return server
 
     # -- node registration -------------------------------------------------------------------
     def _node_object(self) -> dict[str, Any]:
@@ -444,10 +445,24 @@ class NodeAgent:
             pod["metadata"]["namespace"],
             spec.get("enableServiceLinks", True) is not False,
         )
-        lookup = _Lookup(
-            refs, pod_ip=worker.sandbox.ip, host_ip=self.net.ip, node_name=self.cfg.name
+        ns = pod["metadata"]["namespace"]
+        lookup = podenv.DictLookup(
+            {
+                (ns, k.split("/", 1)[1]): v
+                for k, v in refs.items()
+                if k.startswith("ConfigMap/") and v
+            },
+            {(ns, k.split("/", 1)[1]): v for k, v in refs.items() if k.startswith("Secret/") and v},
         )
-        env, problems = podenv.container_env(pod, c.spec, services_env, lookup)
+        env, problems = podenv.container_env(
+            pod,
+            c.spec,
+            services_env,
+            lookup,
+            pod_ips=[worker.sandbox.ip],
+            host_ips=[self.net.ip],
+            node_name=self.cfg.name,
+        )
         if problems:
             c.waiting_reason, c.waiting_message = "CreateContainerConfigError", "; ".join(problems)
             c.next_start = time.monotonic() + 5
@@ -584,25 +599,6 @@ class NodeAgent:
         w = self._worker(namespace, name)
         c = w.by_name(container) if w else None
         return c.spec.get("workingDir") if c else None
-
-
-class _Lookup:
-    def __init__(self, refs: dict[str, Any], *, pod_ip: str, host_ip: str, node_name: str) -> None:
-        self.refs = refs
-        self.pod_ip, self.host_ip, self.node_name = pod_ip, host_ip, node_name
-
-    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
-        obj = self.refs.get(f"ConfigMap/{name}")
-        return dict(obj.get("data") or {}) if obj else None
-
-    def secret(self, namespace: str, name: str) -> dict[str, str] | None:
-        obj = self.refs.get(f"Secret/{name}")
-        if not obj:
-            return None
-        return {
-            k: base64.b64decode(v).decode(errors="replace")
-            for k, v in (obj.get("data") or {}).items()
-        }
 
 
 def _token_for(kubeconfig: str) -> str:

@@ -97,6 +97,22 @@ async def link_exists(name: str, netns: str | None = None) -> bool:
     return await proc.wait() == 0
 
 
+def is_mountpoint(path: Path) -> bool:
+    """True when something is mounted at `path`. (os.path.ismount misses a directory
+    bind-mounted onto itself, which is exactly how namespace directories are made.)"""
+    target = str(path.resolve())
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        # the mount point is the fifth field; spaces in it are written as \040
+        if len(fields) > 4 and fields[4].replace("\\040", " ") == target:
+            return True
+    return False
+
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 

@@ -251,7 +251,6 @@ class PodWorker:
 
     # -- probes --------------------------------------------------------------------------
     async def probe(self) -> None:
-        now = time.monotonic()
         for c in self.containers:
             if c.init or c.current is None or c.probing:
                 continue
@@ -260,11 +259,7 @@ class PodWorker:
                 ("liveness", c.liveness),
                 ("readiness", c.readiness),
             ):
-                if tracker is None or not tracker.due(now):
-                    continue
-                if kind != "startup" and not c.started:
-                    continue
-                if kind == "startup" and c.started:
+                if tracker is None or not tracker.should_probe(container_started=c.started):
                     continue
                 c.probing = True
                 try:
@@ -286,10 +281,8 @@ class PodWorker:
             env=c.env,
             container_ports=c.spec.get("ports") or [],
         )
-        before = tracker.state
-        tracker.record(result, time.monotonic())
-        after = tracker.state
-        if result != "Success":
+        after = tracker.record(result)
+        if result == "Failure":
             label = kind.capitalize()
             self.record(self.pod, "Warning", "Unhealthy", f"{label} probe failed: {output}".strip())
         if kind == "readiness" and c.ready != (after == "Success"):
@@ -298,17 +291,16 @@ class PodWorker:
         if kind == "startup" and after == "Success" and not c.started:
             c.started = True
             self.changed(self.uid)
-        if kind in ("liveness", "startup") and after == "Failure" and before != "Failure":
-            reason = "liveness probe" if kind == "liveness" else "startup probe"
+        if kind in ("liveness", "startup") and tracker.needs_restart and c.current is not None:
+            what = "liveness probe" if kind == "liveness" else "startup probe"
             self.record(
                 self.pod,
                 "Normal",
                 "Killing",
-                f"Container {c.name} failed {reason}, will be restarted",
+                f"Container {c.name} failed {what}, will be restarted",
             )
-            if c.current is not None:
-                grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-                await self.runtime.stop([c.current], grace)
+            grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+            await self.runtime.stop([c.current], grace)
 
     # -- stopping ------------------------------------------------------------------------
     async def stop(self, grace: float) -> None:
@@ -437,7 +429,7 @@ def _conditions(old: dict[str, Any], wanted: dict[str, bool], now: str) -> list[
 def _tracker(probe: dict[str, Any] | None, kind: str, now: float) -> Any:
     if not probe:
         return None
-    return probes.ProbeTracker(probe, kind, now)
+    return probes.ProbeTracker(kind, probe, now)  # type: ignore[arg-type]
 
 
 def _parse_time(ts: str) -> float:

@@ -12,7 +12,6 @@ import contextlib
 import fcntl
 import ipaddress
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +163,7 @@ async def ensure_ns_dir(cluster: str) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     with open(d.parent / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.ismount(d):
+        if not netns.is_mountpoint(d):
             await netns.run("mount", "--bind", str(d), str(d))
             await netns.run("mount", "--make-private", str(d))
     return d
