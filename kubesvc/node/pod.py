@@ -384,7 +384,7 @@ class PodWorker:
         }
         if c.current is not None:
             st["state"] = {"running": {"startedAt": c.current.started_at}}
-            st["containerID"] = f"kubesvc://{c.current.pid}"
+            st["containerID"] = f"kubesvc://{ContainerRuntime.container_pid(c.current)}"
         elif c.waiting_reason or c.previous is None or c.next_start > time.monotonic():
             waiting: dict[str, Any] = {"reason": c.waiting_reason or "ContainerCreating"}
             if c.waiting_message:

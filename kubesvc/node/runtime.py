@@ -153,8 +153,11 @@ class ContainerRuntime:
         with contextlib.suppress(OSError, ValueError):
             code = int(Path(proc.exit_file).read_text().strip())
         if code is None:
-            # the shim itself died: killed with the container (SIGKILL) or lost
-            code = 137 if proc.killed else (shim_code if shim_code and shim_code >= 0 else 137)
+            # the shim itself died (killed with the container, or on its own): make sure no
+            # orphaned container process keeps running, then report it killed
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            code = 137 if proc.killed else (shim_code if shim_code and shim_code > 0 else 137)
         proc.exit_code = code
         proc.finished_at = now_rfc3339()
         self.on_exit(uid, proc)
@@ -183,6 +186,15 @@ class ContainerRuntime:
         deadline = time.monotonic() + 5
         while any(p.running for p in live) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+
+    @staticmethod
+    def container_pid(proc: Proc) -> int:
+        """The container's own process (the shim's child), or the shim if it has none."""
+        try:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        except OSError:
+            return proc.pid
+        return int(children[0]) if children else proc.pid
 
     def close(self) -> None:
         loop = asyncio.get_running_loop()
