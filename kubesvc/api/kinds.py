@@ -39,7 +39,17 @@ class Kind:
 
 KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "Namespace", "namespaces", "namespace", False, ("ns",), (), ("status",)),
-    Kind("", "v1", "Pod", "pods", "pod", True, ("po",), ("all",), ("status", "binding")),
+    Kind(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        True,
+        ("po",),
+        ("all",),
+        ("status", "binding", "log", "exec", "portforward"),
+    ),
     Kind("", "v1", "Service", "services", "service", True, ("svc",), ("all",), ("status",)),
     Kind("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),
     Kind("", "v1", "Secret", "secrets", "secret", True),

@@ -13,6 +13,9 @@ _SUBRESOURCE_VERBS = {
     "scale": ["get", "patch", "update"],
     "binding": ["create"],
     "finalize": ["update"],
+    "log": ["get"],
+    "exec": ["create", "get"],
+    "portforward": ["create", "get"],
 }
 
 

@@ -18,6 +18,7 @@ from kubesvc.api.kinds import BY_KIND, BY_PLURAL, Kind
 from kubesvc.api.selectors import make_filter
 from kubesvc.apiserver import negotiation
 from kubesvc.apiserver.objects import dumps
+from kubesvc.apiserver.proxy import PROXY_SUBRESOURCES, PodProxy
 from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
 from kubesvc.store.base import Compacted
 
@@ -93,14 +94,17 @@ def _dry_run(request: web.Request) -> bool:
 
 
 class ResourceHandler:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, pod_proxy: PodProxy | None = None) -> None:
         self.registry = registry
+        self.pod_proxy = pod_proxy or PodProxy(registry)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = parse_path(request.path)
         if target is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         method = request.method
+        if target.subresource in PROXY_SUBRESOURCES and target.name:
+            return await self.pod_proxy.handle(request, target)
         if method == "GET":
             if target.name and not target.legacy_watch:
                 return await self._get(request, target)

@@ -20,6 +20,7 @@ from kubesvc.apiserver import discovery, negotiation
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response
+from kubesvc.apiserver.proxy import PodProxy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.store.sqlite import SQLiteStore
@@ -74,7 +75,7 @@ class ApiServer:
         self._tasks.append(asyncio.create_task(self._compactor(), name="compactor"))
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._handler = ResourceHandler(self.registry)
+        self._handler = ResourceHandler(self.registry, PodProxy(self.registry, self.creds.token))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(

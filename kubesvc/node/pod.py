@@ -384,7 +384,13 @@ class PodWorker:
         }
         if c.current is not None:
             st["state"] = {"running": {"startedAt": c.current.started_at}}
-            st["containerID"] = f"kubesvc://{ContainerRuntime.container_pid(c.current)}"
+            known = c.current.container_pid
+            pid = ContainerRuntime.container_pid(c.current)
+            if not pid:  # the shim has not started it yet: publish again shortly
+                asyncio.get_running_loop().call_later(0.05, self.changed, self.uid)
+            elif not known:
+                self.save()  # an adopting agent must report the same containerID
+            st["containerID"] = f"kubesvc://{pid or c.current.pid}"
         elif c.waiting_reason or c.previous is None or c.next_start > time.monotonic():
             waiting: dict[str, Any] = {"reason": c.waiting_reason or "ContainerCreating"}
             if c.waiting_message:
@@ -392,7 +398,7 @@ class PodWorker:
             st["state"] = {"waiting": waiting}
         else:
             st["state"] = {"terminated": _terminated(c.previous)}
-            st["containerID"] = f"kubesvc://{c.previous.pid}"
+            st["containerID"] = f"kubesvc://{c.previous.container_pid or c.previous.pid}"
         if c.previous is not None and (c.current is not None or "terminated" not in st["state"]):
             st["lastState"] = {"terminated": _terminated(c.previous)}
         else:
@@ -407,7 +413,7 @@ def _terminated(p: Proc) -> dict[str, Any]:
         "reason": "Completed" if code == 0 else "Error",
         "startedAt": p.started_at,
         "finishedAt": p.finished_at or p.started_at,
-        "containerID": f"kubesvc://{p.pid}",
+        "containerID": f"kubesvc://{p.container_pid or p.pid}",
     }
 
 

@@ -67,6 +67,7 @@ class Proc:
     exit_code: int | None = None
     finished_at: str | None = None
     killed: bool = False  # we sent SIGKILL: no exit file is expected
+    container_pid: int = 0  # the container's own process (the shim's child), once seen
 
     @property
     def running(self) -> bool:
@@ -189,12 +190,15 @@ class ContainerRuntime:
 
     @staticmethod
     def container_pid(proc: Proc) -> int:
-        """The container's own process (the shim's child), or the shim if it has none."""
-        try:
-            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        except OSError:
-            return proc.pid
-        return int(children[0]) if children else proc.pid
+        """The container's own process (the shim's child); 0 until the shim has started it."""
+        if not proc.container_pid:
+            try:
+                path = f"/proc/{proc.pid}/task/{proc.pid}/children"
+                children = Path(path).read_text().split()
+            except OSError:
+                children = []
+            proc.container_pid = int(children[0]) if children else 0
+        return proc.container_pid
 
     def close(self) -> None:
         loop = asyncio.get_running_loop()

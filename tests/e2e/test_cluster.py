@@ -1,0 +1,270 @@
+"""A real cluster: `kubesvc up` with 2 nodes, pods as processes in network namespaces.
+
+Runs as root. Everything lives in namespaces this test creates (a unique cluster name) and
+`kubesvc down` must leave nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import KUBECTL, wait_for
+
+pytestmark = pytest.mark.e2e
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
+
+
+@dataclass
+class Cluster:
+    name: str
+    env: dict[str, str]
+    home: Path
+
+    def kubesvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [sys.executable, "-m", "kubesvc.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubesvc {' '.join(args)}: {res.stdout}\n{res.stderr}")
+        return res
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [KUBECTL, *args],
+            input=input,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {res.stdout}\n{res.stderr}")
+        return res
+
+    def out(self, *args: str, input: str | None = None) -> str:
+        return self.kubectl(*args, input=input).stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.out(*args, "-o", "json"))
+
+    def pods(self, selector: str) -> list[dict[str, Any]]:
+        return list(self.json("get", "pods", "-l", selector)["items"])
+
+    def running(self, selector: str, n: int) -> list[dict[str, Any]]:
+        def ready() -> list[dict[str, Any]] | None:
+            pods = [p for p in self.pods(selector) if not p["metadata"].get("deletionTimestamp")]
+            ok = [p for p in pods if _ready(p)]
+            return ok if len(ok) == n and len(pods) == n else None
+
+        return wait_for(ready, timeout=30, what=f"{n} ready pods {selector}")  # type: ignore[no-any-return]
+
+    def exec(self, pod: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("exec", pod, "--", *cmd, check=check)
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conds = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    assert os.geteuid() == 0, "the cluster tests run as root (network namespaces)"
+    tmp = tmp_path_factory.mktemp("kubesvc")
+    name = "e" + secrets.token_hex(3)
+    env = dict(
+        os.environ,
+        KUBESVC_HOME=str(tmp / "home"),
+        KUBECONFIG=str(tmp / "kubeconfig"),
+        KUBECACHEDIR=str(tmp / "kubecache"),
+    )
+    c = Cluster(name, env, tmp / "home")
+    try:
+        c.kubesvc("up", "--name", name, "--nodes", "2")
+        yield c
+    finally:
+        c.kubesvc("down", "--name", name, check=False)
+
+
+SERVICE_BEFORE = """
+apiVersion: v1
+kind: Service
+metadata: {name: early-svc}
+spec:
+  selector: {app: none}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+"""
+
+
+def test_deployment_spreads_and_pods_reach_each_other(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=SERVICE_BEFORE)
+    cluster.out(
+        "create",
+        "deployment",
+        "web",
+        f"--image={AGNHOST}",
+        "--replicas=3",
+        "--",
+        "/agnhost",
+        "netexec",
+        "--http-port=8080",
+        "--udp-port=8081",
+    )
+    pods = cluster.running("app=web", 3)
+    nodes = {p["spec"]["nodeName"] for p in pods}
+    assert len(nodes) == 2, nodes
+    ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
+    for src in ips:
+        for dst, ip in ips.items():
+            assert (
+                cluster.exec(
+                    src, "curl", "-s", "--max-time", "3", f"http://{ip}:8080/hostname"
+                ).stdout
+                == dst
+            )
+            assert cluster.exec(src, "ping", "-c1", "-W2", ip).returncode == 0
+            udp = cluster.exec(src, "sh", "-c", f"echo hostname | timeout 3 nc -u -w1 {ip} 8081")
+            assert udp.stdout.strip() == dst
+
+
+def test_env_hostname_and_resolv_conf(cluster: Cluster) -> None:
+    cluster.out("run", "envpod", "--image=busybox", "--command", "--", "sleep", "3600")
+    cluster.running("run=envpod", 1)
+    cluster.out("create", "service", "clusterip", "late-svc", "--tcp=80:8080")
+    env = cluster.exec("envpod", "env").stdout
+    svc = cluster.json("get", "svc", "early-svc")
+    assert f"EARLY_SVC_SERVICE_HOST={svc['spec']['clusterIP']}" in env
+    assert "EARLY_SVC_SERVICE_PORT=80" in env
+    assert f"EARLY_SVC_PORT=tcp://{svc['spec']['clusterIP']}:80" in env
+    assert "KUBERNETES_SERVICE_HOST=10.96.0.1" in env
+    assert "LATE_SVC" not in env
+    assert cluster.exec("envpod", "hostname").stdout.strip() == "envpod"
+    resolv = cluster.exec("envpod", "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 10.96.0.10" in resolv
+    assert "search default.svc.cluster.local svc.cluster.local cluster.local" in resolv
+    assert "options ndots:5" in resolv
+    hosts = cluster.exec("envpod", "cat", "/etc/hosts").stdout
+    assert hosts.startswith("# Kubernetes-managed hosts file.")
+
+
+def test_killed_process_restarts_and_deleted_pod_gets_new_ip(cluster: Cluster) -> None:
+    pods = cluster.running("app=web", 3)
+    victim = pods[0]
+    cid = victim["status"]["containerStatuses"][0]["containerID"]
+    pid = int(cid.split("://")[1])
+    os.kill(pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        p = cluster.json("get", "pod", victim["metadata"]["name"])
+        st = p["status"]["containerStatuses"][0]
+        return st["restartCount"] >= 1 and _ready(p)
+
+    wait_for(restarted, timeout=30, what="restart after SIGKILL")
+    old_ip = pods[1]["status"]["podIP"]
+    cluster.out("delete", "pod", pods[1]["metadata"]["name"])
+    fresh = cluster.running("app=web", 3)
+    names = {p["metadata"]["name"] for p in fresh}
+    assert pods[1]["metadata"]["name"] not in names
+    new = [p for p in fresh if p["metadata"]["name"] not in {q["metadata"]["name"] for q in pods}]
+    assert new and new[0]["status"]["podIP"] != old_ip
+
+
+def test_logs_exec_port_forward(cluster: Cluster) -> None:
+    pod = cluster.running("app=web", 3)[0]["metadata"]["name"]
+    cluster.exec(pod, "curl", "-s", "http://127.0.0.1:8080/echo?msg=marker123")
+    logs = cluster.out("logs", pod)
+    assert "/echo" in logs
+    res = cluster.kubectl("exec", "-i", pod, "--", "cat", input="through stdin\n")
+    assert res.stdout == "through stdin\n"
+    assert cluster.exec(pod, "sh", "-c", "exit 3", check=False).returncode == 3
+    proc = subprocess.Popen(
+        [KUBECTL, "port-forward", f"pod/{pod}", "18080:8080"],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        wait_for(
+            lambda: "Forwarding" in (proc.stdout.readline() or ""), timeout=15, what="port-forward"
+        )
+        got = subprocess.run(
+            ["curl", "-s", "--max-time", "5", "http://127.0.0.1:18080/hostname"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert got == pod
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_node_agent_restart_keeps_pods(cluster: Cluster) -> None:
+    pods = cluster.running("app=web", 3)
+    node = pods[0]["spec"]["nodeName"]
+    pidfile = cluster.home / cluster.name / "pids" / f"{node}.pid"
+    pid = int(pidfile.read_text())
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    os.killpg(pid, signal.SIGKILL)
+    log = open(cluster.home / cluster.name / "logs" / f"{node}.log", "ab")  # noqa: SIM115
+    new = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    pidfile.write_text(str(new.pid))
+    time.sleep(3)
+    after = cluster.running("app=web", 3)
+    before = {p["metadata"]["name"]: p["status"]["containerStatuses"][0] for p in pods}
+    for p in after:
+        st = p["status"]["containerStatuses"][0]
+        assert st["restartCount"] == before[p["metadata"]["name"]]["restartCount"]
+        assert st["containerID"] == before[p["metadata"]["name"]]["containerID"]
+
+
+def test_down_leaves_nothing(tmp_path: Path) -> None:
+    name = "d" + secrets.token_hex(3)
+    env = dict(
+        os.environ,
+        KUBESVC_HOME=str(tmp_path / "home"),
+        KUBECONFIG=str(tmp_path / "kubeconfig"),
+        KUBECACHEDIR=str(tmp_path / "cache"),
+    )
+    c = Cluster(name, env, tmp_path / "home")
+    try:
+        c.kubesvc("up", "--name", name, "--nodes", "2")
+        c.out("run", "p", "--image=busybox", "--command", "--", "sleep", "3600")
+        c.running("run=p", 1)
+    finally:
+        c.kubesvc("down", "--name", name)
+    netns_left = (
+        [n for n in os.listdir("/run/netns") if n.startswith(f"ksv-{name}-")]
+        if os.path.isdir("/run/netns")
+        else []
+    )
+    assert netns_left == []
+    mounts = Path("/proc/self/mountinfo").read_text()
+    assert f"/run/kubesvc/{name}" not in mounts
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    from kubesvc.node.netplan import short_hash
+
+    assert f"ksb-{short_hash(name, 5)}" not in links and f"kn{short_hash(name, 5)}" not in links
+    procs = subprocess.run(["pgrep", "-f", f"--cluster {name} "], capture_output=True, text=True)
+    assert procs.stdout.strip() == ""
+    assert not (tmp_path / "home" / name).exists()
