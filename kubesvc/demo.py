@@ -1,19 +1,21 @@
-"""`./run demo`: start an API server and show the real kubectl working against it."""
+"""`./run demo`: bring up a cluster and walk through why Services exist, with the real kubectl.
+
+The cluster keeps running afterwards (`kubesvc down --name demo` removes it).
+"""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
-import re
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-SERVICE = """apiVersion: v1
+CLUSTER = "demo"
+CONTEXT = f"kubesvc-{CLUSTER}"
+
+DATABASE = """apiVersion: v1
 kind: Service
 metadata:
   name: database
@@ -33,78 +35,102 @@ spec:
   externalName: db.example.com
 """
 
-STEPS: list[tuple[str, list[str], str | None]] = [
-    ("Services the cluster starts with", ["get", "svc", "-A"], None),
-    ("Create a Service; the API server allocates its ClusterIP", ["apply", "-f", "-"], SERVICE),
-    ("An ExternalName Service is only a DNS alias", ["apply", "-f", "-"], EXTERNAL),
-    (
-        "A NodePort Service gets a port from 30000-32767",
-        ["create", "service", "nodeport", "web", "--tcp=80:8080"],
-        None,
-    ),
-    ("All Services, wide", ["get", "svc", "-o", "wide"], None),
-    ("What kubectl describe shows", ["describe", "svc", "database"], None),
-]
+
+def say(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
 
 
-def _kubectl(env: dict[str, str], args: list[str], stdin: str | None) -> None:
-    print(f"\n\033[1m$ kubectl {' '.join(args)}\033[0m", flush=True)
-    subprocess.run(["kubectl", *args], input=stdin, text=True, env=env, check=False)
+def kubectl(*args: str, stdin: str | None = None, show: bool = True) -> str:
+    if show:
+        print(f"$ kubectl {' '.join(args)}", flush=True)
+    res = subprocess.run(
+        ["kubectl", "--context", CONTEXT, *args],
+        input=stdin,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if show:
+        print(res.stdout + res.stderr, end="", flush=True)
+    return res.stdout
+
+
+def wait_ready(selector: str, n: int, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pods = json.loads(kubectl("get", "pods", "-l", selector, "-o", "json", show=False) or "{}")
+        items = [p for p in pods.get("items", []) if not p["metadata"].get("deletionTimestamp")]
+        ready = [
+            p
+            for p in items
+            if any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
+        ]
+        if len(ready) == n == len(items):
+            return ready
+        time.sleep(0.2)
+    raise SystemExit(f"pods {selector} did not become ready; see `kubesvc status --name {CLUSTER}`")
 
 
 def main() -> int:
     if shutil.which("kubectl") is None:
         print("kubectl is not installed: apt-get install kubectl", file=sys.stderr)
         return 1
-    data_dir = Path(tempfile.mkdtemp(prefix="kubesvc-demo-"))
-    print(f"==> starting the kubesvc API server (data in {data_dir})", flush=True)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kubesvc.cli.main",
-            "apiserver",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    say("Bring up a 2-node cluster (nodes and pods are network namespaces)")
+    # a fresh cluster every time, so the walk-through starts from the same state
+    subprocess.run(
+        [sys.executable, "-m", "kubesvc.cli.main", "down", "--name", CLUSTER],
+        check=False,
+        capture_output=True,
     )
-    try:
-        assert proc.stdout is not None
-        port = None
-        started = time.monotonic()
-        for line in proc.stdout:
-            m = re.search(r"listening on https://[^:]+:(\d+)", line)
-            if m:
-                port = m.group(1)
-                break
-        if port is None:
-            print("the API server did not start", file=sys.stderr)
-            return 1
-        print(f"==> ready on https://127.0.0.1:{port} in {time.monotonic() - started:.2f} s")
-        env = dict(
-            os.environ,
-            KUBECONFIG=str(data_dir / "kubeconfig"),
-            KUBECACHEDIR=str(data_dir / "kubectl-cache"),
-        )
-        for title, args, stdin in STEPS:
-            print(f"\n==> {title}")
-            _kubectl(env, args, stdin)
-        print(f"\n==> try it yourself: export KUBECONFIG={data_dir / 'kubeconfig'}")
-        if sys.stdin.isatty():
-            print("==> the API server keeps running; press Ctrl-C to stop it")
-            with contextlib.suppress(KeyboardInterrupt):
-                proc.wait()
-        return 0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=10)
-        shutil.rmtree(data_dir, ignore_errors=True)
+    up = subprocess.run(
+        [sys.executable, "-m", "kubesvc.cli.main", "up", "--name", CLUSTER], check=False
+    )
+    if up.returncode != 0:
+        return up.returncode
+    kubectl("get", "nodes", "-o", "wide")
+
+    say("A Service created before the pods: its address is injected into their environment")
+    kubectl("apply", "-f", "-", stdin=DATABASE)
+    say("Three kubia pods behind one Service; each pod has its own IP")
+    kubectl("create", "deployment", "kubia", "--image=luksa/kubia", "--replicas=3")
+    kubectl("expose", "deployment", "kubia", "--port=80", "--target-port=8080")
+    kubectl("run", "client", "--image=busybox", "--command", "--", "sleep", "3600")
+    pods = wait_ready("app=kubia", 3)
+    wait_ready("run=client", 1)
+    kubectl("get", "pods", "-o", "wide")
+    kubectl("get", "svc,endpoints")
+
+    say("The client pod found the database Service through environment variables")
+    print("$ kubectl exec client -- env | grep DATABASE", flush=True)
+    env = kubectl("exec", "client", "--", "env", show=False)
+    print("".join(line + "\n" for line in sorted(env.splitlines()) if "DATABASE" in line))
+
+    say("Pod to pod across nodes: each kubia pod answers with its own name")
+    for p in pods:
+        kubectl("exec", "client", "--", "curl", "-s", f"http://{p['status']['podIP']}:8080")
+
+    say("Pods are ephemeral: a re-created pod comes back with a different IP")
+    old = pods[0]
+    kubectl("delete", "pod", old["metadata"]["name"])
+    fresh = wait_ready("app=kubia", 3)
+    kubectl("get", "pods", "-l", "app=kubia", "-o", "wide")
+    kubectl("get", "endpoints", "kubia")
+    new_ips = {p["status"]["podIP"] for p in fresh}
+    print(f"{old['status']['podIP']} is gone; the endpoints now list {', '.join(sorted(new_ips))}")
+
+    say("An ExternalName Service is only a DNS alias")
+    kubectl("apply", "-f", "-", stdin=EXTERNAL)
+    kubectl("get", "svc", "external-db")
+
+    say("The cluster keeps running")
+    kubesvc = os.path.join(os.path.dirname(sys.executable), "kubesvc")
+    print(f"  kubectl --context {CONTEXT} get all")
+    print(f"  {kubesvc} status")
+    print(f"  {kubesvc} down --name {CLUSTER}     # remove everything it created")
+    return 0
 
 
 if __name__ == "__main__":

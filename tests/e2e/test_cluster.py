@@ -115,7 +115,9 @@ spec:
 """
 
 
-def test_deployment_spreads_and_pods_reach_each_other(cluster: Cluster) -> None:
+@pytest.fixture(scope="module")
+def web(cluster: Cluster) -> Cluster:
+    """A Service created before any pod, and a 3-replica agnhost netexec Deployment."""
     cluster.out("apply", "-f", "-", input=SERVICE_BEFORE)
     cluster.out(
         "create",
@@ -129,6 +131,12 @@ def test_deployment_spreads_and_pods_reach_each_other(cluster: Cluster) -> None:
         "--http-port=8080",
         "--udp-port=8081",
     )
+    cluster.running("app=web", 3)
+    return cluster
+
+
+def test_deployment_spreads_and_pods_reach_each_other(web: Cluster) -> None:
+    cluster = web
     pods = cluster.running("app=web", 3)
     nodes = {p["spec"]["nodeName"] for p in pods}
     assert len(nodes) == 2, nodes
@@ -146,7 +154,8 @@ def test_deployment_spreads_and_pods_reach_each_other(cluster: Cluster) -> None:
             assert udp.stdout.strip() == dst
 
 
-def test_env_hostname_and_resolv_conf(cluster: Cluster) -> None:
+def test_env_hostname_and_resolv_conf(web: Cluster) -> None:
+    cluster = web
     cluster.out("run", "envpod", "--image=busybox", "--command", "--", "sleep", "3600")
     cluster.running("run=envpod", 1)
     cluster.out("create", "service", "clusterip", "late-svc", "--tcp=80:8080")
@@ -166,7 +175,8 @@ def test_env_hostname_and_resolv_conf(cluster: Cluster) -> None:
     assert hosts.startswith("# Kubernetes-managed hosts file.")
 
 
-def test_killed_process_restarts_and_deleted_pod_gets_new_ip(cluster: Cluster) -> None:
+def test_killed_process_restarts_and_deleted_pod_gets_new_ip(web: Cluster) -> None:
+    cluster = web
     pods = cluster.running("app=web", 3)
     victim = pods[0]
     cid = victim["status"]["containerStatuses"][0]["containerID"]
@@ -188,7 +198,8 @@ def test_killed_process_restarts_and_deleted_pod_gets_new_ip(cluster: Cluster) -
     assert new and new[0]["status"]["podIP"] != old_ip
 
 
-def test_logs_exec_port_forward(cluster: Cluster) -> None:
+def test_logs_exec_port_forward(web: Cluster) -> None:
+    cluster = web
     pod = cluster.running("app=web", 3)[0]["metadata"]["name"]
     cluster.exec(pod, "curl", "-s", "http://127.0.0.1:8080/echo?msg=marker123")
     logs = cluster.out("logs", pod)
@@ -219,7 +230,8 @@ def test_logs_exec_port_forward(cluster: Cluster) -> None:
         proc.wait(timeout=10)
 
 
-def test_node_agent_restart_keeps_pods(cluster: Cluster) -> None:
+def test_node_agent_restart_keeps_pods(web: Cluster) -> None:
+    cluster = web
     pods = cluster.running("app=web", 3)
     node = pods[0]["spec"]["nodeName"]
     pidfile = cluster.home / cluster.name / "pids" / f"{node}.pid"
@@ -268,3 +280,40 @@ def test_down_leaves_nothing(tmp_path: Path) -> None:
     procs = subprocess.run(["pgrep", "-f", f"--cluster {name} "], capture_output=True, text=True)
     assert procs.stdout.strip() == ""
     assert not (tmp_path / "home" / name).exists()
+
+
+def test_exec_interactive_tty(web: Cluster) -> None:
+    cluster = web
+    """`kubectl exec -it` with a real terminal: a shell prompt, a command, its exit code."""
+    import pty
+    import select
+
+    pod = cluster.running("app=web", 3)[0]["metadata"]["name"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [KUBECTL, "exec", "-it", pod, "--", "sh"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cluster.env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    out = b""
+    try:
+        os.write(master, b"echo $((6*7)); hostname; exit 5\n")
+        deadline = time.monotonic() + 20
+        while proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if ready:
+                try:
+                    out += os.read(master, 4096)
+                except OSError:
+                    break
+        assert proc.wait(timeout=10) == 5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = out.decode(errors="replace")
+    assert "42" in text and pod in text
