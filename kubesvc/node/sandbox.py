@@ -46,6 +46,16 @@ table ip {NODE_TABLE} {{
     type nat hook postrouting priority srcnat + 10; policy accept;
     ip saddr {node.cluster_pod_cidr} ip daddr != {node.cluster_pod_cidr} masquerade
   }}
+  # a Service address that no proxy rule rewrote goes nowhere (ping, unknown ports,
+  # services the proxy ignores): it must never leave the node
+  chain forward {{
+    type filter hook forward priority filter + 10; policy accept;
+    ip daddr {node.service_cidr} drop
+  }}
+  chain output {{
+    type filter hook output priority filter + 10; policy accept;
+    ip daddr {node.service_cidr} drop
+  }}
 }}
 """
 
