@@ -116,26 +116,27 @@ def is_mountpoint(path: Path) -> bool:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def listen_in_netns(netns: str, host: str, port: int, backlog: int = 128) -> socket.socket:
-    """A listening TCP socket that lives in `netns`. setns() changes only the calling
-    thread, so it is done in a short-lived thread of its own."""
+def socket_in_netns(
+    netns: str | Path,
+    family: int = socket.AF_INET,
+    kind: int = socket.SOCK_STREAM,
+    proto: int = 0,
+) -> socket.socket:
+    """A socket that lives in a network namespace (a name under /run/netns, or a path).
+    setns() changes only the calling thread, so it is done in a short-lived thread."""
+    path = netns if isinstance(netns, Path) else NETNS_DIR / netns
     result: list[socket.socket | BaseException] = []
 
     def work() -> None:
         try:
-            fd = os.open(NETNS_DIR / netns, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY)
             try:
                 if _libc.setns(fd, CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+                    raise OSError(err, f"setns {path}: {os.strerror(err)}")
             finally:
                 os.close(fd)
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(backlog)
-            sock.setblocking(False)
-            result.append(sock)
+            result.append(socket.socket(family, kind, proto))
         except BaseException as e:
             result.append(e)
 
@@ -145,3 +146,17 @@ def listen_in_netns(netns: str, host: str, port: int, backlog: int = 128) -> soc
     if isinstance(result[0], BaseException):
         raise result[0]
     return result[0]
+
+
+def listen_in_netns(netns: str, host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening TCP socket that lives in `netns`."""
+    sock = socket_in_netns(netns)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -280,6 +280,7 @@ class PodWorker:
             exec_prefix=self.sandbox.nsenter(),
             env=c.env,
             container_ports=c.spec.get("ports") or [],
+            netns=self.sandbox.netns,
         )
         after = tracker.record(result)
         if result == "Failure":

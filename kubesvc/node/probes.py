@@ -15,11 +15,14 @@ import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 from yarl import URL
+
+from kubesvc.node.netns import socket_in_netns
 
 SUCCESS = "Success"
 FAILURE = "Failure"
@@ -105,8 +108,12 @@ async def run_probe(
     exec_prefix: Sequence[str],
     env: Mapping[str, str],
     container_ports: Sequence[Obj],
+    netns: Path | None = None,
 ) -> tuple[str, str]:
     """Run one probe attempt: (Success|Failure|Unknown, output or message).
+
+    Network probes connect from inside `netns` (the pod's network namespace) when given:
+    the agent's own namespace has no route to pod IPs.
 
     Unknown means the probe errored (bad port, nothing to run); the kubelet then keeps the
     previous state. An HTTP redirect it will not follow counts as Success, as upstream's
@@ -119,11 +126,11 @@ async def run_probe(
         if isinstance(probe.get("httpGet"), dict):
             http_get = probe["httpGet"]
             url = probe_url(http_get, pod_ip, container_ports)
-            return await http_probe(url, probe_headers(http_get), timeout)
+            return await http_probe(url, probe_headers(http_get), timeout, netns=netns)
         if isinstance(probe.get("tcpSocket"), dict):
             tcp = probe["tcpSocket"]
             port = resolve_port(tcp.get("port"), container_ports)
-            return await tcp_probe(str(tcp.get("host") or pod_ip), port, timeout)
+            return await tcp_probe(str(tcp.get("host") or pod_ip), port, timeout, netns=netns)
         if isinstance(probe.get("grpc"), dict):
             return UNKNOWN, "grpc probes are not supported"
     except ProbeError as exc:
@@ -148,12 +155,36 @@ def _dial_error(addr: str, exc: BaseException) -> str:
     return f"dial tcp {addr}: {exc}"
 
 
-async def tcp_probe(host: str, port: int, timeout: float) -> tuple[str, str]:
+def _factory(netns: Path | None) -> Any:
+    if netns is None:
+        return None
+
+    def make(addr_info: Any) -> socket.socket:
+        family, kind, proto = addr_info[0], addr_info[1], addr_info[2]
+        sock = socket_in_netns(netns, family, kind, proto)
+        sock.setblocking(False)
+        return sock
+
+    return make
+
+
+async def tcp_probe(
+    host: str, port: int, timeout: float, netns: Path | None = None
+) -> tuple[str, str]:
     """Success when a TCP connection opens within the timeout."""
     addr = _join_host_port(host, port)
     try:
         async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(host, port)
+            if netns is None:
+                _, writer = await asyncio.open_connection(host, port)
+            else:
+                sock = _factory(netns)((socket.AF_INET, socket.SOCK_STREAM, 0, "", (host, port)))
+                try:
+                    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+                except BaseException:
+                    sock.close()
+                    raise
+                _, writer = await asyncio.open_connection(sock=sock)
     except (OSError, TimeoutError) as exc:
         return FAILURE, _dial_error(addr, exc)
     _linger(writer.get_extra_info("socket"))
@@ -169,14 +200,19 @@ def _same_host(a: str, b: str) -> bool:
 
 
 async def http_probe(
-    url: str, headers: Sequence[tuple[str, str]], timeout: float
+    url: str, headers: Sequence[tuple[str, str]], timeout: float, netns: Path | None = None
 ) -> tuple[str, str]:
     """GET url; 200 <= code < 400 succeeds. Redirects are followed only to the same host
     (at most 10); a redirect elsewhere is not followed and counts as success."""
     insecure = ssl.create_default_context()
     insecure.check_hostname = False
     insecure.verify_mode = ssl.CERT_NONE
-    connector = aiohttp.TCPConnector(ssl=insecure, force_close=True)
+    factory = _factory(netns)
+    connector = (
+        aiohttp.TCPConnector(ssl=insecure, force_close=True, socket_factory=factory)
+        if factory is not None
+        else aiohttp.TCPConnector(ssl=insecure, force_close=True)
+    )
     session = aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
