@@ -175,12 +175,14 @@ class Registry:
         strategies.prepare_for_create(kind, obj)
         apply_defaults(kind.kind, obj)
         errs = validate(kind.kind, obj)
-        if errs:
+        if errs and not _only_allocatable(kind, errs):
             raise _invalid(kind, m["name"], errs)
         taken = None
         if kind.kind == "Service":
             taken, errs = self.allocator.allocate(obj, None, opts.dry_run)
+            errs = errs or validate(kind.kind, obj)
             if errs:
+                self.allocator.undo(taken)
                 raise _invalid(kind, m["name"], errs)
         if opts.manager:
             ssa.update_managed_fields(kind.kind, None, obj, opts.manager, "Update", now_rfc3339())
@@ -260,13 +262,15 @@ class Registry:
             errs = validate_status_update(kind.kind, new, old)
         else:
             errs = validate(kind.kind, new, old)
-        if errs:
+        if errs and not _only_allocatable(kind, errs):
             raise _invalid(kind, name, errs)
         strategies.bump_generation(kind, new, old)
         taken = None
         if kind.kind == "Service" and not opts.subresource:
             taken, errs = self.allocator.allocate(new, old, opts.dry_run)
+            errs = errs or validate(kind.kind, new, old)
             if errs:
+                self.allocator.undo(taken)
                 raise _invalid(kind, name, errs)
         if opts.manager and not managed_done:
             ssa.update_managed_fields(
@@ -608,6 +612,13 @@ def _encode(obj: dict[str, Any]) -> bytes:
         obj = dict(obj)
         obj["metadata"] = {k: v for k, v in m.items() if k != "resourceVersion"}
     return dumps(obj)
+
+
+def _only_allocatable(kind: Kind, errs: list[FieldError]) -> bool:
+    """Errors the Service allocator resolves (upstream allocates before validating)."""
+    return kind.kind == "Service" and all(
+        e.type == "Required" and e.field == "spec.healthCheckNodePort" for e in errs
+    )
 
 
 def _invalid(kind: Kind, name: str, errs: list[FieldError]) -> ApiError:

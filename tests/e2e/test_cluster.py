@@ -317,3 +317,43 @@ def test_exec_interactive_tty(web: Cluster) -> None:
         os.close(master)
     text = out.decode(errors="replace")
     assert "42" in text and pod in text
+
+
+PROBED = """
+apiVersion: v1
+kind: Pod
+metadata: {name: probed, labels: {probe: "yes"}}
+spec:
+  containers:
+  - name: web
+    image: registry.k8s.io/e2e-test-images/agnhost:2.47
+    args: [netexec, --http-port=8080]
+    startupProbe: {exec: {command: [sh, -c, "true"]}, periodSeconds: 1}
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+    livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never-ready, labels: {probe: "no"}}
+spec:
+  containers:
+  - name: web
+    image: registry.k8s.io/e2e-test-images/agnhost:2.47
+    args: [netexec, --http-port=8080]
+    readinessProbe: {httpGet: {path: /healthz, port: 9999}, periodSeconds: 1}
+    livenessProbe: {tcpSocket: {port: 9998}, periodSeconds: 1, failureThreshold: 2}
+"""
+
+
+def test_probes_run_inside_the_pod_network(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=PROBED)
+    cluster.running("probe=yes", 1)
+
+    def restarted_and_unready() -> bool:
+        pod = cluster.json("get", "pod", "never-ready")
+        st = (pod["status"].get("containerStatuses") or [{}])[0]
+        return st.get("restartCount", 0) >= 1 and not _ready(pod)
+
+    wait_for(restarted_and_unready, timeout=40, what="liveness restart of never-ready")
+    events = cluster.out("get", "events", "--field-selector", "involvedObject.name=never-ready")
+    assert "Readiness probe failed" in events and "Liveness probe failed" in events
