@@ -64,7 +64,14 @@ def _node(args: argparse.Namespace) -> int:
         cluster_pod_cidr=args.cluster_pod_cidr,
         service_cidr=args.service_cidr,
     )
-    config = AgentConfig(args.name, args.kubeconfig, net, Path(args.state_dir), args.dns_ip)
+    config = AgentConfig(
+        args.name,
+        args.kubeconfig,
+        net,
+        Path(args.state_dir),
+        args.dns_ip,
+        proxy_mode=args.proxy_mode,
+    )
     _run(NodeAgent(config).run())
     return 0
 
@@ -72,7 +79,7 @@ def _node(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from kubesvc.cluster.lifecycle import up
 
-    return asyncio.run(up(args.name, args.nodes, args.wait))
+    return asyncio.run(up(args.name, args.nodes, args.wait, args.proxy_mode))
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -149,12 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--service-cidr", default="10.96.0.0/12")
     node.add_argument("--dns-ip", default="10.96.0.10")
     node.add_argument("--state-dir", required=True)
+    node.add_argument(
+        "--proxy-mode",
+        choices=["nftables", "iptables", "none"],
+        default="nftables",
+        help="how this node implements Services (default nftables)",
+    )
     node.set_defaults(func=_node)
 
     upp = sub.add_parser("up", help="start a cluster in the background and wait until it is Ready")
     upp.add_argument("--name", default="kubesvc")
     upp.add_argument("--nodes", type=int, default=2)
     upp.add_argument("--wait", type=float, default=60.0, metavar="SECONDS")
+    upp.add_argument("--proxy-mode", choices=["nftables", "iptables", "none"], default="nftables")
     upp.set_defaults(func=_up)
     downp = sub.add_parser("down", help="stop a cluster and remove everything it created")
     downp.add_argument("--name", default="kubesvc")

@@ -120,7 +120,7 @@ def _kubesvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "kubesvc.cli.main", *args]
 
 
-async def up(name: str, nodes: int, wait: float = 60.0) -> int:
+async def up(name: str, nodes: int, wait: float = 60.0, proxy_mode: str = "nftables") -> int:
     if os.geteuid() != 0:
         print("kubesvc up needs root: nodes and pods are network namespaces", file=sys.stderr)
         return 1
@@ -151,7 +151,13 @@ async def up(name: str, nodes: int, wait: float = 60.0) -> int:
     node_names = [f"{name}-node-{i + 1}" for i in range(nodes)]
     cluster.state_file.write_text(
         json.dumps(
-            {"name": name, "node_cidr": node_cidr, "nodes": node_names, "created": time.time()}
+            {
+                "name": name,
+                "node_cidr": node_cidr,
+                "nodes": node_names,
+                "proxy_mode": proxy_mode,
+                "created": time.time(),
+            }
         )
     )
     await netns.ip_batch(
@@ -211,6 +217,8 @@ async def up(name: str, nodes: int, wait: float = 60.0) -> int:
                 net.node_pod_cidr(i),
                 "--state-dir",
                 str(cluster.dir / "nodes" / node),
+                "--proxy-mode",
+                proxy_mode,
             ),
         )
     ready = await _wait_nodes_ready(kcfg, node_names, wait, progress)

@@ -30,6 +30,7 @@ from kubesvc.node.podfiles import pod_hostname
 from kubesvc.node.runtime import ContainerRuntime, Proc, now_rfc3339
 from kubesvc.node.sandbox import IPAM, NodeNet
 from kubesvc.node.view import Sandbox
+from kubesvc.proxy.proxier import Proxier, make_backend
 
 log = logging.getLogger("kubesvc.node")
 
@@ -49,6 +50,7 @@ class AgentConfig:
     dns_ip: str = "10.96.0.10"
     cluster_domain: str = "cluster.local"
     kubelet_port: int = KUBELET_PORT
+    proxy_mode: str = "nftables"  # nftables, iptables, or none (no kube-proxy on this node)
 
 
 class NodeAgent:
@@ -68,6 +70,18 @@ class NodeAgent:
         self.pods = Informer(self.client, "Pod", field_selector=f"spec.nodeName={config.name}")
         self.services = Informer(self.client, "Service")
         self.nodes = Informer(self.client, "Node")
+        self.slices = Informer(self.client, "EndpointSlice")
+        self.proxier: Proxier | None = None
+        if config.proxy_mode != "none":
+            self.proxier = Proxier(
+                services=self.services,
+                slices=self.slices,
+                backend=make_backend(config.proxy_mode, self.net.netns),
+                node=config.name,
+                node_ips=[self.net.ip],
+                cluster_cidr=self.net.cluster_pod_cidr,
+                netns=self.net.netns,
+            )
         self._published: dict[str, str] = {}
         self._starting: set[str] = set()
 
@@ -83,14 +97,23 @@ class NodeAgent:
         )
         self._routes_dirty = asyncio.Event()
         await self._register()
-        for inf in (self.pods, self.services, self.nodes):
+        informers = [self.pods, self.services, self.nodes]
+        if self.proxier is not None:
+            informers.append(self.slices)
+        for inf in informers:
             inf.start()
-        await asyncio.gather(*(i.wait_for_sync() for i in (self.pods, self.services, self.nodes)))
+        await asyncio.gather(*(i.wait_for_sync() for i in informers))
         self._adopt()
         server = await self._serve()
+        tasks = []
+        metrics = None
+        if self.proxier is not None:
+            tasks.append(self.proxier.run())
+            metrics = await self.proxier.serve_metrics(self.net.ip)
         print(f"kubesvc node {self.cfg.name} running at {self.net.ip}", flush=True)
         try:
             await asyncio.gather(
+                *tasks,
                 run_workers(self.queue, self._sync_pod, workers=8),
                 run_workers(self.status_queue, self._publish, workers=4),
                 self._heartbeat(),
@@ -100,6 +123,10 @@ class NodeAgent:
         finally:
             if server is not None:
                 await server.stop()
+            if metrics is not None:
+                await metrics.cleanup()
+            if self.proxier is not None:
+                await self.proxier.close()
             self.runtime.close()
             await self.recorder.close()
             await self.client.close()

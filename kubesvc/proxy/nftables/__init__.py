@@ -1,0 +1,1 @@
+"""nftables backend of the service proxy (the default mode): one table, flat layout."""
