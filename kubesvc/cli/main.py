@@ -100,6 +100,30 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     return print_kubeconfig(args.name)
 
 
+def _proxy_rules(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import Cluster, home
+    from kubesvc.proxy.proxier import make_backend
+
+    cluster = Cluster(args.name, home() / args.name)
+    if not cluster.exists():
+        print(
+            f"kubesvc: no cluster named {args.name!r} (kubesvc status lists them)", file=sys.stderr
+        )
+        return 1
+    state = cluster.load()
+    if args.node not in state["nodes"]:
+        print(
+            f"kubesvc: cluster {args.name!r} has no node {args.node!r}; nodes: "
+            f"{', '.join(state['nodes'])}",
+            file=sys.stderr,
+        )
+        return 1
+    mode = state.get("proxy_mode", "nftables")
+    backend = make_backend(mode, cluster.net().node_netns(args.node))
+    print(asyncio.run(backend.rules(args.service)), end="")
+    return 0
+
+
 def _run(coro: object) -> None:
     try:
         import uvloop
@@ -176,6 +200,15 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="show clusters and their processes")
     st.add_argument("--name", default=None)
     st.set_defaults(func=_status)
+    proxy = sub.add_parser("proxy", help="kube-proxy tools")
+    proxy_sub = proxy.add_subparsers(dest="proxy_command", required=True)
+    rules = proxy_sub.add_parser("rules", help="print the live rules a node's proxy programmed")
+    rules.add_argument("--node", required=True)
+    rules.add_argument(
+        "--service", default=None, metavar="NS/NAME", help="only what this Service became"
+    )
+    rules.add_argument("--name", default="kubesvc", help="cluster name")
+    rules.set_defaults(func=_proxy_rules)
     kc = sub.add_parser("kubeconfig", help="print a cluster's kubeconfig")
     kc.add_argument("--name", default="kubesvc")
     kc.set_defaults(func=_kubeconfig)
