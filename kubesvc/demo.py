@@ -112,6 +112,52 @@ def main() -> int:
     for p in pods:
         kubectl("exec", "client", "--", "curl", "-s", f"http://{p['status']['podIP']}:8080")
 
+    say("Through the Service: one stable address, spread over the pods by kube-proxy")
+    print("$ kubectl exec client -- sh -c 'curl -s http://$KUBIA_SERVICE_HOST' (x6)", flush=True)
+    script = "for i in 1 2 3 4 5 6; do curl -s http://$KUBIA_SERVICE_HOST; done"
+    print(kubectl("exec", "client", "--", "sh", "-c", script, show=False), end="")
+    cluster_ip = json.loads(kubectl("get", "svc", "kubia", "-o", "json", show=False))["spec"][
+        "clusterIP"
+    ]
+    say("A ClusterIP is virtual: curl (TCP) works, ping (ICMP) gets no answer")
+    kubectl("exec", "client", "--", "ping", "-c1", "-W1", cluster_ip)
+    say("What kube-proxy wrote into the node's kernel for this Service")
+    node = pods[0]["spec"]["nodeName"]
+    print(f"$ kubesvc proxy rules --name {CLUSTER} --node {node} --service default/kubia")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubesvc.cli.main",
+            "proxy",
+            "rules",
+            "--name",
+            CLUSTER,
+            "--node",
+            node,
+            "--service",
+            "default/kubia",
+        ],
+        check=False,
+    )
+    say("A NodePort Service answers on every node's address, here from the host shell")
+    kubectl(
+        "expose",
+        "deployment",
+        "kubia",
+        "--name=kubia-np",
+        "--type=NodePort",
+        "--port=80",
+        "--target-port=8080",
+    )
+    np = json.loads(kubectl("get", "svc", "kubia-np", "-o", "json", show=False))
+    port = np["spec"]["ports"][0]["nodePort"]
+    for n in json.loads(kubectl("get", "nodes", "-o", "json", show=False))["items"]:
+        ip = next(a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP")
+        print(f"$ curl http://{ip}:{port}", flush=True)
+        time.sleep(0.3)
+        subprocess.run(["curl", "-s", "--max-time", "3", f"http://{ip}:{port}"], check=False)
+
     say("Pods are ephemeral: a re-created pod comes back with a different IP")
     old = pods[0]
     kubectl("delete", "pod", old["metadata"]["name"])
