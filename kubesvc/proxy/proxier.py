@@ -139,39 +139,7 @@ class Proxier:
     async def _clear_stale_udp(self, old: model.ProxyState, new: model.ProxyState) -> None:
         """UDP has no connection to close: entries to a removed endpoint would keep
         sending packets into the void until they expire."""
-        commands = []
-        for key, sp in old.services.items():
-            if sp.protocol != "UDP":
-                continue
-            kept = {e.ip for e in new.endpoints.get(key, ())}
-            for ep in old.endpoints.get(key, ()):
-                if ep.ip not in kept:
-                    commands.append(
-                        [
-                            "conntrack",
-                            "-D",
-                            "-p",
-                            "udp",
-                            "--orig-dst",
-                            sp.cluster_ip,
-                            "--reply-src",
-                            ep.ip,
-                        ]
-                    )
-                    if sp.node_port:
-                        commands.append(
-                            [
-                                "conntrack",
-                                "-D",
-                                "-p",
-                                "udp",
-                                "--dport",
-                                str(sp.node_port),
-                                "--reply-src",
-                                ep.ip,
-                            ]
-                        )
-        for cmd in commands:
+        for cmd in conntrack_deletions(old, new):
             argv = [*nsutil.nsenter(self.netns), *cmd] if self.netns else cmd
             await nsutil.run(*argv, check=False)
 
@@ -257,3 +225,32 @@ class Proxier:
         for runner, _ in self._health.values():
             await runner.cleanup()
         self._health.clear()
+
+
+def conntrack_deletions(old: model.ProxyState, new: model.ProxyState) -> list[list[str]]:
+    """`conntrack -D` commands for UDP flows whose endpoint went away (pure)."""
+    commands = []
+    for key, sp in old.services.items():
+        if sp.protocol != "UDP":
+            continue
+        kept = {e.ip for e in new.endpoints.get(key, ())} if key in new.services else set()
+        for ep in old.endpoints.get(key, ()):
+            if ep.ip in kept:
+                continue
+            commands.append(
+                ["conntrack", "-D", "-p", "udp", "--orig-dst", sp.cluster_ip, "--reply-src", ep.ip]
+            )
+            if sp.node_port:
+                commands.append(
+                    [
+                        "conntrack",
+                        "-D",
+                        "-p",
+                        "udp",
+                        "--dport",
+                        str(sp.node_port),
+                        "--reply-src",
+                        ep.ip,
+                    ]
+                )
+    return commands
