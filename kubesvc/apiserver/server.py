@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import logging
 import ssl
 from dataclasses import dataclass, field
@@ -64,7 +65,11 @@ class ApiServer:
     async def start(self) -> None:
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        self.creds = ensure_credentials(cfg.data_dir, [cfg.client_host, cfg.bind, *cfg.extra_sans])
+        # pods reach the server as https://10.96.0.1 (the `kubernetes` Service)
+        kubernetes_ip = str(ipaddress.ip_network(cfg.service_cidr).network_address + 1)
+        self.creds = ensure_credentials(
+            cfg.data_dir, [cfg.client_host, cfg.bind, kubernetes_ip, *cfg.extra_sans]
+        )
         self.store = SQLiteStore(cfg.data_dir / "state.db")
         self.registry = Registry(
             self.store, ServiceAllocator(cfg.service_cidr, cfg.node_port_range)

@@ -83,6 +83,9 @@ class NodeAgent:
                 netns=self.net.netns,
             )
         self._published: dict[str, str] = {}
+        # what pods get as their service account (there is no RBAC: the cluster's token)
+        self.sa_token = _token_for(config.kubeconfig)
+        self.sa_ca = _ca_for(config.kubeconfig)
         self._starting: set[str] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -420,7 +423,15 @@ class NodeAgent:
             d.mkdir(parents=True, exist_ok=True)
             ip = self.ipam.allocate(uid)
             hostname = pod_hostname(pod)
-            write_pod_files(d / "files", pod, ip, self.cfg.dns_ip, self.cfg.cluster_domain)
+            write_pod_files(
+                d / "files",
+                pod,
+                ip,
+                self.cfg.dns_ip,
+                self.cfg.cluster_domain,
+                self.sa_token,
+                self.sa_ca,
+            )
             pod_netns = f"ksv-{self.net.cluster}-p-{uid[:8]}"
             sb = await sandbox.create_pod_sandbox(
                 self.net,
@@ -631,6 +642,19 @@ class NodeAgent:
 def _token_for(kubeconfig: str) -> str:
     pki = Path(kubeconfig).parent / "pki" / "token"
     return pki.read_text().strip() if pki.exists() else ""
+
+
+def _ca_for(kubeconfig: str) -> bytes:
+    import base64
+
+    import yaml
+
+    try:
+        cfg = yaml.safe_load(Path(kubeconfig).read_text()) or {}
+        data = cfg["clusters"][0]["cluster"].get("certificate-authority-data", "")
+        return base64.b64decode(data)
+    except (OSError, KeyError, IndexError, ValueError, TypeError):
+        return b""
 
 
 def _mem_kib() -> int:

@@ -453,7 +453,13 @@ def _parse_time(ts: str) -> float:
 
 
 def write_pod_files(
-    files_dir: Path, pod: dict[str, Any], ip: str, dns_ip: str, cluster_domain: str
+    files_dir: Path,
+    pod: dict[str, Any],
+    ip: str,
+    dns_ip: str,
+    cluster_domain: str,
+    token: str = "",
+    ca: bytes = b"",
 ) -> None:
     files_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -465,3 +471,8 @@ def write_pod_files(
         podfiles.resolv_conf(pod, dns_ip, cluster_domain, host_resolv)
     )
     (files_dir / "hostname").write_text(podfiles.hostname_file(pod))
+    sa = files_dir / "serviceaccount"
+    sa.mkdir(exist_ok=True)
+    (sa / "token").write_text(token)
+    (sa / "ca.crt").write_bytes(ca)
+    (sa / "namespace").write_text(pod["metadata"].get("namespace", "default"))

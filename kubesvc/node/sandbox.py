@@ -22,6 +22,8 @@ from kubesvc.node.view import Sandbox
 # pods reach anything outside the pod network (the API server on the host bridge, hand-written
 # endpoints on the node network) from their node's address, as a CNI's ip-masq rule does
 NODE_TABLE = "kubesvc-node"
+# where in-cluster clients find their credentials (a projected service account volume)
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,7 @@ async def create_pod_sandbox(
         f"mount --bind {_q(str(files_dir / 'hosts'))} /etc/hosts; "
         f"mount --bind {_q(str(files_dir / 'resolv.conf'))} /etc/resolv.conf; "
         f"mount --bind {_q(str(files_dir / 'hostname'))} /etc/hostname; "
+        f"mkdir -p {SA_DIR} && mount --bind {_q(str(files_dir / 'serviceaccount'))} {SA_DIR}; "
         "umount -R -l /run/kubesvc 2>/dev/null; umount -R -l /run/netns 2>/dev/null; true"
     )
     await netns.run(

@@ -36,6 +36,7 @@ BUILT_IN = (
     "busybox",
     "alpine",
     "curlimages/curl",
+    "coredns/coredns",
 )
 
 
@@ -239,6 +240,24 @@ def _curl(ref: ImageRef, args: list[str]) -> Resolved:
     return Resolved(["sh", "-c", CURL_ENTRYPOINT, "/entrypoint.sh", *args])
 
 
+def _coredns(ref: ImageRef, args: list[str]) -> Resolved:
+    """Cluster DNS: kubesvc's own server, reading the cluster through the in-pod
+    service account. CoreDNS's `-conf FILE` has no meaning here and is dropped."""
+    rest, skip = [], False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if a in ("-conf", "--conf"):
+            skip = True
+            continue
+        if a.startswith(("-conf=", "--conf=")):
+            continue
+        rest.append(a)
+    argv = [sys.executable, "-m", "kubesvc.cli.main", "dns", "--in-cluster", *rest]
+    return Resolved(argv, default_ports=[53, 9153])
+
+
 Handler = Callable[[ImageRef, list[str]], Resolved]
 
 HANDLERS: dict[str, Handler] = {
@@ -249,6 +268,7 @@ HANDLERS: dict[str, Handler] = {
     "http-echo": _http_echo,
     "shell": _shell,
     "curl": _curl,
+    "coredns": _coredns,
 }
 
 
@@ -268,6 +288,8 @@ def builtin_kind(ref: ImageRef) -> str | None:
         return "shell"
     if ref.path == "curlimages/curl" or name == "curl":
         return "curl"
+    if name == "coredns":
+        return "coredns"
     return None
 
 
