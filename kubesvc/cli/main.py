@@ -124,6 +124,30 @@ def _proxy_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dns(args: argparse.Namespace) -> int:
+    from kubesvc.client.kubeconfig import load
+    from kubesvc.dns.server import DnsConfig, in_cluster_access, parse_hostport, serve
+
+    def addr(text: str, port: int) -> tuple[str, int] | None:
+        return parse_hostport(text, port) if text else None
+
+    if not args.kubeconfig and not args.in_cluster:
+        print("kubesvc: dns needs --kubeconfig or --in-cluster", file=sys.stderr)
+        return 2
+    access = in_cluster_access() if args.in_cluster else load(args.kubeconfig)
+    config = DnsConfig(
+        listen=parse_hostport(args.listen, 53),
+        domain=args.cluster_domain,
+        ttl=args.ttl,
+        upstreams=tuple(parse_hostport(u, 53) for u in args.upstream),
+        metrics=addr(args.metrics, 9153),
+        health=addr(args.health, 8080),
+        ready=addr(args.ready, 8181),
+    )
+    _run(serve(config, access))
+    return 0
+
+
 def _run(coro: object) -> None:
     try:
         import uvloop
@@ -209,6 +233,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules.add_argument("--name", default="kubesvc", help="cluster name")
     rules.set_defaults(func=_proxy_rules)
+    dnsp = sub.add_parser("dns", help="run the cluster DNS server in the foreground")
+    dnsp.add_argument("--kubeconfig", default="", help="how to reach the API server")
+    dnsp.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    dnsp.add_argument("--listen", default=":53", metavar="ADDR:PORT", help="UDP and TCP")
+    dnsp.add_argument("--cluster-domain", default="cluster.local")
+    dnsp.add_argument("--ttl", type=int, default=5, metavar="SECONDS")
+    dnsp.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="IP[:PORT]",
+        help="forward names outside the cluster zone here (repeatable; default: refuse them)",
+    )
+    dnsp.add_argument("--metrics", default=":9153", metavar="ADDR:PORT", help="'' disables")
+    dnsp.add_argument("--health", default=":8080", metavar="ADDR:PORT", help="'' disables")
+    dnsp.add_argument("--ready", default=":8181", metavar="ADDR:PORT", help="'' disables")
+    dnsp.set_defaults(func=_dns)
     kc = sub.add_parser("kubeconfig", help="print a cluster's kubeconfig")
     kc.add_argument("--name", default="kubesvc")
     kc.set_defaults(func=_kubeconfig)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from kubesvc.cluster import kubeconfig
+from kubesvc.cluster import addons, kubeconfig
 from kubesvc.node import netns
 from kubesvc.node.netplan import ClusterNet, pick_node_cidr
 
@@ -196,6 +196,10 @@ async def up(name: str, nodes: int, wait: float = 60.0, proxy_mode: str = "nftab
         )
         return 1
     progress.step(f"API server https://{net.host_ip}:{API_PORT}")
+    from kubesvc.client.rest import ApiClient
+
+    async with ApiClient.from_kubeconfig(str(kcfg)) as client:
+        await addons.install(client)
     _spawn(cluster, "controller-manager", _kubesvc("controller-manager", "--kubeconfig", str(kcfg)))
     for i, node in enumerate(node_names):
         _spawn(

@@ -357,3 +357,56 @@ def test_probes_run_inside_the_pod_network(cluster: Cluster) -> None:
     wait_for(restarted_and_unready, timeout=40, what="liveness restart of never-ready")
     events = cluster.out("get", "events", "--field-selector", "involvedObject.name=never-ready")
     assert "Readiness probe failed" in events and "Liveness probe failed" in events
+
+
+def _dns_ready(cluster: Cluster) -> None:
+    def ready() -> bool:
+        pods = cluster.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
+        return len(pods) == 2 and all(_ready(p) for p in pods)
+
+    wait_for(ready, timeout=30, what="kube-dns pods ready")
+
+
+def test_cluster_dns_from_pods(web: Cluster) -> None:
+    cluster = web
+    cluster.out("run", "dnsclient", "--image=busybox", "--command", "--", "sleep", "3600")
+    cluster.running("run=dnsclient", 1)
+    _dns_ready(cluster)
+    cluster.out("expose", "deployment", "web", "--name=web-dns", "--port=80", "--target-port=8080")
+    cluster.out(
+        "create",
+        "service",
+        "externalname",
+        "ext",
+        "--external-name=web-dns.default.svc.cluster.local",
+    )
+    pods = {p["metadata"]["name"] for p in cluster.pods("app=web")}
+    for name in ("web-dns", "web-dns.default", "web-dns.default.svc.cluster.local"):
+        got = wait_for(
+            lambda n=name: (
+                cluster.exec(
+                    "dnsclient",
+                    "curl",
+                    "-s",
+                    "--max-time",
+                    "3",
+                    f"http://{n}/hostname",
+                    check=False,
+                ).stdout
+            ),
+            timeout=15,
+            what=f"curl http://{name}",
+        )
+        assert got in pods
+    ip = cluster.json("get", "svc", "web-dns")["spec"]["clusterIP"]
+    assert cluster.exec("dnsclient", "getent", "hosts", "web-dns").stdout.split()[0] == ip
+    cname = cluster.exec(
+        "dnsclient", "dig", "+short", "ext.default.svc.cluster.local"
+    ).stdout.split()
+    assert cname[:2] == ["web-dns.default.svc.cluster.local.", ip]
+    # DNS keeps working when a kube-dns pod is replaced
+    victim = cluster.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"][0]
+    cluster.out("-n", "kube-system", "delete", "pod", victim["metadata"]["name"])
+    _dns_ready(cluster)
+    for _ in range(5):
+        assert cluster.exec("dnsclient", "getent", "hosts", "web-dns").stdout.split()[0] == ip
