@@ -55,10 +55,13 @@ def kubectl(*args: str, stdin: str | None = None, show: bool = True) -> str:
     return res.stdout
 
 
-def wait_ready(selector: str, n: int, timeout: float = 60) -> list[dict]:
+def wait_ready(
+    selector: str, n: int, timeout: float = 60, namespace: str = "default"
+) -> list[dict]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pods = json.loads(kubectl("get", "pods", "-l", selector, "-o", "json", show=False) or "{}")
+        out = kubectl("-n", namespace, "get", "pods", "-l", selector, "-o", "json", show=False)
+        pods = json.loads(out or "{}")
         items = [p for p in pods.get("items", []) if not p["metadata"].get("deletionTimestamp")]
         ready = [
             p
@@ -116,6 +119,11 @@ def main() -> int:
     print("$ kubectl exec client -- sh -c 'curl -s http://$KUBIA_SERVICE_HOST' (x6)", flush=True)
     script = "for i in 1 2 3 4 5 6; do curl -s http://$KUBIA_SERVICE_HOST; done"
     print(kubectl("exec", "client", "--", "sh", "-c", script, show=False), end="")
+    say("Or by name: cluster DNS (kube-dns in kube-system) answers for every Service")
+    wait_ready("k8s-app=kube-dns", 2, namespace="kube-system")
+    kubectl("exec", "client", "--", "nslookup", "kubia.default.svc.cluster.local")
+    kubectl("exec", "client", "--", "curl", "-s", "http://kubia")
+    kubectl("exec", "client", "--", "cat", "/etc/resolv.conf")
     cluster_ip = json.loads(kubectl("get", "svc", "kubia", "-o", "json", show=False))["spec"][
         "clusterIP"
     ]
