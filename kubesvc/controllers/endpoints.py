@@ -267,6 +267,7 @@ class EndpointsController(Controller):
         self.endpoints = f.informer("Endpoints")
         self.services.add_indexer(eu.INDEX_NAMESPACE, eu.namespace_index)
         self.pods.add_indexer(eu.INDEX_NAMESPACE, eu.namespace_index)
+        eu.add_selector_indexes(self.services, self.pods)
         self.services.add_handler(self.enqueue, self._service_updated, self.enqueue)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_added)
         self.endpoints.add_handler(on_delete=self.enqueue)
@@ -277,8 +278,7 @@ class EndpointsController(Controller):
         self.enqueue(new)
 
     def _services_for(self, namespace: str, *label_sets: Any) -> set[str]:
-        services = self.services.by_index(eu.INDEX_NAMESPACE, namespace)
-        return eu.services_selecting(services, *label_sets)
+        return eu.selecting_services(self.services, namespace, *label_sets)
 
     def _pod_added(self, pod: Obj) -> None:
         m = eu.meta(pod)
@@ -307,7 +307,7 @@ class EndpointsController(Controller):
             self._triggers.pop(key, None)
             await self._delete(ns or "", name)
             return
-        pods = eu.pods_for_service(service, self.pods.by_index(eu.INDEX_NAMESPACE, ns or ""))
+        pods = eu.selected_pods(service, self.pods)
         desired = desired_endpoints(service, pods)
         if desired is None:
             return

@@ -336,6 +336,7 @@ class EndpointSliceController(Controller):
         self.services.add_indexer(eu.INDEX_NAMESPACE, eu.namespace_index)
         self.pods.add_indexer(eu.INDEX_NAMESPACE, eu.namespace_index)
         self.pods.add_indexer(eu.INDEX_POD_NODE, eu.pod_node_index)
+        eu.add_selector_indexes(self.services, self.pods)
         self.slices.add_indexer(eu.INDEX_SLICE_SERVICE, eu.slice_service_index)
         self.tracker = eu.SliceTracker()
         self._triggers: dict[str, eu.TriggerState] = {}
@@ -347,8 +348,7 @@ class EndpointSliceController(Controller):
     # -- handlers (enqueue only) -----------------------------------------------------------
     def _enqueue_for_pod(self, pod: Obj, *label_sets: Any) -> None:
         ns = eu.meta(pod).get("namespace", "")
-        services = self.services.by_index(eu.INDEX_NAMESPACE, ns)
-        for key in eu.services_selecting(services, *label_sets):
+        for key in eu.selecting_services(self.services, ns, *label_sets):
             self.queue.add(key)
 
     def _pod_added(self, pod: Obj) -> None:
@@ -416,7 +416,7 @@ class EndpointSliceController(Controller):
             changes = eu.SliceChanges(delete=slices)
             pods: list[Obj] = []
         else:
-            pods = eu.pods_for_service(service, self.pods.by_index(eu.INDEX_NAMESPACE, ns or ""))
+            pods = eu.selected_pods(service, self.pods)
             desired = desired_slices(service, pods, self.nodes.cache)
             if desired.skipped_pods:
                 log.info(

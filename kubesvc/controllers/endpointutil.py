@@ -28,6 +28,8 @@ ANNOTATION_LEADER = "control-plane.alpha.kubernetes.io/leader"
 INDEX_NAMESPACE = "endpointutil:namespace"
 INDEX_SLICE_SERVICE = "endpointutil:slice-service"
 INDEX_POD_NODE = "endpointutil:pod-node"
+INDEX_POD_LABEL = "endpointutil:pod-label"  # "ns/key=value" for each label of a pod
+INDEX_SERVICE_SELECTOR = "endpointutil:service-selector"  # "ns/key=value" per selector term
 
 
 def meta(obj: Obj | None) -> Obj:
@@ -42,6 +44,48 @@ def slice_service_index(obj: Obj) -> list[str]:
     """EndpointSlices by the "ns/name" of the Service their service-name label points at."""
     name = (meta(obj).get("labels") or {}).get(LABEL_SERVICE_NAME)
     return [f"{meta(obj).get('namespace')}/{name}"] if name else []
+
+
+def pod_label_index(obj: Obj) -> list[str]:
+    ns = meta(obj).get("namespace") or ""
+    return [f"{ns}/{k}={v}" for k, v in (meta(obj).get("labels") or {}).items()]
+
+
+def service_selector_index(obj: Obj) -> list[str]:
+    ns = meta(obj).get("namespace") or ""
+    return [f"{ns}/{k}={v}" for k, v in (service_selector(obj) or {}).items()]
+
+
+def add_selector_indexes(services: Any, pods: Any) -> None:
+    """Indexes that make "pods of a Service" and "Services of a pod" cost the size of the
+    answer, not of the namespace (a sync must not scan 10,000 pods)."""
+    services.add_indexer(INDEX_SERVICE_SELECTOR, service_selector_index)
+    pods.add_indexer(INDEX_POD_LABEL, pod_label_index)
+
+
+def selected_pods(service: Obj, pods: Any) -> list[Obj]:
+    """pods_for_service over an informer indexed by add_selector_indexes."""
+    selector = service_selector(service)
+    if selector is None:
+        return []
+    ns = meta(service).get("namespace") or ""
+    # candidates: the pods carrying the rarest of the selector's key=value pairs
+    candidates = min(
+        (pods.by_index(INDEX_POD_LABEL, f"{ns}/{k}={v}") for k, v in selector.items()), key=len
+    )
+    return pods_for_service(service, candidates)
+
+
+def selecting_services(
+    services: Any, namespace: str, *label_sets: Mapping[str, str] | None
+) -> set[str]:
+    """services_selecting over an informer indexed by add_selector_indexes."""
+    candidates: dict[str, Obj] = {}
+    for labels in label_sets:
+        for k, v in (labels or {}).items():
+            for svc in services.by_index(INDEX_SERVICE_SELECTOR, f"{namespace}/{k}={v}"):
+                candidates[f"{namespace}/{meta(svc).get('name')}"] = svc
+    return services_selecting(candidates.values(), *label_sets)
 
 
 def pod_node_index(obj: Obj) -> list[str]:
