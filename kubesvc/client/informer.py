@@ -55,6 +55,9 @@ def compact(obj: Obj) -> Obj:
     m = obj.get("metadata")
     if isinstance(m, dict) and "managedFields" in m:
         m.pop("managedFields")
+    status = obj.get("status")
+    if isinstance(status, dict) and all(v in ({}, None, []) for v in status.values()):
+        obj.pop("status")  # e.g. a Service's `status: {loadBalancer: {}}` says nothing
     return _interned(obj)  # type: ignore[no-any-return]
 
 
