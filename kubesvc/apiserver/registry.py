@@ -20,7 +20,7 @@ from kubesvc.api import apply as ssa
 from kubesvc.api import errors
 from kubesvc.api.defaults import apply_defaults
 from kubesvc.api.errors import ApiError, FieldError
-from kubesvc.api.kinds import BY_KIND, KINDS, Kind
+from kubesvc.api.kinds import BY_KIND, Kind
 from kubesvc.api.patch import (
     PatchError,
     json_merge_patch,
@@ -32,7 +32,7 @@ from kubesvc.api.validation import validate, validate_status_update
 from kubesvc.apiserver import strategies
 from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
 from kubesvc.apiserver.services import ServiceAllocator
-from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch
+from kubesvc.store.base import KeyExists, KeyNotFound, KeyValue, RevisionMismatch
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -641,10 +641,3 @@ def _parse_continue(token: str) -> tuple[int, str]:
         raise errors.bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"  # noqa: E501 (upstream wording)
         ) from None
-
-
-def all_kinds() -> tuple[Kind, ...]:
-    return KINDS
-
-
-__all__ = ["Cached", "Compacted", "Registry", "WriteOptions", "all_kinds", "key_for", "prefix_for"]
