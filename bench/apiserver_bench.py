@@ -15,31 +15,41 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
-import os
-import platform
 import re
 import shutil
-import signal
 import sqlite3
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import (
+    ROOT,
+    ApiServer,
+    Progress,
+    Results,
+    catch_signals,
+    child_env,
+    cpu_seconds,
+    exit_status,
+    log,
+    machine_info,
+    reference_cell,
+    render_table,
+    row_dicts,
+    run_then_clean_up,
+    runner,
+    write_json,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"listening on https://[^:\s]+:(\d+)")
 RESOURCE_VERSION = re.compile(rb'"resourceVersion":"(\d+)"')
 CONTINUE = re.compile(rb'"continue":"([^"]+)"')
 SERVICES_PATH = "/api/v1/services"
@@ -48,7 +58,6 @@ JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"
 PATCH_HEADERS = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
 PATCH_BODY = b'{"metadata":{"labels":{"bench-watch":"1"}}}'
 KUBECTL_PAGE = 500  # kubectl get's default --chunk-size
-PR_SET_PDEATHSIG = 1
 IMPORT_PROBE = (
     "import kubesvc.apiserver.server\n"
     "for line in open('/proc/self/status'):\n"
@@ -66,10 +75,6 @@ REF_ROUNDTRIP = "json.loads + json.dumps of the same response body, in the bench
 REF_KUBECTL = "kubectl get ns: kubectl start-up, TLS and a tiny list (discovery cached)"
 REF_DUMPS = "json.dumps of each event's object once per watcher, in the benchmark process"
 REF_IMPORT = "python -c 'import kubesvc.apiserver.server': interpreter start-up plus imports"
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # -- results --------------------------------------------------------------------------------
@@ -94,19 +99,6 @@ class Row:
         return self.value <= self.target
 
 
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
-
-    def note(self, text: str) -> None:
-        log(text)
-        self.notes.append(text)
-
-
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
@@ -124,11 +116,7 @@ def fmt(value: float | None, unit: str) -> str:
 def table_cells(row: Row, legend: list[str]) -> list[str]:
     ref = "-"
     if row.reference is not None:
-        ref = fmt(row.reference, row.unit)
-        if row.reference_is:
-            if row.reference_is not in legend:
-                legend.append(row.reference_is)
-            ref += f" [{legend.index(row.reference_is) + 1}]"
+        ref = reference_cell(fmt(row.reference, row.unit), row.reference_is, legend)
     target = "-"
     if row.target is not None:
         target = ("≥ " if row.higher_is_better else "< ") + fmt(row.target, row.unit)
@@ -136,88 +124,15 @@ def table_cells(row: Row, legend: list[str]) -> list[str]:
     return [row.measurement, fmt(row.value, row.unit), ref, target, ok]
 
 
-def render_table(results: Results) -> str:
+def render_results(results: Results[Row]) -> str:
     """A Markdown table, then the references and notes."""
     legend: list[str] = []
     body = [table_cells(row, legend) for row in results.rows]
     header = ["measurement", "kubesvc", "reference", "target", "ok?"]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in body]
-    if legend:
-        out += ["", "References:", ""] + [f"{i}. {text}" for i, text in enumerate(legend, 1)]
-    if results.notes:
-        out += ["", "Notes:", ""] + [f"- {n}" for n in results.notes]
-    return "\n".join(out)
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError):
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gb": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "aiohttp": aiohttp.__version__,
-    }
-
-
-class Progress:
-    """Logs `label done/total` every tenth of the way."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.step = max(1, total // 10)
-        self.start = time.perf_counter()
-
-    def tick(self) -> None:
-        self.done += 1
-        if self.done % self.step == 0 or self.done == self.total:
-            dt = time.perf_counter() - self.start
-            log(f"{self.label}: {self.done}/{self.total} in {dt:.1f} s ({self.done / dt:,.0f}/s)")
+    return render_table(header, body, legend, results.notes)
 
 
 # -- processes ------------------------------------------------------------------------------
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: get SIGKILL if the benchmark process dies."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    env.update(extra or {})
-    return env
-
-
-def vm_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
@@ -239,82 +154,10 @@ class CpuMeter:
         ]
 
 
-class Server:
-    """One `kubesvc apiserver` process; its output is drained by a thread."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-        self.output: deque[str] = deque(maxlen=200)
-        self._listening = threading.Event()
-
-    def start(self, timeout: float = 120.0) -> float:
-        """Start the server; returns seconds from spawn until the "listening" line."""
-        self._listening.clear()
-        cmd = [sys.executable, "-m", "kubesvc.cli.main", "apiserver"]
-        cmd += ["--data-dir", str(self.data_dir), "--port", "0"]
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
-        while not self._listening.wait(0.002):
-            if self.proc.poll() is not None or time.perf_counter() - t0 > timeout:
-                self.stop()
-                raise RuntimeError("API server did not start:\n" + "".join(self.output))
-        return time.perf_counter() - t0
-
-    def _drain(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.output.append(line)
-            m = LISTENING.search(line)
-            if m and not self._listening.is_set():
-                self.port = int(m.group(1))
-                self._listening.set()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def rss_mb(self) -> float:
-        return vm_rss_kb(self.pid) / 1024
-
-    def kill9(self) -> None:
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-            self.proc = None
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            self.kill9()
-
-
 # -- HTTP -----------------------------------------------------------------------------------
 
 
-def session_for(server: Server, connections: int) -> aiohttp.ClientSession:
+def session_for(server: ApiServer, connections: int) -> aiohttp.ClientSession:
     """Keep-alive HTTPS session trusting the cluster CA, authenticating with the token."""
     ctx = ssl.create_default_context(cafile=str(server.data_dir / "pki" / "ca.crt"))
     token = (server.data_dir / "pki" / "token").read_text().strip()
@@ -391,7 +234,7 @@ class State:
 
 
 async def step_create(
-    server: Server, session: aiohttp.ClientSession, wl: Workload, state: State, res: Results
+    server: ApiServer, session: aiohttp.ClientSession, wl: Workload, state: State, res: Results
 ) -> None:
     for n in range(wl.namespaces):
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"bench-{n}"}}
@@ -508,7 +351,7 @@ def kubectl_seconds(kubectl: str, env: dict[str, str], *args: str) -> tuple[floa
     return dt, proc.stdout
 
 
-def step_kubectl(server: Server, cache_dir: Path, wl: Workload, res: Results) -> None:
+def step_kubectl(server: ApiServer, cache_dir: Path, wl: Workload, res: Results) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         res.note("kubectl not found on PATH; skipped `kubectl get svc -A`")
@@ -593,7 +436,7 @@ class WatchRun:
     cpu_rows: list[Row]
 
 
-async def step_watch(server: Server, wl: Workload, state: State, res: Results) -> None:
+async def step_watch(server: ApiServer, wl: Workload, state: State, res: Results) -> None:
     async with (
         session_for(server, wl.watchers) as watch_session,
         session_for(server, wl.clients) as write_session,
@@ -609,7 +452,7 @@ async def step_watch(server: Server, wl: Workload, state: State, res: Results) -
 
 
 async def patch_and_wait(
-    server: Server,
+    server: ApiServer,
     session: aiohttp.ClientSession,
     responses: list[aiohttp.ClientResponse],
     wl: Workload,
@@ -704,7 +547,7 @@ def probe_import(runs: int = 3) -> ImportProbe:
     return ImportProbe(statistics.median(times), rss / 1024)
 
 
-async def first_full_list(server: Server, expected: int, timeout: float = 120.0) -> float:
+async def first_full_list(server: ApiServer, expected: int, timeout: float = 120.0) -> float:
     """Poll GET /api/v1/services until it answers 200; returns perf_counter at that point."""
     deadline = time.perf_counter() + timeout
     async with session_for(server, 1) as session:
@@ -723,7 +566,7 @@ async def first_full_list(server: Server, expected: int, timeout: float = 120.0)
     return at
 
 
-async def step_restart(server: Server, wl: Workload, probe: ImportProbe, res: Results) -> None:
+async def step_restart(server: ApiServer, wl: Workload, probe: ImportProbe, res: Results) -> None:
     server.kill9()
     log("restart: server killed with SIGKILL, starting it again on the same data dir")
     t0 = time.perf_counter()
@@ -747,7 +590,7 @@ async def guarded(res: Results, name: str, step: Awaitable[None]) -> bool:
         return False
 
 
-async def run(wl: Workload, tmp: Path, server: Server, res: Results) -> None:
+async def run(wl: Workload, tmp: Path, server: ApiServer, res: Results) -> None:
     probe = probe_import()
     log("starting the API server")
     server.start()
@@ -770,31 +613,22 @@ async def run(wl: Workload, tmp: Path, server: Server, res: Results) -> None:
     await guarded(res, "restart", step_restart(server, wl, probe, res))
 
 
-def runner(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
-
-
 def report(res: Results, wl: Workload, started: str, json_path: str | None) -> None:
-    info = machine_info()
+    info = machine_info(aiohttp=aiohttp.__version__)
     print(
         f"kubesvc apiserver benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
         f"Python {info['python']}\n"
     )
-    print(render_table(res), flush=True)
+    print(render_results(res), flush=True)
     if json_path:
         doc = {
             "date": started,
             "machine": info,
             "workload": asdict(wl),
-            "rows": [asdict(r) | {"ok": r.ok} for r in res.rows],
+            "rows": row_dicts(res.rows),
             "notes": res.notes,
         }
-        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(json_path, doc)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -808,33 +642,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wl = Workload(args.services, args.namespaces, args.clients, args.watchers, args.list_runs)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    catch_signals()
     tmp = Path(tempfile.mkdtemp(prefix="kubesvc-bench-"))
-    server = Server(tmp / "data")
-    res = Results()
+    server = ApiServer(tmp / "data", poll=0.002)
+    res: Results[Row] = Results()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
-    interrupted = False
-    try:
-        runner(run(wl, tmp, server, res))
-    except KeyboardInterrupt:
-        interrupted = True
-        res.note("interrupted: the table is incomplete")
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    interrupted = run_then_clean_up(
+        lambda: runner(run(wl, tmp, server, res)), server.stop, tmp, res
+    )
     report(res, wl, started, args.json)
-    if interrupted:
-        return 130
-    return 0 if all(r.ok is not False for r in res.rows) and not res.notes else 1
+    return exit_status(interrupted, res)
 
 
 if __name__ == "__main__":

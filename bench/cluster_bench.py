@@ -24,7 +24,6 @@ import contextlib
 import ipaddress
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -39,14 +38,27 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common import (
+    ROOT,
+    Results,
+    catch_signals,
+    child_env,
+    exit_status,
+    log,
+    machine_info,
+    reference_cell,
+    render_table,
+    row_dicts,
+    run_then_clean_up,
+    write_json,
+)
+
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.node.netplan import DEFAULT_POD_CIDR
-
-ROOT = Path(__file__).resolve().parent.parent
 
 NAMESPACE = "default"
 NODES = 2
@@ -102,10 +114,6 @@ REF_POD_MEM = (
 )
 
 
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # -- results --------------------------------------------------------------------------------
 
 
@@ -128,19 +136,6 @@ class Row:
         return self.value <= self.target
 
 
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
-
-    def note(self, text: str) -> None:
-        log(text)
-        self.notes.append(text)
-
-
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
@@ -158,11 +153,7 @@ def fmt(value: float | None, unit: str) -> str:
 def table_cells(row: Row, legend: list[str]) -> list[str]:
     ref = "-"
     if row.reference is not None:
-        ref = fmt(row.reference, row.unit)
-        if row.reference_is:
-            if row.reference_is not in legend:
-                legend.append(row.reference_is)
-            ref += f" [{legend.index(row.reference_is) + 1}]"
+        ref = reference_cell(fmt(row.reference, row.unit), row.reference_is, legend)
     target = "-"
     if row.target is not None:
         target = ("≥ " if row.higher_is_better else "< ") + fmt(row.target, row.unit)
@@ -170,23 +161,12 @@ def table_cells(row: Row, legend: list[str]) -> list[str]:
     return [row.measurement, fmt(row.value, row.unit), ref, target, ok]
 
 
-def render_table(results: Results) -> str:
+def render_results(results: Results[Row]) -> str:
     """A Markdown table, then the references and notes."""
     legend: list[str] = []
     body = [table_cells(row, legend) for row in results.rows]
     header = ["measurement", "kubesvc", "reference", "target", "ok?"]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in body]
-    if legend:
-        out += ["", "References:", ""] + [f"{i}. {text}" for i, text in enumerate(legend, 1)]
-    if results.notes:
-        out += ["", "Notes:", ""] + [f"- {n}" for n in results.notes]
-    return "\n".join(out)
+    return render_table(header, body, legend, results.notes)
 
 
 @dataclass(frozen=True)
@@ -216,25 +196,6 @@ def add_spread(
     res.add(Row(f"{label}, median of {n}", s.median if s else None, "s", ref, ref_is, target))
     res.add(Row("  min", s.min if s else None, "s"))
     res.add(Row("  max", s.max if s else None, "s", target=target))
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError):
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gb": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
 
 
 # -- pure helpers ---------------------------------------------------------------------------
@@ -434,13 +395,6 @@ class CpuMeter:
         return out
 
 
-def child_env(base: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(base)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    env.update(extra or {})
-    return env
-
-
 def run(
     argv: list[str],
     *,
@@ -487,7 +441,6 @@ class Bench:
     @property
     def env(self) -> dict[str, str]:
         return child_env(
-            dict(os.environ),
             {
                 "KUBESVC_HOME": str(self.tmp / "home"),
                 "KUBECONFIG": str(self.tmp / "kubeconfig"),
@@ -581,7 +534,7 @@ def help_floor() -> float:
         subprocess.Popen(
             [sys.executable, "-m", "kubesvc.cli.main", "--help"],
             cwd=ROOT,
-            env=child_env(dict(os.environ)),
+            env=child_env(),
             stdout=subprocess.DEVNULL,
         )
         for _ in range(4)
@@ -833,9 +786,7 @@ def step_pods(b: Bench) -> None:
 
 
 def import_rss_mb(module: str) -> float | None:
-    proc = run(
-        [sys.executable, "-c", RSS_PROBE, module], env=child_env(dict(os.environ)), check=False
-    )
+    proc = run([sys.executable, "-c", RSS_PROBE, module], env=child_env(), check=False)
     if proc.returncode != 0:
         return None
     return int(proc.stdout.split()[-1]) / 1024
@@ -912,7 +863,7 @@ def step_memory(b: Bench) -> None:
 
 def agnhost_floor(n: int) -> float:
     """n agnhost netexec processes on 127.0.0.1: seconds until all answer /healthz."""
-    env = child_env(dict(os.environ), {"KUBESVC_IMAGE_BIND_ADDRESS": "127.0.0.1"})
+    env = child_env({"KUBESVC_IMAGE_BIND_ADDRESS": "127.0.0.1"})
     ports = [(free_port(), free_port()) for _ in range(n)]
     t0 = time.perf_counter()
     procs = [
@@ -1041,7 +992,7 @@ def report(b: Bench, started: str, json_path: str | None) -> None:
         f"Python {info['python']}; {NODES} nodes, {b.pods} pods, {b.replicas} replicas, "
         f"{b.runs} runs\n"
     )
-    print(render_table(b.res), flush=True)
+    print(render_results(b.res), flush=True)
     if json_path:
         doc = {
             "date": started,
@@ -1053,10 +1004,10 @@ def report(b: Bench, started: str, json_path: str | None) -> None:
                 "nodes": NODES,
                 "probe": b.probe,
             },
-            "rows": [asdict(r) | {"ok": r.ok} for r in b.res.rows],
+            "rows": row_dicts(b.res.rows),
             "notes": b.res.notes,
         }
-        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(json_path, doc)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1075,21 +1026,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Cleanup must finish even when Ctrl-C is pressed again."""
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0:
@@ -1098,27 +1034,14 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("kubectl") is None:
         print("cluster_bench.py needs kubectl on PATH", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    catch_signals()
     tmp = Path(tempfile.mkdtemp(prefix="kubesvc-cluster-bench-"))
     b = Bench(max(1, args.runs), args.pods, args.replicas, tmp, args.probe)
     started = time.strftime("%Y-%m-%d %H:%M %Z")
-    interrupted = False
     log(f"cluster {b.name}, scratch namespaces {b.scratch}-*, state in {tmp}")
-    try:
-        run_all(b)
-    except KeyboardInterrupt:
-        interrupted = True
-        b.res.note("interrupted: the table is incomplete")
-    finally:
-        with signals_ignored():
-            b.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
+    interrupted = run_then_clean_up(lambda: run_all(b), b.cleanup, tmp, b.res)
     report(b, started, args.json)
-    if interrupted:
-        return 130
-    return 0 if all(r.ok is not False for r in b.res.rows) and not b.res.notes else 1
+    return exit_status(interrupted, b.res)
 
 
 if __name__ == "__main__":

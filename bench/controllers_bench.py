@@ -18,36 +18,49 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import gc
 import json
 import os
-import platform
 import random
-import re
-import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import (
+    ROOT,
+    ApiServer,
+    Progress,
+    Results,
+    catch_signals,
+    child_env,
+    cpu_seconds,
+    exit_status,
+    log,
+    machine_info,
+    reference_cell,
+    render_table,
+    row_dicts,
+    run_then_clean_up,
+    runner,
+    spawn,
+    terminate,
+    vm_rss_kb,
+    write_json,
+)
 
 from kubesvc.client.informer import Informer, Transform, compact
 from kubesvc.client.rest import ApiClient
 
-ROOT = Path(__file__).resolve().parent.parent
-LISTENING = re.compile(r"listening on https://[^:\s]+:(\d+)")
 CM_RUNNING = "kubesvc controller-manager running"
 CONTROLLERS = "endpoints,endpointslice"
 NAMESPACE = "bench"
@@ -55,7 +68,6 @@ NODE = "bench-node"
 SERVICE_LABEL = "kubernetes.io/service-name"
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 PATCH_HEADERS = {"Content-Type": "application/merge-patch+json", "Accept": "application/json"}
-PR_SET_PDEATHSIG = 1
 IDLE_WINDOW = 1.0  # seconds of (almost) no CPU use that count as idle
 IDLE_CPU = 0.02  # CPU seconds allowed in that window (2 % of one core)
 SETTLE = 0.02  # pause after a Ready=False flip converged, before flipping back
@@ -86,10 +98,6 @@ REF_JSON = "JSON bytes per Service in the list response"
 REF_RSS = "a python process that has only imported the controller-manager and the two controllers"
 
 
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # -- results --------------------------------------------------------------------------------
 
 
@@ -115,19 +123,6 @@ class Row:
         return self.value <= self.target if self.unit == "" else self.value < self.target
 
 
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
-
-    def note(self, text: str) -> None:
-        log(text)
-        self.notes.append(text)
-
-
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
@@ -149,11 +144,7 @@ def fmt(value: float | None, unit: str) -> str:
 def table_cells(row: Row, legend: list[str]) -> list[str]:
     ref = "-"
     if row.reference is not None:
-        ref = fmt(row.reference, row.unit)
-        if row.reference_is:
-            if row.reference_is not in legend:
-                legend.append(row.reference_is)
-            ref += f" [{legend.index(row.reference_is) + 1}]"
+        ref = reference_cell(fmt(row.reference, row.unit), row.reference_is, legend)
     target = "-"
     if row.target is not None:
         sign = "≥ " if row.higher_is_better else ("≤ " if row.unit == "" else "< ")
@@ -163,58 +154,12 @@ def table_cells(row: Row, legend: list[str]) -> list[str]:
     return [row.measurement, value, ref, target, ok]
 
 
-def render_table(results: Results) -> str:
+def render_results(results: Results[Row]) -> str:
     """A Markdown table, then the references and notes."""
     legend: list[str] = []
     body = [table_cells(row, legend) for row in results.rows]
     header = ["measurement", "kubesvc", "reference", "target", "ok?"]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in body]
-    if legend:
-        out += ["", "References:", ""] + [f"{i}. {text}" for i, text in enumerate(legend, 1)]
-    if results.notes:
-        out += ["", "Notes:", ""] + [f"- {n}" for n in results.notes]
-    return "\n".join(out)
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError):
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gb": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "aiohttp": aiohttp.__version__,
-    }
-
-
-class Progress:
-    """Logs `label done/total` every tenth of the way."""
-
-    def __init__(self, label: str, total: int) -> None:
-        self.label, self.total, self.done = label, total, 0
-        self.step = max(1, total // 10)
-        self.start = time.perf_counter()
-
-    def tick(self) -> None:
-        self.done += 1
-        if self.done % self.step == 0 or self.done == self.total:
-            dt = time.perf_counter() - self.start
-            log(f"{self.label}: {self.done}/{self.total} in {dt:.1f} s ({self.done / dt:,.0f}/s)")
+    return render_table(header, body, legend, results.notes)
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -227,32 +172,6 @@ def percentile(values: list[float], p: float) -> float | None:
 
 
 # -- processes ------------------------------------------------------------------------------
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: get SIGKILL if the benchmark process dies."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def vm_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process, from /proc/PID/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def machine_busy_seconds() -> float:
@@ -284,83 +203,6 @@ class CpuMeter:
             *rows,
             Row("  everything else on the machine, CPU", max(0.0, rest) / wall * 100, "%"),
         ]
-
-
-def spawn(cmd: list[str], stdout: Any) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=child_env(),
-        stdout=stdout,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-
-
-def terminate(proc: subprocess.Popen[str] | None) -> None:
-    """SIGTERM the process group, SIGKILL it if it has not exited after 10 s."""
-    if proc is None or proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
-class Server:
-    """One `kubesvc apiserver` process; its output is drained by a thread."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[str] | None = None
-        self.port = 0
-        self.output: deque[str] = deque(maxlen=200)
-        self._listening = threading.Event()
-
-    def start(self, timeout: float = 120.0) -> None:
-        cmd = [sys.executable, "-m", "kubesvc.cli.main", "apiserver"]
-        cmd += ["--data-dir", str(self.data_dir), "--port", "0"]
-        t0 = time.perf_counter()
-        self.proc = spawn(cmd, subprocess.PIPE)
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
-        while not self._listening.wait(0.005):
-            if self.proc.poll() is not None or time.perf_counter() - t0 > timeout:
-                self.stop()
-                raise RuntimeError("API server did not start:\n" + "".join(self.output))
-
-    def _drain(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.output.append(line)
-            m = LISTENING.search(line)
-            if m and not self._listening.is_set():
-                self.port = int(m.group(1))
-                self._listening.set()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    @property
-    def kubeconfig(self) -> Path:
-        return self.data_dir / "kubeconfig"
-
-    def stop(self) -> None:
-        terminate(self.proc)
-        self.proc = None
 
 
 class ControllerManager:
@@ -452,7 +294,7 @@ async def wait_idle(
 # -- HTTP -----------------------------------------------------------------------------------
 
 
-def session_for(server: Server, connections: int) -> aiohttp.ClientSession:
+def session_for(server: ApiServer, connections: int) -> aiohttp.ClientSession:
     """Keep-alive HTTPS session trusting the cluster CA, authenticating with the token."""
     ctx = ssl.create_default_context(cafile=str(server.data_dir / "pki" / "ca.crt"))
     token = (server.data_dir / "pki" / "token").read_text().strip()
@@ -876,7 +718,7 @@ async def converged_within(
 class Cluster:
     """What the first phase leaves for the latency step."""
 
-    server: Server
+    server: ApiServer
     cm: ControllerManager
     session: aiohttp.ClientSession
     watches: Watches
@@ -1054,7 +896,7 @@ class ColdStart:
 
 async def cold_start(
     cm: ControllerManager,
-    server: Server,
+    server: ApiServer,
     tracker: Tracker,
     watches: Watches,
     wl: Workload,
@@ -1113,14 +955,14 @@ class Prepared:
     listed: float = 0.0  # seconds to list what the informers list
 
 
-async def prepare_resync(server: Server, wl: Workload, out: Prepared) -> None:
+async def prepare_resync(server: ApiServer, wl: Workload, out: Prepared) -> None:
     async with session_for(server, wl.clients + 4) as session:
         out.pod_rate = await populate_resync(session, wl)
         out.listed = await list_seconds(session)
 
 
 async def step_resync(
-    server: Server, cm: ControllerManager, wl: Workload, ref: Prepared, res: Results
+    server: ApiServer, cm: ControllerManager, wl: Workload, ref: Prepared, res: Results
 ) -> None:
     n = wl.resync_services
     async with session_for(server, 4) as session:
@@ -1201,7 +1043,7 @@ async def informer_bytes(kubeconfig: Path, transform: Transform | None) -> tuple
     return (full - empty) / max(1, count), count
 
 
-async def step_informer(server: Server, res: Results) -> None:
+async def step_informer(server: ApiServer, res: Results) -> None:
     log("informer: listing Services into an Informer cache under tracemalloc")
     per_service, count = await informer_bytes(server.kubeconfig, compact)
     raw, _ = await informer_bytes(server.kubeconfig, None)
@@ -1240,7 +1082,7 @@ async def guarded(res: Results, name: str, step: Awaitable[None]) -> bool:
 class Processes:
     """Everything started, so that it can be stopped on any exit."""
 
-    servers: list[Server] = field(default_factory=list)
+    servers: list[ApiServer] = field(default_factory=list)
     cms: list[ControllerManager] = field(default_factory=list)
 
     def stop(self) -> None:
@@ -1252,7 +1094,7 @@ class Processes:
 
 async def phase_latency(tmp: Path, wl: Workload, procs: Processes, res: Results) -> None:
     """Steps 1 and 2: one server, the controller-manager running from the start."""
-    server = Server(tmp / "data")
+    server = ApiServer(tmp / "data")
     procs.servers.append(server)
     log("starting the API server and the controller-manager")
     server.start()
@@ -1277,7 +1119,7 @@ async def phase_latency(tmp: Path, wl: Workload, procs: Processes, res: Results)
 async def phase_resync(tmp: Path, wl: Workload, procs: Processes, res: Results) -> None:
     """Steps 3 and 4 on a second server holding `resync_services` Services (the informer
     memory first: it needs no controller-manager)."""
-    server = Server(tmp / "data-resync")
+    server = ApiServer(tmp / "data-resync")
     procs.servers.append(server)
     log("starting a second API server for the resync steps")
     server.start()
@@ -1296,31 +1138,22 @@ async def run(wl: Workload, tmp: Path, procs: Processes, res: Results) -> None:
     await phase_resync(tmp, wl, procs, res)
 
 
-def runner(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
-
-
 def report(res: Results, wl: Workload, started: str, json_path: str | None) -> None:
-    info = machine_info()
+    info = machine_info(aiohttp=aiohttp.__version__)
     print(
         f"kubesvc controllers benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
         f"Python {info['python']}\n"
     )
-    print(render_table(res), flush=True)
+    print(render_results(res), flush=True)
     if json_path:
         doc = {
             "date": started,
             "machine": info,
             "workload": asdict(wl),
-            "rows": [asdict(r) | {"ok": r.ok} for r in res.rows],
+            "rows": row_dicts(res.rows),
             "notes": res.notes,
         }
-        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(json_path, doc)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1351,10 +1184,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wl = Workload(
@@ -1367,26 +1196,14 @@ def main(argv: list[str] | None = None) -> int:
         args.max_wait,
         args.idle_wait,
     )
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    catch_signals()
     tmp = Path(tempfile.mkdtemp(prefix="kubesvc-bench-cm-"))
     procs = Processes()
-    res = Results()
+    res: Results[Row] = Results()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
-    interrupted = False
-    try:
-        runner(run(wl, tmp, procs, res))
-    except KeyboardInterrupt:
-        interrupted = True
-        res.note("interrupted: the table is incomplete")
-    finally:
-        procs.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    interrupted = run_then_clean_up(lambda: runner(run(wl, tmp, procs, res)), procs.stop, tmp, res)
     report(res, wl, started, args.json)
-    if interrupted:
-        return 130
-    return 0 if all(r.ok is not False for r in res.rows) and not res.notes else 1
+    return exit_status(interrupted, res)
 
 
 if __name__ == "__main__":

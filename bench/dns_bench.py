@@ -19,10 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
-import platform
 import random
 import re
 import resource
@@ -36,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,16 +46,31 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+from common import (
+    LISTENING,
+    ROOT,
+    Results,
+    catch_signals,
+    child_env,
+    die_with_parent,
+    exit_status,
+    log,
+    machine_info,
+    render_table,
+    row_dicts,
+    run_then_clean_up,
+    spawn,
+    terminate,
+    vm_rss_kb,
+    write_json,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 ZONE = "cluster.local"
 INSTALL = "apt-get install -y dnsperf unbound"
-API_LISTENING = re.compile(r"listening on https://[^:\s]+:(\d+)")
 DNS_LISTENING = re.compile(r"kubesvc dns listening on [^\s]+:(\d+)")
 DNS_SYNCED = re.compile(r"kubesvc dns: caches synced")
 JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 API_CLIENTS = 8
-PR_SET_PDEATHSIG = 1
 BUSY_LIMIT = 15.0  # % of one core used by other work: a run or the machine is disturbed
 SAMPLE_PER_SET = 200  # queries per set compared between the two servers
 IMPORT_PROBE = (
@@ -74,10 +87,6 @@ SET_TITLES = {
     "nxdomain": "NXDOMAIN only (search-path misses)",
 }
 EXPECTED_RCODES = {"hits": {"NOERROR"}, "mix": {"NOERROR", "NXDOMAIN"}, "nxdomain": {"NXDOMAIN"}}
-
-
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 # -- results --------------------------------------------------------------------------------
@@ -102,19 +111,6 @@ class Row:
         if self.cmp == "<=":
             return self.kubesvc <= self.target
         return self.kubesvc < self.target
-
-
-@dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # failures and surprises: exit status 1
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
-
-    def note(self, text: str) -> None:
-        log(text)
-        self.notes.append(text)
 
 
 def fmt(value: float | None, unit: str) -> str:
@@ -144,19 +140,10 @@ def table_cells(row: Row) -> list[str]:
     return [row.measurement, fmt(row.kubesvc, row.unit), fmt(row.unbound, row.unit), target, ok]
 
 
-def render_table(results: Results) -> str:
+def render_results(results: Results[Row]) -> str:
     body = [table_cells(row) for row in results.rows]
     header = ["measurement", "kubesvc", "unbound", "target", "ok?"]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in body]
-    if results.notes:
-        out += ["", "Notes:", ""] + [f"- {n}" for n in results.notes]
-    return "\n".join(out)
+    return render_table(header, body, [], results.notes)
 
 
 def tool_version(cmd: list[str], pattern: str) -> str:
@@ -168,54 +155,20 @@ def tool_version(cmd: list[str], pattern: str) -> str:
     return m.group(1) if m else ""
 
 
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    mem_kb = 0
-    with contextlib.suppress(OSError, ValueError):
-        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
+def dns_machine_info() -> dict[str, Any]:
     uvloop_version = ""
     with contextlib.suppress(ImportError):
         import uvloop
 
         uvloop_version = str(getattr(uvloop, "__version__", ""))
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "mem_gb": round(mem_kb / 1024 / 1024, 1),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "uvloop": uvloop_version,
-        "dnsperf": tool_version(["dnsperf", "-h"], r"Version (\S+)"),
-        "unbound": tool_version(["unbound", "-V"], r"Version (\S+)"),
-    }
+    return machine_info(
+        uvloop=uvloop_version,
+        dnsperf=tool_version(["dnsperf", "-h"], r"Version (\S+)"),
+        unbound=tool_version(["unbound", "-V"], r"Version (\S+)"),
+    )
 
 
 # -- processes ------------------------------------------------------------------------------
-
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: get SIGKILL if the benchmark process dies."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
-
-def vm_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def cpu_times(pid: int) -> tuple[float, float]:
@@ -257,17 +210,7 @@ class Daemon:
 
     def start(self) -> None:
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            self.cmd,
-            cwd=ROOT,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
+        self.proc = spawn(self.cmd, subprocess.PIPE)
         threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
 
     def _drain(self, proc: subprocess.Popen[str]) -> None:
@@ -308,20 +251,10 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def rss_mb(self) -> float:
-        return vm_rss_mb(self.pid)
+        return vm_rss_kb(self.pid) / 1024
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=10)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        terminate(self.proc)
         self.proc = None
 
 
@@ -485,7 +418,7 @@ async def create_services(data_dir: Path, url: str, wl: Workload) -> tuple[list[
 def start_apiserver(tmp: Path) -> tuple[Daemon, str]:
     cmd = [sys.executable, "-m", "kubesvc.cli.main", "apiserver"]
     cmd += ["--data-dir", str(tmp / "data"), "--port", "0"]
-    api = Daemon("kubesvc apiserver", cmd, {"listening": API_LISTENING})
+    api = Daemon("kubesvc apiserver", cmd, {"listening": LISTENING})
     api.start()
     _, m = api.wait_for("listening")
     return api, f"https://127.0.0.1:{m.group(1)}"
@@ -689,7 +622,7 @@ def run_dnsperf(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     try:
         if during is not None:
@@ -978,7 +911,7 @@ def run(b: Bench) -> None:
 
 
 def report(b: Bench, started: str, json_path: str | None) -> None:
-    info = machine_info()
+    info = dns_machine_info()
     wl = b.wl
     print(
         f"kubesvc dns benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
@@ -986,7 +919,7 @@ def report(b: Bench, started: str, json_path: str | None) -> None:
         f"unbound {info['unbound']}; {wl.services:,} Services in {wl.namespaces} namespaces, "
         f"{wl.seconds} s per dnsperf run, median of {wl.repeat} (undisturbed runs)\n"
     )
-    print(render_table(b.res), flush=True)
+    print(render_results(b.res), flush=True)
     if b.profile:
         print("\n" + render_profile(b.profile), flush=True)
     if json_path:
@@ -994,12 +927,12 @@ def report(b: Bench, started: str, json_path: str | None) -> None:
             "date": started,
             "machine": info,
             "workload": asdict(wl),
-            "rows": [asdict(r) | {"ok": r.ok} for r in b.res.rows],
+            "rows": row_dicts(b.res.rows),
             "notes": b.res.notes,
             "facts": b.facts,
             "profile": b.profile,
         }
-        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(json_path, doc)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1018,21 +951,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return p.parse_args(argv)
-
-
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Cleanup must finish even when Ctrl-C is pressed again."""
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1056,28 +974,13 @@ def main(argv: list[str] | None = None) -> int:
         repeat=max(1, args.repeat),
         seed=args.seed,
     )
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    catch_signals()
     tmp = Path(tempfile.mkdtemp(prefix="kubesvc-dns-bench-"))
     b = Bench(wl, tmp, profile_run=not args.no_profile)
     started = time.strftime("%Y-%m-%d %H:%M %Z")
-    interrupted = False
-    try:
-        run(b)
-    except KeyboardInterrupt:
-        interrupted = True
-        b.res.note("interrupted: the table is incomplete")
-    except Exception as e:
-        b.res.note(f"FAILED: {type(e).__name__}: {e}")
-    finally:
-        with signals_ignored():
-            b.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
+    interrupted = run_then_clean_up(lambda: run(b), b.cleanup, tmp, b.res, note_failure=True)
     report(b, started, args.json)
-    if interrupted:
-        return 130
-    return 0 if all(r.ok is not False for r in b.res.rows) and not b.res.notes else 1
+    return exit_status(interrupted, b.res)
 
 
 if __name__ == "__main__":

@@ -22,32 +22,44 @@ import contextlib
 import hashlib
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+import common
+from common import (
+    ROOT,
+    catch_signals,
+    child_env,
+    exit_status,
+    log,
+    machine_info,
+    reference_cell,
+    render_table,
+    row_dicts,
+    run_then_clean_up,
+    write_json,
+)
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kubesvc.client.rest import ApiClient  # noqa: E402
-from kubesvc.proxy.iptables import render as ipt_render  # noqa: E402
-from kubesvc.proxy.iptables.backend import IptablesBackend  # noqa: E402
-from kubesvc.proxy.model import Endpoint, ProxyState, ServicePort  # noqa: E402
-from kubesvc.proxy.nftables import render as nft_render  # noqa: E402
-from kubesvc.proxy.nftables.backend import NftBackend  # noqa: E402
+from kubesvc.client.rest import ApiClient
+from kubesvc.proxy.iptables import render as ipt_render
+from kubesvc.proxy.iptables.backend import IptablesBackend
+from kubesvc.proxy.model import Endpoint, ProxyState, ServicePort
+from kubesvc.proxy.nftables import render as nft_render
+from kubesvc.proxy.nftables.backend import NftBackend
 
 NODE_IP, GW, CLUSTER_CIDR = "172.31.0.10", "10.244.0.1", "10.244.0.0/16"
 CLIENT_IP, SERVER_IP, SERVER_PORT = "10.244.0.2", "10.244.0.3", 8080
@@ -140,10 +152,6 @@ print("timeout", flush=True)
 """
 
 
-def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 # -- results --------------------------------------------------------------------------------
 
 Cell = float | str | None
@@ -167,21 +175,12 @@ class Row:
 
 
 @dataclass
-class Results:
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # failures and anomalies
+class Results(common.Results[Row]):
     facts: list[str] = field(default_factory=list)  # context, not a failure
-
-    def add(self, row: Row) -> None:
-        self.rows.append(row)
 
     def fact(self, text: str) -> None:
         log(text)
         self.facts.append(text)
-
-    def note(self, text: str) -> None:
-        log(text)
-        self.notes.append(text)
 
 
 def fmt(value: Cell, unit: str) -> str:
@@ -205,49 +204,25 @@ def fmt(value: Cell, unit: str) -> str:
 def table_cells(row: Row, legend: list[str]) -> list[str]:
     ref = "-"
     if row.reference is not None:
-        ref = fmt(row.reference, row.unit)
-        if row.reference_is:
-            if row.reference_is not in legend:
-                legend.append(row.reference_is)
-            ref += f" [{legend.index(row.reference_is) + 1}]"
+        ref = reference_cell(fmt(row.reference, row.unit), row.reference_is, legend)
     target = "-" if row.target is None else "< " + fmt(row.target, row.unit).lstrip("+")
     ok = {None: "-", True: "yes", False: "NO"}[row.ok]
     return [row.measurement, fmt(row.nft, row.unit), fmt(row.ipt, row.unit), ref, target, ok]
 
 
-def render_table(results: Results) -> str:
+def render_results(results: Results) -> str:
     legend: list[str] = []
     body = [table_cells(row, legend) for row in results.rows]
     header = ["measurement", "nftables", "iptables", "reference", "target (nft)", "ok?"]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in body]
-    if legend:
-        out += ["", "References:", ""] + [f"{i}. {text}" for i, text in enumerate(legend, 1)]
-    if results.notes or results.facts:
-        out += ["", "Notes:", ""] + [f"- {n}" for n in [*results.facts, *results.notes]]
-    return "\n".join(out)
+    return render_table(header, body, legend, [*results.facts, *results.notes])
 
 
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "nft": run(["nft", "--version"]).stdout.strip(),
-        "iptables": run(["iptables-legacy", "--version"], check=False).stdout.strip(),
-    }
+def proxy_machine_info() -> dict[str, Any]:
+    return machine_info(
+        memory=False,
+        nft=run(["nft", "--version"]).stdout.strip(),
+        iptables=run(["iptables-legacy", "--version"], check=False).stdout.strip(),
+    )
 
 
 # -- commands and namespaces ----------------------------------------------------------------
@@ -471,14 +446,13 @@ class Bench:
 
     @property
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-        env.update(
-            KUBESVC_HOME=str(self.tmp / "home"),
-            KUBECONFIG=str(self.tmp / "kubeconfig"),
-            KUBECACHEDIR=str(self.tmp / "kubecache"),
+        return child_env(
+            {
+                "KUBESVC_HOME": str(self.tmp / "home"),
+                "KUBECONFIG": str(self.tmp / "kubeconfig"),
+                "KUBECACHEDIR": str(self.tmp / "kubecache"),
+            }
         )
-        return env
 
     def kubesvc(self, *args: str, timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
         return run([sys.executable, "-m", "kubesvc.cli.main", *args], env=self.env, timeout=timeout)
@@ -1174,24 +1148,24 @@ async def run_all(b: Bench) -> None:
 
 
 def report(b: Bench, started: str, json_path: str | None) -> None:
-    info = machine_info()
+    info = proxy_machine_info()
     c = b.cfg
     print(
         f"kubesvc kube-proxy benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
         f"Linux {info['kernel']}, Python {info['python']}, {info['nft']}, {info['iptables']}; "
         f"Services {', '.join(f'{n:,}' for n in c.services)} x {c.endpoints} endpoints\n"
     )
-    print(render_table(b.res), flush=True)
+    print(render_results(b.res), flush=True)
     if json_path:
         doc = {
             "date": started,
             "machine": info,
             "workload": asdict(c),
-            "rows": [asdict(r) | {"ok": r.ok} for r in b.res.rows],
+            "rows": row_dicts(b.res.rows),
             "notes": b.res.notes,
             "facts": b.res.facts,
         }
-        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(json_path, doc)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -1210,21 +1184,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--steps", default=",".join(STEPS), help=f"steps to run ({','.join(STEPS)})")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     return p.parse_args(argv)
-
-
-def _interrupt(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def signals_ignored() -> Iterator[None]:
-    """Cleanup must finish even when Ctrl-C is pressed again."""
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1246,27 +1205,14 @@ def main(argv: list[str] | None = None) -> int:
         e2e_modes=[m for m in args.e2e_modes.split(",") if m],
         steps=[s for s in args.steps.split(",") if s],
     )
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    catch_signals()
     tmp = Path(tempfile.mkdtemp(prefix="kubesvc-proxy-bench-"))
     b = Bench(cfg, tmp)
     started = time.strftime("%Y-%m-%d %H:%M %Z")
-    interrupted = False
     log(f"scratch namespaces {b.scratch.prefix}-*, cluster {b.cluster}, state in {tmp}")
-    try:
-        asyncio.run(run_all(b))
-    except KeyboardInterrupt:
-        interrupted = True
-        b.res.note("interrupted: the table is incomplete")
-    finally:
-        with signals_ignored():
-            b.cleanup()
-            shutil.rmtree(tmp, ignore_errors=True)
+    interrupted = run_then_clean_up(lambda: asyncio.run(run_all(b)), b.cleanup, tmp, b.res)
     report(b, started, args.json)
-    if interrupted:
-        return 130
-    return 0 if all(r.ok is not False for r in b.res.rows) and not b.res.notes else 1
+    return exit_status(interrupted, b.res)
 
 
 if __name__ == "__main__":
