@@ -141,17 +141,35 @@ def test_deployment_spreads_and_pods_reach_each_other(web: Cluster) -> None:
     nodes = {p["spec"]["nodeName"] for p in pods}
     assert len(nodes) == 2, nodes
     ips = {p["metadata"]["name"]: p["status"]["podIP"] for p in pods}
+
+    def run(src: str, *cmd: str) -> subprocess.CompletedProcess[str]:
+        return cluster.exec(src, *cmd, check=False)
+
     for src in ips:
         for dst, ip in ips.items():
-            assert (
-                cluster.exec(
-                    src, "curl", "-s", "--max-time", "3", f"http://{ip}:8080/hostname"
-                ).stdout
-                == dst
+            # a first packet can be lost to neighbour discovery: allow a retry, not a failure
+            wait_for(
+                lambda s=src, i=ip, d=dst: (
+                    run(s, "curl", "-s", "--max-time", "3", f"http://{i}:8080/hostname").stdout == d
+                ),
+                timeout=10,
+                what=f"TCP {src} -> {dst}",
             )
-            assert cluster.exec(src, "ping", "-c1", "-W2", ip).returncode == 0
-            udp = cluster.exec(src, "sh", "-c", f"echo hostname | timeout 3 nc -u -w1 {ip} 8081")
-            assert udp.stdout.strip() == dst
+            wait_for(
+                lambda s=src, i=ip: run(s, "ping", "-c1", "-W2", i).returncode == 0,
+                timeout=10,
+                what=f"ping {src} -> {dst}",
+            )
+            wait_for(
+                lambda s=src, i=ip, d=dst: (
+                    run(
+                        s, "sh", "-c", f"echo hostname | timeout 3 nc -u -w1 {i} 8081"
+                    ).stdout.strip()
+                    == d
+                ),
+                timeout=10,
+                what=f"UDP {src} -> {dst}",
+            )
 
 
 def test_env_hostname_and_resolv_conf(web: Cluster) -> None:
