@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp import web
 
 from kubesvc.api import errors, openapi, tables
+from kubesvc.api.apply import default_manager
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, BY_PLURAL, Kind
-from kubesvc.api.selectors import make_filter
+from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, patch_failed
+from kubesvc.api.selectors import make_filter, selector_from_match_labels
 from kubesvc.apiserver import negotiation
 from kubesvc.apiserver.objects import dumps
 from kubesvc.apiserver.proxy import PROXY_SUBRESOURCES, PodProxy
@@ -230,8 +232,6 @@ class ResourceHandler:
         if len(manager) > 128:
             raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
         if not manager:
-            from kubesvc.api.apply import default_manager
-
             manager = default_manager(request.headers.get("User-Agent", ""))
         return WriteOptions(_dry_run(request), manager, t.subresource)
 
@@ -365,8 +365,6 @@ class ResourceHandler:
     async def _patch_scale(
         self, request: web.Request, t: Target, patch_type: str, body: Any
     ) -> web.Response:
-        from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, patch_failed
-
         obj = await self.registry.get(t.kind, t.namespace, t.name or "")
         scale = to_scale(t.kind, obj)
         try:
@@ -643,8 +641,6 @@ def partial(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def to_scale(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
-    from kubesvc.api.selectors import selector_from_match_labels
-
     m = obj["metadata"]
     selector = (obj.get("spec") or {}).get("selector") or {}
     reqs = selector_from_match_labels(selector)

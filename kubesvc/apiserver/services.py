@@ -7,6 +7,7 @@ and allocations are released when a Service is deleted or stops needing them.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -221,8 +222,6 @@ def _node_ports(spec: dict[str, Any]) -> list[int]:
 
 
 def _ip_int(ip: str) -> int:
-    import ipaddress
-
     return int(ipaddress.IPv4Address(ip))
 
 

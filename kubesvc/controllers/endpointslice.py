@@ -342,7 +342,8 @@ class EndpointSliceController(Controller):
         self._triggers: dict[str, eu.TriggerState] = {}
         self.services.add_handler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_added)
-        self.slices.add_handler(self._slice_added, self._slice_updated, self._slice_deleted)
+        self.own = eu.OwnSlices(CONTROLLER_NAME, self.tracker, self.queue.add)
+        self.slices.add_handler(self.own.added, self.own.updated, self.own.deleted)
         self.nodes.add_handler(self._node_changed, self._node_updated, self._node_changed)
 
     # -- handlers (enqueue only) -----------------------------------------------------------
@@ -358,32 +359,6 @@ class EndpointSliceController(Controller):
         if eu.meta(old).get("resourceVersion") != eu.meta(new).get("resourceVersion"):
             self._enqueue_for_pod(new, eu.meta(old).get("labels"), eu.meta(new).get("labels"))
 
-    def _managed(self, s: Obj) -> bool:
-        return (eu.meta(s).get("labels") or {}).get(eu.LABEL_MANAGED_BY) == CONTROLLER_NAME
-
-    def _enqueue_slice_service(self, s: Obj) -> None:
-        key = eu.slice_service_key(s)
-        if key:
-            self.queue.add(key)
-
-    def _slice_added(self, s: Obj) -> None:
-        if self._managed(s) and self.tracker.should_sync(s):
-            self._enqueue_slice_service(s)
-
-    def _slice_updated(self, old: Obj, new: Obj) -> None:
-        if self._managed(old) != self._managed(new):
-            self._enqueue_slice_service(old)
-            self._enqueue_slice_service(new)
-        elif self._managed(new) and self.tracker.should_sync(new):
-            if eu.slice_service_key(old) != eu.slice_service_key(new):
-                self._enqueue_slice_service(old)
-            self._enqueue_slice_service(new)
-
-    def _slice_deleted(self, s: Obj) -> None:
-        # a slice someone else deleted is recreated; our own deletions are just forgotten
-        if self._managed(s) and not self.tracker.handle_deletion(s):
-            self._enqueue_slice_service(s)
-
     def _node_changed(self, node: Obj) -> None:
         for pod in self.pods.by_index(eu.INDEX_POD_NODE, str(eu.meta(node).get("name", ""))):
             self._pod_added(pod)
@@ -393,13 +368,6 @@ class EndpointSliceController(Controller):
             self._node_changed(new)
 
     # -- sync --------------------------------------------------------------------------------
-    def _managed_slices(self, key: str) -> list[Obj]:
-        return [
-            s
-            for s in self.slices.by_index(eu.INDEX_SLICE_SERVICE, key)
-            if self._managed(s) and not eu.meta(s).get("deletionTimestamp")
-        ]
-
     async def sync(self, key: str) -> None:
         ns, _name = split_key(key)
         service = self.services.get(key)
@@ -408,7 +376,7 @@ class EndpointSliceController(Controller):
             self.tracker.delete_service(key)
             self._triggers.pop(key, None)
             return
-        slices = self._managed_slices(key)
+        slices = self.own.live(self.slices, key)
         if self.tracker.stale(key, slices):
             raise eu.StaleCache(f"EndpointSlice informer cache is out of date for {key}")
         if eu.is_external_name(service) or eu.service_selector(service) is None:

@@ -194,45 +194,16 @@ class MirroringController(Controller):
         self.tracker = eu.SliceTracker()
         self.services.add_handler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue)
         self.endpoints.add_handler(self.enqueue, self._endpoints_updated, self.enqueue)
-        self.slices.add_handler(self._slice_added, self._slice_updated, self._slice_deleted)
+        self.own = eu.OwnSlices(CONTROLLER_NAME, self.tracker, self.queue.add)
+        self.slices.add_handler(self.own.added, self.own.updated, self.own.deleted)
 
     def _endpoints_updated(self, old: Obj, new: Obj) -> None:
         if eu.meta(old).get("resourceVersion") != eu.meta(new).get("resourceVersion"):
             self.enqueue(new)
 
-    def _managed(self, s: Obj) -> bool:
-        return (eu.meta(s).get("labels") or {}).get(eu.LABEL_MANAGED_BY) == CONTROLLER_NAME
-
-    def _enqueue_slice(self, s: Obj) -> None:
-        key = eu.slice_service_key(s)
-        if key:
-            self.queue.add(key)
-
-    def _slice_added(self, s: Obj) -> None:
-        if self._managed(s) and self.tracker.should_sync(s):
-            self._enqueue_slice(s)
-
-    def _slice_updated(self, old: Obj, new: Obj) -> None:
-        if self._managed(old) != self._managed(new):
-            self._enqueue_slice(old)
-            self._enqueue_slice(new)
-        elif self._managed(new) and self.tracker.should_sync(new):
-            self._enqueue_slice(new)
-
-    def _slice_deleted(self, s: Obj) -> None:
-        if self._managed(s) and not self.tracker.handle_deletion(s):
-            self._enqueue_slice(s)
-
-    def _mirrored(self, key: str) -> list[Obj]:
-        return [
-            s
-            for s in self.slices.by_index(eu.INDEX_SLICE_SERVICE, key)
-            if self._managed(s) and not eu.meta(s).get("deletionTimestamp")
-        ]
-
     async def sync(self, key: str) -> None:
         ns, _name = split_key(key)
-        slices = self._mirrored(key)
+        slices = self.own.live(self.slices, key)
         service = self.services.get(key)
         endpoints = self.endpoints.get(key)
         if service is not None and eu.is_external_name(service):

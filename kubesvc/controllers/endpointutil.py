@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -502,3 +502,48 @@ def namespace_closed(e: ApiException) -> bool:
         any(c.get("type") == "NamespaceTerminating" for c in causes)
         or "being terminated" in str(e.message)
     )
+
+
+class OwnSlices:
+    """Informer handlers for the EndpointSlices one controller manages: the Service is
+    synced again when someone else changes or deletes one, not after the controller's own
+    writes (the tracker recognises those)."""
+
+    def __init__(
+        self, managed_by: str, tracker: SliceTracker, enqueue: Callable[[str], None]
+    ) -> None:
+        self.managed_by, self.tracker, self.enqueue = managed_by, tracker, enqueue
+
+    def managed(self, s: Obj) -> bool:
+        return (meta(s).get("labels") or {}).get(LABEL_MANAGED_BY) == self.managed_by
+
+    def live(self, slices: Any, service_key: str) -> list[Obj]:
+        """This controller's slices of one Service that are not being deleted."""
+        return [
+            s
+            for s in slices.by_index(INDEX_SLICE_SERVICE, service_key)
+            if self.managed(s) and not meta(s).get("deletionTimestamp")
+        ]
+
+    def _enqueue(self, s: Obj) -> None:
+        key = slice_service_key(s)
+        if key:
+            self.enqueue(key)
+
+    def added(self, s: Obj) -> None:
+        if self.managed(s) and self.tracker.should_sync(s):
+            self._enqueue(s)
+
+    def updated(self, old: Obj, new: Obj) -> None:
+        if self.managed(old) != self.managed(new):
+            self._enqueue(old)
+            self._enqueue(new)
+        elif self.managed(new) and self.tracker.should_sync(new):
+            if slice_service_key(old) != slice_service_key(new):
+                self._enqueue(old)
+            self._enqueue(new)
+
+    def deleted(self, s: Obj) -> None:
+        # a slice someone else deleted is recreated; our own deletions are just forgotten
+        if self.managed(s) and not self.tracker.handle_deletion(s):
+            self._enqueue(s)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -440,14 +441,8 @@ def _tracker(probe: dict[str, Any] | None, kind: str, now: float) -> Any:
 
 
 def _parse_time(ts: str) -> float:
-    from datetime import datetime
-
     try:
-        return (
-            datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ")
-            .replace(tzinfo=__import__("datetime").timezone.utc)
-            .timestamp()
-        )
+        return datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         return time.time()
 
