@@ -57,7 +57,7 @@ if str(ROOT) not in sys.path:
 from kubesvc.client.rest import ApiClient
 from kubesvc.proxy.iptables import render as ipt_render
 from kubesvc.proxy.iptables.backend import IptablesBackend
-from kubesvc.proxy.model import Endpoint, ProxyState, ServicePort
+from kubesvc.proxy.model import ChangeTracker, Endpoint, ProxyState, ServicePort, build_state
 from kubesvc.proxy.nftables import render as nft_render
 from kubesvc.proxy.nftables.backend import NftBackend
 
@@ -79,6 +79,16 @@ REF_UPSTREAM = (
 REF_FLOOR = (
     "process floor: `nsenter --net=NS nft -f -` / `iptables-legacy-restore -w 5 --noflush` "
     "with empty input (nftables value in this column; iptables in the note)"
+)
+REF_NFT_PROCESS = (
+    "the endpoint-replaced transactions (there and back) replayed through `nsenter --net=NS "
+    "nft -f -`, a new process each time, as kubesvc applied them before it kept a libnftables "
+    "context open; closing nft's netlink socket waits for the kernel to destroy deleted "
+    "elements (an RCU grace period)"
+)
+REF_REBUILD = (
+    "the whole state rebuilt from every Service and EndpointSlice (model.build_state), "
+    "as a proxier without a change tracker would do on every sync"
 )
 REF_NO_RULES = "the same connect() with no proxy rules loaded in the node namespace"
 
@@ -504,6 +514,7 @@ async def full_sync_nft(b: Bench, st: ProxyState, n: int, keep: bool) -> FullSyn
     if keep:
         b.loaded["nft"] = (be, st)
     else:
+        be.close()
         b.scratch.delete(ns)
     return FullSync(render_s, sync_s, kernel, len(text.encode()) / 1024)
 
@@ -605,6 +616,8 @@ class ChangeTimes:
     svc_removed: list[float] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     diff: list[float] = field(default_factory=list)  # nftables: NftTracker.diff alone
+    # nftables: the endpoint-replaced transactions again, each through its own `nft -f -`
+    via_process: list[float] = field(default_factory=list)
     full: int = 0
 
     def all(self) -> list[float]:
@@ -622,13 +635,15 @@ async def changes(
 ) -> ChangeTimes:
     out = ChangeTimes()
 
-    async def sync(state: ProxyState, into: list[float]) -> None:
+    async def sync(state: ProxyState, into: list[float], key: str) -> None:
+        # the proxier's change tracker tells the backend which service port changed
+        changed = frozenset({key})
         t0 = time.perf_counter()
         if isinstance(be, NftBackend):
             # computed plans are cached per state object, so sync() below reuses this one
-            be.tracker.diff(state)
+            be.tracker.diff(state, changed)
             out.diff.append((time.perf_counter() - t0) * 1000)
-        await be.sync(state)
+        await be.sync(state, changed)
         into.append((time.perf_counter() - t0) * 1000)
         out.full += be.last_sync_full
 
@@ -638,24 +653,78 @@ async def changes(
         extra = Endpoint(f"10.250.{i // 256}.{i % 256}", SERVER_PORT, node="n1")
         # same endpoint count (a pod replaced by one with a new IP), and back
         st = with_endpoints(st, key, (*eps[1:], extra))
-        await sync(st, out.ep_replaced)
+        await sync(st, out.ep_replaced, key)
         out.lines.append(be.last_input.count("\n"))
+        forward = be.last_input
         st = with_endpoints(st, key, eps)
-        await sync(st, out.ep_replaced)
+        await sync(st, out.ep_replaced, key)
+        if isinstance(be, NftBackend) and be.netns:
+            # the same two transactions (there and back) as the `nft` command would apply them
+            for text in (forward, be.last_input):
+                out.via_process.append(timed(in_ns(be.netns, "nft", "-f", "-"), text) * 1000)
         # one more endpoint: no other Service has per+1, so a new shared pick chain in nft
         st = with_endpoints(st, key, (*eps, extra))
-        await sync(st, out.ep_added)
+        await sync(st, out.ep_added, key)
         st = with_endpoints(st, key, eps)
-        await sync(st, out.ep_removed)
+        await sync(st, out.ep_removed, key)
         sp = service(n + 1000 + i)
         new_eps = tuple(
             Endpoint(f"10.251.{i}.{j + 1}", SERVER_PORT, node=f"n{j}") for j in range(per)
         )
         st = with_service(st, sp, sp.key, new_eps)
-        await sync(st, out.svc_added)
+        await sync(st, out.svc_added, sp.key)
         st = with_service(st, None, sp.key, ())
-        await sync(st, out.svc_removed)
+        await sync(st, out.svc_removed, sp.key)
     return out
+
+
+def service_obj(i: int) -> dict[str, Any]:
+    sp = service(i)
+    return {
+        "metadata": {"namespace": sp.namespace, "name": sp.name},
+        "spec": {"clusterIP": sp.cluster_ip, "ports": [{"port": sp.port, "protocol": "TCP"}]},
+    }
+
+
+def slice_obj(i: int, per: int, extra: str | None = None) -> dict[str, Any]:
+    name = service(i).name
+    ips = [addr(128, i * per + j) for j in range(per)] + ([extra] if extra else [])
+    return {
+        "metadata": {
+            "namespace": SERVICE_NS,
+            "name": f"{name}-abcde",
+            "labels": {"kubernetes.io/service-name": name},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": f"n{k % per}"}
+            for k, ip in enumerate(ips)
+        ],
+        "ports": [{"port": SERVER_PORT, "protocol": "TCP"}],
+    }
+
+
+def tracker_costs(n: int, per: int, reps: int) -> tuple[float, float]:
+    """(median ms for the proxier's change tracker to fold one EndpointSlice change into
+    the state, ms to rebuild the whole state instead)."""
+    services = [service_obj(i) for i in range(n)]
+    slices = [slice_obj(i, per) for i in range(n)]
+    tracker = ChangeTracker("n0", (NODE_IP,), CLUSTER_CIDR)
+    for obj in services:
+        tracker.service(obj)
+    for obj in slices:
+        tracker.slice(obj)
+    tracker.take()
+    times = []
+    for i in range(reps):
+        obj = slice_obj((i * 997 + 13) % n, per, extra=f"10.250.0.{i % 250}")
+        t0 = time.perf_counter()
+        tracker.slice(obj)
+        tracker.take()
+        times.append((time.perf_counter() - t0) * 1000)
+    t0 = time.perf_counter()
+    build_state("n0", (NODE_IP,), CLUSTER_CIDR, services, slices)
+    return statistics.median(times), (time.perf_counter() - t0) * 1000
 
 
 def floor_ms(argv: list[str], reps: int = 10) -> float:
@@ -682,6 +751,7 @@ async def step_changes(b: Bench) -> None:
         floors[mode] = floor_ms(argv)
         if got[mode].full:
             b.res.note(f"one-Service changes ({mode}): {got[mode].full} syncs were full syncs")
+        be.close()
         b.scratch.delete(ns)
     b.loaded.clear()
 
@@ -741,6 +811,27 @@ async def step_changes(b: Bench) -> None:
     b.res.add(Row("  max over all those changes", worst.get("nft"), worst.get("ipt"), "ms"))
     b.res.add(
         Row("  of which computing the diff (NftTracker.diff)", med("nft", "diff"), None, "ms")
+    )
+    take_ms, rebuild_ms = tracker_costs(n, per, reps)
+    b.res.add(
+        Row(
+            "  before that, folding the EndpointSlice change into the state (ChangeTracker)",
+            take_ms,
+            take_ms,
+            "ms",
+            rebuild_ms,
+            REF_REBUILD,
+        )
+    )
+    b.res.add(
+        Row(
+            "  endpoint replaced: the same transactions through `nft -f -`, one process each",
+            None,
+            None,
+            "ms",
+            med("nft", "via_process"),
+            REF_NFT_PROCESS,
+        )
     )
     b.res.add(
         Row(
@@ -848,6 +939,7 @@ async def step_latency(b: Bench) -> None:
         log(f"connect latency: {k} connects per target x 3 targets ({mode})")
         results[mode] = connect_medians(topo, k, [direct, first_ip, last_ip])
         await be.cleanup()
+        be.close()
     for mode, r in [("none", base), *results.items()]:
         for t, (_, fails) in r.items():
             if fails:

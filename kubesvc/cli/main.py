@@ -120,7 +120,10 @@ def _proxy_rules(args: argparse.Namespace) -> int:
         return 1
     mode = state.get("proxy_mode", "nftables")
     backend = make_backend(mode, cluster.net().node_netns(args.node))
-    print(asyncio.run(backend.rules(args.service)), end="")
+    try:
+        print(asyncio.run(backend.rules(args.service)), end="")
+    finally:
+        backend.close()
     return 0
 
 

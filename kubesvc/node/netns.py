@@ -12,8 +12,11 @@ import ctypes
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
 
@@ -116,16 +119,13 @@ def is_mountpoint(path: Path) -> bool:
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def socket_in_netns(
-    netns: str | Path,
-    family: int = socket.AF_INET,
-    kind: int = socket.SOCK_STREAM,
-    proto: int = 0,
-) -> socket.socket:
-    """A socket that lives in a network namespace (a name under /run/netns, or a path).
-    setns() changes only the calling thread, so it is done in a short-lived thread."""
+def call_in_netns(netns: str | Path, fn: Callable[[], T]) -> T:
+    """fn() run in a short-lived thread that has joined a network namespace (a name under
+    /run/netns, or a path). setns() changes only the calling thread, so nothing else in the
+    process moves; what fn creates there (sockets, netlink handles) stays in that namespace."""
     path = netns if isinstance(netns, Path) else NETNS_DIR / netns
-    result: list[socket.socket | BaseException] = []
+    result: list[T] = []
+    error: list[BaseException] = []
 
     def work() -> None:
         try:
@@ -136,16 +136,26 @@ def socket_in_netns(
                     raise OSError(err, f"setns {path}: {os.strerror(err)}")
             finally:
                 os.close(fd)
-            result.append(socket.socket(family, kind, proto))
+            result.append(fn())
         except BaseException as e:
-            result.append(e)
+            error.append(e)
 
     t = threading.Thread(target=work)
     t.start()
     t.join()
-    if isinstance(result[0], BaseException):
-        raise result[0]
+    if error:
+        raise error[0]
     return result[0]
+
+
+def socket_in_netns(
+    netns: str | Path,
+    family: int = socket.AF_INET,
+    kind: int = socket.SOCK_STREAM,
+    proto: int = 0,
+) -> socket.socket:
+    """A socket that lives in a network namespace."""
+    return call_in_netns(netns, lambda: socket.socket(family, kind, proto))
 
 
 def listen_in_netns(netns: str, host: str, port: int, backlog: int = 128) -> socket.socket:

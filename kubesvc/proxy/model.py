@@ -137,6 +137,92 @@ def slice_endpoints(slc: Mapping[str, Any]) -> dict[str, list[Endpoint]]:
     return out
 
 
+def _service_key(obj: Mapping[str, Any], name: str | None = None) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{name if name is not None else meta.get('name', '')}"
+
+
+def merge_slices(
+    service: str, ports: Iterable[ServicePort], slices: Iterable[Mapping[str, Any]]
+) -> dict[str, tuple[Endpoint, ...]]:
+    """Endpoints of one Service's ports (by ServicePort.key) from its EndpointSlices."""
+    wanted = {sp.port_name for sp in ports}
+    merged: dict[str, dict[tuple[str, int], Endpoint]] = {}
+    for slc in slices:
+        for port_name, eps in slice_endpoints(slc).items():
+            if port_name not in wanted:
+                continue
+            bucket = merged.setdefault(f"{service}:{port_name}", {})
+            for ep in eps:
+                bucket.setdefault((ep.ip, ep.port), ep)  # duplicates across slices: first wins
+    return {k: tuple(sorted(v.values(), key=lambda e: (e.ip, e.port))) for k, v in merged.items()}
+
+
+class ChangeTracker:
+    """Services and EndpointSlices folded into a ProxyState as they change (upstream's
+    ServiceChangeTracker and EndpointsChangeTracker in one): handlers record objects and
+    mark their Service dirty; `take()` recomputes only the dirty Services and says which
+    service ports changed, so a one-Service change costs the same at any scale."""
+
+    def __init__(self, node: str, node_ips: Iterable[str], cluster_cidr: str) -> None:
+        self.node, self.node_ips, self.cluster_cidr = node, tuple(node_ips), cluster_cidr
+        self._objects: dict[str, Mapping[str, Any]] = {}  # ns/name -> Service
+        self._slices: dict[str, dict[str, Mapping[str, Any]]] = {}  # ns/name -> slices by name
+        self._slice_owner: dict[str, str] = {}  # ns/slice-name -> ns/name
+        self._keys: dict[str, tuple[str, ...]] = {}  # ns/name -> its port keys
+        self._services: dict[str, ServicePort] = {}
+        self._endpoints: dict[str, tuple[Endpoint, ...]] = {}
+        self._dirty: set[str] = set()
+
+    def service(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
+        key = _service_key(obj)
+        if deleted:
+            self._objects.pop(key, None)
+        else:
+            self._objects[key] = obj
+        self._dirty.add(key)
+
+    def slice(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
+        meta = obj.get("metadata") or {}
+        slice_key = _service_key(obj)
+        svc_name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        owner = _service_key(obj, svc_name) if svc_name and not deleted else None
+        previous = self._slice_owner.pop(slice_key, None)
+        if previous is not None:  # also when the service-name label changed
+            self._slices.get(previous, {}).pop(slice_key, None)
+            self._dirty.add(previous)
+        if owner is not None:
+            self._slices.setdefault(owner, {})[slice_key] = obj
+            self._slice_owner[slice_key] = owner
+            self._dirty.add(owner)
+
+    def take(self) -> tuple[ProxyState, frozenset[str]]:
+        """The state now, and the ServicePort keys that differ from the last `take()`."""
+        changed: set[str] = set()
+        for name in self._dirty:
+            old = self._keys.pop(name, ())
+            for key in old:
+                self._services.pop(key, None)
+                self._endpoints.pop(key, None)
+            obj = self._objects.get(name)
+            ports = service_ports(obj) if obj is not None else []
+            slices = self._slices.get(name) or {}
+            if not slices:
+                self._slices.pop(name, None)
+            for sp in ports:
+                self._services[sp.key] = sp
+            self._endpoints.update(merge_slices(name, ports, slices.values()))
+            new = tuple(sp.key for sp in ports)
+            if new:
+                self._keys[name] = new
+            changed.update(old, new)
+        self._dirty.clear()
+        state = ProxyState(
+            self.node, self.node_ips, self.cluster_cidr, dict(self._services), dict(self._endpoints)
+        )
+        return state, frozenset(changed)
+
+
 def build_state(
     node: str,
     node_ips: Iterable[str],
@@ -144,27 +230,13 @@ def build_state(
     services: Iterable[Mapping[str, Any]],
     slices: Iterable[Mapping[str, Any]],
 ) -> ProxyState:
-    ports: dict[str, ServicePort] = {}
+    """The whole state from scratch (what a ChangeTracker fed everything gives)."""
+    tracker = ChangeTracker(node, node_ips, cluster_cidr)
     for svc in services:
-        for sp in service_ports(svc):
-            ports[sp.key] = sp
-    merged: dict[str, dict[tuple[str, int], Endpoint]] = {}
+        tracker.service(svc)
     for slc in slices:
-        meta = slc.get("metadata") or {}
-        svc_name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if not svc_name:
-            continue
-        for port_name, eps in slice_endpoints(slc).items():
-            key = f"{meta.get('namespace', '')}/{svc_name}:{port_name}"
-            if key not in ports:
-                continue
-            bucket = merged.setdefault(key, {})
-            for ep in eps:
-                bucket.setdefault((ep.ip, ep.port), ep)  # duplicates across slices: first wins
-    endpoints = {
-        k: tuple(sorted(v.values(), key=lambda e: (e.ip, e.port))) for k, v in merged.items()
-    }
-    return ProxyState(node, tuple(node_ips), cluster_cidr, ports, endpoints)
+        tracker.slice(slc)
+    return tracker.take()[0]
 
 
 def usable_endpoints(

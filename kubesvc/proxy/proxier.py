@@ -1,11 +1,14 @@
 """kube-proxy's control loop for one node: track Service and EndpointSlice changes, build the
 desired state, and hand it to a backend (nftables or iptables) in one atomic apply.
 
-Handlers only record what changed; a rate-limited runner syncs at most every
-`min_sync_period`, at least every `full_sync_period` (which also notices a flushed table),
-and never before both caches have synced (a partial ruleset after a restart would drop
-traffic). After a sync: stale UDP conntrack entries of removed endpoints are deleted,
-health-check servers follow Local services, and metrics are updated.
+Handlers only record what changed, in a change tracker that recomputes just the touched
+Services when a sync takes the state (and tells the backend which service ports those
+are, so a one-Service change costs the same at any scale); a rate-limited runner syncs at
+most every `min_sync_period`, at least every `full_sync_period` (which also compares every
+service and notices a flushed table), and never before both caches have synced (a partial
+ruleset after a restart would drop traffic). After a sync: stale UDP conntrack entries of
+removed endpoints are deleted, health-check servers follow Local services, and metrics are
+updated.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Protocol
 
 from aiohttp import web
@@ -32,13 +35,17 @@ TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
 class Backend(Protocol):
-    async def sync(self, state: model.ProxyState) -> None: ...
+    async def sync(
+        self, state: model.ProxyState, changed: frozenset[str] | None = None
+    ) -> None: ...
 
     async def check(self) -> bool: ...
 
     async def cleanup(self) -> None: ...
 
     async def rules(self, service: str | None = None) -> str: ...
+
+    def close(self) -> None: ...
 
 
 def make_backend(mode: str, netns: str | None) -> Backend:
@@ -76,27 +83,28 @@ class Proxier:
         self._dirty = asyncio.Event()
         self._pending_triggers: list[float] = []
         self._health: dict[int, tuple[web.AppRunner, str]] = {}  # port -> (server, service)
-        for inf, kind in ((services, "service"), (slices, "endpoint")):
+        self.changes = model.ChangeTracker(node, self.node_ips, cluster_cidr)
+        for inf, kind, record in (
+            (services, "service", self.changes.service),
+            (slices, "endpoint", self.changes.slice),
+        ):
             inf.add_handler(
-                lambda o, k=kind: self._changed(o, k),
-                lambda _old, new, k=kind: self._changed(new, k),
-                lambda o, k=kind: self._changed(o, k),
+                lambda o, k=kind, f=record: self._changed(o, k, f, False),
+                lambda _old, new, k=kind, f=record: self._changed(new, k, f, False),
+                lambda o, k=kind, f=record: self._changed(o, k, f, True),
             )
 
-    def _changed(self, obj: Obj, kind: str) -> None:
+    def _changed(
+        self, obj: Obj, kind: str, record: Callable[[Obj, bool], None], deleted: bool
+    ) -> None:
+        record(obj, deleted)
         self.metrics.count_change(kind)
         trigger = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
         if trigger:
             with contextlib.suppress(ValueError):
-                self._pending_triggers.append(
-                    datetime.strptime(trigger, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-                )
+                # RFC 3339, with or without fractional seconds (Go's RFC3339Nano)
+                self._pending_triggers.append(datetime.fromisoformat(trigger).timestamp())
         self._dirty.set()
-
-    def build(self) -> model.ProxyState:
-        return model.build_state(
-            self.node, self.node_ips, self.cluster_cidr, self.services.list(), self.slices.list()
-        )
 
     async def run(self) -> None:
         await asyncio.gather(self.services.wait_for_sync(), self.slices.wait_for_sync())
@@ -115,7 +123,7 @@ class Proxier:
             try:
                 if full and not await self.backend.check():
                     log.warning("proxy rules were removed by someone; restoring them")
-                await self.sync()
+                await self.sync(full)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -123,23 +131,28 @@ class Proxier:
                 await asyncio.sleep(1.0)
                 self._dirty.set()
 
-    async def sync(self) -> None:
+    async def sync(self, full: bool = False) -> None:
+        """Apply what changed since the last sync; `full` (the periodic resync) also
+        compares every service, so nothing the change tracker missed can stay wrong."""
         started = time.monotonic()
-        state = self.build()
+        state, changed = self.changes.take()
+        hint = None if full or self.state is None else changed
         triggers, self._pending_triggers = self._pending_triggers, []
-        await self.backend.sync(state)
+        await self.backend.sync(state, hint)
         now = time.time()
         self.metrics.synced(time.monotonic() - started, now, [now - t for t in triggers])
         previous, self.state = self.state, state
         if previous is not None:
-            await self._clear_stale_udp(previous, state)
+            await self._clear_stale_udp(previous, state, hint)
         await self._sync_health_servers(state)
 
     # -- conntrack -----------------------------------------------------------------------
-    async def _clear_stale_udp(self, old: model.ProxyState, new: model.ProxyState) -> None:
+    async def _clear_stale_udp(
+        self, old: model.ProxyState, new: model.ProxyState, keys: Iterable[str] | None
+    ) -> None:
         """UDP has no connection to close: entries to a removed endpoint would keep
         sending packets into the void until they expire."""
-        for cmd in conntrack_deletions(old, new):
+        for cmd in conntrack_deletions(old, new, keys):
             argv = [*nsutil.nsenter(self.netns), *cmd] if self.netns else cmd
             await nsutil.run(*argv, check=False)
 
@@ -225,13 +238,18 @@ class Proxier:
         for runner, _ in self._health.values():
             await runner.cleanup()
         self._health.clear()
+        self.backend.close()
 
 
-def conntrack_deletions(old: model.ProxyState, new: model.ProxyState) -> list[list[str]]:
-    """`conntrack -D` commands for UDP flows whose endpoint went away (pure)."""
+def conntrack_deletions(
+    old: model.ProxyState, new: model.ProxyState, keys: Iterable[str] | None = None
+) -> list[list[str]]:
+    """`conntrack -D` commands for UDP flows whose endpoint went away (pure); `keys`: the
+    service ports that can have changed (None: all)."""
     commands = []
-    for key, sp in old.services.items():
-        if sp.protocol != "UDP":
+    for key in old.services if keys is None else sorted(keys):
+        sp = old.services.get(key)
+        if sp is None or sp.protocol != "UDP":
             continue
         kept = {e.ip for e in new.endpoints.get(key, ())} if key in new.services else set()
         for ep in old.endpoints.get(key, ()):

@@ -221,10 +221,11 @@ BASE = state((WEB, both(8080)), (DNS, both(5353)), (EMPTY, ()), (STICKY, both(80
 
 
 @pytest.fixture(scope="module")
-def backend(topo: Topology) -> NftBackend:
+def backend(topo: Topology) -> Iterator[NftBackend]:
     b = NftBackend(topo.node)
     asyncio.run(b.sync(BASE))
-    return b
+    yield b
+    b.close()
 
 
 def test_clusterip_tcp_spreads_and_keeps_pod_source(topo: Topology, backend: NftBackend) -> None:
@@ -344,6 +345,7 @@ def test_cleanup_removes_table(topo: Topology) -> None:
     assert r.TABLE not in topo.nft("list", "tables")
     asyncio.run(b.sync(BASE))  # and comes back
     assert r.TABLE in topo.nft("list", "tables")
+    b.close()
 
 
 # -- scale: printed, not asserted -------------------------------------------------------------
@@ -365,6 +367,7 @@ def _big_state(n: int, per: int) -> ProxyState:
 def test_scale_timing(capsys: pytest.CaptureFixture[str]) -> None:
     ns = f"ksvt-{secrets.token_hex(3)}-scale"
     sh("ip", "netns", "add", ns)
+    b: NftBackend | None = None
     try:
         st = _big_state(10_000, 5)
         t0 = time.perf_counter()
@@ -394,4 +397,6 @@ def test_scale_timing(capsys: pytest.CaptureFixture[str]) -> None:
                 f"{', '.join(f'{c:.0f}' for c in changes)} ms"
             )
     finally:
+        if b is not None:
+            b.close()
         sh("ip", "netns", "del", ns, check=False)

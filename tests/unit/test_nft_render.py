@@ -728,6 +728,8 @@ add chain ip kubesvc-proxy nodeport-endpoints-check
 add chain ip kubesvc-proxy cluster-ips-check
 add chain ip kubesvc-proxy firewall-check
 add chain ip kubesvc-proxy reject-chain
+add chain ip kubesvc-proxy dnat-ip
+add chain ip kubesvc-proxy dnat-np
 add chain ip kubesvc-proxy masquerading
 add chain ip kubesvc-proxy pick-ip-int-2
 add chain ip kubesvc-proxy pick-np-ext-2
@@ -745,6 +747,8 @@ flush chain ip kubesvc-proxy nodeport-endpoints-check
 flush chain ip kubesvc-proxy cluster-ips-check
 flush chain ip kubesvc-proxy firewall-check
 flush chain ip kubesvc-proxy reject-chain
+flush chain ip kubesvc-proxy dnat-ip
+flush chain ip kubesvc-proxy dnat-np
 flush chain ip kubesvc-proxy masquerading
 flush chain ip kubesvc-proxy pick-ip-int-2
 flush chain ip kubesvc-proxy pick-np-ext-2
@@ -778,14 +782,16 @@ add rule ip kubesvc-proxy nodeport-endpoints-check ip daddr != 127.0.0.0/8 meta 
 add rule ip kubesvc-proxy cluster-ips-check ip daddr @cluster-ips reject
 add rule ip kubesvc-proxy firewall-check ip daddr . meta l4proto . th dport @firewall-ips ip daddr . meta l4proto . th dport . ip saddr != @firewall-allow drop
 add rule ip kubesvc-proxy reject-chain reject
+add rule ip kubesvc-proxy dnat-ip dnat ip to ip daddr . meta l4proto . th dport . meta mark map @service-endpoints
+add rule ip kubesvc-proxy dnat-np dnat ip to meta l4proto . th dport . meta mark map @nodeport-endpoints
 add rule ip kubesvc-proxy masquerading ct mark & 0x4000 == 0x4000 masquerade fully-random
 add rule ip kubesvc-proxy masquerading ct status dnat ip saddr . ip daddr @hairpin masquerade fully-random
 add rule ip kubesvc-proxy pick-ip-int-2 ip saddr != 10.244.0.0/16 ct mark set ct mark | 0x4000
 add rule ip kubesvc-proxy pick-ip-int-2 meta mark set numgen random mod 2
-add rule ip kubesvc-proxy pick-ip-int-2 dnat ip to ip daddr . meta l4proto . th dport . meta mark map @service-endpoints
+add rule ip kubesvc-proxy pick-ip-int-2 goto dnat-ip
 add rule ip kubesvc-proxy pick-np-ext-2 ct mark set ct mark | 0x4000
 add rule ip kubesvc-proxy pick-np-ext-2 meta mark set numgen random mod 2
-add rule ip kubesvc-proxy pick-np-ext-2 dnat ip to meta l4proto . th dport . meta mark map @nodeport-endpoints
+add rule ip kubesvc-proxy pick-np-ext-2 goto dnat-np
 add element ip kubesvc-proxy service-ips { 10.96.0.10 . tcp . 80 comment "default/web:http" : goto pick-ip-int-2 }
 add element ip kubesvc-proxy service-nodeports { tcp . 30080 comment "default/web:http" : goto pick-np-ext-2 }
 add element ip kubesvc-proxy service-endpoints { 10.96.0.10 . tcp . 80 . 0x00000000 : 10.244.0.5 . 8080, 10.96.0.10 . tcp . 80 . 0x00000001 : 10.244.1.5 . 8080 }
@@ -802,10 +808,10 @@ add chain ip kubesvc-proxy pick-ip-int-3
 add chain ip kubesvc-proxy pick-np-ext-3
 add rule ip kubesvc-proxy pick-ip-int-3 ip saddr != 10.244.0.0/16 ct mark set ct mark | 0x4000
 add rule ip kubesvc-proxy pick-ip-int-3 meta mark set numgen random mod 3
-add rule ip kubesvc-proxy pick-ip-int-3 dnat ip to ip daddr . meta l4proto . th dport . meta mark map @service-endpoints
+add rule ip kubesvc-proxy pick-ip-int-3 goto dnat-ip
 add rule ip kubesvc-proxy pick-np-ext-3 ct mark set ct mark | 0x4000
 add rule ip kubesvc-proxy pick-np-ext-3 meta mark set numgen random mod 3
-add rule ip kubesvc-proxy pick-np-ext-3 dnat ip to meta l4proto . th dport . meta mark map @nodeport-endpoints
+add rule ip kubesvc-proxy pick-np-ext-3 goto dnat-np
 delete element ip kubesvc-proxy service-ips { 10.96.0.10 . tcp . 80 }
 delete element ip kubesvc-proxy service-nodeports { tcp . 30080 }
 add element ip kubesvc-proxy nodeport-endpoints { tcp . 30080 . 0x00000002 : 10.244.1.6 . 8080 }

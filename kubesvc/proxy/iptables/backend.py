@@ -54,9 +54,12 @@ class IptablesBackend:
         return "".join(parts)
 
     # -- Backend protocol ----------------------------------------------------------------
-    async def sync(self, state: ProxyState) -> None:
+    async def sync(self, state: ProxyState, changed: frozenset[str] | None = None) -> None:
+        # `changed` is not needed: comparing fingerprints costs little next to a restore,
+        # which rewrites the whole filter table and KUBE-SERVICES on every sync anyway
+        del changed
         async with self._lock:
-            changed = None
+            changed: set[str] | None = None
             if not self._need_full and self._last is not None:
                 changed = r.changed_services(self._last, state)
             try:
@@ -111,6 +114,9 @@ class IptablesBackend:
             if text:
                 await self._restore(text)
             self._last, self._chains, self._need_full = None, frozenset(), True
+
+    def close(self) -> None:
+        """Nothing held between syncs: each one is an `iptables-restore` process."""
 
     async def rules(self, service: str | None = None) -> str:
         """`iptables-save` of the filter and nat tables; with `ns/name`, only the rules

@@ -1,7 +1,8 @@
 """Loads rendered nftables transactions into a node's network namespace.
 
-One `nft -f -` per sync. The first sync, a sync after a failure and a sync after `check()`
-found the table gone are full syncs (they also list the table, without elements, so
+One libnftables transaction per sync, through a context that lives as long as the backend
+(libnft.py says why not `nft -f -`). The first sync, a sync after a failure and a sync
+after `check()` found the table gone are full syncs (they also list the table, without elements, so
 leftovers of an earlier run are deleted); every other sync is the tracker's diff. The table
 itself is never deleted while the proxy runs: affinity maps and conntrack state survive.
 """
@@ -12,9 +13,9 @@ import asyncio
 import logging
 import re
 
-from kubesvc.node import netns as nsutil
 from kubesvc.proxy.model import ProxyState
 from kubesvc.proxy.nftables import render as r
+from kubesvc.proxy.nftables.libnft import Nft
 
 log = logging.getLogger("kubesvc.proxy.nftables")
 
@@ -34,27 +35,31 @@ class NftBackend:
         # what the last successful sync did, for logs and tests
         self.last_sync_full = False
         self.last_input = ""
+        self._ctx: Nft | None = None
 
     # -- commands ------------------------------------------------------------------------
-    def _argv(self, *args: str) -> list[str]:
-        prefix = nsutil.nsenter(self.netns) if self.netns else []
-        return [*prefix, "nft", *args]
+    def _context(self) -> Nft:
+        if self._ctx is None:
+            self._ctx = Nft(self.netns)
+        return self._ctx
 
-    async def _nft(self, *args: str, input: str | None = None) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            *self._argv(*args),
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate(input.encode() if input is not None else None)
-        rc = proc.returncode if proc.returncode is not None else -1
-        return rc, out.decode(errors="replace"), err.decode(errors="replace")
+    async def _nft(self, commands: str, terse: bool = False) -> tuple[int, str, str]:
+        return await asyncio.to_thread(self._context().run, commands, terse)
 
     async def _apply(self, text: str) -> None:
-        rc, _, err = await self._nft("-f", "-", input=text)
+        if len(text) < 4096:
+            # a one-service diff takes well under a millisecond: not worth a thread hop
+            rc, _, err = self._context().run(text)
+        else:
+            rc, _, err = await self._nft(text)
         if rc != 0:
-            raise NftError(f"nft -f failed (exit {rc}): {err.strip()[:2000]}")
+            raise NftError(f"nft transaction failed: {err.strip()[:2000]}")
+
+    def close(self) -> None:
+        """Free the libnftables context (it holds a socket in the node's namespace)."""
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
 
     async def _objects(self) -> tuple[list[str], dict[str, str]] | None:
         """Chains and maps/sets of our table, or None if it is missing. Only listings that
@@ -63,7 +68,7 @@ class NftBackend:
         chains: list[str] = []
         containers: dict[str, str] = {}
         for what in ("chains", "sets", "maps"):
-            rc, out, _ = await self._nft("-t", "list", what, r.FAMILY)
+            rc, out, _ = await self._nft(f"list {what} {r.FAMILY}", terse=True)
             if rc != 0:
                 return None
             for kind, name in objects_in_listing(out):
@@ -80,14 +85,14 @@ class NftBackend:
         self.tracker.note_kernel_objects(chains, containers)
 
     # -- Backend protocol ----------------------------------------------------------------
-    async def sync(self, state: ProxyState) -> None:
+    async def sync(self, state: ProxyState, changed: frozenset[str] | None = None) -> None:
         """Apply the diff from what the kernel has to `state`; if nft refuses it, forget
         what we think the kernel has and retry once with a full sync."""
         async with self._lock:
             full = self.tracker.needs_full
             if full:
                 await self._learn_kernel_objects()
-            text = self.tracker.diff(state)
+            text = self.tracker.diff(state, changed)
             try:
                 if text:
                     await self._apply(text)
@@ -117,14 +122,14 @@ class NftBackend:
 
     async def cleanup(self) -> None:
         async with self._lock:
-            rc, _, err = await self._nft("delete", "table", r.FAMILY, r.TABLE)
+            rc, _, err = await self._nft(f"delete table {r.FAMILY} {r.TABLE}")
             if rc != 0 and "No such file" not in err:
                 raise NftError(f"nft delete table failed: {err.strip()}")
             self.tracker.reset()
             self.tracker.note_kernel_objects((), {})
 
     async def rules(self, service: str | None = None) -> str:
-        rc, out, err = await self._nft("list", "table", r.FAMILY, r.TABLE)
+        rc, out, err = await self._nft(f"list table {r.FAMILY} {r.TABLE}")
         if rc != 0:
             return f"# table {r.FAMILY} {r.TABLE} not present: {err.strip()}\n"
         return out if service is None else filter_listing(out, service)
