@@ -84,8 +84,10 @@ class Informer:
         transform: Transform | None = compact,
         resync_period: float = 0.0,
         watch_timeout: int = 300,
+        page_size: int = 500,
     ) -> None:
         self.client = client
+        self.page_size = page_size
         self.kind = BY_KIND[kind] if isinstance(kind, str) else kind
         self.namespace = namespace
         self.label_selector = label_selector
@@ -153,8 +155,8 @@ class Informer:
             for value in fn(new) if new is not None else ():
                 index.setdefault(value, set()).add(key)
 
-    def _upsert(self, obj: Obj) -> None:
-        if self.transform is not None:
+    def _upsert(self, obj: Obj, transformed: bool = False) -> None:
+        if self.transform is not None and not transformed:
             obj = self.transform(obj)
         key = object_key(obj)
         old = self.cache.get(key)
@@ -178,6 +180,7 @@ class Informer:
                 _call(h.on_delete, old)
 
     def _replace(self, items: list[Obj]) -> None:
+        """The cache becomes `items` (already transformed)."""
         fresh = {object_key(o): o for o in items}
         for key in [k for k in self.cache if k not in fresh]:
             self._remove(self.cache[key])
@@ -185,7 +188,7 @@ class Informer:
             old = self.cache.get(key)
             if old is not None and _rv(old) == _rv(obj):
                 continue
-            self._upsert(obj)
+            self._upsert(obj, transformed=True)
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -224,14 +227,30 @@ class Informer:
                 await asyncio.sleep(delay)
 
     async def _list(self) -> None:
-        body = await self.client.list(
-            self.kind,
-            self.namespace,
-            label_selector=self.label_selector,
-            field_selector=self.field_selector,
-        )
-        self._replace(body.get("items") or [])
-        self.resource_version = (body.get("metadata") or {}).get("resourceVersion", "")
+        """List in pages, as upstream's reflector does: each page is transformed before the
+        next arrives, so a large list never holds every full object at once. The watch
+        starts from the first page's resourceVersion (pages after it may be newer; the
+        watch replays what changed meanwhile)."""
+        items: list[Obj] = []
+        resource_version, token = "", ""
+        while True:
+            body = await self.client.list(
+                self.kind,
+                self.namespace,
+                label_selector=self.label_selector,
+                field_selector=self.field_selector,
+                limit=self.page_size,
+                continue_token=token,
+            )
+            page = body.get("items") or []
+            items += [self.transform(o) for o in page] if self.transform is not None else page
+            meta = body.get("metadata") or {}
+            resource_version = resource_version or meta.get("resourceVersion", "")
+            token = meta.get("continue") or ""
+            if not token:
+                break
+        self._replace(items)
+        self.resource_version = resource_version
         self._synced.set()
 
     async def _watch(self) -> None:

@@ -140,11 +140,15 @@ class ApiClient:
         label_selector: str = "",
         field_selector: str = "",
         resource_version: str = "",
+        limit: int = 0,
+        continue_token: str = "",
     ) -> dict[str, Any]:
         params = {
             "labelSelector": label_selector,
             "fieldSelector": field_selector,
             "resourceVersion": resource_version,
+            "limit": limit or None,
+            "continue": continue_token,
         }
         return await self.request(
             "GET", resource_path(_kind(kind), namespace), params=params, timeout=300

@@ -21,6 +21,7 @@ dnspython parses the queries the fast path declines.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import struct
@@ -66,13 +67,22 @@ class Entry:
 
 
 def make_entry(rcode: int, counts: tuple[int, int, int], body: bytes, *, aa: bool = True) -> Entry:
+    return Entry(_headers(rcode, counts, aa), body, rcode)
+
+
+@functools.lru_cache(maxsize=4096)
+def _headers(
+    rcode: int, counts: tuple[int, int, int], aa: bool
+) -> tuple[bytes, bytes, bytes, bytes]:
+    """Shared by every entry with the same rcode and counts (most of a zone has one A
+    record): at 10,000 Services that is 120,000 fewer bytes objects."""
     an, ns, ar = counts
     headers = []
     for i in range(4):
         # QR, and RA as CoreDNS sets it (it forwards); clients such as nslookup warn without it
         flags = 0x8080 | (0x0400 if aa else 0) | (0x0100 if i & 1 else 0) | (rcode & 0xF)
         headers.append(struct.pack(">HHHHH", flags, 1, an, ns, ar + (i >> 1)))
-    return Entry((headers[0], headers[1], headers[2], headers[3]), body, rcode)
+    return (headers[0], headers[1], headers[2], headers[3])
 
 
 def opt_record(*, do: bool = False, ext_rcode: int = 0) -> bytes:
@@ -289,16 +299,19 @@ class AnswerTable:
         qtypes = set(types)
         if CNAME in types:
             qtypes |= {A, AAAA}
-        keys, refs = [], set()
+        keys: list[bytes] = []
+        refs: set[str] = set()
         for qtype in qtypes:
             entry, targets = self._compute(view, name, qtype, types)
             key = wire + struct.pack(">HH", qtype, IN)
             self.exact[key] = entry
             keys.append(key)
-            refs |= targets
+            if targets:
+                refs |= targets
         fallback, targets = self._compute(view, name, 0, types)
         self.by_name[wire] = fallback
-        refs |= targets
+        if targets:
+            refs |= targets
         self._keys_of[name] = keys
         if refs:
             self._refs[name] = refs
