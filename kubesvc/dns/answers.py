@@ -29,11 +29,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-
 from kubesvc.dns.records import REVERSE_ZONES, Record, Zone, ZoneView
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV, OPT, ANY = 1, 2, 5, 6, 12, 16, 28, 33, 41, 255
@@ -96,6 +91,8 @@ _OPTS = (opt_record(), opt_record(do=True))
 
 TYPES = {"A": A, "NS": NS, "CNAME": CNAME, "SOA": SOA, "PTR": PTR, "TXT": TXT, "AAAA": AAAA}
 TYPES["SRV"] = SRV
+# qtype + class IN of every key the table can hold for a name (CNAME names get A/AAAA)
+_ZONE_TYPES = tuple(struct.pack(">HH", t, IN) for t in (*TYPES.values(), ANY))
 
 
 def _labels(name: str) -> list[bytes]:
@@ -248,8 +245,7 @@ class AnswerTable:
         self.exact: dict[bytes, Entry] = {}  # lower qname wire + qtype + qclass
         self.by_name: dict[bytes, Entry] = {}  # lower qname wire -> NODATA or CNAME answer
         self._view: ZoneView | None = None
-        self._keys_of: dict[str, list[bytes]] = {}
-        self._refs: dict[str, set[str]] = {}  # name -> names its answers include
+        self._refs: dict[str, tuple[str, ...]] = {}  # name -> names its answers include
         self._dependents: dict[str, set[str]] = {}  # reverse of _refs
         self._origins = [(name_wire(o), o) for o in (zone.domain, *REVERSE_ZONES)]
         self._cluster_wire = self._origins[0][0]
@@ -267,7 +263,6 @@ class AnswerTable:
         if names is None:
             self.exact.clear()
             self.by_name.clear()
-            self._keys_of.clear()
             self._refs.clear()
             self._dependents.clear()
             todo = set(view.names())
@@ -280,9 +275,11 @@ class AnswerTable:
         return len(todo)
 
     def _forget(self, name: str) -> None:
-        for key in self._keys_of.pop(name, ()):
-            self.exact.pop(key, None)
-        self.by_name.pop(name_wire(name), None)
+        wire = name_wire(name)
+        # every type an entry can exist for (not remembered per name: 30,000 lists)
+        for qtype in _ZONE_TYPES:
+            self.exact.pop(wire + qtype, None)
+        self.by_name.pop(wire, None)
         for target in self._refs.pop(name, ()):
             deps = self._dependents.get(target)
             if deps is not None:
@@ -299,22 +296,18 @@ class AnswerTable:
         qtypes = set(types)
         if CNAME in types:
             qtypes |= {A, AAAA}
-        keys: list[bytes] = []
         refs: set[str] = set()
         for qtype in qtypes:
             entry, targets = self._compute(view, name, qtype, types)
-            key = wire + struct.pack(">HH", qtype, IN)
-            self.exact[key] = entry
-            keys.append(key)
+            self.exact[wire + struct.pack(">HH", qtype, IN)] = entry
             if targets:
                 refs |= targets
         fallback, targets = self._compute(view, name, 0, types)
         self.by_name[wire] = fallback
         if targets:
             refs |= targets
-        self._keys_of[name] = keys
         if refs:
-            self._refs[name] = refs
+            self._refs[name] = tuple(refs)
             for t in refs:
                 self._dependents.setdefault(t, set()).add(name)
 
@@ -441,11 +434,9 @@ class AnswerTable:
         return self._nxdomain[origin]
 
     def _lazy_any(self, view: ZoneView, wire: bytes) -> Entry:
-        name = dns.name.from_wire(wire, 0)[0].to_text()
+        name = wire_text(wire)
         entry, _ = self._compute(view, name, ANY, _by_type(view.records(name)))
-        key = wire + struct.pack(">HH", ANY, IN)
-        self.exact[key] = entry
-        self._keys_of.setdefault(name, []).append(key)
+        self.exact[wire + struct.pack(">HH", ANY, IN)] = entry
         return entry
 
     def _origin(self, name: bytes) -> str | None:
@@ -479,6 +470,11 @@ class AnswerTable:
 
     # -- the slow path: anything the fast path declined -------------------------------------
     def _slow(self, data: bytes, udp: bool) -> Reply:
+        # dnspython only here: importing it costs about 8 MB that most servers never need
+        import dns.exception
+        import dns.flags
+        import dns.message
+
         if len(data) < 12 or data[2] & 0x80:
             self.stats.dropped += 1
             return None  # no header to answer with, or a response: never reply (loops)
@@ -521,6 +517,8 @@ class AnswerTable:
 
     @staticmethod
     def _slow_question(data: bytes) -> tuple[bytes, int, bytes] | None:
+        import dns.message
+
         try:
             msg = dns.message.from_wire(data, ignore_trailing=True)
             q = msg.question[0]
@@ -528,6 +526,15 @@ class AnswerTable:
         except Exception:
             return None
         return data[:2], data[2] & 1, question
+
+
+def wire_text(wire: bytes) -> str:
+    """`a.b.` from the uncompressed wire form of a name the zone holds (plain labels)."""
+    labels, i = [], 0
+    while wire[i]:
+        labels.append(wire[i + 1 : i + 1 + wire[i]].decode("ascii", "replace"))
+        i += wire[i] + 1
+    return ".".join(labels) + "."
 
 
 def _label_start(name: bytes, offset: int) -> bool:

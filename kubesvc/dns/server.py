@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -37,6 +38,7 @@ from kubesvc.dns.records import (
     service_source,
     slice_service_key,
 )
+from kubesvc.dns.udp import BatchUdp
 
 log = logging.getLogger("kubesvc.dns")
 
@@ -81,6 +83,7 @@ class DnsConfig:
     metrics: tuple[str, int] | None = ("0.0.0.0", 9153)
     health: tuple[str, int] | None = ("0.0.0.0", 8080)
     ready: tuple[str, int] | None = ("0.0.0.0", 8181)
+    reuse_port: bool = False  # SO_REUSEPORT: several processes share the port
 
 
 def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
@@ -259,8 +262,15 @@ class Durations:
         self.counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
         self.total += seconds
 
+    def observe_many(self, seconds: float, n: int) -> None:
+        """n queries answered together, each waiting `seconds` for the batch."""
+        self.counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += n
+        self.total += seconds * n
 
-def render_metrics(table: AnswerTable, durations: Durations, server: str) -> str:
+
+def render_metrics(
+    table: AnswerTable, durations: Durations, server: str, udp_dropped: int = 0
+) -> str:
     labels = f'server="{server}",zone="."'
     lines = [
         "# HELP coredns_dns_requests_total Counter of DNS requests made per zone and type.",
@@ -299,7 +309,7 @@ def render_metrics(table: AnswerTable, durations: Durations, server: str) -> str
         f"kubesvc_dns_answers {len(table.exact) + len(table.by_name)}",
         "# HELP kubesvc_dns_dropped_total Queries dropped without a response.",
         "# TYPE kubesvc_dns_dropped_total counter",
-        f"kubesvc_dns_dropped_total {table.stats.dropped}",
+        f"kubesvc_dns_dropped_total {table.stats.dropped + udp_dropped}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -370,17 +380,15 @@ class DnsServer:
         self.durations = Durations()
         self.forwarder = Forwarder(config.upstreams)
         self.port = config.listen[1]
+        self.udp: BatchUdp | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def answer(self, data: bytes, *, udp: bool) -> Reply:
-        started = time.perf_counter()
         try:
-            answer = self.table.answer(data, udp=udp)
+            return self.table.answer(data, udp=udp)
         except Exception:
             log.exception("query failed")
             return None
-        self.durations.observe(time.perf_counter() - started)
-        return answer
 
     def forward(self, data: bytes, *, udp: bool, reply: Callable[[bytes], object]) -> None:
         task = asyncio.ensure_future(self._forward(data, udp=udp, reply=reply))
@@ -401,36 +409,41 @@ class DnsServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         host, port = self.config.listen
-        udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(host, port)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if self.config.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            self.port = sock.getsockname()[1]  # port 0: TCP takes the same one UDP got
+            await loop.create_server(
+                lambda: _TcpProtocol(self),
+                host,
+                self.port,
+                reuse_address=True,
+                reuse_port=self.config.reuse_port or None,
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+        def reply_to(peer: tuple[str, int]) -> Callable[[bytes], object]:
+            def send(data: bytes) -> None:
+                with contextlib.suppress(OSError):
+                    sock.sendto(data, peer)
+
+            return send
+
+        self.udp = BatchUdp(
+            sock,
+            functools.partial(self.answer, udp=True),
+            lambda query, peer: self.forward(query, udp=True, reply=reply_to(peer)),
+            self.durations.observe_many,
         )
-        sock = udp.get_extra_info("socket")
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-        self.port = sock.getsockname()[1]  # port 0: TCP takes the same one UDP got
-        await loop.create_server(lambda: _TcpProtocol(self), host, self.port, reuse_address=True)
-
-
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DnsServer) -> None:
-        self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is no subclass
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        transport = self.transport
-        if transport is None:
-            return
-        answer = self.server.answer(data, udp=True)
-        if answer is FORWARD:
-            self.server.forward(data, udp=True, reply=lambda r: transport.sendto(r, addr))
-        elif answer is not None:
-            transport.sendto(answer, addr)  # type: ignore[arg-type]
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("udp error", extra={"kv": {"error": exc}})
+        self.udp.start(loop)
 
 
 class _TcpProtocol(asyncio.Protocol):
@@ -462,7 +475,9 @@ class _TcpProtocol(asyncio.Protocol):
                 break
             message = bytes(self.buffer[2 : 2 + size])
             del self.buffer[: 2 + size]
+            started = time.perf_counter()
             answer = self.server.answer(message, udp=False)
+            self.server.durations.observe(time.perf_counter() - started)
             if answer is FORWARD:
                 self.server.forward(message, udp=False, reply=self._send)
             elif answer is not None:
@@ -515,7 +530,8 @@ async def serve(config: DnsConfig, access: ClusterAccess) -> None:
         return (200, "OK") if table.synced else (503, "not ready: caches not synced")
 
     def metrics() -> tuple[int, str]:
-        return 200, render_metrics(table, server.durations, f"dns://{host}:{server.port}")
+        dropped = server.udp.dropped if server.udp is not None else 0
+        return 200, render_metrics(table, server.durations, f"dns://{host}:{server.port}", dropped)
 
     runners = []
     for addr, routes in (
