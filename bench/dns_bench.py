@@ -454,7 +454,7 @@ def kubesvc_soa(port: int) -> str:
     raise RuntimeError(f"kubesvc dns gave no SOA for {ZONE}.: {reply}")
 
 
-def unbound_config(tmp: Path, port: int, setup: Setup, wl: Workload) -> Path:
+def unbound_config(tmp: Path, port: int, setup: Setup, wl: Workload, threads: int = 1) -> Path:
     lines = [
         "server:",
         "    interface: 127.0.0.1",
@@ -464,7 +464,8 @@ def unbound_config(tmp: Path, port: int, setup: Setup, wl: Workload) -> Path:
         "    do-udp: yes",
         "    do-tcp: yes",
         "    do-daemonize: no",
-        "    num-threads: 1",
+        f"    num-threads: {threads}",
+        "    so-reuseport: yes",
         '    username: ""',
         '    chroot: ""',
         f'    directory: "{tmp}"',
@@ -481,7 +482,7 @@ def unbound_config(tmp: Path, port: int, setup: Setup, wl: Workload) -> Path:
     for i, ip in enumerate(setup.cluster_ips):
         lines.append(f'    local-data: "{wl.fqdn(i)}. {ttl} IN A {ip}"')
     lines += ["remote-control:", "    control-enable: no", ""]
-    conf = tmp / "unbound.conf"
+    conf = tmp / f"unbound-{threads}.conf"
     conf.write_text("\n".join(lines))
     check = subprocess.run(["unbound-checkconf", str(conf)], capture_output=True, text=True)
     if check.returncode != 0 and shutil.which("unbound-checkconf"):
@@ -737,25 +738,78 @@ def moderate_rows(results: dict[str, dict[str, Perf]], wl: Workload, res: Result
         res.add(Row("  server CPU (100 % = one core)", k.server_cpu, u.server_cpu, "%"))
 
 
-# -- 5. where kubesvc's time goes -----------------------------------------------------------
+# -- 5. more cores ---------------------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(c) for c in text.split()]
+
+
+def step_workers(b: Bench, setup: Setup) -> None:
+    """`kubesvc dns --workers 2` (SO_REUSEPORT processes) against unbound with 2 threads,
+    nothing pinned: on a 2-CPU machine dnsperf shares the CPUs with the servers."""
+    wl, tmp, res = b.wl, b.tmp, b.res
+    cmd = [sys.executable, "-m", "kubesvc.cli.main", "dns", "--workers", "2"]
+    cmd += ["--kubeconfig", str(tmp / "data" / "kubeconfig"), "--listen", "127.0.0.1:0"]
+    cmd += ["--metrics", "", "--health", "", "--ready", ""]
+    kubesvc = Daemon("kubesvc dns --workers 2", cmd, {"listening": DNS_LISTENING})
+    b.daemons.append(kubesvc)
+    log("more cores: kubesvc dns --workers 2 and unbound num-threads 2, nothing pinned")
+    kubesvc.start()
+    kubesvc.wait_for("listening")
+    deadline = time.perf_counter() + 300
+    while sum("caches synced" in line for line in kubesvc.output) < 2:
+        if not kubesvc.alive() or time.perf_counter() > deadline:
+            raise RuntimeError(f"kubesvc dns --workers 2 did not sync:\n{kubesvc.tail()}")
+        time.sleep(0.05)
+    port = int(kubesvc.matched["listening"][1].group(1))
+    uport = free_port()
+    conf = unbound_config(tmp, uport, setup, wl, threads=2)
+    unbound = Daemon("unbound (2 threads)", ["unbound", "-d", "-c", str(conf)], {})
+    b.daemons.append(unbound)
+    unbound.start()
+    probe = f"{wl.fqdn(wl.services - 1)}."
+    deadline = time.perf_counter() + 60
+    while True:
+        with contextlib.suppress(OSError, dns.exception.Timeout):
+            if query(uport, probe, timeout=0.05).answer:
+                break
+        if not unbound.alive() or time.perf_counter() > deadline:
+            raise RuntimeError(f"unbound (2 threads) did not answer:\n{unbound.tail()}")
+        time.sleep(0.005)
+    k = run_dnsperf(kubesvc, port, setup.files["hits"], wl, None, None)
+    u = run_dnsperf(unbound, uport, setup.files["hits"], wl, None, None)
+    check_rcodes("hits", "kubesvc --workers 2", "hits", k, res)
+    title = f"{SET_TITLES['hits']}, 2 processes / 2 threads, nothing pinned: queries/s"
+    res.add(Row(title, k.qps, u.qps, "/s"))
+    res.add(Row("  lost queries", k.lost, u.lost, ""))
+    res.add(Row("  average latency", k.avg_ms, u.avg_ms, "ms"))
+    rss = sum(vm_rss_kb(pid) for pid in [kubesvc.pid, *children_of(kubesvc.pid)]) / 1024
+    res.add(Row("  RSS of all the server's processes", rss, unbound.rss_mb(), "MB"))
+    for daemon in (unbound, kubesvc):
+        daemon.stop()
+        b.daemons.remove(daemon)
+
+
+# -- 6. where kubesvc's time goes -----------------------------------------------------------
 
 # (part, test on the sampled stack's frames, leaf first); the first match wins
 PROFILE_PARTS: tuple[tuple[str, Callable[[list[str]], bool]], ...] = (
-    ("sendmsg: the reply's send syscall (kernel UDP + loopback)", lambda f: "sendmsg" in f[0]),
-    ("recvmsg: the query's receive syscall", lambda f: "recvmsg" in f[0]),
+    ("sendmmsg: the replies' send syscall (kernel UDP + loopback)", lambda f: "sendmmsg" in f[0]),
+    ("recvmmsg: the queries' receive syscall", lambda f: "recvmmsg" in f[0]),
     (
         "answers.py: AnswerTable.answer (question walk, lookup, reply bytes)",
         lambda f: any("AnswerTable." in x for x in f),
     ),
     (
-        "server.py: DnsServer.answer around it (timing, duration histogram)",
-        lambda f: any("DnsServer.answer" in x for x in f),
+        "udp.py: BatchUdp._batch around it (slots, copies, ctypes calls)",
+        lambda f: any("_batch" in x for x in f),
     ),
-    (
-        "server.py: _UdpProtocol.datagram_received and uvloop's sendto",
-        lambda f: any("datagram_received" in x for x in f),
-    ),
-    ("event loop (uvloop/libuv: epoll, receive loop) and the rest", lambda f: True),
+    ("event loop (uvloop/libuv: epoll) and the rest", lambda f: True),
 )
 
 
@@ -904,6 +958,11 @@ def run(b: Bench) -> None:
     res.add(Row("RSS after the dnsperf runs", kubesvc.rss_mb(), unbound.rss_mb(), "MB", 100.0))
     if b.profile_run:
         step_profile(b, kubesvc, setup.kubesvc_port, setup.files["mix"], client_cpu)
+    if len(os.sched_getaffinity(0)) >= 2:
+        for daemon in (unbound, kubesvc):
+            daemon.stop()
+            b.daemons.remove(daemon)
+        step_workers(b, setup)
     b.facts["runs"] = {
         "saturated": {k: {n: asdict(p) for n, p in v.items()} for k, v in saturated.items()},
         "moderate": {k: {n: asdict(p) for n, p in v.items()} for k, v in moderate.items()},

@@ -146,8 +146,16 @@ def _dns(args: argparse.Namespace) -> int:
         metrics=addr(args.metrics, 9153),
         health=addr(args.health, 8080),
         ready=addr(args.ready, 8181),
+        reuse_port=args.reuse_port,
     )
-    _run(serve(config, access))
+    # the other workers: this command for one worker, without the HTTP endpoints
+    worker = [sys.executable, "-m", "kubesvc.cli.main", "dns", "--reuse-port"]
+    worker += ["--in-cluster"] if args.in_cluster else ["--kubeconfig", args.kubeconfig]
+    worker += ["--cluster-domain", args.cluster_domain, "--ttl", str(args.ttl)]
+    for u in args.upstream:
+        worker += ["--upstream", u]
+    worker += ["--metrics", "", "--health", "", "--ready", ""]
+    _run(serve(config, access, worker, max(1, args.workers)))
     return 0
 
 
@@ -252,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     dnsp.add_argument("--metrics", default=":9153", metavar="ADDR:PORT", help="'' disables")
     dnsp.add_argument("--health", default=":8080", metavar="ADDR:PORT", help="'' disables")
     dnsp.add_argument("--ready", default=":8181", metavar="ADDR:PORT", help="'' disables")
+    dnsp.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="processes answering on the same port (SO_REUSEPORT); metrics are the first one's",
+    )
+    dnsp.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     dnsp.set_defaults(func=_dns)
     kc = sub.add_parser("kubeconfig", help="print a cluster's kubeconfig")
     kc.add_argument("--name", default="kubesvc")

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import ctypes
+import dataclasses
 import functools
 import logging
 import os
+import signal
 import socket
 import ssl
 import sys
@@ -516,12 +519,70 @@ async def _serve_http(
     return runner
 
 
-async def serve(config: DnsConfig, access: ClusterAccess) -> None:
+# -- more cores: SO_REUSEPORT worker processes -------------------------------------------------
+class Workers:
+    """Extra copies of this server on the same port (SO_REUSEPORT: the kernel spreads
+    clients over the processes by address hash). Each keeps its own informers and table;
+    a worker that exits is started again; all of them end with this process."""
+
+    def __init__(self, argv: list[str], count: int) -> None:
+        self.argv, self.count = argv, count
+        self.procs: list[asyncio.subprocess.Process] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(
+            asyncio.gather(*(self._keep(i) for i in range(self.count)))
+        )
+
+    async def _keep(self, index: int) -> None:
+        while True:
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.DEVNULL, preexec_fn=_die_with_parent
+            )
+            self.procs.append(proc)
+            code = await proc.wait()
+            self.procs.remove(proc)
+            log.warning(
+                "dns worker exited; starting it again",
+                extra={"kv": {"worker": index + 1, "code": code}},
+            )
+            await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for proc in list(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc in list(self.procs):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+async def serve(
+    config: DnsConfig, access: ClusterAccess, worker_argv: list[str] | None = None, workers: int = 1
+) -> None:
+    """Run the server; with workers > 1, also `workers - 1` processes of `worker_argv`
+    (this command for one worker, told the port with --listen) sharing the port."""
+    if workers > 1:
+        config = dataclasses.replace(config, reuse_port=True)
     zone = Zone(absolute(config.domain), config.ttl, int(time.time()))
     table = AnswerTable(zone, forward=bool(config.upstreams))
     server = DnsServer(config, table)
     await server.start()
     host = config.listen[0]
+    extra = None
+    if workers > 1 and worker_argv is not None:
+        listen = f"[{host}]:{server.port}" if ":" in host else f"{host}:{server.port}"
+        extra = Workers([*worker_argv, "--listen", listen], workers - 1)
+        extra.start()
 
     def health() -> tuple[int, str]:
         return 200, "OK"
@@ -548,6 +609,8 @@ async def serve(config: DnsConfig, access: ClusterAccess) -> None:
         await watcher.run()
         await asyncio.Event().wait()
     finally:
+        if extra is not None:
+            await extra.stop()
         await watcher.stop()
         await client.close()
         for runner in runners:

@@ -224,7 +224,8 @@ def test_big_headless_answer_falls_back_to_tcp(
 
 def test_garbage_is_survived_and_metrics_count(server: DnsProcess) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        for junk in (b"", b"\x00", b"\x12\x34" + b"\xff" * 40, b"\x00" * 600):
+        junk_packets = (b"", b"\x00", b"\x12\x34" + b"\xff" * 40, b"\x00" * 600, b"\x01" * 9000)
+        for junk in junk_packets:
             s.sendto(junk, ("127.0.0.1", server.port))
     with socket.create_connection(("127.0.0.1", server.port), timeout=2) as t:
         t.sendall(b"\x00\x05hello\x00\x02")  # a bad message, then half a length prefix
@@ -257,3 +258,45 @@ def test_names_outside_the_zone_go_to_the_upstream(api: ApiServerProcess, tmp_pa
             stop_process(dead.proc)
     finally:
         stop_process(upstream.proc)
+
+
+def _udp_owners(port: int) -> set[int]:
+    """PIDs of the processes holding a UDP socket bound to 127.0.0.1:port."""
+    out = subprocess.run(
+        ["ss", "-Hulpn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    return {int(pid) for pid in re.findall(r"pid=(\d+)", out)}
+
+
+def _gone(pid: int) -> bool:
+    """Exited (a zombie waiting for its new parent to reap it counts)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_workers_share_the_port_and_end_with_the_server(
+    api: ApiServerProcess, ns: str, tmp_path: Path
+) -> None:
+    apply(api, ns, service("wk", ports=[{"port": 80}]))
+    ip = api.out("get", "service", "wk", "-n", ns, "-o", "jsonpath={.spec.clusterIP}")
+    log = tmp_path / "workers.log"
+    cmd_log = start_dns(api, log, "--workers", "3")
+    try:
+        wait_for(lambda: log.read_text().count("caches synced") == 3, timeout=30, what="3 workers")
+        owners = _udp_owners(cmd_log.port)
+        assert len(owners) == 3 and cmd_log.proc.pid in owners, owners
+        # each query from a new socket (a new source port): the kernel spreads them
+        name = f"wk.{ns}.svc.cluster.local"
+        assert all(cmd_log.short(name) == [ip] for _ in range(30))
+        tcp = dns.query.tcp(dns.message.make_query(name, "A"), "127.0.0.1", port=cmd_log.port)
+        assert tcp.answer[0][0].to_text() == ip
+        workers = owners - {cmd_log.proc.pid}
+        cmd_log.proc.terminate()  # the server alone, not its process group
+        cmd_log.proc.wait(timeout=10)
+        wait_for(lambda: not _udp_owners(cmd_log.port), timeout=10, what="workers gone")
+        assert all(_gone(pid) for pid in workers)
+    finally:
+        stop_process(cmd_log.proc)
