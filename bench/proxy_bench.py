@@ -90,6 +90,11 @@ REF_REBUILD = (
     "the whole state rebuilt from every Service and EndpointSlice (model.build_state), "
     "as a proxier without a change tracker would do on every sync"
 )
+REF_ONE_DNAT = (
+    "the same connects with only `ip daddr CLUSTER_IP tcp dport 80 dnat to POD:PORT` loaded "
+    "in the node namespace (a nat prerouting chain, so conntrack and NAT are on): the "
+    "kernel's floor for any ClusterIP, whatever the rules around it"
+)
 REF_NO_RULES = "the same connect() with no proxy rules loaded in the node namespace"
 
 # -- scripts run inside namespaces and pods -------------------------------------------------
@@ -940,7 +945,18 @@ async def step_latency(b: Bench) -> None:
         results[mode] = connect_medians(topo, k, [direct, first_ip, last_ip])
         await be.cleanup()
         be.close()
-    for mode, r in [("none", base), *results.items()]:
+    # the floor of any ClusterIP: conntrack plus one DNAT rule and nothing else
+    floor_table = (
+        "table ip kubesvc-bench-floor {\n"
+        "  chain pre { type nat hook prerouting priority dstnat; "
+        f"ip daddr {service(0).cluster_ip} tcp dport 80 dnat to {direct}; }}\n"
+        "}\n"
+    )
+    run(in_ns(topo.node, "nft", "-f", "-"), input=floor_table)
+    log(f"connect latency: {k} connects per target x 2 targets (one DNAT rule)")
+    floor = connect_medians(topo, k, [direct, first_ip])
+    run(in_ns(topo.node, "nft", "delete", "table", "ip", "kubesvc-bench-floor"))
+    for mode, r in [("none", base), ("one DNAT rule", floor), *results.items()]:
         for t, (_, fails) in r.items():
             if fails:
                 b.res.note(f"connect latency ({mode}): {fails} failed connects to {t}")
@@ -977,6 +993,19 @@ async def step_latency(b: Bench) -> None:
                 target=LATENCY_TARGET_PCT,
             )
         )
+    floor_pct = None
+    if floor[direct][0] and floor[first_ip][0] is not None:
+        floor_pct = (floor[first_ip][0] - floor[direct][0]) / floor[direct][0] * 100
+    b.res.add(
+        Row(
+            "  ClusterIP vs direct with one DNAT rule and nothing else",
+            None,
+            None,
+            "%",
+            floor_pct,
+            REF_ONE_DNAT,
+        )
+    )
     b.res.add(
         Row(
             "  last Service vs direct without rules",

@@ -46,12 +46,24 @@ class NftBackend:
     async def _nft(self, commands: str, terse: bool = False) -> tuple[int, str, str]:
         return await asyncio.to_thread(self._context().run, commands, terse)
 
-    async def _apply(self, text: str) -> None:
+    async def _apply(self, text: str, state: ProxyState) -> None:
+        """Load `text` and record `state` as what the kernel has. A long transaction runs
+        in a thread while the tracker does its bookkeeping here (libnftables releases the
+        GIL), so the two overlap; when the kernel refuses, the caller's reset() drops what
+        was recorded."""
+        if not text:
+            self.tracker.applied(state)
+            return
         if len(text) < 4096:
             # a one-service diff takes well under a millisecond: not worth a thread hop
             rc, _, err = self._context().run(text)
+            if rc == 0:
+                self.tracker.applied(state)
         else:
-            rc, _, err = await self._nft(text)
+            loop = asyncio.get_running_loop()
+            pending = loop.run_in_executor(None, self._context().run, text, False)
+            self.tracker.applied(state)
+            rc, _, err = await pending
         if rc != 0:
             raise NftError(f"nft transaction failed: {err.strip()[:2000]}")
 
@@ -94,8 +106,7 @@ class NftBackend:
                 await self._learn_kernel_objects()
             text = self.tracker.diff(state, changed)
             try:
-                if text:
-                    await self._apply(text)
+                await self._apply(text, state)
             except NftError as e:
                 log.warning(
                     "nft sync failed; retrying with a full sync", extra={"kv": {"error": str(e)}}
@@ -104,11 +115,10 @@ class NftBackend:
                 await self._learn_kernel_objects()
                 text, full = self.tracker.diff(state), True
                 try:
-                    await self._apply(text)
+                    await self._apply(text, state)
                 except NftError:
                     self.tracker.reset()
                     raise
-            self.tracker.applied(state)
             self.last_sync_full, self.last_input = full, text
 
     async def check(self) -> bool:

@@ -13,8 +13,10 @@ remembers what the kernel was given and turns the next state into the minimal tr
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from kubesvc.proxy.model import Endpoint, ProxyState, ServicePort, usable_endpoints
@@ -677,7 +679,8 @@ class NftTracker:
         return build_part(ctx, sp, state.endpoints.get(key, ()), self._slots)
 
     def _plan_full(self, state: ProxyState, ctx: NodeContext) -> _Plan:
-        parts = {key: self._part(ctx, key, state) for key in sorted(state.services)}
+        with gc_paused():
+            parts = {key: self._part(ctx, key, state) for key in sorted(state.services)}
         rs = skeleton()
         for part in parts.values():
             rs.merge(part)
@@ -760,6 +763,10 @@ class NftTracker:
         return self._plan_for(state, changed).text
 
     def applied(self, state: ProxyState) -> None:
+        with gc_paused():
+            self._record(state)
+
+    def _record(self, state: ProxyState) -> None:
         plan = self._plan_for(state)
         if plan.full or NodeContext.of(state) != self._ctx:
             self._inputs, self._parts, self._owners = {}, {}, {}
@@ -816,6 +823,20 @@ class NftTracker:
                     users.pop(name, None)
         for gk in part.slots:
             self._slots.pop(gk, None)
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a full table's worth of objects is created:
+    collections triggered by the allocations (which hold no cycles) took half the time of
+    a 10,000-service render."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _winner(owners: Mapping[str, tuple[str, str]]) -> tuple[str, str] | None:
