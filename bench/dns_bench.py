@@ -738,7 +738,150 @@ def moderate_rows(results: dict[str, dict[str, Perf]], wl: Workload, res: Result
         res.add(Row("  server CPU (100 % = one core)", k.server_cpu, u.server_cpu, "%"))
 
 
-# -- 5. more cores ---------------------------------------------------------------------------
+# -- 5. how fast changes show up ------------------------------------------------------------
+
+PROPAGATION_RUNS = 30
+
+
+def first_answer(port: int, name: str, ip: str, timeout: float = 10.0) -> float:
+    """perf_counter() when `name` first answers with `ip` (a query every ~1 ms)."""
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        with contextlib.suppress(OSError, dns.exception.Timeout):
+            reply = query(port, name, timeout=0.05)
+            if any(rd.to_text() == ip for rr in reply.answer for rd in rr):
+                return time.perf_counter()
+        time.sleep(0.001)
+    raise RuntimeError(f"{name} did not answer {ip} within {timeout:.0f} s")
+
+
+class WatchClock:
+    """When a watch on the API delivered each object name (the informer's own latency)."""
+
+    def __init__(self, session: aiohttp.ClientSession, path: str) -> None:
+        self.session, self.path = session, path
+        self.seen: dict[str, float] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        async with self.session.get(self.path) as resp:
+            rv = (await resp.json())["metadata"]["resourceVersion"]
+        self.task = asyncio.create_task(self._run(rv))
+
+    async def _run(self, rv: str) -> None:
+        url = f"{self.path}?watch=1&resourceVersion={rv}&allowWatchBookmarks=false"
+        async with self.session.get(url) as resp:
+            async for line in resp.content:
+                if line.strip():
+                    event = json.loads(line)
+                    self.seen[event["object"]["metadata"]["name"]] = time.perf_counter()
+
+    async def when(self, name: str, after: float, timeout: float = 10.0) -> float:
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            t = self.seen.get(name)
+            if t is not None and t >= after:
+                return t
+            await asyncio.sleep(0.001)
+        raise RuntimeError(f"no watch event for {name} within {timeout:.0f} s")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+async def propagation(data_dir: Path, url: str, port: int) -> dict[str, list[float]]:
+    """Milliseconds from the API's response to the first DNS answer with the change, and
+    to the watch event reaching a client, for Services created and for an EndpointSlice
+    address changed."""
+    out: dict[str, list[float]] = {"svc_dns": [], "svc_watch": [], "ep_dns": [], "ep_watch": []}
+    ns = "ns-0"
+    async with session_for(data_dir, url) as session:
+        services = WatchClock(session, f"/api/v1/namespaces/{ns}/services")
+        slices = WatchClock(session, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices")
+        await services.start()
+        await slices.start()
+        try:
+            headless = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "prop-hl"},
+                "spec": {"clusterIP": "None", "ports": [{"port": 80}]},
+            }
+            await post(session, f"/api/v1/namespaces/{ns}/services", headless)
+            slice_path = f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices"
+            await post(session, slice_path, prop_slice("10.250.1.1"))
+            await asyncio.to_thread(first_answer, port, f"prop-hl.{ns}.svc.{ZONE}.", "10.250.1.1")
+            for i in range(PROPAGATION_RUNS):
+                svc = {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": f"prop-{i}"},
+                    "spec": {"ports": [{"port": 80}]},
+                }
+                created = await post(session, f"/api/v1/namespaces/{ns}/services", svc)
+                acked = time.perf_counter()
+                name = f"prop-{i}.{ns}.svc.{ZONE}."
+                ip = created["spec"]["clusterIP"]
+                answered = await asyncio.to_thread(first_answer, port, name, ip)
+                watched = await services.when(f"prop-{i}", acked - 5)
+                out["svc_dns"].append((answered - acked) * 1000)
+                out["svc_watch"].append((watched - acked) * 1000)
+
+                new_ip = f"10.250.2.{i + 1}"
+                body = json.dumps(prop_slice(new_ip)).encode()
+                headers = {**JSON_HEADERS, "Content-Type": "application/merge-patch+json"}
+                async with session.patch(
+                    f"{slice_path}/prop-hl-1", data=body, headers=headers
+                ) as r:
+                    if r.status != 200:
+                        raise RuntimeError(f"PATCH slice: HTTP {r.status}: {await r.text()}")
+                acked = time.perf_counter()
+                hl = f"prop-hl.{ns}.svc.{ZONE}."
+                answered = await asyncio.to_thread(first_answer, port, hl, new_ip)
+                watched = await slices.when("prop-hl-1", acked - 5)
+                out["ep_dns"].append((answered - acked) * 1000)
+                out["ep_watch"].append((watched - acked) * 1000)
+        finally:
+            await services.stop()
+            await slices.stop()
+    return out
+
+
+def prop_slice(ip: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "prop-hl-1", "labels": {"kubernetes.io/service-name": "prop-hl"}},
+        "addressType": "IPv4",
+        "ports": [{"port": 80, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}}],
+    }
+
+
+def step_propagation(b: Bench, url: str, port: int) -> None:
+    log(f"propagation: {PROPAGATION_RUNS} Services created and slice addresses changed")
+    got = asyncio.run(propagation(b.tmp / "data", url, port))
+    b.facts["propagation_ms"] = {k: [round(x, 2) for x in v] for k, v in got.items()}
+
+    def q(values: list[float], p: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    for key, title in (
+        ("svc", f"Service created -> its name answers, {PROPAGATION_RUNS} runs: p50"),
+        ("ep", "EndpointSlice address changed -> the new address answers: p50"),
+    ):
+        dns_ms, watch_ms = got[f"{key}_dns"], got[f"{key}_watch"]
+        b.res.add(Row(title, q(dns_ms, 0.5), None, "ms"))
+        b.res.add(Row("  p99", q(dns_ms, 0.99), None, "ms"))
+        label = "  reference: until a watch on the API delivered it to a client: p50"
+        b.res.add(Row(label, q(watch_ms, 0.5), None, "ms"))
+        b.res.add(Row("    p99", q(watch_ms, 0.99), None, "ms"))
+
+
+# -- 6. more cores ---------------------------------------------------------------------------
 
 
 def children_of(pid: int) -> list[int]:
@@ -795,7 +938,7 @@ def step_workers(b: Bench, setup: Setup) -> None:
         b.daemons.remove(daemon)
 
 
-# -- 6. where kubesvc's time goes -----------------------------------------------------------
+# -- 7. where kubesvc's time goes -----------------------------------------------------------
 
 # (part, test on the sampled stack's frames, leaf first); the first match wins
 PROFILE_PARTS: tuple[tuple[str, Callable[[list[str]], bool]], ...] = (
@@ -906,6 +1049,7 @@ class Bench:
     daemons: list[Daemon] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     profile: dict[str, float] = field(default_factory=dict)
+    api_url: str = ""
 
     def cleanup(self) -> None:
         for daemon in reversed(self.daemons):
@@ -925,6 +1069,7 @@ def run(b: Bench) -> None:
 
     log("starting the API server")
     api, url = start_apiserver(tmp)
+    b.api_url = url
     b.daemons.append(api)
     ips, seconds = asyncio.run(create_services(tmp / "data", url, wl))
     setup.cluster_ips = ips
@@ -958,6 +1103,7 @@ def run(b: Bench) -> None:
     res.add(Row("RSS after the dnsperf runs", kubesvc.rss_mb(), unbound.rss_mb(), "MB", 100.0))
     if b.profile_run:
         step_profile(b, kubesvc, setup.kubesvc_port, setup.files["mix"], client_cpu)
+    step_propagation(b, b.api_url, setup.kubesvc_port)
     if len(os.sched_getaffinity(0)) >= 2:
         for daemon in (unbound, kubesvc):
             daemon.stop()
