@@ -1012,12 +1012,18 @@ table ip kubesvc-proxy {
 \t\t\t     10.96.0.10 . tcp . 80 . 0x00000001 : 10.244.1.5 . 8080 }
 \t}
 
+\tchain dnat-ip {
+\t\tdnat ip to ip daddr . meta l4proto . th dport . meta mark map @service-endpoints
+\t}
+
 \tchain pick-ip-int-2 {
 \t\tmeta mark set numgen random mod 2
+\t\tgoto dnat-ip
 \t}
 
 \tchain pick-ip-int-1 {
 \t\tmeta mark set numgen random mod 1
+\t\tgoto dnat-ip
 \t}
 }
 table ip other {
@@ -1032,12 +1038,14 @@ def test_filter_listing_for_one_service() -> None:
     assert "10.96.0.53" not in out and "pick-ip-int-1" not in out
     assert "10.96.0.10 . tcp . 80 . 0x00000001 : 10.244.1.5 . 8080" in out
     assert "chain pick-ip-int-2 {" in out
+    assert "chain dnat-ip {" in out  # where the pick chain leads: the DNAT itself
 
 
 def test_objects_in_listing_only_ours() -> None:
     assert objects_in_listing(LISTING) == [
         ("map", "service-ips"),
         ("map", "service-endpoints"),
+        ("chain", "dnat-ip"),
         ("chain", "pick-ip-int-2"),
         ("chain", "pick-ip-int-1"),
     ]

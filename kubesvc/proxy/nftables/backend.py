@@ -201,8 +201,9 @@ def filter_listing(listing: str, service: str) -> str:
                 keys.add(item.split(" comment ", 1)[0].strip())
                 chains.update(_GOTO.findall(item))
     bodies = {name: body for kind, name, body in blocks if kind == "chain"}
-    for name in list(chains):
-        chains.update(_JUMP.findall(bodies.get(name, "")))
+    for name in list(chains):  # pick chains lead on to affinity-hit and dnat chains
+        body = bodies.get(name, "")
+        chains.update(_JUMP.findall(body), _GOTO.findall(body))
     for kind, name, body in blocks:
         m = _ELEMENTS.search(body) if kind != "chain" else None
         if not m or name in elements:
