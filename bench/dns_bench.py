@@ -791,12 +791,13 @@ class WatchClock:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-async def propagation(data_dir: Path, url: str, port: int) -> dict[str, list[float]]:
+async def propagation(
+    data_dir: Path, url: str, port: int, ns: str = "ns-0"
+) -> dict[str, list[float]]:
     """Milliseconds from the API's response to the first DNS answer with the change, and
     to the watch event reaching a client, for Services created and for an EndpointSlice
     address changed."""
     out: dict[str, list[float]] = {"svc_dns": [], "svc_watch": [], "ep_dns": [], "ep_watch": []}
-    ns = "ns-0"
     async with session_for(data_dir, url) as session:
         services = WatchClock(session, f"/api/v1/namespaces/{ns}/services")
         slices = WatchClock(session, f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices")
