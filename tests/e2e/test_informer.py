@@ -70,3 +70,42 @@ def test_informer_follows_changes_and_survives_restart(tmp_path: Path) -> None:
         asyncio.run(body())
     finally:
         server.stop()
+
+
+def test_informer_lists_in_pages_and_misses_nothing_changed_meanwhile(tmp_path: Path) -> None:
+    server = ApiServerProcess(tmp_path / "data", port=_free_port())
+    server.start()
+
+    async def body() -> None:
+        async with ApiClient.from_kubeconfig(str(server.kubeconfig)) as client:
+            for i in range(7):
+                await client.create("ConfigMap", "default", {"metadata": {"name": f"cm-{i}"}})
+            requests: list[dict[str, object]] = []
+            real_list = client.list
+
+            async def list_and_change(*args: object, **kw: object) -> dict[str, object]:
+                page = await real_list(*args, **kw)  # type: ignore[arg-type]
+                requests.append(kw)
+                if len(requests) == 1:
+                    # between the first page and the rest: one object gone, one new, one
+                    # changed; the watch from the first page's revision must bring them in
+                    await client.delete("ConfigMap", "default", "cm-6")
+                    await client.create("ConfigMap", "default", {"metadata": {"name": "cm-7"}})
+                    await client.patch("ConfigMap", "default", "cm-0", {"data": {"k": "v"}})
+                return page
+
+            client.list = list_and_change  # type: ignore[method-assign]
+            inf = Informer(client, "ConfigMap", namespace="default", page_size=3)
+            inf.start()
+            await asyncio.wait_for(inf.wait_for_sync(), 10)
+            assert [r["limit"] for r in requests] == [3, 3, 3]
+            assert [bool(r["continue_token"]) for r in requests] == [False, True, True]
+            want = {f"default/cm-{i}" for i in range(8) if i != 6}
+            await _until(lambda: set(inf.cache) == want)
+            await _until(lambda: (inf.cache["default/cm-0"].get("data") or {}) == {"k": "v"})
+            await inf.stop()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.stop()
