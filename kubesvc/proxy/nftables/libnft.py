@@ -23,8 +23,12 @@ from kubesvc.node import netns as nsutil
 
 # enum nft_output_flags (nftables/libnftables.h)
 OUTPUT_TERSE = 1 << 11
+# Loading 10,000 services makes libnftables allocate ~150 MB while it parses and frees it
+# afterwards, but glibc keeps the freed pages: give them back after large transactions.
+TRIM_AFTER = 256 << 10  # bytes of commands
 
 _lib: ctypes.CDLL | None = None
+_libc = ctypes.CDLL(None)
 
 
 def _load() -> ctypes.CDLL:
@@ -80,7 +84,9 @@ class Nft:
                 lib.nft_ctx_output_set_flags(ctx, flags)
             out = lib.nft_ctx_get_output_buffer(ctx) or b""
             err = lib.nft_ctx_get_error_buffer(ctx) or b""
-            return rc, out.decode(errors="replace"), err.decode(errors="replace")
+        if len(commands) >= TRIM_AFTER:
+            _libc.malloc_trim(0)
+        return rc, out.decode(errors="replace"), err.decode(errors="replace")
 
     def close(self) -> None:
         with self._lock:
