@@ -36,14 +36,14 @@ from common import (
     ApiServer,
     Progress,
     Results,
+    Row,
     catch_signals,
     child_env,
     cpu_seconds,
     exit_status,
     log,
     machine_info,
-    reference_cell,
-    render_table,
+    render_rows,
     row_dicts,
     run_then_clean_up,
     runner,
@@ -75,61 +75,6 @@ REF_ROUNDTRIP = "json.loads + json.dumps of the same response body, in the bench
 REF_KUBECTL = "kubectl get ns: kubectl start-up, TLS and a tiny list (discovery cached)"
 REF_DUMPS = "json.dumps of each event's object once per watcher, in the benchmark process"
 REF_IMPORT = "python -c 'import kubesvc.apiserver.server': interpreter start-up plus imports"
-
-
-# -- results --------------------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    measurement: str
-    value: float | None
-    unit: str  # "s", "/s", "MB" or "%"
-    reference: float | None = None
-    reference_is: str = ""
-    target: float | None = None
-    higher_is_better: bool = False
-
-    @property
-    def ok(self) -> bool | None:
-        if self.target is None or self.value is None:
-            return None
-        if self.higher_is_better:
-            return self.value >= self.target
-        return self.value <= self.target
-
-
-def fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    if unit == "s":
-        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
-    if unit == "/s":
-        return f"{value:,.0f} /s"
-    if unit == "MB":
-        return f"{value:.1f} MB"
-    if unit == "%":
-        return f"{value:.0f} %"
-    return f"{value:g} {unit}"
-
-
-def table_cells(row: Row, legend: list[str]) -> list[str]:
-    ref = "-"
-    if row.reference is not None:
-        ref = reference_cell(fmt(row.reference, row.unit), row.reference_is, legend)
-    target = "-"
-    if row.target is not None:
-        target = ("≥ " if row.higher_is_better else "< ") + fmt(row.target, row.unit)
-    ok = {None: "-", True: "yes", False: "NO"}[row.ok]
-    return [row.measurement, fmt(row.value, row.unit), ref, target, ok]
-
-
-def render_results(results: Results[Row]) -> str:
-    """A Markdown table, then the references and notes."""
-    legend: list[str] = []
-    body = [table_cells(row, legend) for row in results.rows]
-    header = ["measurement", "kubesvc", "reference", "target", "ok?"]
-    return render_table(header, body, legend, results.notes)
 
 
 # -- processes ------------------------------------------------------------------------------
@@ -619,7 +564,7 @@ def report(res: Results, wl: Workload, started: str, json_path: str | None) -> N
         f"kubesvc apiserver benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
         f"Python {info['python']}\n"
     )
-    print(render_results(res), flush=True)
+    print(render_rows(res), flush=True)
     if json_path:
         doc = {
             "date": started,

@@ -82,6 +82,70 @@ def render_table(
     return "\n".join(out)
 
 
+@dataclass
+class Row:
+    """One measurement of kubesvc, with an optional reference and target (the table of the
+    API server, cluster and controllers benchmarks; the others compare two columns)."""
+
+    measurement: str
+    value: float | None
+    unit: str  # "s", "ms", "/s", "MB", "B", "%" or "" (a count)
+    reference: float | None = None
+    reference_is: str = ""
+    target: float | None = None
+    higher_is_better: bool = False
+    at_least: bool = False  # the value is a lower bound (a wait that timed out)
+
+    @property
+    def ok(self) -> bool | None:
+        if self.target is None or self.value is None:
+            return None
+        if self.at_least and not self.higher_is_better:
+            return False
+        if self.higher_is_better:
+            return self.value >= self.target
+        return self.value <= self.target if self.unit == "" else self.value < self.target
+
+
+def fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "s":
+        return f"{value:.3f} s" if value < 10 else f"{value:.1f} s"
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    if unit == "/s":
+        return f"{value:,.0f} /s" if value >= 100 else f"{value:.1f} /s"
+    if unit == "MB":
+        return f"{value:.1f} MB"
+    if unit == "B":
+        return f"{value:,.0f} B"
+    if unit == "%":
+        return f"{value:.0f} %"
+    return f"{value:,.0f}" if unit == "" else f"{value:g} {unit}"
+
+
+def row_cells(row: Row, legend: list[str]) -> list[str]:
+    ref = "-"
+    if row.reference is not None:
+        ref = reference_cell(fmt(row.reference, row.unit), row.reference_is, legend)
+    target = "-"
+    if row.target is not None:
+        sign = "≥ " if row.higher_is_better else ("≤ " if row.unit == "" else "< ")
+        target = sign + fmt(row.target, row.unit)
+    ok = {None: "-", True: "yes", False: "NO"}[row.ok]
+    value = ("> " if row.at_least else "") + fmt(row.value, row.unit)
+    return [row.measurement, value, ref, target, ok]
+
+
+def render_rows(results: Results[Row]) -> str:
+    """A Markdown table of Rows, then the references and notes."""
+    legend: list[str] = []
+    body = [row_cells(row, legend) for row in results.rows]
+    header = ["measurement", "kubesvc", "reference", "target", "ok?"]
+    return render_table(header, body, legend, results.notes)
+
+
 def row_dicts(rows: Iterable[Any]) -> list[dict[str, Any]]:
     """Rows (dataclasses with an `ok` property) as JSON objects."""
     return [asdict(r) | {"ok": r.ok} for r in rows]

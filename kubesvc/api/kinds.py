@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+# the label that ties an EndpointSlice to its Service
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+def slice_service_key(obj: Mapping[str, Any]) -> str | None:
+    """`ns/name` of the Service an EndpointSlice belongs to, None without the label."""
+    meta = obj.get("metadata") or {}
+    svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return f"{meta.get('namespace', '')}/{svc}" if svc else None
 
 
 @dataclass(frozen=True)

@@ -1134,32 +1134,6 @@ SCHEMA: dict[str, dict[int, Field]] = {
         11: opt("seccompProfile", "core.SeccompProfile"),
         12: opt("appArmorProfile", "core.AppArmorProfile"),
     },
-    "core.EphemeralContainerCommon": {
-        1: keep("name", "string"),
-        2: opt("image", "string"),
-        3: rep("command", "string"),
-        4: rep("args", "string"),
-        5: opt("workingDir", "string"),
-        6: rep("ports", "core.ContainerPort"),
-        7: rep("env", "core.EnvVar"),
-        8: opt("resources", "core.ResourceRequirements"),
-        9: rep("volumeMounts", "core.VolumeMount"),
-        10: opt("livenessProbe", "core.Probe"),
-        11: opt("readinessProbe", "core.Probe"),
-        12: opt("lifecycle", "core.Lifecycle"),
-        13: opt("terminationMessagePath", "string"),
-        14: opt("imagePullPolicy", "string"),
-        15: opt("securityContext", "core.SecurityContext"),
-        16: opt("stdin", "bool"),
-        17: opt("stdinOnce", "bool"),
-        18: opt("tty", "bool"),
-        19: rep("envFrom", "core.EnvFromSource"),
-        20: opt("terminationMessagePolicy", "string"),
-        21: rep("volumeDevices", "core.VolumeDevice"),
-        22: opt("startupProbe", "core.Probe"),
-        23: rep("resizePolicy", "core.ContainerResizePolicy"),
-        24: keep("restartPolicy", "string"),
-    },
     "core.SELinuxOptions": {
         1: opt("user", "string"),
         2: opt("role", "string"),
@@ -1675,3 +1649,6 @@ SCHEMA: dict[str, dict[int, Field]] = {
         4: keep("namespace", "string"),
     },
 }
+
+# the same fields as Container, under another name (as in upstream's generated.proto)
+SCHEMA["core.EphemeralContainerCommon"] = SCHEMA["core.Container"]

@@ -4,12 +4,17 @@ write and an event recorder, wired together by the controller manager."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import InformerFactory, Obj, object_key
-from kubesvc.client.rest import ApiClient
+from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
+
+log = logging.getLogger("kubesvc.controllers")
+
+CONFLICT_RETRY = 1.0  # seconds
 
 
 @dataclass
@@ -25,6 +30,10 @@ class Controller:
 
     name = "controller"
     workers = 2
+    # A write that raced a newer version (409) is retried after CONFLICT_RETRY rather than
+    # counted as a failure: the newer version's informer event requeues the key anyway,
+    # and the retry covers a missed one.
+    requeue_conflicts = False
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -39,7 +48,16 @@ class Controller:
         raise NotImplementedError
 
     async def run(self) -> None:
-        await run_workers(self.queue, self.sync, self.workers)
+        await run_workers(self.queue, self._sync_key, self.workers)
+
+    async def _sync_key(self, key: str) -> None:
+        try:
+            await self.sync(key)
+        except ApiException as e:
+            if e.status != 409 or not self.requeue_conflicts:
+                raise
+            log.debug("conflict; requeueing", extra={"kv": {"controller": self.name, "key": key}})
+            self.queue.add_after(key, CONFLICT_RETRY)
 
     async def stop(self) -> None:
         await self.queue.shutdown()

@@ -33,8 +33,6 @@ from kubesvc.controllers.replicaset import (
     selector_matches,
 )
 
-CONFLICT_RETRY = 1.0
-
 log = logging.getLogger("kubesvc.controllers.deployment")
 
 API_VERSION = "apps/v1"
@@ -833,6 +831,7 @@ def _pod_controller(pod: Obj) -> list[str]:
 
 class DeploymentController(Controller):
     name = "deployment"
+    requeue_conflicts = True
     workers = 4
 
     def __init__(self, ctx: Context) -> None:
@@ -910,17 +909,6 @@ class DeploymentController(Controller):
 
     # -- sync ------------------------------------------------------------------------------
     async def sync(self, key: str) -> None:
-        try:
-            await self._sync(key)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            # a write raced a newer version; its informer event requeues the key, and this
-            # fallback covers a missed one without counting as a failure
-            log.debug("conflict; requeueing", extra={"kv": {"key": key}})
-            self.queue.add_after(key, CONFLICT_RETRY)
-
-    async def _sync(self, key: str) -> None:
         cached = self.d_informer.get(key)
         if cached is None:
             return

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.api.kinds import SERVICE_NAME_LABEL, slice_service_key
 from kubesvc.client.rest import ApiClient, ApiException
+from kubesvc.controllers.podutil import parse_time
 
 Obj = dict[str, Any]
 
-LABEL_SERVICE_NAME = "kubernetes.io/service-name"
+LABEL_SERVICE_NAME = SERVICE_NAME_LABEL
 LABEL_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 LABEL_SKIP_MIRROR = "endpointslice.kubernetes.io/skip-mirror"
 LABEL_HEADLESS = "service.kubernetes.io/headless"
@@ -42,8 +44,8 @@ def namespace_index(obj: Obj) -> list[str]:
 
 def slice_service_index(obj: Obj) -> list[str]:
     """EndpointSlices by the "ns/name" of the Service their service-name label points at."""
-    name = (meta(obj).get("labels") or {}).get(LABEL_SERVICE_NAME)
-    return [f"{meta(obj).get('namespace')}/{name}"] if name else []
+    key = slice_service_key(obj)
+    return [key] if key else []
 
 
 def pod_label_index(obj: Obj) -> list[str]:
@@ -223,15 +225,6 @@ def ip_family(ip: str) -> str | None:
 
 
 # -- time ----------------------------------------------------------------------------------
-def parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def format_time(when: datetime) -> str:
     """RFC 3339 with nanosecond precision trimmed, as Go's time.RFC3339Nano prints it."""
     when = when.astimezone(UTC)
@@ -334,11 +327,6 @@ def port_map_key(address_type: str, ports: Iterable[Obj] | None) -> tuple[Any, .
 
 def slice_port_map_key(s: Obj) -> tuple[Any, ...]:
     return port_map_key(str(s.get("addressType") or ""), s.get("ports"))
-
-
-def slice_service_key(s: Obj) -> str | None:
-    keys = slice_service_index(s)
-    return keys[0] if keys else None
 
 
 def owner_ref(owner: Obj, kind: str) -> Obj:

@@ -28,6 +28,7 @@ from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Obj, object_key
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers.base import Context, Controller, split_key
+from kubesvc.controllers.podutil import format_time, parse_time
 
 log = logging.getLogger("kubesvc.nodelifecycle")
 
@@ -56,21 +57,6 @@ MANAGED_NO_SCHEDULE = {k for m in CONDITION_TAINTS.values() for k in m.values()}
 MANAGED_NO_EXECUTE = {TAINT_NOT_READY, TAINT_UNREACHABLE}
 # NetworkUnavailable is the network plugin's to set, so it is left alone
 UNKNOWN_CONDITION_TYPES = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure")
-
-
-# -- time ----------------------------------------------------------------------------------
-def parse_time(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- pure functions ------------------------------------------------------------------------

@@ -24,8 +24,6 @@ from kubesvc.client.rest import ApiException
 from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 
-CONFLICT_RETRY = 1.0
-
 log = logging.getLogger("kubesvc.controllers.replicaset")
 
 API_VERSION = "apps/v1"
@@ -269,6 +267,7 @@ def _namespace_terminating(e: ApiException) -> bool:
 
 class ReplicaSetController(Controller):
     name = "replicaset"
+    requeue_conflicts = True
     workers = 4
 
     def __init__(self, ctx: Context) -> None:
@@ -373,17 +372,6 @@ class ReplicaSetController(Controller):
         return owned + orphans
 
     async def sync(self, key: str) -> None:
-        try:
-            await self._sync(key)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            # a write raced a newer version; its informer event requeues the key, and this
-            # fallback covers a missed one without counting as a failure
-            log.debug("conflict; requeueing", extra={"kv": {"key": key}})
-            self.queue.add_after(key, CONFLICT_RETRY)
-
-    async def _sync(self, key: str) -> None:
         cached = self.rs_informer.get(key)
         if cached is None:
             self.expectations.delete(key)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = "1.1.0"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 # SOA timers as CoreDNS writes them (refresh, retry, expire); minimum is the TTL
 SOA_TIMERS = (7200, 1800, 86400)
@@ -108,12 +107,6 @@ def parse_service(obj: Mapping[str, Any]) -> Service | None:
     if not ips or ips == ["None"]:
         return Service(ns, name, headless=True, ports=ports)
     return Service(ns, name, cluster_ips=tuple(ips), ports=ports)
-
-
-def slice_service_key(obj: Mapping[str, Any]) -> str | None:
-    meta = obj.get("metadata") or {}
-    svc = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-    return f"{meta.get('namespace', '')}/{svc}" if svc else None
 
 
 def parse_slice(obj: Mapping[str, Any]) -> list[Endpoint]:

@@ -23,12 +23,12 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from kubesvc.client.informer import Informer, Obj
+from kubesvc.api.kinds import SERVICE_NAME_LABEL, slice_service_key
+from kubesvc.client.informer import Informer, Obj, object_key
 from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.client.rest import ApiClient
 from kubesvc.dns.answers import FORWARD, AnswerTable, Reply
 from kubesvc.dns.records import (
-    SERVICE_NAME_LABEL,
     Endpoint,
     Zone,
     ZoneView,
@@ -39,7 +39,6 @@ from kubesvc.dns.records import (
     parse_slice,
     service_records,
     service_source,
-    slice_service_key,
 )
 from kubesvc.dns.udp import BatchUdp
 
@@ -48,10 +47,6 @@ log = logging.getLogger("kubesvc.dns")
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TCP_IDLE_TIMEOUT = 10.0  # seconds, as CoreDNS's read timeout
 UPSTREAM_TIMEOUT = 2.0
-# Rebuild once the events already read have been handled (the next turn of the loop): a
-# burst that arrived together is one rebuild, and a lone change is answered about 1 ms
-# after its watch event (a 10 ms delay here made that 11 ms).
-FLUSH_DELAY = 0.0
 UDP_RCVBUF = 4 << 20
 # CoreDNS's request duration buckets: exponential from 250 us
 DURATION_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
@@ -171,12 +166,12 @@ class ZoneWatcher:
         self.slices.add_indexer("service", lambda o: [k] if (k := slice_service_key(o)) else [])
         self._dirty_services: set[str] = set()
         self._dirty_namespaces: set[str] = set()
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
         self._wire_handlers()
 
     def _wire_handlers(self) -> None:
         def svc(obj: Obj) -> None:
-            self._mark(self._dirty_services, _key(obj))
+            self._mark(self._dirty_services, object_key(obj))
 
         def slc(obj: Obj) -> None:
             key = slice_service_key(obj)
@@ -192,8 +187,9 @@ class ZoneWatcher:
     def _mark(self, dirty: set[str], key: str) -> None:
         dirty.add(key)
         if self._flush_handle is None and self.table.synced:
-            loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(FLUSH_DELAY, self.flush)
+            # on the loop's next turn: the events already read (a burst) make one rebuild,
+            # and a lone change is answered about 1 ms after its watch event
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
 
     async def run(self) -> None:
         for informer in (self.services, self.slices, self.namespaces):
@@ -204,8 +200,8 @@ class ZoneWatcher:
             self.namespaces.wait_for_sync(),
         )
         started = time.monotonic()
-        self._dirty_services = {_key(o) for o in self.services.list()}
-        self._dirty_namespaces = {_key(o) for o in self.namespaces.list()}
+        self._dirty_services = {object_key(o) for o in self.services.list()}
+        self._dirty_namespaces = {object_key(o) for o in self.namespaces.list()}
         self._apply_dirty()
         count = self.table.rebuild(self.view)
         self.table.synced = True
@@ -253,11 +249,6 @@ class ZoneWatcher:
             await informer.stop()
 
 
-def _key(obj: Obj) -> str:
-    m = obj.get("metadata") or {}
-    return f"{m['namespace']}/{m['name']}" if m.get("namespace") else str(m.get("name", ""))
-
-
 # -- metrics ---------------------------------------------------------------------------------
 @dataclass
 class Durations:
@@ -265,8 +256,7 @@ class Durations:
     total: float = 0.0
 
     def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
-        self.total += seconds
+        self.observe_many(seconds, 1)
 
     def observe_many(self, seconds: float, n: int) -> None:
         """n queries answered together, each waiting `seconds` for the batch."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ipaddress
 import logging
 import socket
 import struct
@@ -56,7 +55,7 @@ def sockaddr(raw: bytes | bytearray) -> tuple[str, int] | None:
     if family == socket.AF_INET:
         return socket.inet_ntop(socket.AF_INET, bytes(raw[4:8])), port
     if family == socket.AF_INET6:
-        return str(ipaddress.IPv6Address(bytes(raw[8:24]))), port
+        return socket.inet_ntop(socket.AF_INET6, bytes(raw[8:24])), port
     return None
 
 

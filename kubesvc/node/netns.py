@@ -129,7 +129,7 @@ def call_in_netns(netns: str | Path, fn: Callable[[], T]) -> T:
 
     def work() -> None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
                 if _libc.setns(fd, CLONE_NEWNET) != 0:
                     err = ctypes.get_errno()

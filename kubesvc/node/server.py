@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import fcntl
 import hmac
@@ -31,7 +30,6 @@ import ssl
 import struct
 import tempfile
 import termios
-import threading
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from kubesvc.node import netns as nsutil
 from kubesvc.node.view import PodRuntimeView, Sandbox
 
 log = logging.getLogger("kubesvc.node.server")
@@ -733,8 +732,6 @@ def _control(kind: int, flags: int, body: bytes) -> bytes:
 
 # -- port-forward ---------------------------------------------------------------------------
 
-CLONE_NEWNET = 0x40000000
-
 
 def _same_netns(netns: Path) -> bool:
     try:
@@ -767,28 +764,7 @@ def connect_in_netns(netns: Path, port: int, timeout: float = 10.0) -> socket.so
     calling thread), so no other thread of the agent changes namespace."""
     if _same_netns(netns):
         return _connect_local(port, timeout)
-    result: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            result["sock"] = _connect_local(port, timeout)
-        except OSError as e:
-            result["error"] = e
-
-    thread = threading.Thread(target=run, name=f"netns-dial-{port}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in result:
-        raise result["error"]
-    return result["sock"]
+    return nsutil.call_in_netns(netns, lambda: _connect_local(port, timeout))
 
 
 Dialer = Callable[[Sandbox, int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]

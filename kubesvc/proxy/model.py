@@ -7,9 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesvc.api.kinds import slice_service_key
+from kubesvc.client.informer import object_key
+
 PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 
 @dataclass(frozen=True)
@@ -137,11 +139,6 @@ def slice_endpoints(slc: Mapping[str, Any]) -> dict[str, list[Endpoint]]:
     return out
 
 
-def _service_key(obj: Mapping[str, Any], name: str | None = None) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace', '')}/{name if name is not None else meta.get('name', '')}"
-
-
 def merge_slices(
     service: str, ports: Iterable[ServicePort], slices: Iterable[Mapping[str, Any]]
 ) -> dict[str, tuple[Endpoint, ...]]:
@@ -175,7 +172,7 @@ class ChangeTracker:
         self._dirty: set[str] = set()
 
     def service(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
-        key = _service_key(obj)
+        key = object_key(obj)
         if deleted:
             self._objects.pop(key, None)
         else:
@@ -183,10 +180,8 @@ class ChangeTracker:
         self._dirty.add(key)
 
     def slice(self, obj: Mapping[str, Any], deleted: bool = False) -> None:
-        meta = obj.get("metadata") or {}
-        slice_key = _service_key(obj)
-        svc_name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        owner = _service_key(obj, svc_name) if svc_name and not deleted else None
+        slice_key = object_key(obj)
+        owner = None if deleted else slice_service_key(obj)
         previous = self._slice_owner.pop(slice_key, None)
         if previous is not None:  # also when the service-name label changed
             self._slices.get(previous, {}).pop(slice_key, None)

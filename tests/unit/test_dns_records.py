@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kubesvc.api.kinds import slice_service_key
 from kubesvc.dns.records import (
     Endpoint,
     Port,
@@ -19,7 +20,6 @@ from kubesvc.dns.records import (
     parse_service,
     parse_slice,
     service_records,
-    slice_service_key,
 )
 
 ZONE = Zone("cluster.local.", 5, 1)

@@ -55,37 +55,36 @@ class IptablesBackend:
 
     # -- Backend protocol ----------------------------------------------------------------
     async def sync(self, state: ProxyState, changed: frozenset[str] | None = None) -> None:
-        # `changed` is not needed: comparing fingerprints costs little next to a restore,
-        # which rewrites the whole filter table and KUBE-SERVICES on every sync anyway
-        del changed
+        # the proxier's `changed` ports are not used: comparing fingerprints costs little
+        # next to a restore, which rewrites the filter table and KUBE-SERVICES every time
         async with self._lock:
-            changed: set[str] | None = None
+            services: set[str] | None = None
             if not self._need_full and self._last is not None:
-                changed = r.changed_services(self._last, state)
+                services = r.changed_services(self._last, state)
             try:
-                if changed is None:
+                if services is None:
                     save = r.parse_save(await self._save("filter", "nat"))
                     existing = r.chains_in(save.get("nat", []))
                     have = r.present_jumps(save)
                     missing = [j for j in r.JUMP_RULES if (j.table, j.chain, j.target) not in have]
                     ruleset = r.build(state, None, existing_chains=existing, missing_jumps=missing)
                 else:
-                    ruleset = r.build(state, changed, existing_chains=self._chains)
+                    ruleset = r.build(state, services, existing_chains=self._chains)
                 await self._restore(ruleset.text)
             except BaseException:
                 # The kernel may hold anything now: rebuild everything next time.
                 self._need_full = True
                 raise
             self._last, self._chains, self._need_full = state, ruleset.active_chains, False
-            self.last_sync_full = changed is None
-            self.last_changed = frozenset(changed or ())
+            self.last_sync_full = services is None
+            self.last_changed = frozenset(services or ())
             self.last_input = ruleset.text
             log.debug(
                 "iptables sync",
                 extra={
                     "kv": {
-                        "full": changed is None,
-                        "changed": len(changed or ()),
+                        "full": services is None,
+                        "changed": len(services or ()),
                         "written": len(ruleset.written_chains),
                         "deleted": len(ruleset.deleted_chains),
                     }
