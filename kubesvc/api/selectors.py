@@ -97,21 +97,45 @@ def parse_label_selector(text: str) -> list[Requirement]:
     return reqs
 
 
-def labels_match(reqs: list[Requirement], labels: Mapping[str, str] | None) -> bool:
-    labels = labels or {}
+def labels_match(reqs: list[Requirement], labels: Any) -> bool:
+    """Whether `labels` satisfy every requirement. Labels that are not a map of strings
+    (a stored object may have anything there) are read as no labels at all."""
+    if labels.__class__ is not dict:
+        labels = {}
+    elif not all(v.__class__ is str for v in labels.values()):
+        labels = {k: v for k, v in labels.items() if v.__class__ is str}
     return all(r.matches(labels) for r in reqs)
 
 
-def selector_from_match_labels(selector: Mapping[str, Any] | None) -> list[Requirement]:
-    """A metav1.LabelSelector (matchLabels + matchExpressions) as requirements."""
+# what a selector that cannot be read selects: nothing (no value is in an empty set)
+MATCH_NOTHING = [Requirement("", "in", ())]
+
+
+def selector_from_match_labels(selector: Any) -> list[Requirement]:
+    """A metav1.LabelSelector (matchLabels + matchExpressions) as requirements; a selector
+    of the wrong shape selects nothing (MATCH_NOTHING)."""
     if not selector:
         return []
-    reqs = [Requirement(k, "=", (v,)) for k, v in (selector.get("matchLabels") or {}).items()]
+    if selector.__class__ is not dict:
+        return MATCH_NOTHING
+    match_labels = selector.get("matchLabels") or {}
+    expressions = selector.get("matchExpressions") or []
+    if match_labels.__class__ is not dict or expressions.__class__ is not list:
+        return MATCH_NOTHING
+    reqs = []
+    for k, v in match_labels.items():
+        if v.__class__ is not str:
+            return MATCH_NOTHING
+        reqs.append(Requirement(k, "=", (v,)))
     ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
-    for expr in selector.get("matchExpressions") or []:
-        op = ops.get(expr.get("operator", ""))
+    for expr in expressions:
+        if expr.__class__ is not dict:
+            return MATCH_NOTHING
+        op, key, values = ops.get(expr.get("operator")), expr.get("key"), expr.get("values") or ()
+        if key.__class__ is not str or values.__class__ not in (list, tuple):
+            return MATCH_NOTHING
         if op:
-            reqs.append(Requirement(expr["key"], op, tuple(expr.get("values") or ())))
+            reqs.append(Requirement(key, op, tuple(v for v in values if v.__class__ is str)))
     return reqs
 
 
@@ -178,9 +202,9 @@ def parse_field_selector(kind: str, text: str) -> list[FieldRequirement]:
 
 
 def _field_value(obj: Mapping[str, Any], path: str) -> str:
-    if path == "source":
-        return str((obj.get("source") or {}).get("component", ""))
     cur: Any = obj
+    if path == "source":
+        path = "source.component"
     for part in path.split("."):
         cur = cur.get(part) if isinstance(cur, Mapping) else None
     if cur is None:
@@ -210,7 +234,8 @@ def make_filter(
         return None
 
     def predicate(obj: Mapping[str, Any]) -> bool:
-        meta = obj.get("metadata") or {}
-        return labels_match(lreqs, meta.get("labels")) and fields_match(freqs, obj)
+        meta = obj.get("metadata")
+        labels = meta.get("labels") if meta.__class__ is dict else None  # type: ignore[union-attr]
+        return labels_match(lreqs, labels) and fields_match(freqs, obj)
 
     return predicate

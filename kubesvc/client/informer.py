@@ -5,6 +5,12 @@ are told; a dropped watch resumes from the last resourceVersion seen; 410 Expire
 error) makes it list again and reconcile the cache, telling handlers about what changed while
 it was away (deletes included). Handlers are plain functions and must not block: controllers
 only put keys on their queues there.
+
+An object the informer cannot use (no name, a transform or an optional kind check that
+raises `shape.Invalid`) is kept out of the cache, as if it had been deleted: handlers get a
+delete for the version they had, one log line is written per object revision, and the
+object comes back with its next usable revision. Nothing else stops: the rest of the list or
+watch goes on, and any failure of a list or watch is retried with back-off.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 import aiohttp
 
 from kubesvc.api.kinds import BY_KIND, Kind
+from kubesvc.client import shape
 from kubesvc.client.rest import ApiClient, ApiException
 
 log = logging.getLogger("kubesvc.informer")
@@ -33,9 +40,15 @@ IndexFn = Callable[[Obj], Iterable[str]]
 
 
 def object_key(obj: Obj) -> str:
-    m = obj.get("metadata") or {}
-    ns = m.get("namespace")
-    return f"{ns}/{m.get('name', '')}" if ns else str(m.get("name", ""))
+    """`namespace/name`, or `name` for cluster-scoped objects; "" when the object has no
+    usable name (such an object never enters an informer's cache)."""
+    m = obj.get("metadata") if obj.__class__ is dict else None
+    if m.__class__ is not dict:
+        return ""
+    name, ns = m.get("name"), m.get("namespace")  # type: ignore[union-attr]
+    if name.__class__ is not str or not name:
+        return ""
+    return f"{ns}/{name}" if ns and ns.__class__ is str else name  # type: ignore[no-any-return]
 
 
 def _interned(value: Any) -> Any:
@@ -85,6 +98,7 @@ class Informer:
         resync_period: float = 0.0,
         watch_timeout: int = 300,
         page_size: int = 500,
+        check: shape.Check | None = None,
     ) -> None:
         self.client = client
         self.page_size = page_size
@@ -93,6 +107,7 @@ class Informer:
         self.label_selector = label_selector
         self.field_selector = field_selector
         self.transform = transform
+        self.check = check  # runs before the transform; raises shape.Invalid
         self.resync_period = resync_period
         self.watch_timeout = watch_timeout
         self.cache: dict[str, Obj] = {}
@@ -102,6 +117,8 @@ class Informer:
         self._indices: dict[str, dict[str, set[str]]] = {}
         self._synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        # key -> resourceVersion of objects kept out of the cache (logged once per revision)
+        self.rejected: dict[str, str] = {}
 
     # -- cache access --------------------------------------------------------------------
     @property
@@ -121,7 +138,7 @@ class Informer:
         self._indexers[name] = fn
         index: dict[str, set[str]] = {}
         for key, obj in self.cache.items():
-            for value in fn(obj):
+            for value in self._index_values(name, fn, obj):
                 index.setdefault(value, set()).add(key)
         self._indices[name] = index
 
@@ -143,22 +160,84 @@ class Informer:
                 _call(on_add, obj)
 
     # -- cache mutation (cache first, then handlers) ----------------------------------------
+    def _index_values(self, name: str, fn: IndexFn, obj: Obj) -> Iterable[str]:
+        try:
+            return list(fn(obj))
+        except Exception as e:
+            log.warning(
+                "index function failed; object left out of the index",
+                extra={
+                    "kv": {
+                        "kind": self.kind.plural,
+                        "index": name,
+                        "object": shape.identity(obj),
+                        "error": repr(e),
+                    }
+                },
+            )
+            return ()
+
     def _index(self, key: str, old: Obj | None, new: Obj | None) -> None:
         for name, fn in self._indexers.items():
             index = self._indices[name]
-            for value in fn(old) if old is not None else ():
+            for value in self._index_values(name, fn, old) if old is not None else ():
                 keys = index.get(value)
                 if keys is not None:
                     keys.discard(key)
                     if not keys:
                         del index[value]
-            for value in fn(new) if new is not None else ():
+            for value in self._index_values(name, fn, new) if new is not None else ():
                 index.setdefault(value, set()).add(key)
 
-    def _upsert(self, obj: Obj, transformed: bool = False) -> None:
-        if self.transform is not None and not transformed:
-            obj = self.transform(obj)
+    def _ingest(self, raw: Obj) -> tuple[str, Obj | None]:
+        """(key, the object as cached) for a listed or watched object, or (key, None) when
+        it cannot be used (logged once per revision; key "" when it has no name)."""
+        key = object_key(raw)
+        try:
+            if not key:
+                raise shape.Invalid("required field is missing", ("metadata", "name"))
+            if self.check is not None:
+                self.check(raw)
+            obj = self.transform(raw) if self.transform is not None else raw
+        except Exception as e:
+            self._note_rejected(key, raw, e)
+            return key, None
+        if key in self.rejected:
+            del self.rejected[key]
+            log.info(
+                "object is usable again",
+                extra={"kv": {"kind": self.kind.plural, "object": shape.identity(raw)}},
+            )
+        return key, obj
+
+    def _note_rejected(self, key: str, raw: Any, error: Exception) -> None:
+        rv = shape.revision(raw)
+        seen = self.rejected.get(key or "?" + rv)
+        if seen == rv:
+            return
+        if len(self.rejected) > 10_000:  # nameless objects cannot be forgotten on delete
+            self.rejected.clear()
+        self.rejected[key or "?" + rv] = rv
+        why = str(error) if isinstance(error, shape.Invalid) else f"{type(error).__name__}: {error}"
+        log.warning(
+            "ignoring an object that cannot be used",
+            extra={"kv": {"kind": self.kind.plural, "object": shape.identity(raw), "error": why}},
+        )
+
+    def _upsert(self, obj: Obj) -> None:
+        """An object as a watch event brings it: cached when usable, else removed."""
+        key, cached = self._ingest(obj)
+        if cached is not None:
+            self._store(key, cached)
+        elif key:
+            self._drop(key)  # unusable now: gone for the consumers
+
+    def _remove(self, obj: Obj) -> None:
         key = object_key(obj)
+        self.rejected.pop(key, None)
+        self._drop(key)
+
+    def _store(self, key: str, obj: Obj) -> None:
         old = self.cache.get(key)
         self.cache[key] = obj
         self._index(key, old, obj)
@@ -169,8 +248,7 @@ class Informer:
             elif h.on_update is not None:
                 _call(h.on_update, old, obj)
 
-    def _remove(self, obj: Obj) -> None:
-        key = object_key(obj)
+    def _drop(self, key: str) -> None:
         old = self.cache.pop(key, None)
         if old is None:
             return
@@ -179,16 +257,19 @@ class Informer:
             if h.on_delete is not None:
                 _call(h.on_delete, old)
 
-    def _replace(self, items: list[Obj]) -> None:
-        """The cache becomes `items` (already transformed)."""
-        fresh = {object_key(o): o for o in items}
-        for key in [k for k in self.cache if k not in fresh]:
-            self._remove(self.cache[key])
+    def _replace(self, fresh: dict[str, Obj | None]) -> None:
+        """The cache becomes the usable objects of `fresh` (already transformed)."""
+        for key in [k for k in self.cache if fresh.get(k) is None]:
+            self._drop(key)
         for key, obj in fresh.items():
+            if obj is None:
+                continue
             old = self.cache.get(key)
             if old is not None and _rv(old) == _rv(obj):
                 continue
-            self._upsert(obj, transformed=True)
+            self._store(key, obj)
+        for key in [k for k in self.rejected if k not in fresh]:
+            del self.rejected[key]  # gone while we were away
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -217,13 +298,24 @@ class Informer:
                 log.info("watch expired; listing again", extra={"kv": {"kind": self.kind.plural}})
             except asyncio.CancelledError:
                 raise
-            except (ApiException, aiohttp.ClientError, OSError, ValueError, TimeoutError) as e:
+            except Exception as e:
+                # anything at all: an informer that stops is a consumer that never syncs
                 failures += 1
                 delay = min(30.0, 0.2 * 2 ** min(failures, 8))
-                log.warning(
-                    "list/watch failed; retrying",
-                    extra={"kv": {"kind": self.kind.plural, "error": str(e), "in": delay}},
-                )
+                if failures & (failures - 1) == 0:  # 1st, 2nd, 4th, 8th, ... failure
+                    known = (ApiException, aiohttp.ClientError, OSError, TimeoutError)
+                    error = str(e) if isinstance(e, known) else f"{type(e).__name__}: {e}"
+                    log.warning(
+                        "list/watch failed; retrying",
+                        extra={
+                            "kv": {
+                                "kind": self.kind.plural,
+                                "error": error,
+                                "in": delay,
+                                "failures": failures,
+                            }
+                        },
+                    )
                 await asyncio.sleep(delay)
 
     async def _list(self) -> None:
@@ -231,7 +323,7 @@ class Informer:
         next arrives, so a large list never holds every full object at once. The watch
         starts from the first page's resourceVersion (pages after it may be newer; the
         watch replays what changed meanwhile)."""
-        items: list[Obj] = []
+        fresh: dict[str, Obj | None] = {}
         resource_version, token = "", ""
         while True:
             body = await self.client.list(
@@ -243,13 +335,18 @@ class Informer:
                 continue_token=token,
             )
             page = body.get("items") or []
-            items += [self.transform(o) for o in page] if self.transform is not None else page
-            meta = body.get("metadata") or {}
-            resource_version = resource_version or meta.get("resourceVersion", "")
-            token = meta.get("continue") or ""
+            if not isinstance(page, list):
+                raise ValueError(f"list of {self.kind.plural}: items is not an array")
+            for raw in page:
+                key, obj = self._ingest(raw)
+                if key:
+                    fresh[key] = obj
+            meta = shape.meta(body)
+            resource_version = resource_version or shape.text(meta.get("resourceVersion"))
+            token = shape.text(meta.get("continue"))
             if not token:
                 break
-        self._replace(items)
+        self._replace(fresh)
         self.resource_version = resource_version
         self._synced.set()
 
@@ -287,7 +384,7 @@ class Informer:
 
 
 def _rv(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+    return shape.revision(obj)
 
 
 def _call(fn: Callable[..., None], *args: Obj) -> None:
@@ -300,9 +397,13 @@ def _call(fn: Callable[..., None], *args: Obj) -> None:
 class InformerFactory:
     """One informer per (kind, namespace, selectors) per process, shared by all users."""
 
-    def __init__(self, client: ApiClient, resync_period: float = 0.0) -> None:
+    def __init__(
+        self, client: ApiClient, resync_period: float = 0.0, *, checked: bool = False
+    ) -> None:
+        """`checked`: every informer runs its kind's `shape.check` on what it receives."""
         self.client = client
         self.resync_period = resync_period
+        self.checked = checked
         self._informers: dict[tuple[str, str | None, str, str], Informer] = {}
 
     def informer(
@@ -325,6 +426,7 @@ class InformerFactory:
                 field_selector=field_selector,
                 transform=transform,
                 resync_period=self.resync_period,
+                check=shape.checker(kind) if self.checked else None,
             )
             self._informers[key] = inf
         return inf

@@ -2,6 +2,11 @@
 
 A key is queued at most once; a key added while a worker processes it is queued again when
 that worker calls done(), so one key is never processed by two workers at once.
+
+A failed sync is retried with exponential back-off and logged on its 1st, 2nd, 4th, 8th, ...
+consecutive failure, so a key that keeps failing does not fill the log. A sync that raises
+`shape.Invalid` (the object itself cannot be used) is not retried: it is logged once per
+key and message, and the key comes back with the object's next change.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+
+from kubesvc.client.shape import Invalid
 
 log = logging.getLogger("kubesvc.workqueue")
 
@@ -26,6 +33,7 @@ class WorkQueue:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._wake = asyncio.Condition()
         self._shutdown = False
+        self._invalid: dict[str, str] = {}  # key -> the Invalid message last logged
 
     def __len__(self) -> int:
         return len(self._queue)
@@ -111,20 +119,31 @@ async def run_workers(
             try:
                 await sync(key)
                 queue.forget(key)
+                queue._invalid.pop(key, None)
             except asyncio.CancelledError:
                 raise
+            except Invalid as e:
+                queue.forget(key)
+                if queue._invalid.get(key) != str(e):
+                    queue._invalid[key] = str(e)
+                    log.warning(
+                        "object cannot be used; skipped until it changes",
+                        extra={"kv": {"queue": queue.name, "key": key, "error": str(e)}},
+                    )
             except Exception as e:
-                log.warning(
-                    "sync failed; will retry",
-                    extra={
-                        "kv": {
-                            "queue": queue.name,
-                            "key": key,
-                            "error": str(e) or type(e).__name__,
-                            "retries": queue.retries(key),
-                        }
-                    },
-                )
+                retries = queue.retries(key)
+                if retries & (retries + 1) == 0:  # failures 1, 2, 4, 8, ...
+                    log.warning(
+                        "sync failed; will retry",
+                        extra={
+                            "kv": {
+                                "queue": queue.name,
+                                "key": key,
+                                "error": str(e) or type(e).__name__,
+                                "retries": retries,
+                            }
+                        },
+                    )
                 queue.add_rate_limited(key)
             finally:
                 queue.done(key)
