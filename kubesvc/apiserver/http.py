@@ -12,13 +12,14 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesvc.api import errors, openapi, tables
+from kubesvc.api import bodies, errors, tables, typed
 from kubesvc.api.apply import default_manager
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, BY_PLURAL, Kind
 from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, patch_failed
 from kubesvc.api.selectors import make_filter, selector_from_match_labels
-from kubesvc.apiserver import negotiation
+from kubesvc.api.typed import TypeMismatch
+from kubesvc.apiserver import negotiation, offload
 from kubesvc.apiserver.objects import dumps
 from kubesvc.apiserver.proxy import PROXY_SUBRESOURCES, PodProxy
 from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
@@ -29,6 +30,12 @@ log = logging.getLogger("kubesvc.apiserver")
 BOOKMARK_INTERVAL = 10.0  # seconds between watch bookmarks when a client asks for them
 RETURNS_DELETED_OBJECT = {"Pod", "Service"}
 WRITE_BATCH = 256  # watch events joined into one write when a client falls behind
+MAX_WATCH_SECONDS = 24 * 3600
+# A watcher that has this many events waiting, and has not taken any for WATCH_STALL seconds,
+# is closed (as upstream's cacher terminates unresponsive watchers): its client re-lists
+# instead of the server buffering without bound.
+WATCH_BACKLOG = 1024
+WATCH_STALL = 5.0
 
 
 @dataclass(frozen=True)
@@ -135,17 +142,19 @@ class ResourceHandler:
 
     # -- reads ---------------------------------------------------------------------------
     async def _get(self, request: web.Request, t: Target) -> web.Response:
-        obj = await self.registry.get(t.kind, t.namespace, t.name or "")
         if t.subresource == "scale":
+            obj = await self.registry.get(t.kind, t.namespace, t.name or "")
             return json_response(to_scale(t.kind, obj))
         form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
         if form == negotiation.TABLE:
+            obj = await self.registry.get(t.kind, t.namespace, t.name or "")
             return json_response(
                 self._table(
                     request, t.kind, [obj], version, str(obj["metadata"]["resourceVersion"])
                 )
             )
-        return json_response(obj)
+        cached = await self.registry.get_cached(t.kind, t.namespace, t.name or "")
+        return web.Response(body=cached.json, content_type="application/json")
 
     async def _list(self, request: web.Request, t: Target) -> web.Response:
         predicate = make_filter(
@@ -153,7 +162,7 @@ class ResourceHandler:
             request.query.get("labelSelector", ""),
             request.query.get("fieldSelector", ""),
         )
-        limit = _int_param(request, "limit")
+        limit = max(_int_param(request, "limit"), 0)  # upstream: limit <= 0 means all
         items, rev, cont = await self.registry.list(
             t.kind, t.namespace, predicate, limit, request.query.get("continue", "")
         )
@@ -223,9 +232,12 @@ class ResourceHandler:
         return dumps(head)[:-1] + b',"rows":[' + b",".join(rows) + b"]}"
 
     # -- writes --------------------------------------------------------------------------
-    async def _body(self, request: web.Request) -> Any:
-        raw = await request.read()
-        return negotiation.decode_body(raw, request.headers.get("Content-Type", "application/json"))
+    async def _body(self, request: web.Request) -> bodies.Parsed:
+        raw = await read_body(request)
+        ctype = request.headers.get("Content-Type", "application/json")
+        return await offload.run(
+            len(raw) > offload.HEAVY_BYTES, negotiation.decode_body, raw, ctype
+        )
 
     def _options(self, request: web.Request, t: Target) -> WriteOptions:
         manager = request.query.get("fieldManager", "")
@@ -233,49 +245,27 @@ class ResourceHandler:
             raise errors.bad_request("fieldManager: Too long: may not be more than 128 bytes")
         if not manager:
             manager = default_manager(request.headers.get("User-Agent", ""))
-        return WriteOptions(_dry_run(request), manager, t.subresource)
+        return WriteOptions(
+            _dry_run(request),
+            manager,
+            t.subresource,
+            heavy=request.content_length is not None
+            and request.content_length > offload.HEAVY_BYTES,
+        )
 
-    def _check_object(self, request: web.Request, t: Target, obj: Any) -> list[str]:
-        """Type/kind checks and field validation; returns warnings."""
-        if not isinstance(obj, dict):
-            raise errors.bad_request("the body of the request must be a JSON object")
-        api_version, kind = obj.get("apiVersion"), obj.get("kind")
-        if kind and kind != t.kind.kind:
-            raise errors.bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API version ({t.kind.api_version})"  # noqa: E501 (upstream wording)
-                if api_version and api_version != t.kind.api_version
-                else f'{kind} in version "{t.kind.version}" cannot be handled as a {t.kind.kind}: '
-                f'no kind "{kind}" is registered for version "{t.kind.api_version}"'
-            )
-        if api_version and api_version != t.kind.api_version:
-            raise errors.bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API version ({t.kind.api_version})"  # noqa: E501 (upstream wording)
-            )
-        obj["apiVersion"], obj["kind"] = t.kind.api_version, t.kind.kind
-        if not isinstance(obj.get("metadata", {}), dict):
-            raise errors.bad_request("metadata must be an object")
-        return self._field_validation(request, t, obj)
-
-    def _field_validation(self, request: web.Request, t: Target, obj: dict[str, Any]) -> list[str]:
-        mode = request.query.get("fieldValidation", "Warn")
-        if mode not in ("Ignore", "Warn", "Strict"):
-            raise errors.bad_request(
-                f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'  # noqa: E501 (upstream wording)
-            )
-        if mode == "Ignore":
-            openapi.prune_unknown(t.kind.api_version, t.kind.kind, obj)
-            return []
-        unknown = openapi.unknown_fields(t.kind.api_version, t.kind.kind, obj)
-        if not unknown:
-            return []
-        if mode == "Strict":
-            raise errors.bad_request(openapi.strict_message(unknown))
-        openapi.prune_unknown(t.kind.api_version, t.kind.kind, obj)
-        return [f'unknown field "{f.lstrip(".")}"' for f in unknown]
+    async def _decoded_object(
+        self, request: web.Request, t: Target
+    ) -> tuple[dict[str, Any], list[str]]:
+        """The body decoded into the kind's schema, and the field-validation warnings."""
+        mode = _field_validation(request)
+        parsed = await self._body(request)
+        heavy = request.content_length is not None and (
+            request.content_length > offload.HEAVY_BYTES
+        )
+        return await offload.run(heavy, decode_object, t.kind, parsed, mode)
 
     async def _create(self, request: web.Request, t: Target) -> web.Response:
-        obj = await self._body(request)
-        warnings = self._check_object(request, t, obj)
+        obj, warnings = await self._decoded_object(request, t)
         body_ns = (obj.get("metadata") or {}).get("namespace")
         if t.kind.namespaced:
             if not t.namespace:
@@ -286,14 +276,14 @@ class ResourceHandler:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"  # noqa: E501 (upstream wording)
                 )
-        created = await self.registry.create(t.kind, t.namespace, obj, self._options(request, t))
-        return json_response(created, 201, warnings)
+        opts = self._options(request, t)
+        created = await self.registry.create(t.kind, t.namespace, obj, opts)
+        return await object_response(created, 201, warnings, opts.heavy)
 
     async def _update(self, request: web.Request, t: Target) -> web.Response:
-        obj = await self._body(request)
         if t.subresource == "scale":
-            return await self._update_scale(request, t, obj)
-        warnings = self._check_object(request, t, obj)
+            return await self._update_scale(request, t, await self._body(request))
+        obj, warnings = await self._decoded_object(request, t)
         body_ns = (obj.get("metadata") or {}).get("namespace")
         if t.kind.namespaced and body_ns and body_ns != t.namespace:
             raise errors.bad_request(
@@ -303,7 +293,7 @@ class ResourceHandler:
         if t.subresource == "finalize":
             opts.subresource = ""
         stored, created = await self.registry.update(t.kind, t.namespace, t.name or "", obj, opts)
-        return json_response(stored, 201 if created else 200, warnings)
+        return await object_response(stored, 201 if created else 200, warnings, opts.heavy)
 
     async def _patch(self, request: web.Request, t: Target) -> web.Response:
         ctype = negotiation.content_type(request.headers.get("Content-Type", ""))
@@ -318,33 +308,31 @@ class ResourceHandler:
                     "application/strategic-merge-patch+json",
                 ],
             )
-        body = await self._body(request)
-        if t.subresource == "scale":
-            return await self._patch_scale(request, t, patch_type, body)
-        opts = self._options(request, t)
-        if patch_type == "apply":
-            if not request.query.get("fieldManager"):
-                raise errors.bad_request("PATCH requests must specify a fieldManager for apply")
-            if isinstance(body, dict):
-                self._check_object(request, t, body)
+        mode = _field_validation(request)
         force = _flag(request, "force")
         if force and patch_type != "apply":
             raise errors.bad_request(
                 "force: Invalid value: true: may not be specified for non-apply patch"
             )
+        if patch_type == "apply" and not request.query.get("fieldManager"):
+            raise errors.bad_request("PATCH requests must specify a fieldManager for apply")
+        parsed = await self._body(request)
+        body = parsed.value
+        if t.subresource == "scale":
+            return await self._patch_scale(request, t, patch_type, body)
+        opts = self._options(request, t)
+        opts.field_validation = mode
+        if patch_type == "apply":
+            body = await offload.run(opts.heavy, decode_apply, t.kind, parsed)
+        else:
+            check_patch_body(patch_type, body)
         stored, created = await self.registry.patch(
             t.kind, t.namespace, t.name or "", patch_type, body, opts, force
         )
-        warnings = []
-        if patch_type != "apply" and request.query.get("fieldValidation") in ("Strict", "Warn"):
-            unknown = openapi.unknown_fields(t.kind.api_version, t.kind.kind, stored)
-            warnings = [f'unknown field "{f.lstrip(".")}"' for f in unknown]
-        return json_response(stored, 201 if created else 200, warnings)
+        return await object_response(stored, 201 if created else 200, opts.warnings, opts.heavy)
 
     async def _bind(self, request: web.Request, t: Target) -> web.Response:
-        binding = await self._body(request)
-        if not isinstance(binding, dict):
-            raise errors.bad_request("the body of the request must be a JSON object")
+        binding = decode_as("v1", "Binding", await self._body(request), "Ignore").obj
         node = ((binding.get("target") or {}).get("name")) or ""
         if not node:
             raise errors.invalid_error(
@@ -354,9 +342,8 @@ class ResourceHandler:
         status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"}
         return json_response({**status, "code": 201}, 201)
 
-    async def _update_scale(self, request: web.Request, t: Target, scale: Any) -> web.Response:
-        if not isinstance(scale, dict):
-            raise errors.bad_request("the body of the request must be a JSON object")
+    async def _update_scale(self, request: web.Request, t: Target, parsed: Any) -> web.Response:
+        scale = decode_as("autoscaling/v1", "Scale", parsed, "Ignore").obj
         replicas = (scale.get("spec") or {}).get("replicas", 0)
         return await self._set_replicas(
             request, t, replicas, (scale.get("metadata") or {}).get("resourceVersion")
@@ -384,6 +371,7 @@ class ResourceHandler:
         self, request: web.Request, t: Target, replicas: Any, rv: str | None
     ) -> web.Response:
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            replicas = replicas if _is_json_scalar(replicas) else str(replicas)
             raise errors.invalid_error(
                 "Scale",
                 "autoscaling",
@@ -401,13 +389,12 @@ class ResourceHandler:
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
         options: dict[str, Any] = {}
-        raw = await request.read()
+        raw = await read_body(request)
         if raw.strip():
-            body = negotiation.decode_body(
+            parsed = negotiation.decode_body(
                 raw, request.headers.get("Content-Type", "application/json")
             )
-            if isinstance(body, dict):
-                options.update(body)
+            options.update(decode_as("v1", "DeleteOptions", parsed, "Ignore").obj)
         for name in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
             if name in request.query:
                 value: Any = request.query[name]
@@ -481,7 +468,9 @@ class ResourceHandler:
         rv = request.query.get("resourceVersion", "")
         send_initial = request.query.get("sendInitialEvents", "").lower() == "true"
         bookmarks = _flag(request, "allowWatchBookmarks")
-        timeout = _int_param(request, "timeoutSeconds") or random.randint(1800, 3600)
+        timeout = min(max(_int_param(request, "timeoutSeconds"), 0), MAX_WATCH_SECONDS) or (
+            random.randint(1800, 3600)
+        )
         form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
         initial: list[Cached] = []
         if rv in ("", "0") or send_initial:
@@ -556,6 +545,12 @@ class _EventWriter:
             "BOOKMARK", {"kind": self.kind.kind, "apiVersion": self.kind.api_version, "metadata": m}
         )
 
+    def abort(self) -> None:
+        """Drop the connection: the client re-lists, the server frees its buffers."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.close()
+
     async def error(self, err: ApiError) -> None:
         await self.resp.write(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
 
@@ -564,21 +559,30 @@ async def _pump(
     events: Any, writer: _EventWriter, timeout: float, bookmarks: bool, registry: Registry
 ) -> None:
     """Copy store events to the client until the timeout, sending bookmarks when idle.
-    Events that are already waiting go out in one write."""
-    queue: asyncio.Queue[tuple[str, Cached] | BaseException | None] = asyncio.Queue()
+    Events that are already waiting go out in one write. A client that stops reading is
+    disconnected once WATCH_BACKLOG events wait for it for WATCH_STALL seconds."""
+    queue: asyncio.Queue[tuple[str, Cached] | BaseException | None] = asyncio.Queue(WATCH_BACKLOG)
 
     async def reader() -> None:
         try:
             async for item in events:
-                queue.put_nowait(item)
-            queue.put_nowait(None)
+                try:
+                    await asyncio.wait_for(queue.put(item), WATCH_STALL)
+                except TimeoutError:
+                    log.warning(
+                        "closing a watch that stopped reading",
+                        extra={"kv": {"kind": writer.kind.plural, "backlog": queue.qsize()}},
+                    )
+                    writer.abort()
+                    return
+            await queue.put(None)
         except ApiError as e:
-            queue.put_nowait(e)
+            await queue.put(e)
         except asyncio.CancelledError:
             raise
         except Exception as e:  # keep the stream's end explicit
             log.exception("watch failed")
-            queue.put_nowait(e)
+            await queue.put(e)
 
     task = asyncio.create_task(reader())
     loop = asyncio.get_running_loop()
@@ -613,7 +617,7 @@ async def _pump(
             if isinstance(item, BaseException):
                 await writer.error(errors.internal(str(item)))
                 return
-    except (ConnectionResetError, asyncio.CancelledError):
+    except (ConnectionError, asyncio.CancelledError):
         pass
     finally:
         task.cancel()
@@ -621,6 +625,149 @@ async def _pump(
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await asyncio.gather(aclose(), return_exceptions=True)
+
+
+# -- decoding ------------------------------------------------------------------------------
+
+_TYPE_META = (
+    'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; '
+    'Kind string "json:\\"kind,omitempty\\"" }'
+)
+MAX_PATCH_DEPTH = typed.MAX_FREE_FORM_DEPTH + 50  # the deepest schema path plus free-form
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body; one that cannot be read as its Content-Encoding says is a 400."""
+    try:
+        return await request.read()
+    except web.HTTPException:
+        raise
+    except (ValueError, OSError, EOFError) as e:  # zlib.error is not one of these
+        raise errors.bad_request(f"unable to read the request body: {_one_line(e)}") from None
+    except Exception as e:
+        if type(e).__module__.startswith(("zlib", "aiohttp", "brotli")):
+            raise errors.bad_request(f"unable to read the request body: {_one_line(e)}") from None
+        raise
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _field_validation(request: web.Request) -> str:
+    mode = request.query.get("fieldValidation", "Warn") or "Warn"
+    if mode not in ("Ignore", "Warn", "Strict"):
+        raise errors.bad_request(
+            f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'  # noqa: E501 (upstream wording)
+        )
+    return mode
+
+
+def _sniff_type_meta(value: Any) -> None:
+    """Upstream reads apiVersion and kind first; a body that has no such shape fails there."""
+    if not isinstance(value, dict):
+        raise errors.bad_request(
+            "couldn't get version/kind; json parse error: json: cannot unmarshal "
+            f"{typed.json_kind(value)} into Go value of type {_TYPE_META}"
+        )
+    for name in ("apiVersion", "kind"):
+        v = value.get(name)
+        if v is not None and not isinstance(v, str):
+            raise errors.bad_request(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal "
+                f"{typed.json_kind(v)} into Go struct field .{name} of type string"
+            )
+
+
+def decode_as(api_version: str, kind: str, parsed: bodies.Parsed, mode: str) -> typed.Decoded:
+    """A body decoded into a kind's schema, with upstream's errors; strict decoding errors
+    (unknown and duplicate fields) fail in Strict mode and are left to the caller otherwise."""
+    _sniff_type_meta(parsed.value)
+    try:
+        decoded = typed.decode(api_version, kind, parsed.value, parsed.duplicates)
+    except TypeMismatch as e:
+        raise errors.bad_request(typed.cannot_handle(api_version, kind, e)) from None
+    strict = decoded.strict_errors()
+    if strict and mode == "Strict":
+        raise errors.bad_request("strict decoding error: " + ", ".join(strict))
+    return decoded
+
+
+def _check_type_meta(kind: Kind, obj: dict[str, Any]) -> None:
+    api_version, name = obj.get("apiVersion"), obj.get("kind")
+    mismatch = f"the API version in the data ({api_version}) does not match the expected API version ({kind.api_version})"  # noqa: E501 (upstream wording)
+    if name and name != kind.kind:
+        raise errors.bad_request(
+            mismatch
+            if api_version and api_version != kind.api_version
+            else f'{name} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+            f'no kind "{name}" is registered for version "{kind.api_version}"'
+        )
+    if api_version and api_version != kind.api_version:
+        raise errors.bad_request(mismatch)
+
+
+def decode_object(kind: Kind, parsed: bodies.Parsed, mode: str) -> tuple[dict[str, Any], list[str]]:
+    """A create/update body: type meta checked, decoded, unknown fields pruned; returns the
+    object and the Warning texts."""
+    _sniff_type_meta(parsed.value)
+    _check_type_meta(kind, parsed.value)
+    decoded = decode_as(kind.api_version, kind.kind, parsed, mode)
+    obj = decoded.obj
+    obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+    return obj, decoded.strict_errors() if mode == "Warn" else []
+
+
+def decode_apply(kind: Kind, parsed: bodies.Parsed) -> dict[str, Any]:
+    """A server-side apply configuration, decoded like an object (unknown fields dropped)."""
+    value = parsed.value
+    if not isinstance(value, dict):
+        raise errors.bad_request("the apply patch must be an object")
+    _sniff_type_meta(value)
+    _check_type_meta(kind, value)
+    try:
+        decoded = typed.decode(kind.api_version, kind.kind, value, parsed.duplicates)
+    except TypeMismatch as e:
+        group_version = kind.api_version if "/" in kind.api_version else "/" + kind.api_version
+        raise errors.bad_request(
+            f"failed to create typed patch object ({group_version}, Kind={kind.kind}): {e}"
+        ) from None
+    obj = decoded.obj
+    obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+    return obj
+
+
+def check_patch_body(patch_type: str, body: Any) -> None:
+    """Upstream's bounds on a patch before it is applied."""
+    if patch_type == "json" and isinstance(body, list) and len(body) > MAX_JSON_PATCH_OPS:
+        raise ApiError(
+            413,
+            "RequestEntityTooLarge",
+            f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPS}, "
+            f"got {len(body)}",
+        )
+    if not typed.within_depth(body, MAX_PATCH_DEPTH):
+        raise errors.bad_request(f"the patch is nested more than {MAX_PATCH_DEPTH} levels deep")
+
+
+MAX_JSON_PATCH_OPS = 10_000
+
+
+def _is_json_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+async def object_response(
+    obj: dict[str, Any], status: int, warnings: list[str], heavy: bool
+) -> web.Response:
+    """An object as a response; large ones are encoded off the loop."""
+    if not heavy:
+        return json_response(obj, status, warnings)
+    body = await offload.run(True, dumps, obj)
+    resp = web.Response(body=body, status=status, content_type="application/json")
+    for w in warnings:
+        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+    return resp
 
 
 def list_response(kind: Kind, items: list[Cached], rev: int, cont: str) -> web.Response:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any
 
-import yaml
-
-from kubesvc.api import protobuf
+from kubesvc.api import bodies, protobuf
 from kubesvc.api.errors import ApiError, bad_request
 
 TABLE = "Table"
@@ -68,12 +64,12 @@ def content_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
 
 
-def decode_body(raw: bytes, ctype: str) -> Any:
+def decode_body(raw: bytes, ctype: str) -> bodies.Parsed:
     """Decode a request body; malformed input is a 400 Status, never a crash."""
     ctype = content_type(ctype)
     if ctype == "application/vnd.kubernetes.protobuf":
         try:
-            return protobuf.decode_body(raw)
+            return bodies.Parsed(protobuf.decode_body(raw))
         except ValueError as e:
             raise bad_request(str(e)) from None
     if not raw.strip():
@@ -82,29 +78,13 @@ def decode_body(raw: bytes, ctype: str) -> Any:
         )
     if ctype in ("application/yaml", "application/apply-patch+yaml"):
         try:
-            docs = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise bad_request(f"error converting YAML to JSON: {_one_line(e)}") from None
-        return _jsonable(docs)
+            return bodies.Parsed(bodies.parse_yaml(raw))
+        except bodies.BodyError as e:
+            raise bad_request(str(e)) from None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise bad_request(f"couldn't get version/kind; json parse error: {_one_line(e)}") from None
-
-
-def _one_line(e: Exception) -> str:
-    return " ".join(str(e).split())
-
-
-def _jsonable(value: Any) -> Any:
-    """YAML can produce dates, sets and non-string keys; the API speaks JSON only."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
+        return bodies.parse_json(raw)
+    except bodies.BodyError as e:
+        raise bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
 
 def unsupported_media(ctype: str, accepted: list[str]) -> ApiError:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +35,29 @@ def meta(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    """Compact JSON. Never NaN/Infinity (not JSON) and never invalid UTF-8, whatever an old or
+    hand-written stored object holds: those values become null and U+FFFD."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, UnicodeEncodeError):
+        return json.dumps(
+            _sanitized(obj), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _sanitized(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_sanitized(k): _sanitized(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_sanitized(v) for v in value]
+    return value
 
 
 def without_volatile(obj: dict[str, Any]) -> dict[str, Any]:

@@ -13,23 +13,24 @@ import json
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from kubesvc.api import apply as ssa
-from kubesvc.api import errors
+from kubesvc.api import errors, typed
 from kubesvc.api.defaults import apply_defaults
 from kubesvc.api.errors import ApiError, FieldError
 from kubesvc.api.kinds import BY_KIND, Kind
 from kubesvc.api.patch import (
     PatchError,
+    go_format,
     json_merge_patch,
     json_patch,
     patch_failed,
     strategic_merge_patch,
 )
 from kubesvc.api.validation import validate, validate_status_update
-from kubesvc.apiserver import strategies
+from kubesvc.apiserver import offload, strategies
 from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.store.base import KeyExists, KeyNotFound, KeyValue, RevisionMismatch
@@ -43,6 +44,11 @@ class Cached:
     obj: dict[str, Any]
     _json: bytes | None = None
     _partial: bytes | None = None
+    size: int = 0  # bytes in the store
+
+    @property
+    def heavy(self) -> bool:
+        return self.size > offload.HEAVY_BYTES
 
     @property
     def json(self) -> bytes:
@@ -67,6 +73,11 @@ class WriteOptions:
     dry_run: bool = False
     manager: str = ""
     subresource: str = ""
+    # for patches: how unknown and duplicate fields of the result are treated ("" = not
+    # checked), and the warnings that produced
+    field_validation: str = ""
+    warnings: list[str] = field(default_factory=list)
+    heavy: bool = False  # a large body: CPU work runs off the event loop
 
 
 def key_for(kind: Kind, namespace: str | None, name: str) -> str:
@@ -95,14 +106,20 @@ class Registry:
             return hit
         obj = json.loads(kv.value)
         meta(obj)["resourceVersion"] = str(kv.mod_revision)
-        hit = Cached(kv.mod_revision, obj)
+        hit = Cached(kv.mod_revision, obj, size=len(kv.value))
         self._cache[kv.key] = hit
         return hit
 
-    def _remember(self, kv: KeyValue, obj: dict[str, Any]) -> dict[str, Any]:
-        """Cache what was just written without decoding it again."""
-        obj["metadata"]["resourceVersion"] = str(kv.mod_revision)
-        self._cache[kv.key] = Cached(kv.mod_revision, obj)
+    def _remember(
+        self, kv: KeyValue, obj: dict[str, Any], template: bytes | None = None
+    ) -> dict[str, Any]:
+        """Cache what was just written without decoding it again. `template` is the object's
+        JSON with a placeholder for the resourceVersion (large objects are encoded off the
+        loop, before the write, so no watcher encodes them on it)."""
+        rv = str(kv.mod_revision)
+        obj["metadata"]["resourceVersion"] = rv
+        encoded = template.replace(_RV_PLACEHOLDER, rv.encode()) if template else None
+        self._cache[kv.key] = Cached(kv.mod_revision, obj, encoded, size=len(kv.value))
         return obj
 
     @staticmethod
@@ -119,6 +136,13 @@ class Registry:
 
     async def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any]:
         return (await self._get_cached(kind, namespace, name)).obj
+
+    async def get_cached(self, kind: Kind, namespace: str | None, name: str) -> Cached:
+        """The object with its encoded JSON (encoded off the loop when large)."""
+        cached = await self._get_cached(kind, namespace, name)
+        if cached._json is None:
+            await offload.run(cached.heavy, _encoded, cached)
+        return cached
 
     async def try_get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
         kv = await self.store.get(key_for(kind, namespace, name))
@@ -172,9 +196,8 @@ class Registry:
             m.pop(volatile, None)
         m["uid"] = str(uuid.uuid4())
         m["creationTimestamp"] = now_rfc3339()
-        strategies.prepare_for_create(kind, obj)
-        apply_defaults(kind.kind, obj)
-        errs = validate(kind.kind, obj)
+        heavy = opts.heavy
+        errs = await offload.run(heavy, _prepare_create, kind, obj)
         if errs and not _only_allocatable(kind, errs):
             raise _invalid(kind, m["name"], errs)
         taken = None
@@ -184,12 +207,22 @@ class Registry:
             if errs:
                 self.allocator.undo(taken)
                 raise _invalid(kind, m["name"], errs)
-        if opts.manager:
-            ssa.update_managed_fields(kind.kind, None, obj, opts.manager, "Update", now_rfc3339())
-        if opts.dry_run:
-            return obj
         try:
-            kv = await self.store.create(key_for(kind, namespace, m["name"]), _encode(obj))
+            if opts.manager:
+                await offload.run(
+                    heavy,
+                    ssa.update_managed_fields,
+                    kind.kind,
+                    None,
+                    obj,
+                    opts.manager,
+                    "Update",
+                    now_rfc3339(),
+                )
+            if opts.dry_run:
+                return obj
+            data, template = await offload.run(heavy, _encode_for_store, obj, heavy)
+            kv = await self.store.create(key_for(kind, namespace, m["name"]), data)
         except KeyExists:
             if taken:
                 self.allocator.undo(taken)
@@ -198,7 +231,7 @@ class Registry:
             if taken:
                 self.allocator.undo(taken)
             raise
-        return self._remember(kv, obj)
+        return self._remember(kv, obj, template)
 
     async def _check_namespace_open(self, namespace: str) -> None:
         ns_kind = BY_KIND["Namespace"]
@@ -254,14 +287,8 @@ class Registry:
         new = _typed(kind, new)
         if kind.namespaced:
             new["metadata"]["namespace"] = namespace
-        strategies.prepare_for_update(kind, new, old, opts.subresource)
-        if kind.kind == "Service" and not opts.subresource:
-            strategies.service_update_fixups(new, old)
-        apply_defaults(kind.kind, new)
-        if opts.subresource == "status":
-            errs = validate_status_update(kind.kind, new, old)
-        else:
-            errs = validate(kind.kind, new, old)
+        heavy = opts.heavy or current.heavy
+        errs = await offload.run(heavy, _prepare_update, kind, new, old, opts.subresource)
         if errs and not _only_allocatable(kind, errs):
             raise _invalid(kind, name, errs)
         strategies.bump_generation(kind, new, old)
@@ -272,11 +299,25 @@ class Registry:
             if errs:
                 self.allocator.undo(taken)
                 raise _invalid(kind, name, errs)
-        if opts.manager and not managed_done:
-            ssa.update_managed_fields(
-                kind.kind, old, new, opts.manager, "Update", now_rfc3339(), opts.subresource
-            )
-        if without_volatile(new) == without_volatile(old):
+        try:
+            if opts.manager and not managed_done:
+                await offload.run(
+                    heavy,
+                    ssa.update_managed_fields,
+                    kind.kind,
+                    old,
+                    new,
+                    opts.manager,
+                    "Update",
+                    now_rfc3339(),
+                    opts.subresource,
+                )
+            unchanged = await offload.run(heavy, _same, new, old)
+        except BaseException:
+            if taken:
+                self.allocator.undo(taken)
+            raise
+        if unchanged:
             if taken:
                 self.allocator.undo(taken)
             return old  # no-op: no new resourceVersion
@@ -291,16 +332,19 @@ class Registry:
         ):
             return await self._delete_now(kind, namespace, name, current.mod_revision, old)
         try:
-            kv = await self.store.update(
-                key_for(kind, namespace, name), _encode(new), current.mod_revision
-            )
+            data, template = await offload.run(heavy, _encode_for_store, new, heavy)
+            kv = await self.store.update(key_for(kind, namespace, name), data, current.mod_revision)
         except (RevisionMismatch, KeyNotFound):
             if taken:
                 self.allocator.undo(taken)
             raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED) from None
+        except BaseException:
+            if taken:
+                self.allocator.undo(taken)
+            raise
         if kind.kind == "Service":
             self.allocator.release_unused(old, new)
-        return self._remember(kv, new)
+        return self._remember(kv, new, template)
 
     async def patch(
         self,
@@ -320,28 +364,18 @@ class Registry:
         if kv is None:
             raise errors.not_found_error(kind.plural, kind.group, name)
         current = self.decode(kv)
-        original = copy.deepcopy(current.obj)
-        try:
-            if patch_type == "json":
-                if not isinstance(body, list):
-                    raise PatchError("json patch must be a list of operations")
-                patched = json_patch(original, body)
-            elif not isinstance(body, dict):
-                raise PatchError("patch body must be a JSON object")
-            elif patch_type == "merge":
-                patched = json_merge_patch(original, body)
-            else:
-                patched = strategic_merge_patch(kind.kind, original, body)
-        except PatchError as e:
-            raise patch_failed(e) from None
-        if not isinstance(patched, dict):
-            raise errors.bad_request("patch did not produce an object")
-        pm = meta(patched)
+        heavy = opts.heavy or current.heavy
+        patched = await offload.run(
+            heavy, _patched, kind, current.obj, patch_type, body, opts.field_validation
+        )
+        opts.warnings.extend(patched.warnings)
+        obj = patched.obj
+        pm = meta(obj)
         wanted_rv = pm.get("resourceVersion")
         if wanted_rv and wanted_rv != current.obj["metadata"]["resourceVersion"]:
             raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED)
         pm["name"] = name
-        return await self._write_update(kind, namespace, current, patched, opts), False
+        return await self._write_update(kind, namespace, current, obj, opts), False
 
     async def _apply(
         self,
@@ -361,11 +395,14 @@ class Registry:
         am["name"] = name
         if not opts.manager:
             raise errors.bad_request("PATCH requests must specify a fieldManager for apply")
-        live = self.decode(kv).obj if kv else None
+        current = self.decode(kv) if kv else None
+        live = current.obj if current else None
         try:
-            new = ssa.apply_patch(
+            new = await offload.run(
+                opts.heavy or bool(current and current.heavy),
+                _apply_patch,
                 kind.kind,
-                copy.deepcopy(live) if live else None,
+                live,
                 applied,
                 opts.manager,
                 force,
@@ -604,6 +641,93 @@ def _typed(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
     out = {"apiVersion": kind.api_version, "kind": kind.kind}
     out.update((k, v) for k, v in obj.items() if k not in out)
     return out
+
+
+# Pure steps of a write, run on the loop or (for large objects) in offload's worker.
+
+
+def _prepare_create(kind: Kind, obj: dict[str, Any]) -> list[FieldError]:
+    strategies.prepare_for_create(kind, obj)
+    apply_defaults(kind.kind, obj)
+    return validate(kind.kind, obj)
+
+
+def _prepare_update(
+    kind: Kind, new: dict[str, Any], old: dict[str, Any], subresource: str
+) -> list[FieldError]:
+    strategies.prepare_for_update(kind, new, old, subresource)
+    if kind.kind == "Service" and not subresource:
+        strategies.service_update_fixups(new, old)
+    apply_defaults(kind.kind, new)
+    if subresource == "status":
+        return validate_status_update(kind.kind, new, old)
+    return validate(kind.kind, new, old)
+
+
+def _same(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    return without_volatile(new) == without_volatile(old)
+
+
+def _apply_patch(
+    kind: str, live: dict[str, Any] | None, applied: dict[str, Any], *args: Any
+) -> dict[str, Any]:
+    return ssa.apply_patch(kind, copy.deepcopy(live) if live else None, applied, *args)
+
+
+def _encoded(cached: Cached) -> bytes:
+    return cached.json
+
+
+_RV_PLACEHOLDER = ("rv-" + uuid.uuid4().hex).encode()
+
+
+def _encode_for_store(obj: dict[str, Any], template: bool) -> tuple[bytes, bytes | None]:
+    """The stored bytes, and (for large objects) the served JSON with a placeholder for the
+    resourceVersion the write will get."""
+    data = _encode(obj)
+    if not template:
+        return data, None
+    m = obj["metadata"]
+    served = dict(obj)
+    served["metadata"] = {**m, "resourceVersion": _RV_PLACEHOLDER.decode()}
+    return data, dumps(served)
+
+
+@dataclass
+class _Patched:
+    obj: dict[str, Any]
+    warnings: list[str]
+
+
+def _patched(
+    kind: Kind, current: dict[str, Any], patch_type: str, body: Any, validation: str
+) -> _Patched:
+    """Apply a json, merge or strategic patch and decode the result into the kind's schema,
+    with upstream's errors (422 `patch: Invalid value` for a result of the wrong type)."""
+    original = copy.deepcopy(current)
+    try:
+        if patch_type == "json":
+            result = json_patch(original, body)
+        elif not isinstance(body, dict):
+            raise PatchError("patch body must be a JSON object")
+        elif patch_type == "merge":
+            result = json_merge_patch(original, body)
+        else:
+            result = strategic_merge_patch(kind.kind, original, body)
+    except PatchError as e:
+        raise patch_failed(e) from None
+    if not isinstance(result, dict):
+        raise errors.bad_request("patch did not produce an object")
+    result["apiVersion"], result["kind"] = kind.api_version, kind.kind
+    try:
+        decoded = typed.decode(kind.api_version, kind.kind, result)
+    except typed.TypeMismatch as e:
+        shown = go_format(body) if patch_type == "strategic" else dumps(result).decode()
+        raise errors.invalid_error("", "", "", [errors.invalid("patch", shown, str(e))]) from None
+    strict = decoded.strict_errors()
+    if strict and validation == "Strict":
+        raise errors.bad_request("strict decoding error: " + ", ".join(strict))
+    return _Patched(decoded.obj, strict if validation == "Warn" else [])
 
 
 def _encode(obj: dict[str, Any]) -> bytes:

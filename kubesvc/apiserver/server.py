@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hmac
 import ipaddress
 import logging
+import re
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ from kubesvc.store.sqlite import SQLiteStore
 log = logging.getLogger("kubesvc.apiserver")
 
 MAX_BODY = 3 * 1024 * 1024
+REQUEST_TIMEOUT = 60.0  # seconds, as kube-apiserver's --request-timeout
+METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/livez", "/readyz"}
 SEED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
@@ -250,6 +254,10 @@ class ApiServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
+            if request.method not in METHODS:
+                raise errors.method_not_allowed(
+                    "the server does not allow this method on the requested resource"
+                )
             if request.path not in PUBLIC_PATHS and not self._authenticated(request):
                 return json_response(
                     {
@@ -263,7 +271,19 @@ class ApiServer:
                     },
                     401,
                 )
-            return await handler(request)
+            if _long_running(request):
+                return await handler(request)
+            try:
+                async with asyncio.timeout(_request_timeout(request)):
+                    return await handler(request)
+            except TimeoutError:
+                raise ApiError(
+                    504,
+                    "Timeout",
+                    "Timeout: request did not complete within requested timeout - "
+                    "context deadline exceeded",
+                    {},
+                ) from None
         except ApiError as e:
             return json_response(e.status(), e.code)
         except web.HTTPRequestEntityTooLarge:
@@ -282,8 +302,10 @@ class ApiServer:
 
     def _authenticated(self, request: web.Request) -> bool:
         assert self.creds is not None
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer ") and auth[7:].strip() == self.creds.token:
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.creds.token.encode()
+        ):
             return True
         transport = request.transport
         ssl_obj = transport.get_extra_info("ssl_object") if transport else None
@@ -342,6 +364,26 @@ class ApiServer:
             if doc is not None:
                 return web.Response(body=doc, content_type="application/json")
         raise _not_found()
+
+
+def _long_running(request: web.Request) -> bool:
+    """Watches, exec, attach, port-forward and proxy streams have no request timeout."""
+    if request.query.get("watch", "").lower() in ("true", "1"):
+        return True
+    parts = request.path.strip("/").split("/")
+    return "watch" in parts[:4] or parts[-1] in ("exec", "attach", "portforward", "proxy", "log")
+
+
+def _request_timeout(request: web.Request) -> float:
+    """?timeout= (a Go duration such as 30s) shortens the default of 60 s, never lengthens it."""
+    raw = request.query.get("timeout", "")
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", raw)
+    if m:
+        scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+        seconds = float(m.group(1)) * scale
+        if seconds > 0:
+            return min(seconds, REQUEST_TIMEOUT)
+    return REQUEST_TIMEOUT
 
 
 def _not_found() -> ApiError:

@@ -368,9 +368,7 @@ def test_messages() -> None:
 
 
 def test_committed_data_matches_generator() -> None:
-    kubernetes = pytest.importorskip("kubernetes")
-    if kubernetes.__version__ != "37.0.2":
-        pytest.skip("data generated from kubernetes 37.0.2")
+    # the test extra pins the client's major version the data was generated from (37)
     spec = importlib.util.spec_from_file_location("gen_openapi", ROOT / "tools" / "gen_openapi.py")
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
