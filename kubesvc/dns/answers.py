@@ -21,8 +21,10 @@ dnspython parses the queries the fast path declines.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
+import logging
 import socket
 import struct
 from collections.abc import Iterable
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from kubesvc.dns.records import REVERSE_ZONES, Record, Zone, ZoneView
+
+log = logging.getLogger("kubesvc.dns")
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV, OPT, ANY = 1, 2, 5, 6, 12, 16, 28, 33, 41, 255
 IN = 1
@@ -247,6 +251,7 @@ class AnswerTable:
         self._view: ZoneView | None = None
         self._refs: dict[str, tuple[str, ...]] = {}  # name -> names its answers include
         self._dependents: dict[str, set[str]] = {}  # reverse of _refs
+        self._unrenderable: set[str] = set()  # names logged as left out
         self._origins = [(name_wire(o), o) for o in (zone.domain, *REVERSE_ZONES)]
         self._cluster_wire = self._origins[0][0]
         self._nxdomain = {o: template_entry(NXDOMAIN, zone.soa(o)) for _, o in self._origins}
@@ -271,7 +276,17 @@ class AnswerTable:
             for name in list(todo):
                 todo |= self._dependents.get(name, set())
         for name in todo:
-            self._build_name(view, name)
+            try:
+                self._build_name(view, name)
+            except ValueError as e:  # no wire form (e.g. longer than 255 octets): left out
+                with contextlib.suppress(ValueError):
+                    self._forget(name)
+                if name not in self._unrenderable:
+                    self._unrenderable.add(name)
+                    log.warning(
+                        "name left out of the zone",
+                        extra={"kv": {"name": name[:300], "error": str(e)}},
+                    )
         return len(todo)
 
     def _forget(self, name: str) -> None:

@@ -10,9 +10,13 @@ headless service without ready endpoints).
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubesvc.client.shape import Invalid
 
 SCHEMA_VERSION = "1.1.0"
 REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
@@ -90,41 +94,141 @@ def absolute(name: str) -> str:
 
 
 # -- reading API objects ---------------------------------------------------------------------
+# Objects are read as the API defines them; one that is not (a stored object can hold
+# anything) raises shape.Invalid, and the server then leaves it out of the zone. What is
+# accepted always renders: names are DNS labels, addresses parse, ports fit 16 bits.
+LABEL = re.compile(r"[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?\Z")
+_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+
+
+def _get(obj: Any, name: str, cls: type, default: Any, path: tuple[str, ...] = ()) -> Any:
+    """obj[name] if it is a `cls`, `default` when absent or null, else Invalid."""
+    value = obj.get(name)
+    if value is None:
+        return default
+    if value.__class__ is not cls:
+        raise Invalid(f"expected {cls.__name__}, got {type(value).__name__}", (*path, name))
+    return value
+
+
+def _label(value: str, path: tuple[str, ...]) -> str:
+    if not LABEL.match(value):
+        raise Invalid(f"not a DNS label: {value[:70]!r}", path)
+    return value
+
+
+def _ip(value: Any, path: tuple[str, ...]) -> str:
+    if value.__class__ is str:
+        try:
+            _pton(_AF_INET6 if ":" in value else _AF_INET, value)
+            return value  # type: ignore[no-any-return]
+        except OSError:
+            pass
+    raise Invalid(f"not an IP address: {str(value)[:70]!r}", path)
+
+
+_pton, _AF_INET, _AF_INET6 = socket.inet_pton, socket.AF_INET, socket.AF_INET6
+
+
+def _hostname(value: str, path: tuple[str, ...]) -> str:
+    """An ExternalName target: labels of a DNS name, 253 characters at most."""
+    name = value.strip().rstrip(".")
+    if not name or len(name) > 253 or not all(LABEL.match(p) for p in name.split(".")):
+        raise Invalid(f"not a DNS name: {value[:70]!r}", path)
+    return absolute(name)
+
+
+def _ports(obj: Any, path: tuple[str, ...], *, optional_number: bool) -> tuple[Port, ...]:
+    out = []
+    for i, p in enumerate(_get(obj, "ports", list, (), path)):
+        at = (*path, "ports", f"[{i}]")
+        if p.__class__ is not dict:
+            raise Invalid("expected object", at)
+        name = _get(p, "name", str, "", at)
+        if name:
+            _label(name, (*at, "name"))
+        protocol = _get(p, "protocol", str, "TCP", at)
+        if protocol not in _PROTOCOLS:
+            raise Invalid(f"unsupported protocol {protocol[:20]!r}", (*at, "protocol"))
+        number = p.get("port")
+        if number is None and optional_number:
+            continue  # a slice port without a number: all ports (nothing DNS can name)
+        if number.__class__ is not int or not 0 <= number <= 65535:
+            raise Invalid("expected a port number (integer 0-65535)", (*at, "port"))
+        out.append(Port(name, protocol, number))
+    return tuple(out)
+
+
 def parse_service(obj: Mapping[str, Any]) -> Service | None:
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    ns, name = meta.get("namespace") or "", meta.get("name") or ""
+    """The Service as the zone holds it; None when it belongs to no namespace; raises
+    shape.Invalid when the object is not a usable Service."""
+    if obj.__class__ is not dict:
+        raise Invalid("expected object")
+    meta = _get(obj, "metadata", dict, {})
+    spec = _get(obj, "spec", dict, {})
+    ns = _get(meta, "namespace", str, "", ("metadata",))
+    name = _get(meta, "name", str, "", ("metadata",))
     if not ns or not name:
         return None
-    ports = tuple(
-        Port(p.get("name") or "", p.get("protocol") or "TCP", int(p.get("port") or 0))
-        for p in spec.get("ports") or []
-    )
-    if spec.get("type") == "ExternalName":
-        target = spec.get("externalName") or ""
-        return Service(ns, name, external_name=absolute(target) if target else "", ports=ports)
-    ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP") or ""] if ip]
+    _label(ns, ("metadata", "namespace"))
+    _label(name, ("metadata", "name"))
+    ports = _ports(spec, ("spec",), optional_number=False)
+    if _get(spec, "type", str, "", ("spec",)) == "ExternalName":
+        target = _get(spec, "externalName", str, "", ("spec",))
+        external = _hostname(target, ("spec", "externalName")) if target.strip() else ""
+        return Service(ns, name, external_name=external, ports=ports)
+    ips = _get(spec, "clusterIPs", list, None, ("spec",))
+    if not ips:
+        ips = [_get(spec, "clusterIP", str, "", ("spec",))]
+    ips = [ip for ip in ips if ip != ""]
     if not ips or ips == ["None"]:
         return Service(ns, name, headless=True, ports=ports)
-    return Service(ns, name, cluster_ips=tuple(ips), ports=ports)
+    checked = tuple(_ip(ip, ("spec", "clusterIPs", f"[{i}]")) for i, ip in enumerate(ips))
+    return Service(ns, name, cluster_ips=checked, ports=ports)
 
 
 def parse_slice(obj: Mapping[str, Any]) -> list[Endpoint]:
     """Ready endpoints of one EndpointSlice (CoreDNS skips not-ready ones; a Service that
-    publishes not-ready addresses gets them marked ready by the slice controller)."""
-    if obj.get("addressType", "IPv4") not in ("IPv4", "IPv6"):
+    publishes not-ready addresses gets them marked ready by the slice controller); raises
+    shape.Invalid when the object is not a usable EndpointSlice."""
+    if obj.__class__ is not dict:
+        raise Invalid("expected object")
+    address_type = _get(obj, "addressType", str, "IPv4")
+    if address_type not in ("IPv4", "IPv6"):
         return []
-    ports = tuple(
-        Port(p.get("name") or "", p.get("protocol") or "TCP", int(p["port"]))
-        for p in obj.get("ports") or []
-        if p.get("port") is not None
-    )
+    ports = _ports(obj, (), optional_number=True)
+    v6 = address_type == "IPv6"
     out = []
-    for ep in obj.get("endpoints") or []:
-        if (ep.get("conditions") or {}).get("ready") is False:
-            continue
-        for ip in (ep.get("addresses") or [])[:1]:
-            out.append(Endpoint(ip, (ep.get("hostname") or "").lower(), ports))
+    for i, ep in enumerate(_get(obj, "endpoints", list, ())):
+        # the hot loop of a zone build: the checks of _get, written out
+        at = ("endpoints", f"[{i}]")
+        if ep.__class__ is not dict:
+            raise Invalid("expected object", at)
+        ready = True
+        cond = ep.get("conditions")
+        if cond is not None:
+            if cond.__class__ is not dict:
+                raise Invalid("expected dict", (*at, "conditions"))
+            ready = _get(cond, "ready", bool, True, (*at, "conditions"))
+        addresses = ep.get("addresses") or ()
+        if addresses.__class__ is not list and addresses != ():
+            raise Invalid("expected list", (*at, "addresses"))
+        hostname = ep.get("hostname") or ""
+        if hostname:
+            if hostname.__class__ is not str:
+                raise Invalid("expected str", (*at, "hostname"))
+            _label(hostname, (*at, "hostname"))
+        for ip in addresses:
+            if ip.__class__ is not str or (":" in ip) != v6:
+                raise Invalid(
+                    f"not an {address_type} address: {str(ip)[:70]!r}", (*at, "addresses")
+                )
+            try:
+                _pton(_AF_INET6 if v6 else _AF_INET, ip)
+            except OSError:
+                raise Invalid(f"not an IP address: {ip[:70]!r}", (*at, "addresses")) from None
+        if ready and addresses:
+            out.append(Endpoint(addresses[0], hostname.lower(), ports))
     return out
 
 

@@ -24,12 +24,15 @@ from typing import Any, cast
 from aiohttp import web
 
 from kubesvc.api.kinds import SERVICE_NAME_LABEL, slice_service_key
+from kubesvc.client import shape
 from kubesvc.client.informer import Informer, Obj, object_key
 from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.client.rest import ApiClient
+from kubesvc.dns import records
 from kubesvc.dns.answers import FORWARD, AnswerTable, Reply
 from kubesvc.dns.records import (
     Endpoint,
+    Service,
     Zone,
     ZoneView,
     absolute,
@@ -48,6 +51,7 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 TCP_IDLE_TIMEOUT = 10.0  # seconds, as CoreDNS's read timeout
 UPSTREAM_TIMEOUT = 2.0
 UDP_RCVBUF = 4 << 20
+INITIAL_SYNC_RETRY, MAX_SYNC_RETRY = 0.5, 30.0  # seconds between attempts at the first build
 # CoreDNS's request duration buckets: exponential from 250 us
 DURATION_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
 RCODE_NAMES = {
@@ -114,43 +118,34 @@ def in_cluster_access() -> ClusterAccess:
 
 
 # -- informer transforms: keep only what answers need ----------------------------------------
+# Each transform reads the object into the zone's model (CoreDNS's object/ conversion); one
+# that cannot be read raises shape.Invalid and the informer keeps it out (one log line per
+# revision), so a broken object never reaches the zone and never stops a sync.
 def _meta(obj: Obj, *, labels: tuple[str, ...] = ()) -> dict[str, Any]:
-    m = obj.get("metadata") or {}
-    out = {k: m[k] for k in ("name", "namespace", "resourceVersion") if k in m}
-    kept = {k: v for k, v in (m.get("labels") or {}).items() if k in labels}
-    if kept:
-        out["labels"] = kept
+    m = shape.meta(obj)
+    out = {k: m[k] for k in ("name", "namespace", "resourceVersion") if m.get(k).__class__ is str}
+    have = m.get("labels")
+    if have.__class__ is dict:
+        kept = {k: v for k in labels if (v := have.get(k)).__class__ is str}
+        if kept:
+            out["labels"] = kept
     return out
 
 
 def slim_service(obj: Obj) -> Obj:
-    spec = obj.get("spec") or {}
-    keep = ("type", "clusterIP", "clusterIPs", "externalName")
-    slim_spec: dict[str, Any] = {k: spec[k] for k in keep if k in spec}
-    slim_spec["ports"] = [
-        {k: p[k] for k in ("name", "protocol", "port") if k in p} for p in spec.get("ports") or []
-    ]
-    return {"metadata": _meta(obj), "spec": slim_spec}
+    return {"metadata": _meta(obj), "dns": parse_service(obj)}
 
 
 def slim_slice(obj: Obj) -> Obj:
-    return {
-        "metadata": _meta(obj, labels=(SERVICE_NAME_LABEL,)),
-        "addressType": obj.get("addressType", "IPv4"),
-        "ports": obj.get("ports") or [],
-        "endpoints": [
-            {
-                "addresses": (ep.get("addresses") or [])[:1],
-                "hostname": ep.get("hostname") or "",
-                "conditions": {"ready": (ep.get("conditions") or {}).get("ready")},
-            }
-            for ep in obj.get("endpoints") or []
-        ],
-    }
+    return {"metadata": _meta(obj, labels=(SERVICE_NAME_LABEL,)), "dns": tuple(parse_slice(obj))}
 
 
 def slim_namespace(obj: Obj) -> Obj:
-    return {"metadata": _meta(obj)}
+    m = _meta(obj)
+    name = m.get("name", "")
+    if not records.LABEL.match(name):
+        raise shape.Invalid(f"not a DNS label: {name[:70]!r}", ("metadata", "name"))
+    return {"metadata": m}
 
 
 # -- keeping the table current ---------------------------------------------------------------
@@ -167,6 +162,7 @@ class ZoneWatcher:
         self._dirty_services: set[str] = set()
         self._dirty_namespaces: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
+        self._flush_failures = 0
         self._wire_handlers()
 
     def _wire_handlers(self) -> None:
@@ -179,7 +175,7 @@ class ZoneWatcher:
                 self._mark(self._dirty_services, key)
 
         def ns(obj: Obj) -> None:
-            self._mark(self._dirty_namespaces, (obj.get("metadata") or {}).get("name", ""))
+            self._mark(self._dirty_namespaces, object_key(obj))
 
         for informer, fn in ((self.services, svc), (self.slices, slc), (self.namespaces, ns)):
             informer.add_handler(fn, lambda old, new, fn=fn: (fn(old), fn(new)), fn)  # type: ignore[misc]
@@ -192,6 +188,8 @@ class ZoneWatcher:
             self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
 
     async def run(self) -> None:
+        """Start the informers and build the zone once they have listed; a build that fails
+        is tried again with back-off (the server answers SERVFAIL in the zone until then)."""
         for informer in (self.services, self.slices, self.namespaces):
             informer.start()
         await asyncio.gather(
@@ -199,11 +197,20 @@ class ZoneWatcher:
             self.slices.wait_for_sync(),
             self.namespaces.wait_for_sync(),
         )
-        started = time.monotonic()
-        self._dirty_services = {object_key(o) for o in self.services.list()}
-        self._dirty_namespaces = {object_key(o) for o in self.namespaces.list()}
-        self._apply_dirty()
-        count = self.table.rebuild(self.view)
+        delay = INITIAL_SYNC_RETRY
+        while True:
+            started = time.monotonic()
+            try:
+                self._dirty_services = {object_key(o) for o in self.services.list()}
+                self._dirty_namespaces = {object_key(o) for o in self.namespaces.list()}
+                self._apply_dirty()
+                count = self.table.rebuild(self.view)
+                break
+            except Exception:
+                log.exception("dns zone build failed; retrying", extra={"kv": {"in": delay}})
+                self.view = ZoneView(self.table.zone)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_SYNC_RETRY)
         self.table.synced = True
         log.info(
             "dns zone built",
@@ -217,7 +224,20 @@ class ZoneWatcher:
             changed = self._apply_dirty()
             self.table.rebuild(self.view, changed)
         except Exception:
-            log.exception("dns zone update failed")
+            # not expected (what the zone holds was checked when it arrived); rebuilding
+            # everything later, with back-off, beats serving a zone that stopped changing
+            self._flush_failures += 1
+            n = self._flush_failures
+            delay = min(INITIAL_SYNC_RETRY * 2 ** min(n, 8), MAX_SYNC_RETRY)
+            if n & (n - 1) == 0:
+                log.exception("dns zone update failed; rebuilding", extra={"kv": {"in": delay}})
+            self._dirty_services |= {object_key(o) for o in self.services.list()}
+            self._dirty_services |= {s[4:] for s in self.view.sources() if s.startswith("svc:")}
+            self._dirty_namespaces |= {object_key(o) for o in self.namespaces.list()}
+            loop = asyncio.get_running_loop()
+            self._flush_handle = loop.call_later(delay, self.flush)  # type: ignore[assignment]
+            return
+        self._flush_failures = 0
 
     def _apply_dirty(self) -> set[str]:
         changed: set[str] = set()
@@ -225,13 +245,13 @@ class ZoneWatcher:
         dirty, self._dirty_services = self._dirty_services, set()
         for key in dirty:
             obj = self.services.get(key)
-            svc = parse_service(obj) if obj is not None else None
+            svc: Service | None = obj["dns"] if obj is not None else None
             if svc is None:
                 changed |= self.view.remove_source(service_source(key))
                 continue
             eps: list[Endpoint] = []
             for slc in self.slices.by_index("service", key):
-                eps += parse_slice(slc)
+                eps += slc["dns"]
             changed |= self.view.set_source(service_source(key), service_records(svc, eps, zone))
         namespaces, self._dirty_namespaces = self._dirty_namespaces, set()
         for ns in namespaces:
