@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -23,6 +24,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from kubesvc.client import shape
 from kubesvc.client.informer import Informer, Obj
 from kubesvc.node import netns as nsutil
 from kubesvc.proxy import model
@@ -30,7 +32,9 @@ from kubesvc.proxy.metrics import Metrics
 
 log = logging.getLogger("kubesvc.proxy")
 
-METRICS_PORT = 10249
+# upstream's --metrics-bind-address default: loopback (of the node's namespace), since the
+# endpoint has no authentication; `metrics_url` tells how to read it from the host
+METRICS_ADDRESS, METRICS_PORT = "127.0.0.1", 10249
 TRIGGER_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"
 
 
@@ -99,8 +103,9 @@ class Proxier:
     ) -> None:
         record(obj, deleted)
         self.metrics.count_change(kind)
-        trigger = ((obj.get("metadata") or {}).get("annotations") or {}).get(TRIGGER_ANNOTATION)
-        if trigger:
+        annotations = shape.meta(obj).get("annotations")
+        trigger = annotations.get(TRIGGER_ANNOTATION) if annotations.__class__ is dict else None  # type: ignore[union-attr]
+        if trigger and trigger.__class__ is str:
             with contextlib.suppress(ValueError):
                 # RFC 3339, with or without fractional seconds (Go's RFC3339Nano)
                 self._pending_triggers.append(datetime.fromisoformat(trigger).timestamp())
@@ -211,7 +216,12 @@ class Proxier:
             return
         self._health[port] = (runner, service)
 
-    async def serve_metrics(self, host: str, port: int = METRICS_PORT) -> web.AppRunner | None:
+    async def serve_metrics(
+        self, host: str = METRICS_ADDRESS, port: int = METRICS_PORT
+    ) -> web.AppRunner | None:
+        """/metrics and /healthz on host:port inside the node's namespace (loopback unless
+        told otherwise: read them with `read_metrics`)."""
+
         async def metrics(_request: web.Request) -> web.Response:
             return web.Response(text=self.metrics.render(), content_type="text/plain")
 
@@ -239,6 +249,26 @@ class Proxier:
             await runner.cleanup()
         self._health.clear()
         self.backend.close()
+
+
+def read_metrics(
+    netns: str | None, path: str = "/metrics", port: int = METRICS_PORT, timeout: float = 5.0
+) -> str:
+    """GET a path of a proxy's metrics server from this host: the connection is made inside
+    the node's namespace (`netns`), where the server listens on loopback."""
+    sock = nsutil.socket_in_netns(netns) if netns else socket.socket()
+    with sock:
+        sock.settimeout(timeout)
+        sock.connect((METRICS_ADDRESS, port))
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: {METRICS_ADDRESS}\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1:2]
+    if status != [b"200"]:
+        raise OSError(f"metrics server answered {head[:60]!r}")
+    return body.decode()
 
 
 def conntrack_deletions(
