@@ -30,6 +30,8 @@ RETAIN_KEYS = "$retainKeys"
 SET_ELEMENT_ORDER = "$setElementOrder/"
 DELETE_FROM_PRIMITIVE_LIST = "$deleteFromPrimitiveList/"
 
+# kube-apiserver's --json-patch-max-copy-bytes default (jsonpatch.AccumulatedCopySizeLimit)
+MAX_COPY_BYTES = 3 * 1024 * 1024
 ERR_RETAIN_KEYS = "invalid patch format of retainKeys"
 ERR_SET_ELEMENT_ORDER = "invalid patch format of setElementOrder list"
 ERR_LIST_OF_LISTS = "lists of lists are not supported"
@@ -128,6 +130,7 @@ def json_patch(original: dict, ops: list) -> dict:
             f"json: cannot unmarshal {_json_kind(ops)} into Go value of type jsonpatch.Patch", 400
         )
     doc: Any = copy.deepcopy(original)
+    copied = 0
     for op in ops:
         if not isinstance(op, dict):
             raise PatchError(
@@ -135,10 +138,41 @@ def json_patch(original: dict, ops: list) -> dict:
                 "jsonpatch.Operation",
                 400,
             )
+        if op.get("op") == "copy":
+            copied += _copy_size(doc, op.get("from"), MAX_COPY_BYTES - copied)
+            if copied > MAX_COPY_BYTES:
+                raise PatchError(
+                    "Unable to complete the copy, the accumulated size increase of copy is "
+                    f"{copied}, exceeding the limit {MAX_COPY_BYTES}"
+                )
         doc = _json_patch_op(doc, op)
     if not isinstance(doc, dict):
         raise PatchError("the patched document is not a JSON object", 422)
     return doc
+
+
+def _copy_size(doc: Any, source: Any, budget: int) -> int:
+    """The JSON size of what a copy operation duplicates (evanphx counts the raw bytes). Stops
+    counting once past budget, so measuring a huge value costs no more than the limit."""
+    if not isinstance(source, str):
+        return 0
+    node = doc
+    for part in _pointer_parts(source, "from", "copy") if source else []:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return 0  # the operation itself reports the missing path
+    size = 0
+    for chunk in _ENCODER.iterencode(node):
+        size += len(chunk)
+        if size > budget:
+            break
+    return size
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _json_kind(value: Any) -> str:

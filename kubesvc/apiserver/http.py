@@ -326,6 +326,12 @@ class ResourceHandler:
             body = await offload.run(opts.heavy, decode_apply, t.kind, parsed)
         else:
             check_patch_body(patch_type, body)
+            # copies can grow a small object up to MAX_COPY_BYTES: work of a large body
+            opts.heavy = opts.heavy or (
+                patch_type == "json"
+                and isinstance(body, list)
+                and any(isinstance(op, dict) and op.get("op") == "copy" for op in body)
+            )
         stored, created = await self.registry.patch(
             t.kind, t.namespace, t.name or "", patch_type, body, opts, force
         )

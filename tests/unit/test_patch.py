@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from kubesvc.api import mergekeys
-from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, strategic_merge_patch
+from kubesvc.api.patch import (
+    MAX_COPY_BYTES,
+    PatchError,
+    json_merge_patch,
+    json_patch,
+    strategic_merge_patch,
+)
 
 
 def make_service(**spec: Any) -> dict:
@@ -555,3 +561,22 @@ def test_json_patch_rejects_non_list() -> None:
     with pytest.raises(PatchError) as info:
         json_patch(DOC, {"op": "add"})  # type: ignore[arg-type]
     assert info.value.code == 400
+
+
+def test_json_patch_copies_are_bounded_in_accumulated_size() -> None:
+    # each copy doubles the annotations: 25 of them would make 3 GB
+    doc = {"metadata": {"annotations": {"a": "x" * 100}}}
+    ops = [
+        {"op": "copy", "from": "/metadata/annotations", "path": f"/metadata/annotations/k{i}"}
+        for i in range(25)
+    ]
+    with pytest.raises(PatchError) as e:
+        json_patch(doc, ops)
+    assert e.value.code == 422
+    assert e.value.message.startswith(
+        "Unable to complete the copy, the accumulated size increase of copy is "
+    )
+    assert e.value.message.endswith(f"exceeding the limit {MAX_COPY_BYTES}")
+    # a few copies stay within the limit
+    small = json_patch(doc, ops[:3])
+    assert set(small["metadata"]["annotations"]) == {"a", "k0", "k1", "k2"}
