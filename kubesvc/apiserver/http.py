@@ -31,6 +31,7 @@ BOOKMARK_INTERVAL = 10.0  # seconds between watch bookmarks when a client asks f
 RETURNS_DELETED_OBJECT = {"Pod", "Service"}
 WRITE_BATCH = 256  # watch events joined into one write when a client falls behind
 MAX_WATCH_SECONDS = 24 * 3600
+YIELD_EVERY = 1000  # rows or objects a long list handles before letting other requests in
 # A watcher that has this many events waiting, and has not taken any for WATCH_STALL seconds,
 # is closed (as upstream's cacher terminates unresponsive watchers): its client re-lists
 # instead of the server buffering without bound.
@@ -168,7 +169,7 @@ class ResourceHandler:
         )
         form, version = negotiation.wanted_form(request.headers.get("Accept", ""))
         if form == negotiation.TABLE:
-            body = self._table_list(request, t.kind, items, version, str(rev), cont)
+            body = await self._table_list(request, t.kind, items, version, str(rev), cont)
             return web.Response(body=body, content_type="application/json")
         if form == negotiation.PARTIAL:
             body = {
@@ -201,7 +202,7 @@ class ResourceHandler:
             "rows": rows,
         }
 
-    def _table_list(
+    async def _table_list(
         self,
         request: web.Request,
         kind: Kind,
@@ -211,11 +212,14 @@ class ResourceHandler:
         cont: str,
     ) -> bytes:
         """A Table for a list, assembled from each object's cached metadata JSON: lists of
-        thousands of rows spend their time in cells, not in re-encoding metadata."""
+        thousands of rows spend their time in cells, not in re-encoding metadata. Long lists
+        let other requests in every YIELD_EVERY rows."""
         include = request.query.get("includeObject", "Metadata")
         now = datetime.now(UTC)
         rows = []
-        for c in items:
+        for i, c in enumerate(items):
+            if i and not i % YIELD_EVERY:
+                await asyncio.sleep(0)
             cells = dumps(tables.row_cells(kind.kind, c.obj, now))
             if include == "Object":
                 rows.append(b'{"cells":' + cells + b',"object":' + c.json + b"}")

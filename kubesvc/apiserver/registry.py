@@ -7,6 +7,7 @@ resourceVersion filled in, so lists and watches never decode twice.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import json
@@ -163,10 +164,18 @@ class Registry:
             rev, start_key = _parse_continue(continue_token)
         items: list[Cached] = []
         next_token = ""
+        decoded = 0
         for kv in kvs:
             if start_key and kv.key <= start_key:
                 continue
-            cached = self.decode(kv)
+            hit = self._cache.get(kv.key)
+            if hit is not None and hit.mod_revision == kv.mod_revision:
+                cached = hit
+            else:  # after a restart: decoding thousands of objects, let others in now and then
+                cached = self.decode(kv)
+                decoded += 1
+                if not decoded % 500:
+                    await asyncio.sleep(0)
             if predicate is not None and not predicate(cached.obj):
                 continue
             if limit and len(items) >= limit:
