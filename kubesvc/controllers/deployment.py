@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kubesvc.client import shape
 from kubesvc.client.informer import Obj, object_key
 from kubesvc.client.rest import ApiException
+from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 from kubesvc.controllers.replicaset import (
@@ -157,14 +159,13 @@ def int_or_percent(value: Any, total: int, round_up: bool) -> int:
     """intstr.GetScaledValueFromIntOrPercent."""
     if value is None:
         return 0
-    if isinstance(value, bool):
-        raise ValueError(f"invalid value for IntOrString: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise Invalid(f"invalid value for IntOrString: {value!r:.40}")
     if isinstance(value, int):
         return value
-    text = str(value)
-    if not text.endswith("%"):
-        raise ValueError("invalid value for IntOrString: invalid type: string is not a percentage")
-    scaled = int(text[:-1]) * total / 100
+    if not value.endswith("%") or not value[:-1].isdigit():
+        raise Invalid("invalid value for IntOrString: invalid type: string is not a percentage")
+    scaled = int(value[:-1]) * total / 100
     return math.ceil(scaled) if round_up else math.floor(scaled)
 
 
@@ -1121,7 +1122,8 @@ class DeploymentController(Controller):
         existing = self.rs_informer.get(f"{ns}/{_name(rs)}")
         if existing is None:
             existing = await self.client.get("ReplicaSet", ns, _name(rs))
-        ref = podutil.controller_ref(existing)
+        # one the informer keeps out (it cannot be read) is a collision like any other
+        ref = None if shape.problem("ReplicaSet", existing) else podutil.controller_ref(existing)
         if (
             ref is not None
             and ref.get("uid") == _uid(d)

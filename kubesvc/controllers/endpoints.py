@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from kubesvc.client import shape
 from kubesvc.client.informer import Obj, object_key
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers import endpointutil as eu
@@ -319,7 +320,7 @@ class EndpointsController(Controller):
             return
         try:
             if existing is None:
-                await self.client.create("Endpoints", ns, obj)
+                await self._create(ns or "", name, obj)
             else:
                 await self.client.update("Endpoints", obj)
         except ApiException as e:
@@ -330,6 +331,28 @@ class EndpointsController(Controller):
             typed = {"apiVersion": "v1", "kind": "Endpoints", **obj}
             self.recorder.event(typed, "Warning", reason, f"Failed to {what} {ns}/{name}: {e}")
             raise
+
+    async def _create(self, ns: str, name: str, obj: Obj) -> None:
+        """Create the Endpoints; when one exists that the informer keeps out (it cannot be
+        read), it is this controller's object all the same: replace it."""
+        try:
+            await self.client.create("Endpoints", ns, obj)
+        except ApiException as e:
+            if (
+                e.status != 409
+                or e.reason != "AlreadyExists"
+                or self.endpoints.get(object_key(obj))
+            ):
+                raise
+            current = await self.client.get("Endpoints", ns, name)
+            rv = shape.revision(current)
+            log.info(
+                "replacing Endpoints that cannot be read",
+                extra={"kv": {"endpoints": f"{ns}/{name}", "resourceVersion": rv}},
+            )
+            await self.client.update(
+                "Endpoints", {**obj, "metadata": {**obj["metadata"], "resourceVersion": rv}}
+            )
 
     async def _delete(self, ns: str, name: str) -> None:
         try:

@@ -38,7 +38,9 @@ async def run_controller_manager(
     client = ApiClient.from_kubeconfig(
         kubeconfig, user_agent="kube-controller-manager/v1.32.4 (kubesvc)"
     )
-    factory = InformerFactory(client, resync_period=resync_period)
+    # every informer checks the types of what it receives: controllers read objects the
+    # API describes, and an object that is not one is left out (logged once per revision)
+    factory = InformerFactory(client, resync_period=resync_period, checked=True)
     recorder = EventRecorder(client, "controller-manager")
     ctx = Context(client, factory, recorder, dict(settings or {}))
     names = enabled or list(CONTROLLERS)
