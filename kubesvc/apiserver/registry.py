@@ -37,6 +37,8 @@ from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.store.base import KeyExists, KeyNotFound, KeyValue, RevisionMismatch
 
 Predicate = Callable[[dict[str, Any]], bool]
+DELETED_CACHE_ITEMS = 4096
+DELETED_CACHE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -99,6 +101,7 @@ class Registry:
         self.allocator = allocator
         self._cache: dict[str, Cached] = {}
         self._deleted: OrderedDict[int, Cached] = OrderedDict()
+        self._deleted_bytes = 0
 
     # -- reading -------------------------------------------------------------------------
     def decode(self, kv: KeyValue) -> Cached:
@@ -626,13 +629,19 @@ class Registry:
                 raise errors.gone("watch too slow: event buffer overflowed")
 
     def _decode_deleted(self, kv: KeyValue) -> Cached:
-        """Deletions are decoded once for all watchers (a small LRU keyed by revision)."""
+        """Deletions are decoded once for all watchers (a small LRU keyed by revision, bounded
+        in count and in bytes so a burst of large deletions is not kept)."""
         hit = self._deleted.get(kv.mod_revision)
         if hit is None:
-            hit = Cached(kv.mod_revision, self.decode_uncached(kv))
+            hit = Cached(kv.mod_revision, self.decode_uncached(kv), size=len(kv.value))
             self._deleted[kv.mod_revision] = hit
-            if len(self._deleted) > 4096:
-                self._deleted.popitem(last=False)
+            self._deleted_bytes += hit.size
+            while self._deleted and (
+                len(self._deleted) > DELETED_CACHE_ITEMS
+                or self._deleted_bytes > DELETED_CACHE_BYTES
+            ):
+                _, old = self._deleted.popitem(last=False)
+                self._deleted_bytes -= old.size
         return hit
 
     # -- startup -------------------------------------------------------------------------

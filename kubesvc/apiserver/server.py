@@ -19,7 +19,7 @@ from aiohttp import web
 from kubesvc.api import errors, openapi, openapi_v2
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND
-from kubesvc.apiserver import discovery, negotiation
+from kubesvc.apiserver import discovery, negotiation, offload
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response
@@ -31,6 +31,7 @@ from kubesvc.store.sqlite import SQLiteStore
 log = logging.getLogger("kubesvc.apiserver")
 
 MAX_BODY = 3 * 1024 * 1024
+MEMORY_TRIM_INTERVAL = 5.0  # seconds
 REQUEST_TIMEOUT = 60.0  # seconds, as kube-apiserver's --request-timeout
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/livez", "/readyz"}
@@ -64,6 +65,7 @@ class ApiServer:
         self._tasks: list[asyncio.Task[None]] = []
         self.creds: Credentials | None = None
         self.port = config.port
+        self._served = 0  # requests answered (the memory keeper trims after busy periods)
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -82,6 +84,8 @@ class ApiServer:
         gc = GarbageCollector(self.registry)
         self._tasks.append(asyncio.create_task(gc.run(), name="gc"))
         self._tasks.append(asyncio.create_task(self._compactor(), name="compactor"))
+        self._tasks.append(asyncio.create_task(self._memory_keeper(), name="memory"))
+        offload.tune_malloc()
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._handler = ResourceHandler(self.registry, PodProxy(self.registry, self.creds.token))
@@ -131,6 +135,15 @@ class ApiServer:
             if previous:
                 await self.store.compact(previous)
             previous = self.store.revision
+
+    async def _memory_keeper(self) -> None:
+        """After a busy period, hand the memory freed since back to the kernel."""
+        served = self._served
+        while True:
+            await asyncio.sleep(MEMORY_TRIM_INTERVAL)
+            if self._served != served:
+                served = self._served
+                offload.schedule_trim()
 
     # -- seeding -------------------------------------------------------------------------
     async def _seed(self) -> None:
@@ -253,6 +266,7 @@ class ApiServer:
     # -- HTTP ----------------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self._served += 1
         try:
             if request.method not in METHODS:
                 raise errors.method_not_allowed(
