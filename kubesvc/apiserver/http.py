@@ -27,6 +27,7 @@ from kubesvc.store.base import Compacted
 
 log = logging.getLogger("kubesvc.apiserver")
 
+MAX_BODY = 3 * 1024 * 1024  # as kube-apiserver's --max-request-bytes default
 BOOKMARK_INTERVAL = 10.0  # seconds between watch bookmarks when a client asks for them
 RETURNS_DELETED_OBJECT = {"Pod", "Service"}
 WRITE_BATCH = 256  # watch events joined into one write when a client falls behind
@@ -486,13 +487,12 @@ class ResourceHandler:
         if rv in ("", "0") or send_initial:
             items, after, _ = await self.registry.list(kind, t.namespace, predicate)
             initial = items
+        elif rv.isascii() and rv.isdigit():
+            after = int(rv)
         else:
-            try:
-                after = int(rv)
-            except ValueError:
-                raise errors.bad_request(
-                    f'invalid resource version: strconv.ParseUint: parsing "{rv}": invalid syntax'
-                ) from None
+            raise errors.bad_request(
+                f'invalid resource version: strconv.ParseUint: parsing "{rv}": invalid syntax'
+            )
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
@@ -647,7 +647,11 @@ MAX_PATCH_DEPTH = typed.MAX_FREE_FORM_DEPTH + 50  # the deepest schema path plus
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The request body; one that cannot be read as its Content-Encoding says is a 400."""
+    """The request body; one that cannot be read as its Content-Encoding says is a 400, and
+    one that announces more than the server takes is a 413 before it is read."""
+    limit = request.app._client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
     try:
         return await request.read()
     except web.HTTPException:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from kubesvc.api import errors, openapi, openapi_v2
 from kubesvc.api.errors import ApiError
@@ -22,7 +23,7 @@ from kubesvc.api.kinds import BY_KIND
 from kubesvc.apiserver import discovery, negotiation, offload
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.gc import GarbageCollector
-from kubesvc.apiserver.http import ResourceHandler, json_response
+from kubesvc.apiserver.http import MAX_BODY, ResourceHandler, json_response
 from kubesvc.apiserver.proxy import PodProxy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
@@ -30,7 +31,6 @@ from kubesvc.store.sqlite import SQLiteStore
 
 log = logging.getLogger("kubesvc.apiserver")
 
-MAX_BODY = 3 * 1024 * 1024
 MEMORY_TRIM_INTERVAL = 5.0  # seconds
 REQUEST_TIMEOUT = 60.0  # seconds, as kube-apiserver's --request-timeout
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
@@ -378,6 +378,21 @@ class ApiServer:
             if doc is not None:
                 return web.Response(body=doc, content_type="application/json")
         raise _not_found()
+
+
+class _QuietBadRequests(logging.Filter):
+    """aiohttp answers a malformed HTTP request with 400 itself and logs it as an error with a
+    traceback; a client's garbage is not the server's error: keep it at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            log.debug("malformed HTTP request", extra={"kv": {"error": " ".join(str(exc).split())}})
+            return False
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
 
 
 def _long_running(request: web.Request) -> bool:
