@@ -317,7 +317,8 @@ def _compare(old: Any, new: Any, meta: FieldMeta, path: Path, out: Comparison) -
     if (old is None and _granular(new, meta)) or (new is None and _granular(old, meta)):
         # A null field (a nil slice or pointer Go still serializes) holds nothing of its own.
         target = out.added if old is None else out.removed
-        for child_path, (child_meta, child) in _children(old or new, meta, path).items():
+        present = new if old is None else old
+        for child_path, (child_meta, child) in _children(present, meta, path).items():
             _nodes(child, child_meta, child_path, target)
         return
     same_shape = type(old) is type(new) and isinstance(old, dict | list)
@@ -534,10 +535,14 @@ def _decode_entries(raw: Any) -> dict[tuple[str, str, str, str], _Entry]:
     return entries
 
 
+def _metadata(obj: Any) -> dict:
+    """obj's metadata when both are objects, else an empty one."""
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def _managed_fields(obj: dict | None) -> Any:
-    if not isinstance(obj, dict):
-        return None
-    return (obj.get("metadata") or {}).get("managedFields")
+    return _metadata(obj).get("managedFields")
 
 
 def _without_managed_fields(obj: dict | None) -> dict:
@@ -580,7 +585,9 @@ def _cap_update_managers(entries: dict[tuple[str, str, str, str], _Entry]) -> No
 
 def _store_entries(obj: dict, entries: Iterable[_Entry]) -> None:
     kept = sorted((e for e in entries if e.fields), key=_entry_order)
-    meta = obj.setdefault("metadata", {})
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
     if kept:
         meta["managedFields"] = [e.encode() for e in kept]
     else:
@@ -711,8 +718,8 @@ def _conflict_list(found: dict[tuple[str, str, str, str], tuple[_Entry, set[Path
 
 def _allowed_by_last_applied(kind: str, live: dict) -> set[Path]:
     """Fields whose live value is still what `kubectl apply` (client-side) last applied."""
-    annotations = (live.get("metadata") or {}).get("annotations") or {}
-    text = annotations.get(LAST_APPLIED)
+    annotations = _metadata(live).get("annotations")
+    text = annotations.get(LAST_APPLIED) if isinstance(annotations, dict) else None
     if not isinstance(text, str) or not text:
         return set()
     try:
@@ -726,11 +733,11 @@ def _allowed_by_last_applied(kind: str, live: dict) -> set[Path]:
 
 
 def _set_last_applied(obj: dict, applied: dict) -> None:
-    annotations = (obj.get("metadata") or {}).get("annotations")
+    annotations = _metadata(obj).get("annotations")
     if not isinstance(annotations, dict) or LAST_APPLIED not in annotations:
         return
     config = copy.deepcopy(applied)
-    config_annotations = (config.get("metadata") or {}).get("annotations")
+    config_annotations = _metadata(config).get("annotations")
     if isinstance(config_annotations, dict):
         config_annotations.pop(LAST_APPLIED, None)
     annotations[LAST_APPLIED] = dumps_go(config) + "\n"

@@ -20,6 +20,7 @@ from typing import Any
 Obj = dict[str, Any]
 
 _CLUSTER_SCOPED = {"Namespace", "Node", "IngressClass"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def apply_defaults(kind: str, obj: Obj) -> None:
@@ -53,6 +54,20 @@ def _dict(parent: Obj, key: str) -> Obj:
         value = {}
         parent[key] = value
     return value
+
+
+def _utf8(text: str) -> bytes:
+    """text in UTF-8, a lone surrogate written as U+FFFD (what Go decodes it to)."""
+    return _SURROGATE.sub("\ufffd", text).encode()
+
+
+def _map(value: Any) -> Obj:
+    """value when it is an object, else an empty one (never stored)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _dicts(value: Any) -> list[Obj]:
@@ -120,10 +135,10 @@ def _service_ips(spec: Obj) -> None:
     if spec.get("type") == "ExternalName":
         return
     if spec.get("ipFamilyPolicy") is None:
-        two = len(spec.get("ipFamilies") or []) == 2
+        two = len(_items(spec.get("ipFamilies"))) == 2
         spec["ipFamilyPolicy"] = "RequireDualStack" if two else "SingleStack"
     if not spec.get("ipFamilies"):
-        first = (spec.get("clusterIPs") or [""])[0]
+        first = next(iter(_items(spec.get("clusterIPs"))), "")
         spec["ipFamilies"] = ["IPv6" if ":" in str(first) else "IPv4"]
 
 
@@ -304,9 +319,9 @@ def _qos_class(spec: Obj) -> str:
     containers = _dicts(spec.get("containers")) + _dicts(spec.get("initContainers"))
     any_set, guaranteed = False, True
     for ctr in containers:
-        res = ctr.get("resources") if isinstance(ctr.get("resources"), dict) else {}
-        limits = {k: v for k, v in (res.get("limits") or {}).items() if k in ("cpu", "memory")}
-        requests = {k: v for k, v in (res.get("requests") or {}).items() if k in ("cpu", "memory")}
+        res = _map(ctr.get("resources"))
+        limits = {k: v for k, v in _map(res.get("limits")).items() if k in ("cpu", "memory")}
+        requests = {k: v for k, v in _map(res.get("requests")).items() if k in ("cpu", "memory")}
         if limits or requests:
             any_set = True
         if set(limits) != {"cpu", "memory"} or any(
@@ -387,7 +402,7 @@ def _secret(obj: Obj) -> None:
         # v1 -> internal conversion: stringData overwrites data, then is dropped
         data = _dict(obj, "data")
         for key, value in string_data.items():
-            data[key] = base64.b64encode(str(value).encode()).decode()
+            data[key] = base64.b64encode(_utf8(str(value))).decode()
 
 
 def _endpoints(obj: Obj) -> None:
@@ -406,8 +421,10 @@ def _endpoint_slice(obj: Obj) -> None:
 
 def _node(obj: Obj) -> None:
     status = obj.get("status")
-    if isinstance(status, dict) and status.get("allocatable") is None and status.get("capacity"):
-        status["allocatable"] = dict(status["capacity"])
+    if isinstance(status, dict) and status.get("allocatable") is None:
+        capacity = status.get("capacity")
+        if isinstance(capacity, dict) and capacity:
+            status["allocatable"] = dict(capacity)
 
 
 def _ingress_class(obj: Obj) -> None:

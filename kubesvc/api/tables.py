@@ -501,6 +501,10 @@ def _get(obj: Any, *path: str) -> Any:
     return cur
 
 
+def _map(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def _list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else []
 
@@ -549,7 +553,7 @@ def _selector_string(selector: Any) -> str:
     if not isinstance(selector, Mapping):
         return ""  # nil selector -> labels.Nothing(), which prints as ""
     reqs: list[tuple[str, str]] = []
-    for k, v in (selector.get("matchLabels") or {}).items():
+    for k, v in _map(selector.get("matchLabels")).items():
         reqs.append((k, f"{k}={v}"))
     for expr in _list(selector.get("matchExpressions")):
         key = _str(_get(expr, "key"))
@@ -643,7 +647,7 @@ class _PodSummary:
     """The mutable state printPod threads through its init-container and container loops."""
 
     def __init__(self, pod: Obj) -> None:
-        spec, status = pod.get("spec") or {}, pod.get("status") or {}
+        spec, status = _map(pod.get("spec")), _map(pod.get("status"))
         self.spec: Mapping[str, Any] = spec
         self.status: Mapping[str, Any] = status
         self.conditions = _list(status.get("conditions"))
@@ -785,7 +789,7 @@ def row_conditions(kind: str, obj: Obj) -> list[dict]:
 
 
 def _service_external_ip(svc: Obj) -> str:
-    spec = svc.get("spec") or {}
+    spec = _map(svc.get("spec"))
     external_ips = [_str(ip) for ip in _list(spec.get("externalIPs"))]
     svc_type = _str(spec.get("type")) or "ClusterIP"
     if svc_type in ("ClusterIP", "NodePort"):
@@ -814,7 +818,7 @@ def _service_ports(ports: list[Any]) -> str:
 
 
 def _service_cells(svc: Obj, now: datetime) -> list[Cell]:
-    spec = svc.get("spec") or {}
+    spec = _map(svc.get("spec"))
     cluster_ips = _list(spec.get("clusterIPs"))
     if cluster_ips:
         internal_ip = _str(cluster_ips[0])
@@ -915,7 +919,7 @@ _NODE_ROLE_LABEL = "kubernetes.io/role"
 
 def _node_roles(node: Obj) -> str:
     roles: set[str] = set()
-    for key, value in (_get(node, "metadata", "labels") or {}).items():
+    for key, value in _map(_get(node, "metadata", "labels")).items():
         if key.startswith(_NODE_ROLE_PREFIX):
             if role := key[len(_NODE_ROLE_PREFIX) :]:
                 roles.add(role)
@@ -945,7 +949,7 @@ def _node_address(node: Obj, address_type: str) -> str:
 
 
 def _node_cells(node: Obj, now: datetime) -> list[Cell]:
-    info = _get(node, "status", "nodeInfo") or {}
+    info = _map(_get(node, "status", "nodeInfo"))
     return [
         _name(node),
         _node_status(node),
@@ -1006,12 +1010,12 @@ def _namespace_cells(ns: Obj, now: datetime) -> list[Cell]:
 
 
 def _secret_cells(secret: Obj, now: datetime) -> list[Cell]:
-    data = secret.get("data") or {}
+    data = _map(secret.get("data"))
     return [_name(secret), _str(secret.get("type")), len(data), _created(secret, now)]
 
 
 def _configmap_cells(cm: Obj, now: datetime) -> list[Cell]:
-    count = len(cm.get("data") or {}) + len(cm.get("binaryData") or {})
+    count = len(_map(cm.get("data"))) + len(_map(cm.get("binaryData")))
     return [_name(cm), count, _created(cm, now)]
 
 
@@ -1020,7 +1024,7 @@ def _template_containers(obj: Obj) -> list[Any]:
 
 
 def _deployment_cells(deploy: Obj, now: datetime) -> list[Cell]:
-    spec, status = deploy.get("spec") or {}, deploy.get("status") or {}
+    spec, status = _map(deploy.get("spec")), _map(deploy.get("status"))
     desired = _int(spec.get("replicas"), default=1)
     try:
         selector = _selector_string(spec.get("selector"))
@@ -1040,7 +1044,7 @@ def _deployment_cells(deploy: Obj, now: datetime) -> list[Cell]:
 
 
 def _replicaset_cells(rs: Obj, now: datetime) -> list[Cell]:
-    spec, status = rs.get("spec") or {}, rs.get("status") or {}
+    spec, status = _map(rs.get("spec")), _map(rs.get("status"))
     names, images = _container_cells(_template_containers(rs))
     return [
         _name(rs),
@@ -1070,7 +1074,7 @@ def _ingress_hosts(rules: list[Any]) -> str:
 
 
 def _ingress_cells(ing: Obj, now: datetime) -> list[Cell]:
-    spec = ing.get("spec") or {}
+    spec = _map(ing.get("spec"))
     class_name = spec.get("ingressClassName")
     return [
         _name(ing),
@@ -1083,7 +1087,7 @@ def _ingress_cells(ing: Obj, now: datetime) -> list[Cell]:
 
 
 def _ingress_class_cells(ic: Obj, now: datetime) -> list[Cell]:
-    spec = ic.get("spec") or {}
+    spec = _map(ic.get("spec"))
     params = spec.get("parameters")
     parameters = "<none>"
     if isinstance(params, Mapping):

@@ -24,8 +24,10 @@ from kubesvc.api.errors import (
     too_long,
 )
 from kubesvc.api.validation.meta import (
+    NOT_A_STRING,
     Errs,
     Obj,
+    Seen,
     as_dict,
     as_list,
     dns1123_label,
@@ -50,6 +52,7 @@ from kubesvc.api.validation.meta import (
     nonnegative,
     parse_ip,
     qualified_name,
+    utf8_len,
     valid_cidr,
     valid_ip,
     validate_annotations,
@@ -113,7 +116,7 @@ def validate_service(obj: Obj) -> Errs:
     if not ports and not headless and kind != "ExternalName":
         errs.append(required("spec.ports"))
     errs.extend(_service_type_rules(spec))
-    names: set[str] = set()
+    names = Seen()
     for i, port in enumerate(ports):
         errs.extend(_service_port(as_dict(port), len(ports) > 1, names, f"spec.ports[{i}]"))
     if spec.get("selector") is not None:
@@ -161,7 +164,7 @@ def _service_type_rules(spec: Obj) -> Errs:
     return errs
 
 
-def _service_port(port: Obj, require_name: bool, names: set[str], path: str) -> Errs:
+def _service_port(port: Obj, require_name: bool, names: Seen, path: str) -> Errs:
     errs: Errs = []
     name = port.get("name") or ""
     if require_name and not name:
@@ -239,7 +242,7 @@ def _cluster_ips(spec: Obj) -> Errs:
                 "must be empty when `clusterIP` is not specified",
             )
         )
-    seen: set[str] = set()
+    seen = Seen()
     for i, family in enumerate(families):
         if family not in ("IPv4", "IPv6"):
             errs.append(not_supported(f"spec.ipFamilies[{i}]", family, ["IPv4", "IPv6"]))
@@ -305,7 +308,7 @@ def _node_ports(spec: Obj, ports: list[Any]) -> Errs:
                         f"spec.ports[{i}].nodePort", "may not be used when `type` is 'ClusterIP'"
                     )
                 )
-    seen: set[tuple[Any, Any]] = set()
+    seen = Seen()
     for i, raw in enumerate(ports):
         port = as_dict(raw)
         node_port = port.get("nodePort")
@@ -329,7 +332,7 @@ def _go_service_port_key(protocol: Any, port: Any) -> GoLiteral:
 
 def _duplicate_ports(ports: list[Any]) -> Errs:
     errs: Errs = []
-    seen: set[tuple[Any, Any]] = set()
+    seen = Seen()
     for i, raw in enumerate(ports):
         port = as_dict(raw)
         key = (port.get("protocol"), port.get("port", 0))
@@ -656,9 +659,9 @@ _VOLUME_SOURCES = (
 )  # fmt: skip
 
 
-def _volumes(volumes: list[Any], path: str) -> tuple[set[str], Errs]:
+def _volumes(volumes: list[Any], path: str) -> tuple[Seen, Errs]:
     """Names, uniqueness and exactly-one-source; per-source details are not checked."""
-    names: set[str] = set()
+    names = Seen()
     errs: Errs = []
     for i, raw in enumerate(volumes):
         vol = as_dict(raw)
@@ -680,11 +683,11 @@ def _volumes(volumes: list[Any], path: str) -> tuple[set[str], Errs]:
     return names, errs
 
 
-def _containers(containers: list[Any], volumes: set[str], grace: Any, path: str) -> Errs:
+def _containers(containers: list[Any], volumes: Seen, grace: Any, path: str) -> Errs:
     if not containers:
         return [required(path)]
     errs: Errs = []
-    names: set[str] = set()
+    names = Seen()
     for i, raw in enumerate(containers):
         ctr = as_dict(raw)
         cpath = f"{path}[{i}]"
@@ -703,10 +706,12 @@ def _containers(containers: list[Any], volumes: set[str], grace: Any, path: str)
 
 
 def _init_containers(
-    inits: list[Any], regular: list[Any], volumes: set[str], grace: Any, spec_path: str
+    inits: list[Any], regular: list[Any], volumes: Seen, grace: Any, spec_path: str
 ) -> Errs:
     errs: Errs = []
-    names = {as_dict(c).get("name") for c in regular}
+    names = Seen()
+    for c in regular:
+        names.add(as_dict(c).get("name"))
     path = f"{spec_path}.initContainers"
     not_allowed = "may not be set for init containers without restartPolicy=Always"
     for i, raw in enumerate(inits):
@@ -731,7 +736,7 @@ def _init_containers(
     return errs
 
 
-def _container_common(ctr: Obj, volumes: set[str], path: str) -> Errs:
+def _container_common(ctr: Obj, volumes: Seen, path: str) -> Errs:
     errs: Errs = []
     name = ctr.get("name") or ""
     if not name:
@@ -760,7 +765,7 @@ def _container_common(ctr: Obj, volumes: set[str], path: str) -> Errs:
 
 def _container_ports(ports: list[Any], path: str) -> Errs:
     errs: Errs = []
-    names: set[str] = set()
+    names = Seen()
     for i, raw in enumerate(ports):
         port = as_dict(raw)
         ppath = f"{path}[{i}]"
@@ -787,7 +792,7 @@ def _container_ports(ports: list[Any], path: str) -> Errs:
 
 def _host_port_conflicts(containers: list[Any], path: str) -> Errs:
     errs: Errs = []
-    seen: set[str] = set()
+    seen = Seen()
     for ci, ctr in enumerate(containers):
         for pi, raw in enumerate(as_list(as_dict(ctr).get("ports"))):
             port = as_dict(raw)
@@ -886,9 +891,9 @@ def _env_from(sources: list[Any], path: str) -> Errs:
     return errs
 
 
-def _volume_mounts(mounts: list[Any], volumes: set[str], path: str) -> Errs:
+def _volume_mounts(mounts: list[Any], volumes: Seen, path: str) -> Errs:
     errs: Errs = []
-    seen: set[str] = set()
+    seen = Seen()
     for i, raw in enumerate(mounts):
         mount = as_dict(raw)
         mpath = f"{path}[{i}]"
@@ -1467,7 +1472,7 @@ def validate_config_map(obj: Obj) -> Errs:
         errs.extend(invalid(f"data[{key}]", key, m) for m in is_config_map_key(key))
         if key in binary:
             errs.append(invalid(f"data[{key}]", key, "duplicate of key present in binaryData"))
-        total += len(str(value).encode())
+        total += utf8_len(str(value))
     for key, value in binary.items():
         errs.extend(invalid(f"binaryData[{key}]", key, m) for m in is_config_map_key(key))
         total += _decoded_len(value)
@@ -1534,7 +1539,7 @@ def validate_node(obj: Obj) -> Errs:
                     "may specify no more than one CIDR for each IP family",
                 )
             )
-        seen: set[Any] = set()
+        seen = Seen()
         for i, cidr in enumerate(cidrs):
             if cidr in seen:
                 errs.append(duplicate(f"spec.podCIDRs[{i}]", cidr))
@@ -1545,7 +1550,7 @@ def validate_node(obj: Obj) -> Errs:
 def _taints(taints: list[Any], path: str) -> Errs:
     errs: Errs = []
     effects = ["NoSchedule", "PreferNoSchedule", "NoExecute"]
-    seen: set[tuple[str, str]] = set()
+    seen = Seen()
     for i, raw in enumerate(taints):
         taint = as_dict(raw)
         tpath = f"{path}[{i}]"
@@ -1636,9 +1641,14 @@ def _new_style_event(obj: Obj) -> Errs:
         value = obj.get(key) or ""
         if not value:
             errs.append(required(key))
-        if len(value) > limit:
+        elif not isinstance(value, str):
+            errs.append(invalid(key, value, NOT_A_STRING))
+        elif len(value) > limit:
             errs.append(invalid(key, "", f"can have at most {limit} characters"))
-    if len(obj.get("message") or "") > 1024:
+    message = obj.get("message") or ""
+    if not isinstance(message, str):
+        errs.append(invalid("message", message, NOT_A_STRING))
+    elif len(message) > 1024:
         errs.append(invalid("message", "", "can have at most 1024 characters"))
     return errs
 

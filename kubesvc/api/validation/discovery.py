@@ -8,6 +8,7 @@ from kubesvc.api.errors import duplicate, invalid, not_supported, required, too_
 from kubesvc.api.validation.meta import (
     Errs,
     Obj,
+    Seen,
     as_dict,
     as_list,
     dns1123_label,
@@ -129,7 +130,7 @@ def _ports(ports: list[Any]) -> Errs:
     if len(ports) > MAX_PORTS:
         return [too_many("ports", len(ports), MAX_PORTS)]
     errs: Errs = []
-    names: set[str] = set()
+    names = Seen()
     for i, raw in enumerate(ports):
         port = as_dict(raw)
         path = f"ports[{i}]"

@@ -7,10 +7,11 @@ Kubernetes v1.32. Field paths are plain strings: `spec.ports[0].port`, `data[tls
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from kubesvc.api.errors import FieldError, GoLiteral, forbidden, invalid, required, too_long
@@ -21,6 +22,7 @@ NameFn = Callable[[str, bool], list[str]]
 
 IMMUTABLE = "field is immutable"
 NEGATIVE = "must be greater than or equal to 0"
+NOT_A_STRING = "must be a string"
 TOTAL_ANNOTATION_SIZE = 256 * 1024
 
 # ---------------------------------------------------------------------------
@@ -57,6 +59,20 @@ _PORT_NAME_CHARSET_RE = re.compile(r"^[-a-z0-9]+$")
 _PATH_SEGMENT_BAD = ("/", "%")
 
 
+def text_check(check: Callable[[str], list[str]]) -> Callable[[Any], list[str]]:
+    """A format check that takes any decoded JSON value: a value that is not a string fails
+    with NOT_A_STRING. Typed decoding keeps such values out of the API; the checks must
+    still answer rather than raise."""
+
+    @functools.wraps(check)
+    def checked(value: Any) -> list[str]:
+        if not isinstance(value, str):
+            return [NOT_A_STRING]
+        return check(value)
+
+    return checked
+
+
 def regex_error(msg: str, fmt: str, *examples: str) -> str:
     """RegexError: the double space after each example's comma is upstream's."""
     if not examples:
@@ -73,6 +89,7 @@ def inclusive_range_error(lo: int, hi: int) -> str:
     return f"must be between {lo} and {hi}, inclusive"
 
 
+@text_check
 def is_dns1123_label(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > 63:
@@ -93,6 +110,7 @@ def is_dns1123_label(value: str) -> list[str]:
     return errs
 
 
+@text_check
 def is_dns1123_subdomain(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > 253:
@@ -109,6 +127,7 @@ def is_dns1123_subdomain(value: str) -> list[str]:
     return errs
 
 
+@text_check
 def is_dns1035_label(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > 63:
@@ -126,6 +145,7 @@ def is_dns1035_label(value: str) -> list[str]:
     return errs
 
 
+@text_check
 def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > 253:
@@ -149,6 +169,7 @@ _QUALIFIED_MSG = (
 )
 
 
+@text_check
 def is_qualified_name(value: str) -> list[str]:
     """Label keys, annotation keys, finalizers: `[prefix/]name`."""
     errs: list[str] = []
@@ -179,6 +200,7 @@ def is_qualified_name(value: str) -> list[str]:
     return errs
 
 
+@text_check
 def is_label_value(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > 63:
@@ -207,6 +229,7 @@ def _chdir_prefix(value: str) -> list[str]:
     return []
 
 
+@text_check
 def is_config_map_key(value: str) -> list[str]:
     errs: list[str] = []
     if len(value) > 253:
@@ -224,6 +247,7 @@ def is_config_map_key(value: str) -> list[str]:
     return errs + _chdir_prefix(value)
 
 
+@text_check
 def is_env_var_name(value: str) -> list[str]:
     errs: list[str] = []
     if not _ENV_VAR_RE.match(value):
@@ -246,6 +270,7 @@ def is_valid_port_num(port: Any) -> list[str]:
     return [inclusive_range_error(1, 65535)]
 
 
+@text_check
 def is_valid_port_name(port: str) -> list[str]:
     errs: list[str] = []
     if len(port) > 15:
@@ -261,6 +286,7 @@ def is_valid_port_name(port: str) -> list[str]:
     return errs
 
 
+@text_check
 def is_valid_percent(value: str) -> list[str]:
     if _PERCENT_RE.match(value):
         return []
@@ -274,6 +300,7 @@ def is_valid_percent(value: str) -> list[str]:
     ]
 
 
+@text_check
 def is_http_header_name(value: str) -> list[str]:
     if _HTTP_HEADER_RE.match(value):
         return []
@@ -286,6 +313,7 @@ def is_http_header_name(value: str) -> list[str]:
     ]
 
 
+@text_check
 def is_path_segment_name(value: str) -> list[str]:
     errs: list[str] = []
     if value in (".", ".."):
@@ -397,12 +425,14 @@ def go_quote(value: str) -> str:
 def go_string_slice(values: Any, type_name: str = "[]string") -> GoLiteral:
     if values is None:
         return GoLiteral(f"{type_name}(nil)")
-    return GoLiteral(type_name + "{" + ", ".join(go_quote(str(v)) for v in values) + "}")
+    items = ", ".join(go_quote(str(v)) for v in as_list(values))
+    return GoLiteral(type_name + "{" + items + "}")
 
 
 def go_string_map(values: Any) -> GoLiteral:
     if values is None:
         return GoLiteral("map[string]string(nil)")
+    values = as_dict(values)
     items = ", ".join(f"{go_quote(k)}:{go_quote(str(values[k]))}" for k in sorted(values))
     return GoLiteral("map[string]string{" + items + "}")
 
@@ -414,10 +444,10 @@ def go_int_or_string(value: Any) -> GoLiteral:
     return GoLiteral(f'intstr.IntOrString{{Type:0, IntVal:{num}, StrVal:""}}')
 
 
-def go_label_selector(selector: Mapping[str, Any] | None) -> GoLiteral:
-    selector = selector or {}
+def go_label_selector(selector: Any) -> GoLiteral:
+    selector = as_dict(selector)
     exprs = selector.get("matchExpressions")
-    if exprs is None:
+    if not isinstance(exprs, list):
         rendered = "[]v1.LabelSelectorRequirement(nil)"
     else:
         items = ", ".join(
@@ -446,8 +476,39 @@ def go_label_selector(selector: Mapping[str, Any] | None) -> GoLiteral:
 # ---------------------------------------------------------------------------
 
 
+def utf8_len(text: str) -> int:
+    """Bytes of text in UTF-8; a lone surrogate counts as the U+FFFD Go decodes it to."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 def as_dict(value: Any) -> Obj:
     return value if isinstance(value, dict) else {}
+
+
+def json_key(value: Any) -> Hashable:
+    """A hashable stand-in for a decoded JSON value (lists and objects too), for duplicate
+    checks."""
+    if isinstance(value, tuple):
+        return tuple(json_key(v) for v in value)
+    if isinstance(value, Hashable):
+        return value
+    try:
+        return ("json", json.dumps(value, sort_keys=True))
+    except (TypeError, ValueError, RecursionError):
+        return ("id", id(value))
+
+
+class Seen:
+    """The values met so far, of any JSON type, for duplicate checks."""
+
+    def __init__(self) -> None:
+        self._keys: set[Hashable] = set()
+
+    def __contains__(self, value: Any) -> bool:
+        return json_key(value) in self._keys
+
+    def add(self, value: Any) -> None:
+        self._keys.add(json_key(value))
 
 
 def as_list(value: Any) -> list[Any]:
@@ -526,15 +587,16 @@ def _selector_requirement(req: Obj, path: str) -> Errs:
     return errs
 
 
-def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> bool:
+def selector_matches(selector: Any, labels: Any) -> bool:
     """metav1.LabelSelectorAsSelector(selector).Matches(labels)."""
+    selector, labels = as_dict(selector), as_dict(labels)
     for key, value in as_dict(selector.get("matchLabels")).items():
         if labels.get(key) != value:
             return False
     for expr in as_list(selector.get("matchExpressions")):
         e = as_dict(expr)
         key, op, values = e.get("key"), e.get("operator"), as_list(e.get("values"))
-        present = key in labels
+        present = isinstance(key, str) and key in labels
         if op == "In" and not (present and labels[key] in values):
             return False
         if op == "NotIn" and present and labels[key] in values:
@@ -551,21 +613,21 @@ def selector_matches(selector: Mapping[str, Any], labels: Mapping[str, Any]) -> 
 # ---------------------------------------------------------------------------
 
 
-def _mask_trailing_dash(name: str) -> str:
-    if len(name) > 1 and name.endswith("-"):
+def _mask_trailing_dash(name: Any) -> Any:
+    if isinstance(name, str) and len(name) > 1 and name.endswith("-"):
         return name[:-1] + "a"
     return name
 
 
-def name_is_dns_subdomain(name: str, prefix: bool) -> list[str]:
+def name_is_dns_subdomain(name: Any, prefix: bool) -> list[str]:
     return is_dns1123_subdomain(_mask_trailing_dash(name) if prefix else name)
 
 
-def name_is_dns_label(name: str, prefix: bool) -> list[str]:
+def name_is_dns_label(name: Any, prefix: bool) -> list[str]:
     return is_dns1123_label(_mask_trailing_dash(name) if prefix else name)
 
 
-def name_is_dns1035_label(name: str, prefix: bool) -> list[str]:
+def name_is_dns1035_label(name: Any, prefix: bool) -> list[str]:
     return is_dns1035_label(_mask_trailing_dash(name) if prefix else name)
 
 
@@ -621,7 +683,7 @@ def validate_annotations(annotations: Any, path: str) -> Errs:
     for key, value in as_dict(annotations).items():
         # annotation keys are qualified names, except that case does not matter
         errs.extend(invalid(path, key, m) for m in is_qualified_name(key.lower()))
-        total += len(key.encode()) + len(str(value).encode())
+        total += utf8_len(key) + utf8_len(str(value))
     if total > TOTAL_ANNOTATION_SIZE:
         errs.append(too_long(path, TOTAL_ANNOTATION_SIZE))
     return errs
@@ -698,9 +760,10 @@ def validate_object_meta_update(obj: Obj, old: Obj) -> Errs:
     path = "metadata"
     errs: Errs = []
     if old_meta.get("deletionTimestamp"):
-        added = sorted(
-            set(as_list(new_meta.get("finalizers"))) - set(as_list(old_meta.get("finalizers")))
-        )
+        before = Seen()
+        for finalizer in as_list(old_meta.get("finalizers")):
+            before.add(finalizer)
+        added = sorted({str(f) for f in as_list(new_meta.get("finalizers")) if f not in before})
         if added:
             errs.append(
                 forbidden(

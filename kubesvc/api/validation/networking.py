@@ -7,6 +7,7 @@ from typing import Any
 
 from kubesvc.api.errors import GoLiteral, forbidden, invalid, not_supported, required, too_long
 from kubesvc.api.validation.meta import (
+    NOT_A_STRING,
     Errs,
     Obj,
     as_dict,
@@ -78,7 +79,9 @@ def _ingress(obj: Obj) -> Errs:
     return errs
 
 
-def _host(path: str, host: str) -> Errs:
+def _host(path: str, host: Any) -> Errs:
+    if not isinstance(host, str):
+        return [invalid(path, host, NOT_A_STRING)]
     check = is_wildcard_dns1123_subdomain if "*" in host else is_dns1123_subdomain
     return [invalid(path, host, m) for m in check(host)]
 
@@ -107,6 +110,8 @@ def _http_path(item: Obj, path: str, name_fn: Any) -> Errs:
         return [required(f"{path}.pathType", "pathType must be specified")]
     errs: Errs = []
     value = item.get("path") or ""
+    if not isinstance(value, str):
+        return [invalid(f"{path}.path", value, NOT_A_STRING)]
     if path_type in ("Exact", "Prefix"):
         if not value.startswith("/"):
             errs.append(invalid(f"{path}.path", value, "must be an absolute path"))
@@ -226,6 +231,8 @@ def _ingress_class_spec(spec: Obj) -> Errs:
     controller = spec.get("controller") or ""
     if not controller:
         errs.append(required("spec.controller"))
+    elif not isinstance(controller, str):
+        errs.append(invalid("spec.controller", controller, NOT_A_STRING))
     else:
         if len(controller) > _MAX_CONTROLLER_LEN:
             errs.append(too_long("spec.controller", _MAX_CONTROLLER_LEN))
