@@ -330,10 +330,7 @@ def wrong_values(field: TypedField) -> list[WrongValue]:
 def plain_go_type(field: TypedField) -> bool:
     """Whether a wrong value at the field gets encoding/json's own `Go struct field` error
     (types with their own UnmarshalJSON word it differently)."""
-    return field.type not in (INT_OR_STRING, QUANTITY, TIME, BYTES, FREE) and field.dotted not in (
-        "apiVersion",
-        "kind",
-    )
+    return field.type not in (INT_OR_STRING, QUANTITY, TIME, BYTES, FREE)
 
 
 def set_at(obj: Obj, path: tuple[str, ...], value: Any) -> Obj:
@@ -368,12 +365,23 @@ def set_at(obj: Obj, path: tuple[str, ...], value: Any) -> Obj:
     return obj
 
 
-def cannot_unmarshal(kind: str, version: str, field: TypedField, wrong: WrongValue) -> str:
-    """The start of upstream's message for a wrong type at a plain field (the Go type that
-    follows `of type ` is left out: named types such as v1.Protocol are not in the schema)."""
+def wrong_type_message(kind: str, version: str, field: TypedField, wrong: WrongValue) -> str:
+    """What upstream's 400 for a wrong type at the field contains. apiVersion and kind are
+    read first, into an anonymous struct; fields of the other plain Go types name their
+    struct and path (the Go type after `of type ` is left out: named types such as
+    v1.Protocol are not in the schema); types with their own UnmarshalJSON only share the
+    prefix."""
+    if field.path in (("apiVersion",), ("kind",)):
+        return (
+            "couldn't get version/kind; json parse error: json: cannot unmarshal "
+            f"{wrong.go} into Go struct field .{field.dotted} of type string"
+        )
+    prefix = f'{kind} in version "{version}" cannot be handled as a {kind}: '
+    if not plain_go_type(field):
+        return prefix
     return (
-        f'{kind} in version "{version}" cannot be handled as a {kind}: json: cannot unmarshal '
-        f"{wrong.go} into Go struct field {field.struct}.{field.dotted} of type "
+        f"{prefix}json: cannot unmarshal {wrong.go} into Go struct field "
+        f"{field.struct}.{field.dotted} of type "
     )
 
 
