@@ -3,18 +3,24 @@
 Registers the Node and heartbeats its Lease, keeps the node's namespace and host-gw routes,
 runs the pods bound to it (sandbox, containers, restarts, probes, graceful termination),
 publishes their status, and serves logs/exec/port-forward to the API server. Restarting the
-agent adopts the pods that are already running instead of killing them.
+agent adopts the pods that are already running instead of killing them; what the previous
+agent left half done (a sandbox it was creating, processes it started but had not recorded,
+exec sessions whose client is gone) is removed, and a pod whose sandbox is gone (the cluster
+was stopped, the machine rebooted) gets a new one, as the kubelet does after a reboot.
+One agent per node: the agent holds a lock on its state directory while it runs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import platform
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +30,16 @@ from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
-from kubesvc.node import podenv, sandbox
+from kubesvc.node import netns, podenv, sandbox
 from kubesvc.node.pod import ContainerState, PodWorker, write_pod_files
 from kubesvc.node.podfiles import pod_hostname
-from kubesvc.node.runtime import ContainerRuntime, Proc, now_rfc3339
+from kubesvc.node.runtime import (
+    ContainerRuntime,
+    Proc,
+    boot_time_ticks,
+    load_procs,
+    now_rfc3339,
+)
 from kubesvc.node.sandbox import IPAM, NodeNet
 from kubesvc.node.view import Sandbox
 from kubesvc.proxy.proxier import Proxier, make_backend
@@ -66,6 +78,7 @@ class NodeAgent:
         self.queue = WorkQueue("pods")
         self.status_queue = WorkQueue("pod-status")
         config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_state_dir(config.state_dir)
         self.ipam = IPAM(self.net.pod_cidr, config.state_dir / "ipam.json")
         self.pods = Informer(self.client, "Pod", field_selector=f"spec.nodeName={config.name}")
         self.services = Informer(self.client, "Service")
@@ -87,6 +100,8 @@ class NodeAgent:
         self.sa_token = _token_for(config.kubeconfig)
         self.sa_ca = _ca_for(config.kubeconfig)
         self._starting: set[str] = set()
+        # pods whose sandbox was lost: what their containers' runs were, to carry over
+        self._lost: dict[str, tuple[dict[str, int], list[Proc]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -106,13 +121,14 @@ class NodeAgent:
         for inf in informers:
             inf.start()
         await asyncio.gather(*(i.wait_for_sync() for i in informers))
-        self._adopt()
+        await self._adopt()
         server = await self._serve()
         tasks = []
         metrics = None
         if self.proxier is not None:
             tasks.append(self.proxier.run())
-            metrics = await self.proxier.serve_metrics(self.net.ip)
+            metrics = await self.proxier.serve_metrics()  # 127.0.0.1:10249 in the node netns
+        _write_agent_file(self.cfg.state_dir)
         print(f"kubesvc node {self.cfg.name} running at {self.net.ip}", flush=True)
         try:
             await asyncio.gather(
@@ -336,16 +352,22 @@ class NodeAgent:
     def _pod_event(self, pod: dict[str, Any]) -> None:
         self.queue.add(object_key(pod))
 
-    def _adopt(self) -> None:
+    async def _adopt(self) -> None:
+        """Take over what the previous agent on this node left (see the module docstring)."""
         pods_dir = self.cfg.state_dir / "pods"
-        live_uids = {p["metadata"]["uid"] for p in self.pods.list()}
-        for d in sorted(pods_dir.glob("*")) if pods_dir.exists() else []:
+        live = {p["metadata"]["uid"]: p for p in self.pods.list()}
+        mounted = netns.mount_points()
+        adopted: list[PodWorker] = []
+        for d in sorted(pods_dir.iterdir()) if pods_dir.exists() else []:
+            uid = d.name
             try:
                 info = json.loads((d / "sandbox.json").read_text())
             except (OSError, ValueError):
+                info = None
+            if info is None or not _sandbox_intact(info, mounted):
+                await self._clear_lost(uid, d, info, live.get(uid))
                 continue
-            uid = info["uid"]
-            pod = next((p for p in self.pods.list() if p["metadata"]["uid"] == uid), None)
+            pod = live.get(uid)
             sb = Sandbox(
                 info["namespace"],
                 info["name"],
@@ -357,31 +379,51 @@ class NodeAgent:
                 info["hostname"],
             )
             if pod is None:
-                self.workers[uid] = PodWorker(
-                    {
-                        "metadata": {
-                            "uid": uid,
-                            "name": info["name"],
-                            "namespace": info["namespace"],
-                        },
-                        "spec": {},
-                    },
-                    sb,
-                    self.runtime,
-                    d,
-                    self.net.ip,
-                    self._record,
-                    self._status_changed,
-                )
-                self.workers[uid].adopt()
+                # deleted while no agent ran: adopted only to be torn down by _sync_pod
+                pod = {
+                    "metadata": {"uid": uid, "name": info["name"], "namespace": info["namespace"]},
+                    "spec": {},
+                }
                 self.queue.add(f"{info['namespace']}/{info['name']}")
-                continue
             worker = PodWorker(
                 pod, sb, self.runtime, d, self.net.ip, self._record, self._status_changed
             )
             worker.adopt()
             self.workers[uid] = worker
-        self.ipam.retain(live_uids | set(self.workers))
+            adopted.append(worker)
+        _kill_unrecorded(adopted)
+        self.ipam.retain(set(live) | set(self.workers))
+
+    async def _clear_lost(
+        self, uid: str, d: Path, info: dict[str, Any] | None, pod: dict[str, Any] | None
+    ) -> None:
+        """A sandbox that is gone (stop, reboot) or was never finished (the agent died while
+        creating it): remove what is left of it. A pod that should still run gets a new
+        sandbox from _sync_pod, with the same IP, its containers' restarts counted."""
+        pod_netns = Path(info["netns"]).name if info else f"ksv-{self.net.cluster}-p-{uid[:8]}"
+        await sandbox.remove_pod_sandbox(self.net.cluster, uid, pod_netns, self.net.netns)
+        phase = ((pod or {}).get("status") or {}).get("phase")
+        if (
+            pod is None
+            or pod["metadata"].get("deletionTimestamp")
+            or phase in ("Succeeded", "Failed")
+        ):
+            shutil.rmtree(d, ignore_errors=True)
+            self.ipam.release(uid)
+            return
+        if info is None:
+            return  # never ran: _start_pod starts it from scratch
+        try:
+            meta = json.loads((d / "worker.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        self._lost[uid] = (meta.get("restart_counts") or {}, load_procs(d / "procs.json"))
+        self._record(
+            pod,
+            "Normal",
+            "SandboxChanged",
+            "Pod sandbox changed, it will be killed and re-created.",
+        )
 
     async def _sync_pod(self, key: str) -> None:
         pod = self.pods.get(key)
@@ -460,6 +502,9 @@ class NodeAgent:
             worker = PodWorker(
                 pod, sb, self.runtime, d, self.net.ip, self._record, self._status_changed
             )
+            lost = self._lost.pop(uid, None)
+            if lost is not None:
+                worker.carry_over(*lost)
             self.workers[uid] = worker
             await self._start_due(worker)
             self._status_changed(uid)
@@ -637,6 +682,57 @@ class NodeAgent:
         w = self._worker(namespace, name)
         c = w.by_name(container) if w else None
         return c.spec.get("workingDir") if c else None
+
+
+def _lock_state_dir(state_dir: Path) -> Any:
+    """Hold the node's lock for the life of this process: a second agent for the same node
+    (started by hand, or while the previous one is still exiting) waits for it."""
+    lock = open(state_dir / "agent.lock", "a+")  # noqa: SIM115 (held until exit)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.warning(
+            "another agent runs for this node; waiting for it to exit",
+            extra={"kv": {"lock": str(state_dir / "agent.lock")}},
+        )
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def _write_agent_file(state_dir: Path) -> None:
+    """agent.json: this agent (pid and start time) has registered the node and taken over
+    its pods; `kubesvc up`/`start` wait for it."""
+    pid = os.getpid()
+    tmp = state_dir / ".agent.json.tmp"
+    tmp.write_text(json.dumps({"pid": pid, "start_ticks": boot_time_ticks(pid)}))
+    tmp.replace(state_dir / "agent.json")
+
+
+def _sandbox_intact(info: dict[str, Any], mounted: set[str]) -> bool:
+    """The sandbox's network, UTS and mount namespaces are all still there."""
+    return all(
+        str(Path(info[key]).resolve()) in mounted for key in ("netns", "uts", "mnt") if key in info
+    )
+
+
+def _kill_unrecorded(workers: list[PodWorker]) -> None:
+    """Processes in an adopted pod's network namespace outside the sessions of its recorded
+    containers: a container the previous agent started but had not recorded yet (it would
+    run twice), exec sessions and probes whose agent is gone."""
+    sessions = {
+        c.current.pid
+        for w in workers
+        for c in w.containers
+        if c.current is not None and ContainerRuntime.alive(c.current)
+    }
+    for p in netns.processes_in(w.sandbox.netns for w in workers):
+        if p.session not in sessions:
+            log.warning(
+                "killing a process no container of its pod started",
+                extra={"kv": {"pid": p.pid, "session": p.session}},
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGKILL)
 
 
 def _token_for(kubeconfig: str) -> str:

@@ -8,11 +8,13 @@ into other tasks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -85,6 +87,45 @@ async def add(netns: str) -> None:
 async def delete(netns: str) -> None:
     if exists(netns):
         await run("ip", "netns", "delete", netns, check=False)
+
+
+@dataclass(frozen=True)
+class NsProcess:
+    pid: int
+    session: int
+    netns: int  # inode of its network namespace
+
+
+def processes_in(netns_files: Iterable[Path]) -> list[NsProcess]:
+    """The processes whose network namespace is one of `netns_files` (/run/netns/...)."""
+    inodes = set()
+    for f in netns_files:
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f).st_ino)
+    if not inodes:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            inode = os.stat(f"/proc/{entry}/ns/net").st_ino
+            if inode not in inodes:
+                continue
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            out.append(NsProcess(int(entry), int(fields[3]), inode))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+def mount_points() -> set[str]:
+    """Every mount point of this mount namespace (one read of mountinfo)."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return {f[4].replace("\\040", " ") for f in (line.split() for line in lines) if len(f) > 4}
 
 
 async def host_routes() -> list[str]:

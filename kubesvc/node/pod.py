@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,6 +124,34 @@ class PodWorker:
             self._make_trackers(c)
             if c.current is not None:
                 self.runtime.watch(self.uid, c.current)
+
+    def carry_over(self, restart_counts: dict[str, int], procs: list[Proc]) -> None:
+        """This worker gives a new sandbox to a pod whose previous one is gone (the node
+        was stopped or rebooted). Each app container's last run ended with it: its exit
+        status is what its shim recorded, else 255 (as upstream reports after a reboot), and
+        starting it again counts as a restart. Init containers run again."""
+        last: dict[str, Proc] = {}
+        for proc in procs:
+            if (
+                proc.container not in last
+                or proc.restart_count >= last[proc.container].restart_count
+            ):
+                last[proc.container] = proc
+        policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
+        for c in self.containers:
+            c.restart_count = int(restart_counts.get(c.name, 0))
+            prev = last.get(c.name)
+            if c.init or prev is None:
+                continue
+            if prev.exit_code is None:
+                try:
+                    prev.exit_code = int(Path(prev.exit_file).read_text().strip())
+                except (OSError, ValueError):
+                    prev.exit_code = 255
+                prev.finished_at = now_rfc3339()
+            c.previous = prev
+            if policy == "Always" or (policy == "OnFailure" and prev.exit_code != 0):
+                c.restart_count += 1
 
     # -- starting ------------------------------------------------------------------------
     def _make_trackers(self, c: ContainerState) -> None:
@@ -467,7 +496,11 @@ def write_pod_files(
     )
     (files_dir / "hostname").write_text(podfiles.hostname_file(pod))
     sa = files_dir / "serviceaccount"
-    sa.mkdir(exist_ok=True)
-    (sa / "token").write_text(token)
+    sa.mkdir(mode=0o700, exist_ok=True)
+    sa.chmod(0o700)
+    fd = os.open(sa / "token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    (sa / "token").chmod(0o600)
     (sa / "ca.crt").write_bytes(ca)
     (sa / "namespace").write_text(pod["metadata"].get("namespace", "default"))

@@ -44,7 +44,7 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _boot_time_ticks(pid: int) -> int | None:
+def boot_time_ticks(pid: int) -> int | None:
     """Process start time (clock ticks since boot): tells a live process from a reused pid."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -111,7 +111,7 @@ class ContainerRuntime:
             container,
             restart_count,
             child.pid,
-            _boot_time_ticks(child.pid),
+            boot_time_ticks(child.pid),
             now_rfc3339(),
             str(log),
             str(exit_file),
@@ -137,7 +137,7 @@ class ContainerRuntime:
 
     @staticmethod
     def alive(proc: Proc) -> bool:
-        ticks = _boot_time_ticks(proc.pid)
+        ticks = boot_time_ticks(proc.pid)
         return ticks is not None and (proc.start_ticks is None or ticks == proc.start_ticks)
 
     def _exited(self, pid: int) -> None:

@@ -12,6 +12,8 @@ import contextlib
 import fcntl
 import ipaddress
 import json
+import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,6 +236,12 @@ async def create_pod_sandbox(
 
 
 async def remove_pod_sandbox(cluster: str, uid: str, pod_netns: str, node_netns: str) -> None:
+    """Remove a pod's sandbox, whatever is left of it. Processes still in its network
+    namespace (none a container of the pod started, or they would have been stopped) are
+    killed first: they would keep the namespace alive after its name is gone."""
+    for p in netns.processes_in([netns.NETNS_DIR / pod_netns]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGKILL)
     d = ns_dir(cluster)
     for suffix in ("uts", "mnt"):
         f = d / f"{uid}.{suffix}"
