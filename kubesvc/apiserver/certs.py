@@ -87,7 +87,8 @@ def _pem(cert: x509.Certificate) -> bytes:
 def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
     """Create the CA and certificates once; re-issue the serving cert if `hosts` changed."""
     pki = data_dir / "pki"
-    pki.mkdir(parents=True, exist_ok=True)
+    pki.mkdir(mode=0o700, parents=True, exist_ok=True)
+    pki.chmod(0o700)  # private keys and the token: the owner's alone
     creds = Credentials(
         pki / "ca.crt",
         pki / "apiserver.crt",

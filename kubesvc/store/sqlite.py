@@ -13,6 +13,8 @@ thread, which also makes "read history, then subscribe" atomic for watchers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -39,6 +41,16 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is dropped
+
+
+def _private(path: Path) -> None:
+    """The database readable by its owner only: created 0600 (SQLite gives its -wal and
+    -shm files the database's mode), and older files made so."""
+    if not path.exists():
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+    for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            f.chmod(0o600)
 
 
 def _bucket(key: str) -> str:
@@ -85,6 +97,7 @@ class SQLiteWatch:
 
 class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
+        _private(Path(path))
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
