@@ -15,8 +15,11 @@ from kubesvc.logs import setup_logging
 def _apiserver(args: argparse.Namespace) -> int:
     from kubesvc.apiserver.server import ServerConfig, serve
 
+    data_dir = Path(args.data_dir).resolve()
+    # keys, tokens and the database go here: a new data directory is its owner's alone
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = ServerConfig(
-        data_dir=Path(args.data_dir).resolve(),
+        data_dir=data_dir,
         bind=args.bind,
         port=args.port,
         advertise=args.advertise_address,
@@ -79,13 +82,34 @@ def _node(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from kubesvc.cluster.lifecycle import up
 
+    if args.nodes is not None and args.nodes < 1:
+        print("kubesvc up: --nodes must be at least 1", file=sys.stderr)
+        return 2
     return asyncio.run(up(args.name, args.nodes, args.wait, args.proxy_mode))
+
+
+def _start(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import start
+
+    return asyncio.run(start(args.name, args.wait))
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import stop
+
+    return asyncio.run(stop(args.name))
 
 
 def _down(args: argparse.Namespace) -> int:
     from kubesvc.cluster.lifecycle import down
 
     return asyncio.run(down(args.name))
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.lifecycle import supervise
+
+    return supervise(args.name)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -175,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kubesvc", description="Kubernetes Service networking on one Linux machine."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     api = sub.add_parser("apiserver", help="run the Kubernetes API server in the foreground")
     api.add_argument("--data-dir", required=True, help="state, certificates and kubeconfig go here")
@@ -223,15 +247,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.set_defaults(func=_node)
 
-    upp = sub.add_parser("up", help="start a cluster in the background and wait until it is Ready")
+    upp = sub.add_parser(
+        "up",
+        help="create a cluster (or bring back the one that exists) and wait until it is Ready",
+    )
     upp.add_argument("--name", default="kubesvc")
-    upp.add_argument("--nodes", type=int, default=2)
+    upp.add_argument("--nodes", type=int, default=None, help="nodes of a new cluster (default 2)")
     upp.add_argument("--wait", type=float, default=60.0, metavar="SECONDS")
-    upp.add_argument("--proxy-mode", choices=["nftables", "iptables", "none"], default="nftables")
+    upp.add_argument(
+        "--proxy-mode",
+        choices=["nftables", "iptables", "none"],
+        default=None,
+        help="kube-proxy mode of a new cluster (default nftables)",
+    )
     upp.set_defaults(func=_up)
+    startp = sub.add_parser("start", help="bring back a stopped cluster with its state")
+    startp.add_argument("--name", default="kubesvc")
+    startp.add_argument("--wait", type=float, default=60.0, metavar="SECONDS")
+    startp.set_defaults(func=_start)
+    stopp = sub.add_parser(
+        "stop", help="stop a cluster's processes and network; keep its state for start"
+    )
+    stopp.add_argument("--name", default="kubesvc")
+    stopp.set_defaults(func=_stop)
     downp = sub.add_parser("down", help="stop a cluster and remove everything it created")
     downp.add_argument("--name", default="kubesvc")
     downp.set_defaults(func=_down)
+    # started by up/start, detached: keeps the cluster's processes running
+    sup = sub.add_parser("supervise")
+    sup.add_argument("--name", default="kubesvc")
+    sup.set_defaults(func=_supervise)
     st = sub.add_parser("status", help="show clusters and their processes")
     st.add_argument("--name", default=None)
     st.set_defaults(func=_status)

@@ -1,14 +1,22 @@
-"""`kubesvc up`, `down` and `status`: a whole cluster on this machine, in the background.
+"""`kubesvc up`, `start`, `stop`, `down` and `status`: a whole cluster on this machine.
 
-State lives in /var/lib/kubesvc/NAME (or $KUBESVC_HOME/NAME): cluster.json, the API server's
-data directory, each node's state, logs and pid files. Everything the cluster creates in the
-kernel carries the cluster's name or id, so `down` finds all of it even after a crash.
+State lives in /var/lib/kubesvc/NAME (or $KUBESVC_HOME/NAME, mode 0700): cluster.json, the API
+server's data directory (database, CA, tokens, kubeconfig), each node's state, logs, pid files
+and supervisor.json. A per-cluster supervisor (`kubesvc supervise`, detached) runs the API
+server, the controller-manager and one agent per node, and starts again any that exits.
+
+`stop` ends the cluster's processes and removes what it created in the kernel but keeps the
+state; `start` (or `up` on a cluster that exists) brings it back with the same objects,
+credentials and addresses. `down` removes everything. Everything the cluster creates in the
+kernel carries the cluster's name or id, so `stop` and `down` find all of it even after a
+crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -16,18 +24,33 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kubesvc.cluster import addons, kubeconfig
+from kubesvc.cluster import kubeconfig
+from kubesvc.cluster.supervisor import (
+    STOP_GRACE,
+    Component,
+    hold_pid_lock,
+    is_process,
+    locked_pid,
+    start_ticks,
+    write_atomic,
+)
 from kubesvc.node import netns
-from kubesvc.node.netplan import ClusterNet, pick_node_cidr
+from kubesvc.node.netplan import ClusterNet, overlapping, pick_node_cidr
 
 API_PORT = 6443
 REQUIRED_TOOLS = ("ip", "nsenter", "unshare", "nft", "mount")
+POD_STOP_GRACE = 3.0  # pods' processes get SIGTERM, then SIGKILL after this long
+
+
+class ClusterError(RuntimeError):
+    """A lifecycle step that cannot go on; the message says what to do."""
 
 
 def home() -> Path:
@@ -44,7 +67,10 @@ class Cluster:
         return self.dir / "cluster.json"
 
     def load(self) -> dict[str, Any]:
-        return json.loads(self.state_file.read_text())
+        return json.loads(self.state_file.read_text())  # type: ignore[no-any-return]
+
+    def save(self, state: dict[str, Any]) -> None:
+        write_atomic(self.state_file, json.dumps(state))
 
     def exists(self) -> bool:
         return self.state_file.exists()
@@ -61,31 +87,60 @@ class Cluster:
     def api_dir(self) -> Path:
         return self.dir / "apiserver"
 
+    @property
+    def kubeconfig(self) -> Path:
+        return self.api_dir / "kubeconfig"
+
+    @property
+    def supervisor_file(self) -> Path:
+        """What the supervisor knows: pid, state, restarts and last exit per component."""
+        return self.dir / "supervisor.json"
+
+    @property
+    def supervisor_pid_file(self) -> Path:
+        return self.pids / "supervisor.pid"
+
+    def node_dir(self, node: str) -> Path:
+        return self.dir / "nodes" / node
+
     def net(self) -> ClusterNet:
         return ClusterNet(self.name, self.load()["node_cidr"])
 
+    def supervisor_pid(self) -> int | None:
+        return locked_pid(self.supervisor_pid_file)
+
     def process_pids(self) -> dict[str, int]:
+        """The components' last pids (not necessarily alive), by component name."""
         out = {}
         for f in sorted(self.pids.glob("*.pid")) if self.pids.exists() else []:
+            if f.stem == "supervisor":
+                continue
             with contextlib.suppress(ValueError, OSError):
                 out[f.stem] = int(f.read_text())
         return out
 
-    def running(self) -> dict[str, bool]:
-        return {name: _alive(pid) for name, pid in self.process_pids().items()}
+    def live_pids(self) -> dict[str, int]:
+        """The components whose recorded process is alive and is this cluster's."""
+        return {n: p for n, p in self.process_pids().items() if self.owns(p)}
 
+    def owns(self, pid: int) -> bool:
+        """True when `pid` is a kubesvc process of this cluster (pid files outlive reboots,
+        and their pids can belong to anything by then)."""
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return (
+            start_ticks(pid) is not None
+            and argv[1:3] == [b"-m", b"kubesvc.cli.main"]
+            and any(str(self.dir).encode() in a for a in argv)
+        )
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return False
+    def supervisor_state(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.supervisor_file.read_text())  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return {}
 
 
 class Progress:
@@ -101,77 +156,64 @@ class Progress:
         print(f"   {text}", flush=True)
 
 
-def _spawn(cluster: Cluster, name: str, argv: list[str]) -> int:
-    cluster.logs.mkdir(parents=True, exist_ok=True)
-    cluster.pids.mkdir(parents=True, exist_ok=True)
-    with open(cluster.logs / f"{name}.log", "ab") as log:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    (cluster.pids / f"{name}.pid").write_text(str(proc.pid))
-    return proc.pid
-
-
 def _kubesvc(*args: str) -> list[str]:
     return [sys.executable, "-m", "kubesvc.cli.main", *args]
 
 
-async def up(name: str, nodes: int, wait: float = 60.0, proxy_mode: str = "nftables") -> int:
+def _private_dir(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def _secure(cluster: Cluster) -> None:
+    """The cluster directory is its owner's alone: keys, tokens and the database are in it."""
+    _private_dir(cluster.dir)
+    for d in (cluster.logs, cluster.pids, cluster.api_dir, cluster.dir / "nodes"):
+        _private_dir(d)
+
+
+@contextlib.contextmanager
+def _lifecycle_lock() -> Iterator[None]:
+    """One lifecycle change at a time on this host (two `up`s must not pick one network)."""
+    home().mkdir(parents=True, exist_ok=True)
+    fd = os.open(home() / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _preflight(command: str) -> bool:
     if os.geteuid() != 0:
-        print("kubesvc up needs root: nodes and pods are network namespaces", file=sys.stderr)
-        return 1
+        print(
+            f"kubesvc {command} needs root: nodes and pods are network namespaces", file=sys.stderr
+        )
+        return False
     missing = [t for t in REQUIRED_TOOLS if shutil.which(t) is None]
     if missing:
         print(
-            f"kubesvc up needs {', '.join(missing)}: apt-get install iproute2 nftables util-linux",
+            f"kubesvc {command} needs {', '.join(missing)}: "
+            "apt-get install iproute2 nftables util-linux",
             file=sys.stderr,
         )
-        return 1
-    cluster = Cluster(name, home() / name)
-    if cluster.exists():
-        state = cluster.running()
-        if state and all(state.values()):
-            print(f"cluster {name!r} is already running; `kubesvc down --name {name}` stops it")
-            return 0
-        print(f"cluster {name!r} was left half-running; cleaning it up first")
-        await down(name, quiet=True)
-    progress = Progress()
-    taken = [json.loads(p.read_text())["node_cidr"] for p in home().glob("*/cluster.json")]
-    try:
-        node_cidr = pick_node_cidr(await netns.host_routes(), taken)
-    except ValueError as e:
-        print(f"kubesvc up: {e}", file=sys.stderr)
-        return 1
-    net = ClusterNet(name, node_cidr)
-    cluster.dir.mkdir(parents=True, exist_ok=True)
-    node_names = [f"{name}-node-{i + 1}" for i in range(nodes)]
-    cluster.state_file.write_text(
-        json.dumps(
-            {
-                "name": name,
-                "node_cidr": node_cidr,
-                "nodes": node_names,
-                "proxy_mode": proxy_mode,
-                "created": time.time(),
-            }
+        return False
+    return True
+
+
+# -- the components ------------------------------------------------------------------------
+def components(cluster: Cluster) -> list[Component]:
+    """What the supervisor runs for this cluster, computed from cluster.json."""
+    state = cluster.load()
+    net = cluster.net()
+    kcfg = str(cluster.kubeconfig)
+
+    def component(name: str, argv: list[str], after: tuple[str, ...] = ()) -> Component:
+        return Component(
+            name, argv, cluster.logs / f"{name}.log", cluster.pids / f"{name}.pid", after
         )
-    )
-    await netns.ip_batch(
-        [
-            f"link add {net.bridge} type bridge",
-            # traffic between nodes is the cluster's own business: keep the host's firewall out
-            f"link set {net.bridge} type bridge nf_call_iptables 0",
-            f"addr add {net.host_ip}/{net.prefix_len} dev {net.bridge}",
-            f"link set {net.bridge} up",
-        ]
-    )
-    progress.step(f"network {node_cidr} on bridge {net.bridge}, host at {net.host_ip}")
-    _spawn(
-        cluster,
+
+    api = component(
         "apiserver",
         _kubesvc(
             "apiserver",
@@ -187,118 +229,421 @@ async def up(name: str, nodes: int, wait: float = 60.0, proxy_mode: str = "nftab
             net.service_cidr,
         ),
     )
-    kcfg = cluster.api_dir / "kubeconfig"
-    if not await _wait_for(
-        lambda: kcfg.exists() and _log_has(cluster, "apiserver", "listening"), wait
-    ):
+    api.ready = lambda: _api_answers(cluster)
+    out = [
+        api,
+        component(
+            "controller-manager",
+            _kubesvc("controller-manager", "--kubeconfig", kcfg),
+            ("apiserver",),
+        ),
+    ]
+    for i, node in enumerate(state["nodes"]):
+        argv = _kubesvc(
+            "node",
+            "--name",
+            node,
+            "--cluster",
+            cluster.name,
+            "--kubeconfig",
+            kcfg,
+            "--node-ip",
+            net.node_ip(i),
+            "--node-cidr",
+            net.node_cidr,
+            "--pod-cidr",
+            net.node_pod_cidr(i),
+            "--state-dir",
+            str(cluster.node_dir(node)),
+            "--proxy-mode",
+            state.get("proxy_mode", "nftables"),
+        )
+        out.append(component(node, argv, ("apiserver",)))
+    return out
+
+
+async def _api_answers(cluster: Cluster) -> bool:
+    """The API server accepts connections (and has written its kubeconfig)."""
+    if not cluster.kubeconfig.exists():
+        return False
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(cluster.net().host_ip, API_PORT), 1.0
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+def supervise(name: str) -> int:
+    """`kubesvc supervise --name NAME`: run the cluster's components until SIGTERM."""
+    from kubesvc.cluster.supervisor import Supervisor
+
+    cluster = Cluster(name, home() / name)
+    if not cluster.exists():
+        print(f"kubesvc supervise: no cluster named {name!r}", file=sys.stderr)
+        return 1
+    cluster.pids.mkdir(parents=True, exist_ok=True)
+    lock = hold_pid_lock(cluster.supervisor_pid_file)
+    if lock is None:
+        other = cluster.supervisor_pid()
+        print(f"kubesvc supervise: cluster {name!r} already has a supervisor (pid {other})")
+        return 1
+
+    async def main() -> None:
+        sup = Supervisor(components(cluster), cluster.supervisor_file)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, sup.stop)
+        print(f"kubesvc supervise: cluster {name} (pid {os.getpid()})", flush=True)
+        await sup.run()
+
+    try:
+        asyncio.run(main())
+    finally:
+        os.close(lock)
+    return 0
+
+
+# -- up, start ----------------------------------------------------------------------------
+async def up(
+    name: str, nodes: int | None = None, wait: float = 60.0, proxy_mode: str | None = None
+) -> int:
+    """Create the cluster, or bring back the one that exists (never wiping it)."""
+    if not _preflight("up"):
+        return 1
+    cluster = Cluster(name, home() / name)
+    progress = Progress()
+    created = False
+    try:
+        with _lifecycle_lock():
+            if cluster.exists():
+                state = cluster.load()
+                if nodes is not None and nodes != len(state["nodes"]):
+                    progress.info(
+                        f"--nodes {nodes} ignored: cluster {name!r} exists with "
+                        f"{len(state['nodes'])} nodes (`kubesvc down --name {name}` deletes it)"
+                    )
+                if proxy_mode is not None and proxy_mode != state.get("proxy_mode"):
+                    progress.info(
+                        f"--proxy-mode {proxy_mode} ignored: cluster {name!r} exists with "
+                        f"{state.get('proxy_mode')}"
+                    )
+            else:
+                await _create(cluster, nodes or 2, proxy_mode or "nftables", progress)
+                created = True
+            supervisor, fresh = await _bring_back(cluster, progress)
+    except ClusterError as e:
+        print(f"kubesvc up: {e}", file=sys.stderr)
+        return 1
+    # a new cluster has no Ready condition from before: any there is, is of now
+    return await _wait_ready(cluster, wait, progress, supervisor, fresh and not created)
+
+
+async def start(name: str, wait: float = 60.0) -> int:
+    """Bring back a stopped (or half-running) cluster with its state."""
+    if not _preflight("start"):
+        return 1
+    cluster = Cluster(name, home() / name)
+    if not cluster.exists():
         print(
-            f"the API server did not start; see {cluster.logs / 'apiserver.log'}", file=sys.stderr
+            f"kubesvc start: no cluster named {name!r}; `kubesvc up --name {name}` creates one",
+            file=sys.stderr,
         )
         return 1
-    progress.step(f"API server https://{net.host_ip}:{API_PORT}")
-    from kubesvc.client.rest import ApiClient
+    progress = Progress()
+    try:
+        with _lifecycle_lock():
+            supervisor, fresh = await _bring_back(cluster, progress)
+    except ClusterError as e:
+        print(f"kubesvc start: {e}", file=sys.stderr)
+        return 1
+    return await _wait_ready(cluster, wait, progress, supervisor, fresh)
 
-    async with ApiClient.from_kubeconfig(str(kcfg)) as client:
-        await addons.install(client)
-    _spawn(cluster, "controller-manager", _kubesvc("controller-manager", "--kubeconfig", str(kcfg)))
-    for i, node in enumerate(node_names):
-        _spawn(
-            cluster,
-            node,
-            _kubesvc(
-                "node",
-                "--name",
-                node,
-                "--cluster",
-                name,
-                "--kubeconfig",
-                str(kcfg),
-                "--node-ip",
-                net.node_ip(i),
-                "--node-cidr",
-                node_cidr,
-                "--pod-cidr",
-                net.node_pod_cidr(i),
-                "--state-dir",
-                str(cluster.dir / "nodes" / node),
-                "--proxy-mode",
-                proxy_mode,
-            ),
+
+async def _create(cluster: Cluster, nodes: int, proxy_mode: str, progress: Progress) -> None:
+    taken = []
+    for p in home().glob("*/cluster.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            taken.append(json.loads(p.read_text())["node_cidr"])
+    try:
+        node_cidr = pick_node_cidr(await netns.host_routes(), taken)
+    except ValueError as e:
+        raise ClusterError(str(e)) from e
+    _secure(cluster)
+    cluster.save(
+        {
+            "name": cluster.name,
+            "node_cidr": node_cidr,
+            "nodes": [f"{cluster.name}-node-{i + 1}" for i in range(nodes)],
+            "proxy_mode": proxy_mode,
+            "created": time.time(),
+        }
+    )
+
+
+async def _bring_back(cluster: Cluster, progress: Progress) -> tuple[int, bool]:
+    """Make the cluster run: nothing to do if it does, start it if it is stopped, repair it
+    if it is half-running. Returns the supervisor's pid, and True when it is a new one (so
+    the nodes' Ready must come from agents of now)."""
+    name = cluster.name
+    supervisor = cluster.supervisor_pid()
+    network = await _network_intact(cluster)
+    if supervisor and network:
+        progress.info(f"cluster {name!r} is running (supervisor pid {supervisor})")
+        return supervisor, False
+    live = cluster.live_pids()
+    if (supervisor or live) and not network:
+        progress.info(f"cluster {name!r} lost part of its network; restarting it (state kept)")
+        await _teardown(cluster, None)
+    elif live:
+        progress.info(
+            f"cluster {name!r} was half-running (its supervisor is gone); repairing it (state kept)"
         )
-    ready = await _wait_nodes_ready(kcfg, node_names, wait, progress)
-    admin = yaml.safe_load(kcfg.read_text())
-    kubeconfig.merge(kubeconfig.default_path(), kubeconfig.named(admin, name))
+    _secure(cluster)
+    await _ensure_network(cluster)
+    net = cluster.net()
+    progress.step(f"network {net.node_cidr} on bridge {net.bridge}, host at {net.host_ip}")
+    pid = _spawn_supervisor(cluster)
+    progress.step(f"supervisor pid {pid}, logs in {cluster.logs}")
+    return pid, True
+
+
+async def _network_intact(cluster: Cluster) -> bool:
+    net = cluster.net()
+    if not await netns.link_exists(net.bridge):
+        return False
+    return all(netns.exists(net.node_netns(n)) for n in cluster.load()["nodes"])
+
+
+async def _ensure_network(cluster: Cluster) -> None:
+    net = cluster.net()
+    if not await netns.link_exists(net.bridge):
+        clash = overlapping(net.node_cidr, await netns.host_routes())
+        if clash:
+            raise ClusterError(
+                f"cluster {cluster.name!r}'s node network {net.node_cidr} now overlaps host "
+                f"routes {', '.join(clash)}; remove them, or `kubesvc down --name "
+                f"{cluster.name}` and `kubesvc up` for a new cluster on a free network"
+            )
+        await netns.ip_batch(
+            [
+                f"link add {net.bridge} type bridge",
+                # traffic between nodes is the cluster's own business: keep the host's
+                # firewall out
+                f"link set {net.bridge} type bridge nf_call_iptables 0",
+            ]
+        )
+    await netns.ip_batch(
+        [
+            f"addr replace {net.host_ip}/{net.prefix_len} dev {net.bridge}",
+            f"link set {net.bridge} up",
+        ]
+    )
+
+
+def _spawn_supervisor(cluster: Cluster) -> int:
+    with open(cluster.logs / "supervisor.log", "ab") as log:
+        proc = subprocess.Popen(
+            _kubesvc("supervise", "--name", cluster.name),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+async def _wait_ready(
+    cluster: Cluster, wait: float, progress: Progress, supervisor: int, fresh: bool
+) -> int:
+    name = cluster.name
+    net = cluster.net()
+    deadline = time.monotonic() + wait
+    while not await _api_answers(cluster):
+        if time.monotonic() > deadline or start_ticks(supervisor) is None:
+            what = "in time" if time.monotonic() > deadline else "(its supervisor exited)"
+            _explain_failure(cluster, f"the API server did not start {what}", "apiserver")
+            return 1
+        await asyncio.sleep(0.02)
+    progress.step(f"API server https://{net.host_ip}:{API_PORT}")
+    # the supervisor imports this module too: the client (aiohttp) only where it is used
+    from kubesvc.client.rest import ApiClient
+    from kubesvc.cluster import addons
+
+    state = cluster.load()
+    if not state.get("addons_installed"):
+        async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as client:
+            await addons.install(client)
+        state["addons_installed"] = True
+        cluster.save(state)
+    ready = await _wait_nodes_ready(cluster, state["nodes"], deadline, progress, fresh)
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    try:
+        kubeconfig.merge(kubeconfig.default_path(), kubeconfig.named(admin, name))
+    except (kubeconfig.KubeconfigError, OSError) as e:
+        print(
+            f"kubesvc: {kubeconfig.default_path()} was not updated: {e}\n"
+            f"  `kubesvc kubeconfig --name {name}` prints the cluster's kubeconfig",
+            file=sys.stderr,
+        )
     if not ready:
-        print(f"nodes did not become Ready in {wait:.0f}s; see {cluster.logs}", file=sys.stderr)
+        _explain_failure(cluster, f"nodes did not become Ready in {wait:.0f}s", None)
         return 1
     progress.step(f"cluster {name!r} ready: kubectl context {kubeconfig.context_name(name)}")
     return 0
 
 
-def _log_has(cluster: Cluster, name: str, text: str) -> bool:
+def _explain_failure(cluster: Cluster, what: str, component: str | None) -> None:
+    print(f"kubesvc: {what}", file=sys.stderr)
+    logs = [component] if component else [n for n in cluster.load()["nodes"]]
+    for c in logs:
+        try:
+            tail = (cluster.logs / f"{c}.log").read_text(errors="replace").splitlines()[-5:]
+        except OSError:
+            continue
+        print(f"  last lines of {cluster.logs / (c + '.log')}:", file=sys.stderr)
+        for line in tail:
+            print(f"    {line}", file=sys.stderr)
+    print(
+        f"  `kubesvc status --name {cluster.name}` shows every process and its log",
+        file=sys.stderr,
+    )
+
+
+def agent_ready(cluster: Cluster, node: str) -> bool:
+    """The node's agent that runs now has registered the node and taken over its pods
+    (a Ready condition left from before a stop says nothing about the agent of now)."""
     try:
-        return text in (cluster.logs / f"{name}.log").read_text(errors="replace")
-    except OSError:
+        info = json.loads((cluster.node_dir(node) / "agent.json").read_text())
+    except (OSError, ValueError):
         return False
-
-
-async def _wait_for(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(0.02)
-    return False
+    return is_process(int(info.get("pid") or 0), info.get("start_ticks"))
 
 
 async def _wait_nodes_ready(
-    kcfg: Path, names: list[str], timeout: float, progress: Progress
+    cluster: Cluster, names: list[str], deadline: float, progress: Progress, fresh: bool
 ) -> bool:
     from kubesvc.client.rest import ApiClient, ApiException
 
-    deadline = time.monotonic() + timeout
     seen: set[str] = set()
-    async with ApiClient.from_kubeconfig(str(kcfg)) as client:
+    async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as client:
         while time.monotonic() < deadline:
             try:
                 items = (await client.list("Node"))["items"]
             except (ApiException, OSError):
                 items = []
             for n in items:
+                node = n["metadata"]["name"]
                 conds = (n.get("status") or {}).get("conditions") or []
                 ok = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-                if ok and n["metadata"]["name"] in names and n["metadata"]["name"] not in seen:
-                    seen.add(n["metadata"]["name"])
-                    progress.step(f"node {n['metadata']['name']} Ready")
+                if ok and node in names and node not in seen:
+                    if fresh and not agent_ready(cluster, node):
+                        continue
+                    seen.add(node)
+                    progress.step(f"node {node} Ready")
             if seen >= set(names):
                 return True
             await asyncio.sleep(0.05)
     return False
 
 
-async def down(name: str, quiet: bool = False, keep_data: bool = False) -> int:
+# -- stop, down ----------------------------------------------------------------------------
+async def stop(name: str) -> int:
+    """End the cluster's processes and kernel objects; keep its state for `start`."""
+    if not _preflight("stop"):
+        return 1
+    cluster = Cluster(name, home() / name)
+    if not cluster.exists():
+        print(
+            f"kubesvc stop: no cluster named {name!r} (`kubesvc status` lists them)",
+            file=sys.stderr,
+        )
+        return 1
+    progress = Progress()
+    with _lifecycle_lock():
+        if not _anything_left(cluster):
+            print(f"cluster {name!r} is not running; `kubesvc start --name {name}` starts it")
+            return 0
+        await _teardown(cluster, progress)
+    progress.step(f"cluster {name!r} stopped; its state is kept in {cluster.dir}")
+    progress.info(
+        f"`kubesvc start --name {name}` brings it back, `kubesvc down --name {name}` deletes it"
+    )
+    return 0
+
+
+def _anything_left(cluster: Cluster) -> bool:
+    return bool(
+        cluster.supervisor_pid()
+        or cluster.live_pids()
+        or netns.names(f"ksv-{cluster.name}-")
+        or (Path("/run/kubesvc") / cluster.name).exists()
+    )
+
+
+async def down(name: str, quiet: bool = False) -> int:
+    """Remove everything the cluster created: processes, kernel objects, state, and its
+    entries in ~/.kube/config."""
     cluster = Cluster(name, home() / name)
     if not cluster.exists() and not netns.names(f"ksv-{name}-"):
         if not quiet:
             print(f"no cluster named {name!r}")
         return 0
-    pids = cluster.process_pids()
-    for pid in pids.values():
+    with _lifecycle_lock():
+        await _teardown(cluster, None)
+        try:
+            kubeconfig.remove(kubeconfig.default_path(), name)
+        except (kubeconfig.KubeconfigError, OSError) as e:
+            print(
+                f"kubesvc: context {kubeconfig.context_name(name)} is still in "
+                f"{kubeconfig.default_path()}: {e}",
+                file=sys.stderr,
+            )
+        shutil.rmtree(cluster.dir, ignore_errors=True)
+    if not quiet:
+        print(f"cluster {name!r} removed")
+    return 0
+
+
+async def _teardown(cluster: Cluster, progress: Progress | None) -> None:
+    """Every process of the cluster, then everything it made in the kernel; state stays."""
+    name = cluster.name
+    # the supervisor first, so that nothing is started again behind our back; it stops the
+    # components it runs
+    supervisor = cluster.supervisor_pid()
+    if supervisor:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(supervisor, signal.SIGTERM)
+        if not await _until(lambda: cluster.supervisor_pid() is None, STOP_GRACE + 3):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(supervisor, signal.SIGKILL)
+            await _until(lambda: cluster.supervisor_pid() is None, 2)
+    # components it did not stop (it had died, and they ran on)
+    live = cluster.live_pids()
+    for pid in live.values():
         _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids.values()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    for pid in pids.values():
-        _signal_group(pid, signal.SIGKILL)
+    await _until(lambda: not any(cluster.owns(p) for p in live.values()), STOP_GRACE)
+    for pid in live.values():
+        if cluster.owns(pid):
+            _signal_group(pid, signal.SIGKILL)
+    if progress is not None:
+        progress.step("stopped the supervisor, the API server, the controllers and the agents")
     prefix = f"ksv-{name}-"
-    _kill_in_namespaces(netns.names(prefix))
+    pods = await _kill_in_namespaces(netns.names(prefix))
+    if progress is not None and pods:
+        progress.step(f"stopped {pods} pod processes")
     ns_dir = Path("/run/kubesvc") / name
     for _ in range(8):  # nested and stacked mounts: unmount until nothing is left
         if not netns.is_mountpoint(ns_dir / "ns"):
             break
         await netns.run("umount", "-R", str(ns_dir / "ns"), check=False)
     shutil.rmtree(ns_dir, ignore_errors=True)
-    for ns in netns.names(prefix):
+    left = netns.names(prefix)
+    for ns in left:
         await netns.delete(ns)
     if cluster.exists():
         net = cluster.net()
@@ -307,12 +652,31 @@ async def down(name: str, quiet: bool = False, keep_data: bool = False) -> int:
             link = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
             if link.startswith(f"kn{net.id}") or link == net.bridge:
                 await netns.run("ip", "link", "del", link, check=False)
-    kubeconfig.remove(kubeconfig.default_path(), name)
-    if not keep_data:
-        shutil.rmtree(cluster.dir, ignore_errors=True)
-    if not quiet:
-        print(f"cluster {name!r} removed")
-    return 0
+    _mark_stopped(cluster)
+    if progress is not None:
+        progress.step(f"removed {len(left)} network namespaces, the bridge and the mounts")
+
+
+def _mark_stopped(cluster: Cluster) -> None:
+    """Record in supervisor.json that everything stopped on purpose (the supervisor does
+    this itself when it is the one stopping them), so a start counts no restarts."""
+    state = cluster.supervisor_state()
+    if not state or state.get("stopped"):
+        return
+    state["stopped"] = True
+    for info in (state.get("components") or {}).values():
+        if isinstance(info, dict):
+            info["state"] = "stopped"
+    write_atomic(cluster.supervisor_file, json.dumps(state, indent=1) + "\n")
+
+
+async def _until(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.02)
+    return bool(predicate())
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -320,22 +684,23 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def _kill_in_namespaces(names: list[str]) -> None:
-    """Kill every process whose network namespace is one of the cluster's (pods' processes)."""
-    inodes = set()
-    for n in names:
-        with contextlib.suppress(OSError):
-            inodes.add(os.stat(netns.NETNS_DIR / n).st_ino)
-    if not inodes:
-        return
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
-                os.kill(int(entry), signal.SIGKILL)
+async def _kill_in_namespaces(names: list[str]) -> int:
+    """Stop every process in the cluster's network namespaces (the pods' processes):
+    SIGTERM, then SIGKILL for what is left after POD_STOP_GRACE. Returns how many there were."""
+    files = [netns.NETNS_DIR / n for n in names]
+    procs = netns.processes_in(files)
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGTERM)
+    await _until(lambda: not netns.processes_in(files), POD_STOP_GRACE)
+    for p in netns.processes_in(files):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p.pid, signal.SIGKILL)
+    await _until(lambda: not netns.processes_in(files), 2)
+    return len(procs)
 
 
+# -- status, kubeconfig --------------------------------------------------------------------
 def status(name: str | None) -> int:
     clusters = (
         [Cluster(name, home() / name)]
@@ -346,22 +711,54 @@ def status(name: str | None) -> int:
         print("no kubesvc clusters; `kubesvc up` starts one")
         return 0
     for c in clusters:
-        if not c.exists():
-            continue
-        net = c.net()
-        print(
-            f"cluster {c.name}: nodes on {net.node_cidr} (bridge {net.bridge}), "
-            f"API https://{net.host_ip}:{API_PORT}, context {kubeconfig.context_name(c.name)}"
-        )
-        for proc, pid in c.process_pids().items():
-            state = "running" if _alive(pid) else "stopped"
-            print(f"  {proc:<28} pid {pid:<8} {state}   log {c.logs / (proc + '.log')}")
+        if c.exists():
+            _print_status(c)
     return 0
+
+
+def _print_status(c: Cluster) -> None:
+    net = c.net()
+    supervisor = c.supervisor_pid()
+    known = c.supervisor_state().get("components") or {}
+    pids = c.process_pids()
+    rows = []
+    for comp in [x.name for x in components(c)]:
+        info = known.get(comp) or {}
+        pid = int(info.get("pid") or pids.get(comp) or 0)
+        alive = c.owns(pid) if pid else False
+        if alive:
+            state = "running"
+        elif supervisor and info.get("state") in ("restarting", "waiting"):
+            state = str(info["state"])
+        else:
+            state = "stopped"
+        rows.append((comp, pid, state, int(info.get("restarts") or 0)))
+    running = sum(1 for r in rows if r[2] == "running")
+    if supervisor and running == len(rows):
+        overall = "running"
+    elif not supervisor and running == 0:
+        overall = "stopped"
+    else:
+        overall = "degraded"
+    print(
+        f"cluster {c.name}: {overall}; nodes on {net.node_cidr} (bridge {net.bridge}), "
+        f"API https://{net.host_ip}:{API_PORT}, context {kubeconfig.context_name(c.name)}"
+    )
+    sup_state = "running" if supervisor else "stopped"
+    sup_log = c.logs / "supervisor.log"
+    print(f"  {'supervisor':<28} pid {supervisor or '-':<8} {sup_state:<10} {'':<12} log {sup_log}")
+    for comp, pid, state, restarts in rows:
+        log = c.logs / f"{comp}.log"
+        print(f"  {comp:<28} pid {pid or '-':<8} {state:<10} restarts {restarts:<3} log {log}")
+    if overall == "stopped":
+        print(f"  `kubesvc start --name {c.name}` brings it back")
+    elif not supervisor:
+        print(f"  no supervisor: `kubesvc up --name {c.name}` repairs it")
 
 
 def print_kubeconfig(name: str) -> int:
     cluster = Cluster(name, home() / name)
-    kcfg = cluster.api_dir / "kubeconfig"
+    kcfg = cluster.kubeconfig
     if not kcfg.exists():
         print(f"no cluster named {name!r}", file=sys.stderr)
         return 1
