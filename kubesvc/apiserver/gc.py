@@ -8,7 +8,9 @@ Stored objects may hold anything (older data, or written straight to the store),
 metadata is read through `gc_meta`, which never fails: an object without a name is skipped,
 ownerReferences that cannot be read make an object's owners unknown (it is then never
 collected for them), and one object that fails is logged once per revision while the pass
-goes on with the others.
+goes on with the others. A terminating namespace is emptied all the same: finalizers that
+cannot be read are dropped before the delete, and an object the API cannot delete (no name,
+or its delete fails on what it holds) is removed from the store itself.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, KINDS, Kind
-from kubesvc.apiserver.registry import Registry, WriteOptions
+from kubesvc.apiserver.registry import Registry, WriteOptions, prefix_for
+from kubesvc.store.base import KeyValue, StoreError
 
 log = logging.getLogger("kubesvc.gc")
 
@@ -124,11 +127,26 @@ class GarbageCollector:
             if ev.type == "DELETE" or b'"deletionTimestamp"' in ev.kv.value:
                 self._wake.set()
 
+    async def _stored(self, kind: Kind, namespace: str | None) -> list[tuple[KeyValue, Any]]:
+        """(key-value, decoded object) of every stored object of a kind; values that do not
+        decode are logged once and left out."""
+        kvs, _ = await self.registry.store.range(prefix_for(kind, namespace))
+        out = []
+        for kv in kvs:
+            try:
+                out.append((kv, self.registry.decode(kv).obj))
+            except Exception as e:
+                self._note(
+                    kind,
+                    {"metadata": {"name": kv.key, "resourceVersion": str(kv.mod_revision)}},
+                    f"cannot decode: {e}",
+                )
+        return out
+
     async def sweep(self) -> None:
         objects: list[tuple[Kind, dict[str, Any], GcMeta]] = []
         for kind in KINDS:
-            items, _, _ = await self.registry.list(kind, None)
-            objects.extend((kind, c.obj, gc_meta(c.obj)) for c in items)
+            objects.extend((kind, o, gc_meta(o)) for _, o in await self._stored(kind, None))
         by_uid = {gm.uid for _, _, gm in objects if gm.uid}
         dependents: dict[str, list[tuple[Kind, dict[str, Any]]]] = {}
         for k, o, gm in objects:
@@ -206,13 +224,25 @@ class GarbageCollector:
         for kind in KINDS:
             if not kind.namespaced:
                 continue
-            items, _, _ = await self.registry.list(kind, name)
-            for c in items:
+            for kv, obj in await self._stored(kind, name):
                 remaining += 1
+                gm = gc_meta(obj)
                 try:
-                    await self._delete(kind, c.obj, "Background", grace=0)
-                except Exception as e:  # the others still go
-                    self._note(kind, c.obj, f"{type(e).__name__}: {e}")
+                    if gm.name:
+                        if gm.finalizers is None:
+                            await self._set_finalizers(kind, obj, [])
+                        await self._delete(kind, obj, "Background", grace=0)
+                        continue
+                except ApiError as e:
+                    if e.code < 400 or e.code >= 500 or e.code == 409:
+                        self._note(kind, obj, f"delete failed: {e}")
+                        continue  # the next pass tries again
+                    self._note(kind, obj, f"the API refuses it ({e}); removed from the store")
+                except Exception as e:
+                    self._note(kind, obj, f"{type(e).__name__}: {e}; removed from the store")
+                # nothing the API can address or delete: it goes with its namespace anyway
+                with contextlib.suppress(StoreError):
+                    await self.registry.store.delete(kv.key, kv.mod_revision)
         if remaining:
             self.poke()
             return
