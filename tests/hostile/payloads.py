@@ -59,14 +59,17 @@ _POD_SPEC: Obj = {
 }
 
 
-def sample(kind: str, name: str) -> Obj:
-    """A valid object of `kind` named `name` (no namespace: the request path gives it)."""
+def sample(kind: str, name: str, namespace: str = "default") -> Obj:
+    """A valid object of `kind` named `name` for `namespace` (which only an Event's
+    involvedObject names: the request path gives the object's own)."""
     meta: Obj = {
         "name": name,
         "labels": {"app": "hostile", "tier": "t1"},
         "annotations": {"note": "hostile input"},
     }
     body = copy.deepcopy(_BODIES[kind])
+    if kind == "Event":
+        body["involvedObject"]["namespace"] = namespace
     k = BY_KIND[kind]
     return {"apiVersion": k.api_version, "kind": kind, "metadata": meta, **body}
 
