@@ -197,7 +197,7 @@ def service_ports(svc: Mapping[str, Any]) -> list[ServicePort]:
         if port_name and (port_name.__class__ is not str or not _PORT_NAME.match(port_name)):
             raise Invalid(f"not a valid port name: {port_name!r:.60}", (*at, "name"))
         protocol = p.get("protocol") or "TCP"
-        if protocol not in _PROTOCOLS:  # also anything that is not a string
+        if protocol.__class__ is not str or protocol not in _PROTOCOLS:
             raise Invalid(f"unsupported protocol {protocol!r:.20}", (*at, "protocol"))
         node_port = p.get("nodePort")
         out.append(
