@@ -250,7 +250,9 @@ def mutated(draw: st.DrawFn, base: dict[str, Any]) -> Any:
     return obj
 
 
-PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def _valid(kind: str, obj: Any) -> bool:
