@@ -30,7 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -60,6 +59,7 @@ from kubesvc.proxy.iptables.backend import IptablesBackend
 from kubesvc.proxy.model import ChangeTracker, Endpoint, ProxyState, ServicePort, build_state
 from kubesvc.proxy.nftables import render as nft_render
 from kubesvc.proxy.nftables.backend import NftBackend
+from kubesvc.proxy.proxier import read_metrics
 
 NODE_IP, GW, CLUSTER_CIDR = "172.31.0.10", "10.244.0.1", "10.244.0.0/16"
 CLIENT_IP, SERVER_IP, SERVER_PORT = "10.244.0.2", "10.244.0.3", 8080
@@ -1071,10 +1071,11 @@ def service_body(name: str, ip: str) -> dict[str, Any]:
 _SAMPLE = re.compile(r"^(\w+?)(_bucket|_sum|_count)(?:\{le=\"([^\"]+)\"\})? (\S+)$")
 
 
-def scrape(url: str) -> dict[str, float]:
-    """Histogram samples by `name_sum`, `name_count`, `name_bucket:le`."""
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
+def scrape(netns: str) -> dict[str, float]:
+    """Histogram samples by `name_sum`, `name_count`, `name_bucket:le`, from the metrics of
+    the proxy of the node whose namespace is `netns` (it listens on that namespace's
+    127.0.0.1:10249, as upstream's default --metrics-bind-address)."""
+    text = read_metrics(netns)
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _SAMPLE.match(line)
@@ -1119,14 +1120,6 @@ class E2E:
     placement: str
 
 
-def node_ips(b: Bench) -> dict[str, str]:
-    out = {}
-    for node in json.loads(b.kubectl("get", "nodes", "-o", "json"))["items"]:
-        ips = [a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP"]
-        out[node["metadata"]["name"]] = ips[0]
-    return out
-
-
 def start_probe(b: Bench, ip: str) -> subprocess.Popen[str]:
     argv = ["kubectl", "exec", "client", "--", "python3", "-c", PROBE, ip, "80", "15"]
     proc = subprocess.Popen(
@@ -1152,11 +1145,11 @@ async def e2e_mode(b: Bench, mode: str) -> E2E:
     where = {p["metadata"]["name"]: p["spec"].get("nodeName", "?") for p in pods}
     placement = f"client on {where.get('client')}, server on {where.get('netexec')}"
     log(f"e2e ({mode}): {placement}")
-    ips = node_ips(b)
-    metrics_url = f"http://{ips[where['client']]}:10249/metrics"
+    metrics_netns = f"ksv-{b.cluster}-{where['client']}"
+    metrics_url = f"http://127.0.0.1:10249/metrics in {metrics_netns}"
     before: dict[str, float] = {}
     try:
-        before = scrape(metrics_url)
+        before = scrape(metrics_netns)
     except OSError as e:
         b.res.note(f"e2e ({mode}): metrics endpoint {metrics_url} unreachable: {e}")
     latencies: list[float] = []
@@ -1179,7 +1172,7 @@ async def e2e_mode(b: Bench, mode: str) -> E2E:
     prog = sync = None
     if before:
         try:
-            after = scrape(metrics_url)
+            after = scrape(metrics_netns)
             prog = hist_delta(before, after, "kubeproxy_network_programming_duration_seconds")
             sync = hist_delta(before, after, "kubeproxy_sync_proxy_rules_duration_seconds")
         except OSError as e:
