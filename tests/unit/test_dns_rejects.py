@@ -96,7 +96,7 @@ def test_services_refused(obj: Any, error: str) -> None:
             id="addresses-string",
         ),
         pytest.param(
-            slc(endpoints=[{"addresses": ["banana"]}]), "not an IPv4 address", id="not-an-ip"
+            slc(endpoints=[{"addresses": ["banana"]}]), "not an IP address", id="not-an-ip"
         ),
         pytest.param(
             slc(endpoints=[{"addresses": ["fd00::1"]}]), "not an IPv4 address", id="wrong-family"
