@@ -430,6 +430,18 @@ def test_unknown_methods_are_405(cluster: Cluster, method: str, path: str) -> No
     assert resp.json()["reason"] == "MethodNotAllowed"
 
 
+@pytest.mark.parametrize("method", ["DELETE", "POST", "PUT", "PATCH"])
+def test_writes_to_all_namespaces_path_are_405(cluster: Cluster, method: str) -> None:
+    """A namespaced kind's all-namespaces path only lists and watches (upstream installs no
+    other verb there): DELETE must not delete every namespace's Services."""
+    resp = cluster.unchanged(
+        lambda: cluster.request(
+            method, "/api/v1/services?dryRun=All", b"{}", content_type=MERGE_PATCH
+        )
+    )
+    assert_status(resp, 405)
+
+
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [

@@ -122,8 +122,8 @@ class Client:
                 return Response(NO_RESPONSE, {}, b"", time.perf_counter() - t0)
             elapsed = time.perf_counter() - t0
             headers_out = {k.lower(): v for k, v in resp.getheaders()}
-            if resp.will_close:
-                self.close()
+            if resp.will_close or method == "CONNECT":
+                self.close()  # after CONNECT the connection is not HTTP any more
             return Response(resp.status, headers_out, data, elapsed)
         raise AssertionError("unreachable")
 

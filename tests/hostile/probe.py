@@ -113,6 +113,8 @@ class HealthzProbe:
                 break
             time.sleep(0.01)
         inside = [(lat, ok) for start, lat, ok in samples if start <= t1 and start + lat >= t0]
+        if not inside:  # shorter than one interval: the first probe after it
+            inside = [(lat, ok) for start, lat, ok in samples if start > t1][:1]
         if not inside:
             return Stats(0, 0.0, 0.0, 0)
         lats = [lat for lat, _ in inside]
