@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import random
+import socket
+import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -558,8 +561,15 @@ class _EventWriter:
     def abort(self) -> None:
         """Drop the connection: the client re-lists, the server frees its buffers."""
         transport = self.request.transport
-        if transport is not None:
-            transport.close()
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # a reset, not a FIN after megabytes the client will never read: the kernel
+            # frees the send queue too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
 
     async def error(self, err: ApiError) -> None:
         await self.resp.write(dumps({"type": "ERROR", "object": err.status()}) + b"\n")
