@@ -407,6 +407,7 @@ async def _bring_back(cluster: Cluster, progress: Progress) -> tuple[int, bool]:
     await _ensure_network(cluster)
     net = cluster.net()
     progress.step(f"network {net.node_cidr} on bridge {net.bridge}, host at {net.host_ip}")
+    _seed_supervisor_state(cluster)
     pid = _spawn_supervisor(cluster)
     progress.step(f"supervisor pid {pid}, logs in {cluster.logs}")
     return pid, True
@@ -443,6 +444,22 @@ async def _ensure_network(cluster: Cluster) -> None:
             f"link set {net.bridge} up",
         ]
     )
+
+
+def _seed_supervisor_state(cluster: Cluster) -> None:
+    """Processes running without any supervisor.json (started by a kubesvc from before the
+    supervisor) are recorded there, so that the supervisor adopts them instead of starting
+    second copies."""
+    if cluster.supervisor_file.exists():
+        return
+    live = cluster.live_pids()
+    if live:
+        components = {
+            name: {"pid": pid, "start_ticks": start_ticks(pid), "state": "running"}
+            for name, pid in live.items()
+        }
+        state = {"stopped": False, "components": components}
+        write_atomic(cluster.supervisor_file, json.dumps(state, indent=1) + "\n")
 
 
 def _spawn_supervisor(cluster: Cluster) -> int:
