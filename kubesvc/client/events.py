@@ -14,6 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.client import shape
 from kubesvc.client.rest import ApiClient, ApiException
 
 log = logging.getLogger("kubesvc.events")
@@ -27,15 +28,17 @@ def _now() -> str:
 
 
 def involved_object(obj: dict[str, Any]) -> dict[str, Any]:
-    m = obj.get("metadata") or {}
+    """The object reference of an Event; fields of the wrong type (an object read as
+    stored can have any) are left empty."""
+    m = shape.meta(obj)
     ref = {
-        "kind": obj.get("kind", ""),
-        "apiVersion": obj.get("apiVersion", ""),
-        "name": m.get("name", ""),
-        "uid": m.get("uid", ""),
-        "resourceVersion": m.get("resourceVersion", ""),
+        "kind": shape.text(obj.get("kind")),
+        "apiVersion": shape.text(obj.get("apiVersion")),
+        "name": shape.text(m.get("name")),
+        "uid": shape.text(m.get("uid")),
+        "resourceVersion": shape.text(m.get("resourceVersion")),
     }
-    if m.get("namespace"):
+    if shape.text(m.get("namespace")):
         ref["namespace"] = m["namespace"]
     return ref
 

@@ -36,6 +36,7 @@ AddFn = Callable[[Obj], None]
 UpdateFn = Callable[[Obj, Obj], None]
 DeleteFn = Callable[[Obj], None]
 Transform = Callable[[Obj], Obj]
+RejectFn = Callable[[Any, str], None]
 IndexFn = Callable[[Obj], Iterable[str]]
 
 
@@ -119,6 +120,7 @@ class Informer:
         self._tasks: list[asyncio.Task[None]] = []
         # key -> resourceVersion of objects kept out of the cache (logged once per revision)
         self.rejected: dict[str, str] = {}
+        self._reject_handlers: list[RejectFn] = []
 
     # -- cache access --------------------------------------------------------------------
     @property
@@ -158,6 +160,11 @@ class Informer:
         if on_add is not None:
             for obj in list(self.cache.values()):
                 _call(on_add, obj)
+
+    def add_reject_handler(self, fn: RejectFn) -> None:
+        """fn(object as received, why) once per revision of an object kept out of the cache
+        (for an Event about it; the object may have any shape)."""
+        self._reject_handlers.append(fn)
 
     # -- cache mutation (cache first, then handlers) ----------------------------------------
     def _index_values(self, name: str, fn: IndexFn, obj: Obj) -> Iterable[str]:
@@ -223,6 +230,11 @@ class Informer:
             "ignoring an object that cannot be used",
             extra={"kv": {"kind": self.kind.plural, "object": shape.identity(raw), "error": why}},
         )
+        for fn in self._reject_handlers:
+            try:
+                fn(raw, why)
+            except Exception:
+                log.exception("informer reject handler failed")
 
     def _upsert(self, obj: Obj) -> None:
         """An object as a watch event brings it: cached when usable, else removed."""

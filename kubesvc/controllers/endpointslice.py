@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesvc.client import shape
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers import endpointutil as eu
@@ -341,6 +342,7 @@ class EndpointSliceController(Controller):
         self.tracker = eu.SliceTracker()
         self._triggers: dict[str, eu.TriggerState] = {}
         self.services.add_handler(self.enqueue, lambda _o, n: self.enqueue(n), self.enqueue)
+        self.services.add_reject_handler(self._service_rejected)
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_added)
         self.own = eu.OwnSlices(CONTROLLER_NAME, self.tracker, self.queue.add)
         self.slices.add_handler(self.own.added, self.own.updated, self.own.deleted)
@@ -358,6 +360,20 @@ class EndpointSliceController(Controller):
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         if eu.meta(old).get("resourceVersion") != eu.meta(new).get("resourceVersion"):
             self._enqueue_for_pod(new, eu.meta(old).get("labels"), eu.meta(new).get("labels"))
+
+    def _service_rejected(self, service: Any, why: str) -> None:
+        """A Service the informer keeps out: its slices are left as they are, and the
+        Service says why (the event upstream records when a sync fails)."""
+        m = shape.meta(service)
+        ns, name = shape.text(m.get("namespace")), shape.text(m.get("name"))
+        if ns and name:
+            self.recorder.event(
+                {"apiVersion": "v1", "kind": "Service", "metadata": dict(m)},
+                "Warning",
+                "FailedToUpdateEndpointSlices",
+                f"Error updating Endpoint Slices for Service {ns}/{name}: "
+                f"the Service cannot be read: {why}",
+            )
 
     def _node_changed(self, node: Obj) -> None:
         for pod in self.pods.by_index(eu.INDEX_POD_NODE, str(eu.meta(node).get("name", ""))):

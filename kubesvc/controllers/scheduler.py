@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.client import shape
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Obj, object_key
 from kubesvc.client.rest import ApiException
@@ -383,6 +384,7 @@ class Scheduler(Controller):
         self._assumed: dict[str, str] = {}
         self._unschedulable: dict[str, _Attempts] = {}
         self.pods.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
+        self.pods.add_reject_handler(self._pod_rejected)
         self.nodes.add_handler(self._node_added, self._node_updated, None)
 
     # -- handlers (enqueue only) ---------------------------------------------------------
@@ -405,6 +407,19 @@ class Scheduler(Controller):
         self._unschedulable.pop(key, None)
         if _spec(pod).get("nodeName"):
             self._retry_unschedulable()  # a freed slot may fit a pod rejected for pod count
+
+    def _pod_rejected(self, pod: Any, why: str) -> None:
+        """A pod the informer keeps out (it cannot be read): never scheduled while so, and
+        told why where `kubectl describe` shows it."""
+        spec = pod.get("spec") if isinstance(pod, dict) else None
+        if isinstance(spec, dict) and (
+            spec.get("nodeName") or (spec.get("schedulerName") or SCHEDULER_NAME) != SCHEDULER_NAME
+        ):
+            return  # bound already, or another scheduler's
+        m = shape.meta(pod)
+        if shape.text(m.get("name")) and shape.text(m.get("namespace")):
+            ref = {"apiVersion": "v1", "kind": "Pod", "metadata": dict(m)}
+            self.events.event(ref, "Warning", "FailedScheduling", f"the pod cannot be read: {why}")
 
     def _node_added(self, _node: Obj) -> None:
         self._retry_unschedulable()

@@ -126,6 +126,7 @@ def poison(ns: str) -> list[tuple[str, str | None, str, str]]:
         "p-pod-owners": {"metadata": {"labels": {"app": "web"}, "ownerReferences": True}},
         "p-pod-containers": {"spec": {"containers": "x"}, "metadata": {"labels": {"app": "web"}}},
         "p-pod-grace": {"spec": {"terminationGracePeriodSeconds": "NAN", "containers": []}},
+        "p-pod-unbound": {"spec": {"tolerations": 5, "containers": []}},
     }
     for name, body in pods.items():
         pod = {"apiVersion": "v1", "kind": "Pod", **pod_base, **body}
@@ -619,6 +620,16 @@ def test_controllers_keep_producing_endpoints_with_poison_stored(
         timeout=20,
         what="Endpoints replaced",
     )
+
+    # where upstream records an Event for an object it cannot handle, so do the controllers
+    def warnings() -> set[tuple[str, str]]:
+        events = stored.run(stored.client.list("Event", pns))["items"]
+        return {
+            (e["reason"], e["involvedObject"]["name"]) for e in events if e["type"] == "Warning"
+        }
+
+    wanted = {("FailedToUpdateEndpointSlices", "p-selector"), ("FailedScheduling", "p-pod-unbound")}
+    wait_for(lambda: wanted <= warnings(), timeout=20, what="warning events")
 
     assert cm.proc is not None and cm.proc.poll() is None
     time.sleep(3)  # a few retry periods: a poisoned object must not be logged over and over

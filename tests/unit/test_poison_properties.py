@@ -205,7 +205,7 @@ scalars = st.one_of(
     st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([math.nan, math.inf, -math.inf, 80.0, 80.5, 1e300]),
+    st.sampled_from([math.nan, math.inf, -math.inf, 80.0, 80.5, 1e300, 2**64, -(2**70)]),
     st.sampled_from(["", "x", "80", "NaN", "None", "10.96.0.1", 'a"b', "é", "-", "a" * 300]),
     st.text(max_size=12),
 )
@@ -438,7 +438,7 @@ def test_the_mutations_reach_every_kind_of_value() -> None:
             for v in value.values() if isinstance(value, dict) else value:
                 walk(v)
 
-    @settings(max_examples=300, deadline=None, database=None)
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
     @given(json_values)
     def collect(value: Any) -> None:
         walk(value)
