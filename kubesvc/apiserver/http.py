@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import logging
 import random
 import socket
 import struct
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +32,7 @@ from kubesvc.store.base import Compacted
 
 log = logging.getLogger("kubesvc.apiserver")
 
+MAX_WARNINGS = 100  # as upstream's strict decoding stops collecting
 MAX_BODY = 3 * 1024 * 1024  # as kube-apiserver's --max-request-bytes default
 BOOKMARK_INTERVAL = 10.0  # seconds between watch bookmarks when a client asks for them
 RETURNS_DELETED_OBJECT = {"Pod", "Service"}
@@ -90,9 +93,15 @@ def parse_path(path: str) -> Target | None:
 
 def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     resp = web.Response(body=dumps(obj), status=status, content_type="application/json")
-    for w in warnings or []:
-        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+    add_warnings(resp, warnings or [])
     return resp
+
+
+def add_warnings(resp: web.StreamResponse, warnings: list[str]) -> None:
+    """`Warning: 299 - "text"` headers; the text is escaped as a JSON string, so quotes,
+    backslashes and control characters a client put in a field name cannot break the header."""
+    for w in warnings[:MAX_WARNINGS]:
+        resp.headers.add("Warning", "299 - " + json.dumps(w, ensure_ascii=False))
 
 
 def _flag(request: web.Request, name: str) -> bool:
@@ -140,6 +149,11 @@ class ResourceHandler:
         if method == "DELETE":
             if target.name:
                 return await self._delete(request, target)
+            if target.kind.namespaced and target.namespace is None:
+                # upstream serves only list and watch across all namespaces
+                raise errors.method_not_allowed(
+                    "the server does not allow this method on the requested resource"
+                )
             return await self._delete_collection(request, target)
         raise errors.method_not_allowed(
             "the server does not allow this method on the requested resource"
@@ -657,21 +671,46 @@ MAX_PATCH_DEPTH = typed.MAX_FREE_FORM_DEPTH + 50  # the deepest schema path plus
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The request body; one that cannot be read as its Content-Encoding says is a 400, and
-    one that announces more than the server takes is a 413 before it is read."""
-    limit = request.app._client_max_size
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
+    """The request body, decompressed when its Content-Encoding is gzip or deflate (at most
+    MAX_BODY bytes either way). More than the server takes is a 413, before the body is read
+    when its Content-Length says so; an encoding the server does not speak is a 415, and a
+    body that is not what its encoding says is a 400."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _too_large()
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f'unsupported Content-Encoding "{encoding}": supported encodings are gzip, deflate',
+        )
+    raw = await request.read()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        raw = _decompress(raw, encoding)
+    return raw
+
+
+def _too_large() -> ApiError:
+    return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}")
+
+
+def _decompress(raw: bytes, encoding: str) -> bytes:
+    wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+    d = zlib.decompressobj(wbits)
     try:
-        return await request.read()
-    except web.HTTPException:
-        raise
-    except (ValueError, OSError, EOFError) as e:  # zlib.error is not one of these
-        raise errors.bad_request(f"unable to read the request body: {_one_line(e)}") from None
-    except Exception as e:
-        if type(e).__module__.startswith(("zlib", "aiohttp", "brotli")):
-            raise errors.bad_request(f"unable to read the request body: {_one_line(e)}") from None
-        raise
+        out = d.decompress(raw, MAX_BODY + 1)
+        if len(out) > MAX_BODY or d.unconsumed_tail:
+            raise _too_large()
+        out += d.flush()
+        if not d.eof:
+            raise zlib.error("incomplete or truncated stream")
+    except zlib.error as e:
+        raise errors.bad_request(
+            f"unable to read the request body: it is not {encoding} data ({_one_line(e)})"
+        ) from None
+    if len(out) > MAX_BODY:
+        raise _too_large()
+    return out
 
 
 def _one_line(e: BaseException) -> str:
@@ -789,8 +828,7 @@ async def object_response(
         return json_response(obj, status, warnings)
     body = await offload.run(True, dumps, obj)
     resp = web.Response(body=body, status=status, content_type="application/json")
-    for w in warnings:
-        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+    add_warnings(resp, warnings)
     return resp
 
 

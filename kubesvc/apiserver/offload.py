@@ -6,6 +6,9 @@ and every watch; run here, in one worker thread, the loop keeps answering: Pytho
 GIL to a waiting thread every few milliseconds. Small requests stay on the loop, where they
 are cheaper than a thread hop.
 
+Cyclic garbage collection is paused while the worker runs: the objects it allocates would
+otherwise set off full collections that hold the GIL for 100 ms or more.
+
 Large bodies leave glibc with free memory it keeps (fragmented arenas, a raised mmap
 threshold). A fixed mmap threshold sends large buffers straight back to the kernel, and a
 `malloc_trim` after heavy work returns the rest.
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,9 +50,23 @@ async def run(heavy: bool, fn: Callable[..., T], *args: Any) -> T:
     if not heavy:
         return fn(*args)
     try:
-        return await asyncio.get_running_loop().run_in_executor(_worker(), fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(_worker(), _without_gc, fn, args)
     finally:
         schedule_trim()
+
+
+def _without_gc(fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """Heavy work allocates hundreds of thousands of objects, which would set off full
+    cyclic collections: each holds the GIL for 100 ms or more on a large heap, stalling the
+    loop. Collection waits until the work is done (it is reference counting that frees
+    nearly all of it anyway)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return fn(*args)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _load_libc() -> Any:

@@ -420,6 +420,8 @@ class Registry:
                 force,
                 now_rfc3339(),
             )
+        except PatchError as e:
+            raise patch_failed(e) from None
         except ssa.ApplyConflict as e:
             raise ApiError(
                 409,

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import BadHttpMethod, ContentEncodingError, HttpProcessingError
 
 from kubesvc.api import errors, openapi, openapi_v2
 from kubesvc.api.errors import ApiError
@@ -89,7 +89,10 @@ class ApiServer:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._handler = ResourceHandler(self.registry, PodProxy(self.registry, self.creds.token))
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # bodies are decompressed by read_body, after authentication and within MAX_BODY
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, auto_decompress=False
+        )
         await self._runner.setup()
         site = web.TCPSite(
             self._runner,
@@ -269,9 +272,12 @@ class ApiServer:
         self._served += 1
         try:
             if request.method not in METHODS:
-                raise errors.method_not_allowed(
+                err = errors.method_not_allowed(
                     "the server does not allow this method on the requested resource"
                 )
+                resp = json_response(err.status(), err.code)
+                resp.force_close()  # what follows a CONNECT is not a request
+                return resp
             if request.path not in PUBLIC_PATHS and not self._authenticated(request):
                 return json_response(
                     {
@@ -381,8 +387,8 @@ class ApiServer:
 
 
 class _QuietBadRequests(logging.Filter):
-    """aiohttp answers a malformed HTTP request with 400 itself and logs it as an error with a
-    traceback; a client's garbage is not the server's error: keep it at debug level."""
+    """aiohttp logs a malformed HTTP request as an error with a traceback; a client's garbage
+    is not the server's error: keep it at debug level."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
@@ -393,6 +399,35 @@ class _QuietBadRequests(logging.Filter):
 
 
 logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
+_aiohttp_handle_error = web_protocol.RequestHandler.handle_error
+
+
+def _bad_http_as_status(
+    self: web_protocol.RequestHandler,
+    request: web.BaseRequest,
+    status: int = 500,
+    exc: BaseException | None = None,
+    message: str | None = None,
+) -> web.StreamResponse:
+    """Requests aiohttp's parser refuses get a Status like every other error: 405 for a method
+    it does not know (upstream's router answers any other method so), 400 otherwise."""
+    if not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
+        return _aiohttp_handle_error(self, request, status, exc, message)
+    log.debug("malformed HTTP request", extra={"kv": {"error": " ".join(str(exc).split())}})
+    if isinstance(exc, BadHttpMethod):
+        err = errors.method_not_allowed(
+            "the server does not allow this method on the requested resource"
+        )
+    elif isinstance(exc, ContentEncodingError):
+        err = errors.bad_request(f"unable to read the request body: {exc.message}")
+    else:
+        err = errors.bad_request(" ".join(str(exc.message or exc).split()))
+    resp = json_response(err.status(), err.code)
+    resp.force_close()
+    return resp
+
+
+web_protocol.RequestHandler.handle_error = _bad_http_as_status  # type: ignore[method-assign]
 
 
 def _long_running(request: web.Request) -> bool:

@@ -254,7 +254,8 @@ def _body_request(draw: st.DrawFn) -> tuple[str, Kind, str, str, bytes, bool]:
             ops[0]["from"] = draw(st.sampled_from(["/metadata", "/", "", "/x/-", "/spec/0"]))
         if draw(st.booleans()):
             ops = draw(st.sampled_from([ops, ops[0], [5], [[]], {"op": "add"}]))
-        body = _encode(ops, "json") if draw(st.booleans()) else _encode(ops[:1] * 3, "json")
+        repeated = ops[:1] * 3 if isinstance(ops, list) else [ops] * 3
+        body = _encode(ops if draw(st.booleans()) else repeated, "json")
     else:
         value = draw(_mutated(kind, name))
         if verb in ("merge", "strategic") and isinstance(value, dict):
