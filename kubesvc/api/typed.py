@@ -21,6 +21,7 @@ Schemas are compiled once into small decoder objects, so a Service decodes in te
 from __future__ import annotations
 
 import binascii
+import math
 import re
 from typing import Any
 
@@ -68,13 +69,23 @@ class _Key(str):
 
 
 class _Context:
-    __slots__ = ("duplicates", "path", "unknown", "unknown_at")
+    __slots__ = ("dropped", "duplicates", "path", "repair", "unknown", "unknown_at")
 
-    def __init__(self, duplicates: dict[int, list[str]] | None) -> None:
+    def __init__(self, duplicates: dict[int, list[str]] | None, repair: bool = False) -> None:
         self.duplicates = duplicates or {}
         self.path: list[str | int] = []  # field names and list indices
         self.unknown: list[str] = []  # strict-decoding paths of unknown fields
         self.unknown_at: list[str] = []  # strict-decoding paths of duplicate fields
+        self.repair = repair  # leave out what does not decode instead of failing
+        self.dropped: list[str] = []  # what repair left out: "path: why"
+
+    def drop(self, error: TypeMismatch, depth: int) -> None:
+        """In repair mode, forget a value that did not decode (and the path below it)."""
+        if not self.repair:
+            raise error
+        del self.path[depth + 1 :]
+        self.dropped.append(f"{self.strict_path()}: {error}")
+        self.path.pop()
 
     def strict_path(self, name: str | None = None) -> str:
         out = ""
@@ -161,7 +172,7 @@ class _Float(_Type):
         self.go = "float64"
 
     def decode(self, value: Any, ctx: _Context, struct: str) -> Any:
-        if type(value) in (int, float):
+        if type(value) is int or (type(value) is float and math.isfinite(value)):
             return value
         raise ctx.mismatch(json_kind(value), self.go, struct)
 
@@ -331,6 +342,7 @@ class _List(_Type):
         item = self.item
         out = []
         path = ctx.path
+        depth = len(path)
         for i, v in enumerate(value):
             if v is None:
                 zero = item.zero()
@@ -338,7 +350,11 @@ class _List(_Type):
                     out.append(zero)
                 continue
             path.append(i)
-            out.append(item.decode(v, ctx, struct))
+            try:
+                out.append(item.decode(v, ctx, struct))
+            except TypeMismatch as e:
+                ctx.drop(e, depth)
+                continue
             path.pop()
         return out
 
@@ -363,6 +379,7 @@ class _Map(_Type):
                 return value
         out = {}
         path = ctx.path
+        depth = len(path)
         for k, v in value.items():
             if v is None:
                 zero = vt.zero()
@@ -370,7 +387,11 @@ class _Map(_Type):
                     out[k] = zero
                 continue
             path.append(_Key(k))
-            out[k] = vt.decode(v, ctx, struct)
+            try:
+                out[k] = vt.decode(v, ctx, struct)
+            except TypeMismatch as e:
+                ctx.drop(e, depth)
+                continue
             path.pop()
         return out
 
@@ -392,6 +413,7 @@ class _Struct(_Type):
         dups = ctx.duplicates.get(id(value)) if ctx.duplicates else None
         if dups:
             ctx.unknown_at.extend(ctx.strict_path(k) for k in dups if k in fields)
+        depth = len(path)
         for k, v in value.items():
             ft = fields.get(k)
             if ft is None:
@@ -400,7 +422,11 @@ class _Struct(_Type):
             if v is None:
                 continue
             path.append(k)
-            out[k] = ft.decode(v, ctx, self.name)
+            try:
+                out[k] = ft.decode(v, ctx, self.name)
+            except TypeMismatch as e:
+                ctx.drop(e, depth)
+                continue
             path.pop()
         return out
 
@@ -571,6 +597,21 @@ def decode(
     ctx = _Context(duplicates)
     obj = t.decode(value, ctx, "")
     return Decoded(obj, ctx.unknown, ctx.unknown_at)
+
+
+def repair(api_version: str, kind: str, value: Any) -> tuple[Any, list[str]]:
+    """A stored object as the kind's schema allows it: values that do not decode are left
+    out (upstream could not decode such an object at all). Returns the object and what was
+    left out ("path: why")."""
+    t = kind_type(api_version, kind)
+    if t is None:
+        return value, []
+    ctx = _Context(None, repair=True)
+    try:
+        obj = t.decode(value, ctx, "")
+    except TypeMismatch as e:  # the object itself is not an object
+        return {}, [f"(the object): {e}"]
+    return obj, ctx.dropped
 
 
 def cannot_handle(api_version: str, kind: str, error: TypeMismatch | str) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import copy
 import json
+import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -36,6 +37,7 @@ from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, w
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.store.base import KeyExists, KeyNotFound, KeyValue, RevisionMismatch
 
+log = logging.getLogger("kubesvc.apiserver")
 Predicate = Callable[[dict[str, Any]], bool]
 DELETED_CACHE_ITEMS = 4096
 DELETED_CACHE_BYTES = 16 * 1024 * 1024
@@ -108,8 +110,7 @@ class Registry:
         hit = self._cache.get(kv.key)
         if hit is not None and hit.mod_revision == kv.mod_revision:
             return hit
-        obj = json.loads(kv.value)
-        meta(obj)["resourceVersion"] = str(kv.mod_revision)
+        obj = read_stored(kv)
         hit = Cached(kv.mod_revision, obj, size=len(kv.value))
         self._cache[kv.key] = hit
         return hit
@@ -128,9 +129,7 @@ class Registry:
 
     @staticmethod
     def decode_uncached(kv: KeyValue) -> dict[str, Any]:
-        obj = json.loads(kv.value)
-        meta(obj)["resourceVersion"] = str(kv.mod_revision)
-        return obj
+        return read_stored(kv)
 
     async def _get_cached(self, kind: Kind, namespace: str | None, name: str) -> Cached:
         kv = await self.store.get(key_for(kind, namespace, name))
@@ -661,6 +660,54 @@ def _typed(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
     out = {"apiVersion": kind.api_version, "kind": kind.kind}
     out.update((k, v) for k, v in obj.items() if k not in out)
     return out
+
+
+# Reading stored objects
+
+
+_BY_GROUP_RESOURCE = {kind.group_resource: kind for kind in BY_KIND.values()}
+_reported: OrderedDict[tuple[str, int], None] = OrderedDict()
+
+
+def read_stored(kv: KeyValue) -> dict[str, Any]:
+    """A stored value as an object of its kind. Everything the API writes decodes as it is;
+    a value written around the API (by another tool, an older version, a hand edit of the
+    database) that has values of the wrong type, NaN, or is not JSON at all is served without
+    what does not decode, with its name and namespace from its key, so that it can still be
+    read, fixed and deleted and never breaks a reader (upstream could not decode it at all).
+    One warning per key and revision says what was left out."""
+    _, _, gr, *rest = kv.key.split("/", 4)
+    kind = _BY_GROUP_RESOURCE.get(gr)
+    try:
+        raw: Any = json.loads(kv.value)
+    except (ValueError, RecursionError) as e:
+        raw, dropped = {}, [f"(the object): not JSON: {' '.join(str(e).split())}"]
+    else:
+        dropped = []
+    if kind is not None:
+        raw, more = typed.repair(kind.api_version, kind.kind, raw)
+        dropped += more
+    obj = raw if isinstance(raw, dict) else {}
+    if kind is not None and (
+        obj.get("apiVersion") != kind.api_version or obj.get("kind") != kind.kind
+    ):
+        obj = _typed(kind, obj)
+    m = meta(obj)
+    name = rest[-1] if rest else ""
+    if m.get("name") != name:
+        m["name"] = name
+    if kind is not None and kind.namespaced and len(rest) == 2 and m.get("namespace") != rest[0]:
+        m["namespace"] = rest[0]
+    m["resourceVersion"] = str(kv.mod_revision)
+    if dropped and (kv.key, kv.mod_revision) not in _reported:
+        _reported[(kv.key, kv.mod_revision)] = None
+        if len(_reported) > 4096:
+            _reported.popitem(last=False)
+        log.warning(
+            "stored object has values that do not decode; they are left out",
+            extra={"kv": {"key": kv.key, "revision": kv.mod_revision, "left_out": dropped[:10]}},
+        )
+    return obj
 
 
 # Pure steps of a write, run on the loop or (for large objects) in offload's worker.

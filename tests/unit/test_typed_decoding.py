@@ -405,3 +405,41 @@ def test_parse_yaml_never_raises_anything_but_body_error(raw: str) -> None:
         return
     assert not isinstance(value, float) or math.isfinite(value)
     json.dumps(value, allow_nan=False).encode()
+
+
+def test_repair_leaves_out_what_does_not_decode() -> None:
+    stored = {
+        "metadata": {
+            "name": "a",
+            "labels": "x",
+            "annotations": {"a": 1, "b": "c"},
+            "ownerReferences": [5, {"uid": "u", "name": 7}],
+        },
+        "spec": {"ports": [{"port": "a", "nodePort": 1.5}, "x", {"port": 80}], "clusterIP": 5},
+    }
+    obj, dropped = typed.repair("v1", "Service", stored)
+    assert obj == {
+        "metadata": {"name": "a", "annotations": {"b": "c"}, "ownerReferences": [{"uid": "u"}]},
+        "spec": {"ports": [{}, {"port": 80}]},
+    }
+    assert [d.split(":")[0] for d in dropped] == [
+        "metadata.labels",
+        "metadata.annotations.a",
+        "metadata.ownerReferences[0]",
+        "metadata.ownerReferences[1].name",
+        "spec.ports[0].port",
+        "spec.ports[0].nodePort",
+        "spec.ports[1]",
+        "spec.clusterIP",
+    ]
+    assert typed.repair("v1", "Service", [1])[0] == {}
+    nan = {"spec": {"ports": [{"port": float("nan")}]}}
+    assert typed.repair("v1", "Service", nan)[0] == {"spec": {"ports": [{}]}}
+
+
+@pytest.mark.parametrize(("api_version", "kind"), KINDS)
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(value=mutated_objects())
+def test_repair_always_yields_what_decodes(api_version: str, kind: str, value: Any) -> None:
+    obj, _ = typed.repair(api_version, kind, value)
+    assert typed.decode(api_version, kind, obj).obj == obj
