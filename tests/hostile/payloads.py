@@ -408,7 +408,9 @@ def nested_json(depth: int, kind: str = "array") -> bytes:
 def json_with(obj: Obj, path: tuple[str, ...], literal: bytes) -> bytes:
     """obj as JSON with the raw text `literal` (NaN, 1e400, invalid UTF-8, ...) at path."""
     marker = "__hostile_literal__"
-    text = json.dumps(set_at(obj, path, marker), ensure_ascii=False).encode()
+    text = json.dumps(set_at(obj, path, marker), ensure_ascii=False).encode(
+        "utf-8", "surrogatepass"
+    )
     return text.replace(json.dumps(marker).encode(), literal, 1)
 
 
