@@ -421,6 +421,15 @@ class _Struct(_Type):
                 continue
             if v is None:
                 continue
+            # well-typed scalars, most of any object, without a call or path bookkeeping
+            tv, tf = type(v), type(ft)
+            if (
+                (tv is str and (tf is _String or tf is _IntOrString))
+                or (tv is bool and tf is _Bool)
+                or (tv is int and tf is _Int and ft.low <= v <= ft.high)  # type: ignore[attr-defined]
+            ):
+                out[k] = v
+                continue
             path.append(k)
             try:
                 out[k] = ft.decode(v, ctx, self.name)
@@ -543,6 +552,16 @@ def _extra(api_version: str, kind: str) -> _Type | None:
 
 def kind_type(api_version: str, kind: str) -> _Type | None:
     """The compiled decoder of a kind (or of DeleteOptions, served in every group)."""
+    hit = _by_kind.get((api_version, kind))
+    if hit is None:
+        hit = _by_kind[(api_version, kind)] = _kind_type(api_version, kind)
+    return hit
+
+
+_by_kind: dict[tuple[str, str], _Type | None] = {}
+
+
+def _kind_type(api_version: str, kind: str) -> _Type | None:
     found = openapi._gvks().get((*_split(api_version), kind))
     if found is None:
         key = ("extra", f"{api_version}/{kind}")

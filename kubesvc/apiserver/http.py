@@ -600,6 +600,9 @@ async def _pump(
     async def reader() -> None:
         try:
             async for item in events:
+                if not queue.full():
+                    queue.put_nowait(item)
+                    continue
                 try:
                     await asyncio.wait_for(queue.put(item), WATCH_STALL)
                 except TimeoutError:

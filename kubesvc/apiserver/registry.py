@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kubesvc.api import apply as ssa
 from kubesvc.api import errors, typed
 from kubesvc.api.defaults import apply_defaults
@@ -678,12 +680,14 @@ def read_stored(kv: KeyValue) -> dict[str, Any]:
     One warning per key and revision says what was left out."""
     _, _, gr, *rest = kv.key.split("/", 4)
     kind = _BY_GROUP_RESOURCE.get(gr)
+    dropped: list[str] = []
     try:
-        raw: Any = json.loads(kv.value)
-    except (ValueError, RecursionError) as e:
-        raw, dropped = {}, [f"(the object): not JSON: {' '.join(str(e).split())}"]
-    else:
-        dropped = []
+        raw: Any = orjson.loads(kv.value)
+    except orjson.JSONDecodeError:
+        try:  # NaN, Infinity, integers beyond 64 bits: what the json module still reads
+            raw = json.loads(kv.value)
+        except (ValueError, RecursionError) as e:
+            raw, dropped = {}, [f"(the object): not JSON: {' '.join(str(e).split())}"]
     if kind is not None:
         raw, more = typed.repair(kind.api_version, kind.kind, raw)
         dropped += more
