@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubesvc.api.selectors import labels_match, selector_from_match_labels
+from kubesvc.api.selectors import MATCH_NOTHING, labels_match, selector_from_match_labels
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Obj, object_key
 from kubesvc.client.rest import ApiException
+from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 
@@ -99,6 +100,21 @@ def new_pod(rs: Obj) -> Obj:
         "metadata": pod_meta,
         "spec": copy.deepcopy(template.get("spec") or {}),
     }
+
+
+def spec_problem(rs: Obj) -> str | None:
+    """Why a ReplicaSet cannot be run at all (the API requires what is checked here, but a
+    stored object can lack it): without a selector it would own nothing and create pods
+    forever; without a template it has nothing to create."""
+    spec = rs.get("spec") or {}
+    reqs = selector_from_match_labels(spec.get("selector"))
+    if not reqs or reqs is MATCH_NOTHING:
+        return "spec.selector: a ReplicaSet needs a non-empty, readable selector"
+    if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
+        return "spec.template.spec.containers: a ReplicaSet needs a pod template"
+    if replicas_of(rs) < 0:
+        return "spec.replicas: must be zero or more"
+    return None
 
 
 def replicas_of(obj: Obj) -> int:
@@ -379,6 +395,10 @@ class ReplicaSetController(Controller):
         rs = copy.deepcopy(cached)
         needs_sync = self.expectations.satisfied(key)
         selector = (rs.get("spec") or {}).get("selector")
+        unusable = spec_problem(rs)
+        if unusable:
+            self.expectations.delete(key)
+            raise Invalid(unusable)
         active = [p for p in self._candidate_pods(rs) if podutil.is_active(p)]
         pods = await self._claim(rs, active, selector)
         manage_error: str | None = None
