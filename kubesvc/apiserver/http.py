@@ -10,21 +10,28 @@ import logging
 import random
 import socket
 import struct
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from kubesvc.api import bodies, errors, tables, typed
+from kubesvc.api import bodies, errors, tables
 from kubesvc.api.apply import default_manager
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, BY_PLURAL, Kind
 from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, patch_failed
 from kubesvc.api.selectors import make_filter, selector_from_match_labels
-from kubesvc.api.typed import TypeMismatch
 from kubesvc.apiserver import negotiation, offload
+from kubesvc.apiserver.decoding import (
+    check_patch_body,
+    decode_apply,
+    decode_as,
+    decode_body,
+    decode_object,
+    field_validation,
+    read_body,
+)
 from kubesvc.apiserver.objects import dumps
 from kubesvc.apiserver.proxy import PROXY_SUBRESOURCES, PodProxy
 from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
@@ -33,7 +40,6 @@ from kubesvc.store.base import Compacted
 log = logging.getLogger("kubesvc.apiserver")
 
 MAX_WARNINGS = 100  # as upstream's strict decoding stops collecting
-MAX_BODY = 3 * 1024 * 1024  # as kube-apiserver's --max-request-bytes default
 BOOKMARK_INTERVAL = 10.0  # seconds between watch bookmarks when a client asks for them
 RETURNS_DELETED_OBJECT = {"Pod", "Service"}
 WRITE_BATCH = 256  # watch events joined into one write when a client falls behind
@@ -257,9 +263,7 @@ class ResourceHandler:
     async def _body(self, request: web.Request) -> bodies.Parsed:
         raw = await read_body(request)
         ctype = request.headers.get("Content-Type", "application/json")
-        return await offload.run(
-            len(raw) > offload.HEAVY_BYTES, negotiation.decode_body, raw, ctype
-        )
+        return await offload.run(len(raw) > offload.HEAVY_BYTES, decode_body, raw, ctype)
 
     def _options(self, request: web.Request, t: Target) -> WriteOptions:
         manager = request.query.get("fieldManager", "")
@@ -279,7 +283,7 @@ class ResourceHandler:
         self, request: web.Request, t: Target
     ) -> tuple[dict[str, Any], list[str]]:
         """The body decoded into the kind's schema, and the field-validation warnings."""
-        mode = _field_validation(request)
+        mode = field_validation(request)
         parsed = await self._body(request)
         heavy = request.content_length is not None and (
             request.content_length > offload.HEAVY_BYTES
@@ -330,7 +334,7 @@ class ResourceHandler:
                     "application/strategic-merge-patch+json",
                 ],
             )
-        mode = _field_validation(request)
+        mode = field_validation(request)
         force = _flag(request, "force")
         if force and patch_type != "apply":
             raise errors.bad_request(
@@ -419,9 +423,7 @@ class ResourceHandler:
         options: dict[str, Any] = {}
         raw = await read_body(request)
         if raw.strip():
-            parsed = negotiation.decode_body(
-                raw, request.headers.get("Content-Type", "application/json")
-            )
+            parsed = decode_body(raw, request.headers.get("Content-Type", "application/json"))
             options.update(decode_as("v1", "DeleteOptions", parsed, "Ignore").obj)
         for name in ("propagationPolicy", "gracePeriodSeconds", "orphanDependents"):
             if name in request.query:
@@ -662,161 +664,6 @@ async def _pump(
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await asyncio.gather(aclose(), return_exceptions=True)
-
-
-# -- decoding ------------------------------------------------------------------------------
-
-_TYPE_META = (
-    'struct { APIVersion string "json:\\"apiVersion,omitempty\\""; '
-    'Kind string "json:\\"kind,omitempty\\"" }'
-)
-MAX_PATCH_DEPTH = typed.MAX_FREE_FORM_DEPTH + 50  # the deepest schema path plus free-form
-
-
-async def read_body(request: web.Request) -> bytes:
-    """The request body, decompressed when its Content-Encoding is gzip or deflate (at most
-    MAX_BODY bytes either way). More than the server takes is a 413, before the body is read
-    when its Content-Length says so; an encoding the server does not speak is a 415, and a
-    body that is not what its encoding says is a 400."""
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise _too_large()
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ("", "identity", "gzip", "x-gzip", "deflate"):
-        raise ApiError(
-            415,
-            "UnsupportedMediaType",
-            f'unsupported Content-Encoding "{encoding}": supported encodings are gzip, deflate',
-        )
-    raw = await request.read()
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        raw = _decompress(raw, encoding)
-    return raw
-
-
-def _too_large() -> ApiError:
-    return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}")
-
-
-def _decompress(raw: bytes, encoding: str) -> bytes:
-    wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
-    d = zlib.decompressobj(wbits)
-    try:
-        out = d.decompress(raw, MAX_BODY + 1)
-        if len(out) > MAX_BODY or d.unconsumed_tail:
-            raise _too_large()
-        out += d.flush()
-        if not d.eof:
-            raise zlib.error("incomplete or truncated stream")
-    except zlib.error as e:
-        raise errors.bad_request(
-            f"unable to read the request body: it is not {encoding} data ({_one_line(e)})"
-        ) from None
-    if len(out) > MAX_BODY:
-        raise _too_large()
-    return out
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-def _field_validation(request: web.Request) -> str:
-    mode = request.query.get("fieldValidation", "Warn") or "Warn"
-    if mode not in ("Ignore", "Warn", "Strict"):
-        raise errors.bad_request(
-            f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'  # noqa: E501 (upstream wording)
-        )
-    return mode
-
-
-def _sniff_type_meta(value: Any) -> None:
-    """Upstream reads apiVersion and kind first; a body that has no such shape fails there."""
-    if not isinstance(value, dict):
-        raise errors.bad_request(
-            "couldn't get version/kind; json parse error: json: cannot unmarshal "
-            f"{typed.json_kind(value)} into Go value of type {_TYPE_META}"
-        )
-    for name in ("apiVersion", "kind"):
-        v = value.get(name)
-        if v is not None and not isinstance(v, str):
-            raise errors.bad_request(
-                "couldn't get version/kind; json parse error: json: cannot unmarshal "
-                f"{typed.json_kind(v)} into Go struct field .{name} of type string"
-            )
-
-
-def decode_as(api_version: str, kind: str, parsed: bodies.Parsed, mode: str) -> typed.Decoded:
-    """A body decoded into a kind's schema, with upstream's errors; strict decoding errors
-    (unknown and duplicate fields) fail in Strict mode and are left to the caller otherwise."""
-    _sniff_type_meta(parsed.value)
-    try:
-        decoded = typed.decode(api_version, kind, parsed.value, parsed.duplicates)
-    except TypeMismatch as e:
-        raise errors.bad_request(typed.cannot_handle(api_version, kind, e)) from None
-    strict = decoded.strict_errors()
-    if strict and mode == "Strict":
-        raise errors.bad_request("strict decoding error: " + ", ".join(strict))
-    return decoded
-
-
-def _check_type_meta(kind: Kind, obj: dict[str, Any]) -> None:
-    api_version, name = obj.get("apiVersion"), obj.get("kind")
-    mismatch = f"the API version in the data ({api_version}) does not match the expected API version ({kind.api_version})"  # noqa: E501 (upstream wording)
-    if name and name != kind.kind:
-        raise errors.bad_request(
-            mismatch
-            if api_version and api_version != kind.api_version
-            else f'{name} in version "{kind.version}" cannot be handled as a {kind.kind}: '
-            f'no kind "{name}" is registered for version "{kind.api_version}"'
-        )
-    if api_version and api_version != kind.api_version:
-        raise errors.bad_request(mismatch)
-
-
-def decode_object(kind: Kind, parsed: bodies.Parsed, mode: str) -> tuple[dict[str, Any], list[str]]:
-    """A create/update body: type meta checked, decoded, unknown fields pruned; returns the
-    object and the Warning texts."""
-    _sniff_type_meta(parsed.value)
-    _check_type_meta(kind, parsed.value)
-    decoded = decode_as(kind.api_version, kind.kind, parsed, mode)
-    obj = decoded.obj
-    obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
-    return obj, decoded.strict_errors() if mode == "Warn" else []
-
-
-def decode_apply(kind: Kind, parsed: bodies.Parsed) -> dict[str, Any]:
-    """A server-side apply configuration, decoded like an object (unknown fields dropped)."""
-    value = parsed.value
-    if not isinstance(value, dict):
-        raise errors.bad_request("the apply patch must be an object")
-    _sniff_type_meta(value)
-    _check_type_meta(kind, value)
-    try:
-        decoded = typed.decode(kind.api_version, kind.kind, value, parsed.duplicates)
-    except TypeMismatch as e:
-        group_version = kind.api_version if "/" in kind.api_version else "/" + kind.api_version
-        raise errors.bad_request(
-            f"failed to create typed patch object ({group_version}, Kind={kind.kind}): {e}"
-        ) from None
-    obj = decoded.obj
-    obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
-    return obj
-
-
-def check_patch_body(patch_type: str, body: Any) -> None:
-    """Upstream's bounds on a patch before it is applied."""
-    if patch_type == "json" and isinstance(body, list) and len(body) > MAX_JSON_PATCH_OPS:
-        raise ApiError(
-            413,
-            "RequestEntityTooLarge",
-            f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPS}, "
-            f"got {len(body)}",
-        )
-    if not typed.within_depth(body, MAX_PATCH_DEPTH):
-        raise errors.bad_request(f"the patch is nested more than {MAX_PATCH_DEPTH} levels deep")
-
-
-MAX_JSON_PATCH_OPS = 10_000
 
 
 def _is_json_scalar(value: Any) -> bool:

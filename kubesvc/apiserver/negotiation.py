@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubesvc.api import bodies, protobuf
-from kubesvc.api.errors import ApiError, bad_request
+from kubesvc.api.errors import ApiError
 
 TABLE = "Table"
 PARTIAL = "PartialObjectMetadata"
@@ -62,29 +61,6 @@ def wanted_form(accept: str) -> tuple[str, str]:
 
 def content_type(header: str) -> str:
     return header.split(";", 1)[0].strip().lower()
-
-
-def decode_body(raw: bytes, ctype: str) -> bodies.Parsed:
-    """Decode a request body; malformed input is a 400 Status, never a crash."""
-    ctype = content_type(ctype)
-    if ctype == "application/vnd.kubernetes.protobuf":
-        try:
-            return bodies.Parsed(protobuf.decode_body(raw))
-        except ValueError as e:
-            raise bad_request(str(e)) from None
-    if not raw.strip():
-        raise bad_request(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"  # noqa: E501 (upstream wording)
-        )
-    if ctype in ("application/yaml", "application/apply-patch+yaml"):
-        try:
-            return bodies.Parsed(bodies.parse_yaml(raw))
-        except bodies.BodyError as e:
-            raise bad_request(str(e)) from None
-    try:
-        return bodies.parse_json(raw)
-    except bodies.BodyError as e:
-        raise bad_request(f"couldn't get version/kind; json parse error: {e}") from None
 
 
 def unsupported_media(ctype: str, accepted: list[str]) -> ApiError:

@@ -22,8 +22,9 @@ from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND
 from kubesvc.apiserver import discovery, negotiation, offload
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
+from kubesvc.apiserver.decoding import MAX_BODY
 from kubesvc.apiserver.gc import GarbageCollector
-from kubesvc.apiserver.http import MAX_BODY, ResourceHandler, json_response
+from kubesvc.apiserver.http import ResourceHandler, json_response
 from kubesvc.apiserver.proxy import PodProxy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
