@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubesvc.client import shape
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.client.rest import ApiClient, ApiException
@@ -80,10 +81,17 @@ class NodeAgent:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(config.state_dir)
         self.ipam = IPAM(self.net.pod_cidr, config.state_dir / "ipam.json")
-        self.pods = Informer(self.client, "Pod", field_selector=f"spec.nodeName={config.name}")
-        self.services = Informer(self.client, "Service")
-        self.nodes = Informer(self.client, "Node")
-        self.slices = Informer(self.client, "EndpointSlice")
+        # what the agent reads is type-checked: an object it cannot use is kept out (logged
+        # once per revision), never fed to a pod worker, the env builder or the proxy
+        self.pods = Informer(
+            self.client,
+            "Pod",
+            field_selector=f"spec.nodeName={config.name}",
+            check=shape.checker("Pod"),
+        )
+        self.services = Informer(self.client, "Service", check=shape.checker("Service"))
+        self.nodes = Informer(self.client, "Node", check=shape.checker("Node"))
+        self.slices = Informer(self.client, "EndpointSlice", check=shape.checker("EndpointSlice"))
         self.proxier: Proxier | None = None
         if config.proxy_mode != "none":
             self.proxier = Proxier(
