@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubesvc.api.errors import ApiError, bad_request
+from kubesvc.api.validation.meta import go_quote, is_label_value, is_qualified_name
 
 _TOKEN = re.compile(r"\s*(!=|==|=|!|,|\(|\)|[^\s!=,()]+)")
 
@@ -94,7 +95,27 @@ def parse_label_selector(text: str) -> list[Requirement]:
             if toks[i] != ",":
                 raise fail(f"found '{toks[i]}', expected: ','")
             i += 1
+    for req in reqs:
+        problem = _invalid_requirement(req)
+        if problem:
+            raise fail(problem)
     return reqs
+
+
+def _invalid_requirement(req: Requirement) -> str:
+    """NewRequirement's checks: a qualified-name key and label-value values (the path is
+    upstream's: `key`, `values[i][KEY]`)."""
+    errs = (
+        [f"key: Invalid value: {go_quote(req.key)}: {'; '.join(m)}"]
+        if (m := is_qualified_name(req.key))
+        else []
+    )
+    for i, v in enumerate(req.values):
+        if msgs := is_label_value(v):
+            errs.append(f"values[{i}][{req.key}]: Invalid value: {go_quote(v)}: {'; '.join(msgs)}")
+    if len(errs) > 1:
+        return "[" + ", ".join(errs) + "]"
+    return errs[0] if errs else ""
 
 
 def labels_match(reqs: list[Requirement], labels: Any) -> bool:
