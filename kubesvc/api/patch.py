@@ -24,6 +24,7 @@ import jsonpointer
 from kubesvc.api import mergekeys
 from kubesvc.api.errors import ApiError
 from kubesvc.api.mergekeys import FieldMeta
+from kubesvc.api.typed import json_kind
 
 DIRECTIVE = "$patch"
 RETAIN_KEYS = "$retainKeys"
@@ -127,15 +128,14 @@ def json_patch(original: dict, ops: list) -> dict:
     """RFC 6902, applied operation by operation; errors worded as evanphx/json-patch words them."""
     if not isinstance(ops, list):
         raise PatchError(
-            f"json: cannot unmarshal {_json_kind(ops)} into Go value of type jsonpatch.Patch", 400
+            f"json: cannot unmarshal {json_kind(ops)} into Go value of type jsonpatch.Patch", 400
         )
     doc: Any = copy.deepcopy(original)
     copied = 0
     for op in ops:
         if not isinstance(op, dict):
             raise PatchError(
-                f"json: cannot unmarshal {_json_kind(op)} into Go value of type "
-                "jsonpatch.Operation",
+                f"json: cannot unmarshal {json_kind(op)} into Go value of type jsonpatch.Operation",
                 400,
             )
         if op.get("op") == "copy":
@@ -173,20 +173,6 @@ def _copy_size(doc: Any, source: Any, budget: int) -> int:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    return "null"
 
 
 def _pointer_parts(path: Any, what: str, kind: str) -> list[str]:
@@ -332,7 +318,7 @@ def strategic_merge_patch(kind: str, original: dict, patch: dict) -> dict:
     """Apply a strategic merge patch to an object of `kind` (upstream StrategicMergeMapPatch)."""
     if not isinstance(patch, dict):
         raise PatchError(
-            f"json: cannot unmarshal {_json_kind(patch)} into Go value of type "
+            f"json: cannot unmarshal {json_kind(patch)} into Go value of type "
             "map[string]interface {}",
             400,
         )
@@ -512,7 +498,7 @@ def _element_kind(*lists: list) -> str:
     kind = ""
     for items in lists:
         for item in items:
-            current = _json_kind(item)
+            current = json_kind(item)
             if not kind:
                 kind = current
                 if kind == "array":

@@ -395,6 +395,17 @@ def problem(kind: str, obj: Any) -> str | None:
 
 
 # -- reading single fields without a whole check ----------------------------------------------
+def typed_field(obj: Mapping[str, Any], name: str, cls: type, default: Any, *path: str) -> Any:
+    """obj[name] if it is a `cls`, `default` when absent or null, else Invalid (at
+    path.name): how the consumers' parse steps read one field."""
+    value = obj.get(name)
+    if value is None:
+        return default
+    if value.__class__ is not cls:
+        raise Invalid(f"expected {cls.__name__}, got {type(value).__name__}", (*path, name))
+    return value
+
+
 def meta(obj: Any) -> Mapping[str, Any]:
     """`obj.metadata` when both are objects, else an empty map."""
     m = obj.get("metadata") if obj.__class__ is dict else None

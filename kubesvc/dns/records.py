@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubesvc.client.shape import Invalid
+from kubesvc.client.shape import typed_field as _get
 
 SCHEMA_VERSION = "1.1.0"
 REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
@@ -101,16 +102,6 @@ LABEL = re.compile(r"[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?\Z")
 _PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 
 
-def _get(obj: Any, name: str, cls: type, default: Any, path: tuple[str, ...] = ()) -> Any:
-    """obj[name] if it is a `cls`, `default` when absent or null, else Invalid."""
-    value = obj.get(name)
-    if value is None:
-        return default
-    if value.__class__ is not cls:
-        raise Invalid(f"expected {cls.__name__}, got {type(value).__name__}", (*path, name))
-    return value
-
-
 def _label(value: str, path: tuple[str, ...]) -> str:
     if not LABEL.match(value):
         raise Invalid(f"not a DNS label: {value[:70]!r}", path)
@@ -140,14 +131,14 @@ def _hostname(value: str, path: tuple[str, ...]) -> str:
 
 def _ports(obj: Any, path: tuple[str, ...], *, optional_number: bool) -> tuple[Port, ...]:
     out = []
-    for i, p in enumerate(_get(obj, "ports", list, (), path)):
+    for i, p in enumerate(_get(obj, "ports", list, (), *path)):
         at = (*path, "ports", f"[{i}]")
         if p.__class__ is not dict:
             raise Invalid("expected object", at)
-        name = _get(p, "name", str, "", at)
+        name = _get(p, "name", str, "", *at)
         if name:
             _label(name, (*at, "name"))
-        protocol = _get(p, "protocol", str, "TCP", at)
+        protocol = _get(p, "protocol", str, "TCP", *at)
         if protocol not in _PROTOCOLS:
             raise Invalid(f"unsupported protocol {protocol[:20]!r}", (*at, "protocol"))
         number = p.get("port")
@@ -166,20 +157,20 @@ def parse_service(obj: Mapping[str, Any]) -> Service | None:
         raise Invalid("expected object")
     meta = _get(obj, "metadata", dict, {})
     spec = _get(obj, "spec", dict, {})
-    ns = _get(meta, "namespace", str, "", ("metadata",))
-    name = _get(meta, "name", str, "", ("metadata",))
+    ns = _get(meta, "namespace", str, "", "metadata")
+    name = _get(meta, "name", str, "", "metadata")
     if not ns or not name:
         return None
     _label(ns, ("metadata", "namespace"))
     _label(name, ("metadata", "name"))
     ports = _ports(spec, ("spec",), optional_number=False)
-    if _get(spec, "type", str, "", ("spec",)) == "ExternalName":
-        target = _get(spec, "externalName", str, "", ("spec",))
+    if _get(spec, "type", str, "", "spec") == "ExternalName":
+        target = _get(spec, "externalName", str, "", "spec")
         external = _hostname(target, ("spec", "externalName")) if target.strip() else ""
         return Service(ns, name, external_name=external, ports=ports)
-    ips = _get(spec, "clusterIPs", list, None, ("spec",))
+    ips = _get(spec, "clusterIPs", list, None, "spec")
     if not ips:
-        ips = [_get(spec, "clusterIP", str, "", ("spec",))]
+        ips = [_get(spec, "clusterIP", str, "", "spec")]
     ips = [ip for ip in ips if ip != ""]
     if not ips or ips == ["None"]:
         return Service(ns, name, headless=True, ports=ports)
@@ -209,7 +200,7 @@ def parse_slice(obj: Mapping[str, Any]) -> list[Endpoint]:
         if cond is not None:
             if cond.__class__ is not dict:
                 raise Invalid("expected dict", (*at, "conditions"))
-            ready = _get(cond, "ready", bool, True, (*at, "conditions"))
+            ready = _get(cond, "ready", bool, True, *at, "conditions")
         addresses = ep.get("addresses") or ()
         if addresses.__class__ is not list and addresses != ():
             raise Invalid("expected list", (*at, "addresses"))

@@ -22,6 +22,7 @@ from kubesvc.api.kinds import SERVICE_NAME_LABEL
 from kubesvc.client import shape
 from kubesvc.client.informer import object_key
 from kubesvc.client.shape import Invalid
+from kubesvc.client.shape import typed_field as _get
 
 log = logging.getLogger("kubesvc.proxy")
 
@@ -93,16 +94,6 @@ _SPEC_STRINGS = (
     "externalTrafficPolicy",
     "internalTrafficPolicy",
 )
-
-
-def _get(obj: Mapping[str, Any], name: str, cls: type, default: Any, *path: str) -> Any:
-    """obj[name] if it is a `cls`, `default` when absent or null, else Invalid."""
-    value = obj.get(name)
-    if value is None:
-        return default
-    if value.__class__ is not cls:
-        raise Invalid(f"expected {cls.__name__}, got {type(value).__name__}", (*path, name))
-    return value
 
 
 def _is_ipv4(value: str) -> bool:

@@ -11,98 +11,22 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.e2e.cluster import AGNHOST, Cluster, ready, running_cluster
 from tests.e2e.harness import KUBECTL, wait_for
 
 pytestmark = pytest.mark.e2e
 
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
-
-
-@dataclass
-class Cluster:
-    name: str
-    env: dict[str, str]
-    home: Path
-
-    def kubesvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [sys.executable, "-m", "kubesvc.cli.main", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and res.returncode != 0:
-            raise AssertionError(f"kubesvc {' '.join(args)}: {res.stdout}\n{res.stderr}")
-        return res
-
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [KUBECTL, *args],
-            input=input,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if check and res.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {res.stdout}\n{res.stderr}")
-        return res
-
-    def out(self, *args: str, input: str | None = None) -> str:
-        return self.kubectl(*args, input=input).stdout
-
-    def json(self, *args: str) -> Any:
-        return json.loads(self.out(*args, "-o", "json"))
-
-    def pods(self, selector: str) -> list[dict[str, Any]]:
-        return list(self.json("get", "pods", "-l", selector)["items"])
-
-    def running(self, selector: str, n: int) -> list[dict[str, Any]]:
-        def ready() -> list[dict[str, Any]] | None:
-            pods = [p for p in self.pods(selector) if not p["metadata"].get("deletionTimestamp")]
-            ok = [p for p in pods if _ready(p)]
-            return ok if len(ok) == n and len(pods) == n else None
-
-        return wait_for(ready, timeout=30, what=f"{n} ready pods {selector}")  # type: ignore[no-any-return]
-
-    def exec(self, pod: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("exec", pod, "--", *cmd, check=check)
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conds = (pod.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    assert os.geteuid() == 0, "the cluster tests run as root (network namespaces)"
-    tmp = tmp_path_factory.mktemp("kubesvc")
-    name = "e" + secrets.token_hex(3)
-    env = dict(
-        os.environ,
-        KUBESVC_HOME=str(tmp / "home"),
-        KUBECONFIG=str(tmp / "kubeconfig"),
-        KUBECACHEDIR=str(tmp / "kubecache"),
-    )
-    c = Cluster(name, env, tmp / "home")
-    try:
-        c.kubesvc("up", "--name", name, "--nodes", "2")
+    with running_cluster(tmp_path_factory.mktemp("kubesvc"), "e") as c:
         yield c
-    finally:
-        c.kubesvc("down", "--name", name, check=False)
 
 
 SERVICE_BEFORE = """
@@ -204,7 +128,7 @@ def test_killed_process_restarts_and_deleted_pod_gets_new_ip(web: Cluster) -> No
     def restarted() -> bool:
         p = cluster.json("get", "pod", victim["metadata"]["name"])
         st = p["status"]["containerStatuses"][0]
-        return st["restartCount"] >= 1 and _ready(p)
+        return st["restartCount"] >= 1 and ready(p)
 
     wait_for(restarted, timeout=30, what="restart after SIGKILL")
     old_ip = pods[1]["status"]["podIP"]
@@ -377,7 +301,7 @@ def test_probes_run_inside_the_pod_network(cluster: Cluster) -> None:
     def restarted_and_unready() -> bool:
         pod = cluster.json("get", "pod", "never-ready")
         st = (pod["status"].get("containerStatuses") or [{}])[0]
-        return st.get("restartCount", 0) >= 1 and not _ready(pod)
+        return st.get("restartCount", 0) >= 1 and not ready(pod)
 
     wait_for(restarted_and_unready, timeout=40, what="liveness restart of never-ready")
     events = cluster.out("get", "events", "--field-selector", "involvedObject.name=never-ready")
@@ -387,7 +311,7 @@ def test_probes_run_inside_the_pod_network(cluster: Cluster) -> None:
 def _dns_ready(cluster: Cluster) -> None:
     def ready() -> bool:
         pods = cluster.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
-        return len(pods) == 2 and all(_ready(p) for p in pods)
+        return len(pods) == 2 and all(ready(p) for p in pods)
 
     wait_for(ready, timeout=30, what="kube-dns pods ready")
 

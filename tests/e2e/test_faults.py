@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from kubesvc.node import netns
+from tests.e2e.cluster import Cluster, deploy_netexec, ready, running_cluster
 from tests.e2e.harness import wait_for
-from tests.e2e.test_cluster import AGNHOST, Cluster, _ready
 
 pytestmark = pytest.mark.e2e
 
@@ -33,36 +33,9 @@ COME_BACK = 30.0  # generous: each comes back in well under a few seconds here
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    assert os.geteuid() == 0, "the cluster tests run as root (network namespaces)"
-    tmp = tmp_path_factory.mktemp("faults")
-    name = "f" + secrets.token_hex(3)
-    env = dict(
-        os.environ,
-        KUBESVC_HOME=str(tmp / "home"),
-        KUBECONFIG=str(tmp / "kubeconfig"),
-        KUBECACHEDIR=str(tmp / "kubecache"),
-    )
-    c = Cluster(name, env, tmp / "home")
-    try:
-        c.kubesvc("up", "--name", name, "--nodes", "2")
-        c.out(
-            "create",
-            "deployment",
-            "web",
-            f"--image={AGNHOST}",
-            "--replicas=3",
-            "--",
-            "/agnhost",
-            "netexec",
-            "--http-port=8080",
-        )
-        c.out("expose", "deployment", "web", "--port=80", "--target-port=8080")
-        c.out("run", "client", "--image=busybox", "--command", "--", "sleep", "3600")
-        c.running("app=web", 3)
-        c.running("run=client", 1)
+    with running_cluster(tmp_path_factory.mktemp("faults"), "f") as c:
+        deploy_netexec(c, "web", 3)
         yield c
-    finally:
-        c.kubesvc("down", "--name", name, check=False)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -110,7 +83,7 @@ def web_ips(c: Cluster) -> set[str]:
     return {
         p["status"]["podIP"]
         for p in c.pods("app=web")
-        if _ready(p) and not p["metadata"].get("deletionTimestamp")
+        if ready(p) and not p["metadata"].get("deletionTimestamp")
     }
 
 
@@ -170,7 +143,7 @@ def test_dns_pod_process_comes_back(cluster: Cluster) -> None:
 
     def dns_pods() -> list[dict[str, Any]]:
         items = c.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
-        return items if len(items) == 2 and all(_ready(p) for p in items) else []
+        return items if len(items) == 2 and all(ready(p) for p in items) else []
 
     pod = wait_for(dns_pods, timeout=COME_BACK, what="kube-dns pods ready")[0]
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
@@ -182,7 +155,7 @@ def test_dns_pod_process_comes_back(cluster: Cluster) -> None:
     def restarted() -> bool:
         p = c.json("get", "pod", "-n", "kube-system", name)
         now = p["status"]["containerStatuses"][0]
-        return now["restartCount"] == st["restartCount"] + 1 and _ready(p)
+        return now["restartCount"] == st["restartCount"] + 1 and ready(p)
 
     wait_for(restarted, timeout=COME_BACK, what=f"{name} restarted and Ready")
     web_ip = c.json("get", "svc", "web")["spec"]["clusterIP"]

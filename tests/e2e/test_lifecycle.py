@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import signal
 import stat
@@ -26,8 +25,8 @@ import yaml
 
 from kubesvc.node import netns
 from kubesvc.node.netplan import short_hash
+from tests.e2e.cluster import Cluster, deploy_netexec, running_cluster
 from tests.e2e.harness import wait_for
-from tests.e2e.test_cluster import AGNHOST, Cluster, _ready
 
 pytestmark = pytest.mark.e2e
 
@@ -37,39 +36,15 @@ CREDENTIALS = ("ca.crt", "ca.key", "apiserver.crt", "apiserver.key", "admin.crt"
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    assert os.geteuid() == 0, "the cluster tests run as root (network namespaces)"
     tmp = Path(tempfile.mkdtemp(prefix="kubesvc-lifecycle-", dir="/tmp"))
     tmp.chmod(0o755)  # others may enter: only the cluster's own modes keep them out
-    name = "l" + secrets.token_hex(3)
-    env = dict(
-        os.environ,
-        KUBESVC_HOME=str(tmp / "home"),
-        KUBECONFIG=str(tmp / "kube" / "config"),
-        KUBECACHEDIR=str(tmp / "kubecache"),
-    )
-    c = Cluster(name, env, tmp / "home")
     try:
-        c.kubesvc("up", "--name", name, "--nodes", "2")
-        c.out(
-            "create",
-            "deployment",
-            "web",
-            f"--image={AGNHOST}",
-            "--replicas=2",
-            "--",
-            "/agnhost",
-            "netexec",
-            "--http-port=8080",
-        )
-        c.out("expose", "deployment", "web", "--port=80", "--target-port=8080")
-        c.out("create", "configmap", "marker", "--from-literal=k=v")
-        c.out("create", "secret", "generic", "s", "--from-literal=password=hunter2")
-        c.out("run", "client", "--image=busybox", "--command", "--", "sleep", "3600")
-        c.running("app=web", 2)
-        c.running("run=client", 1)
-        yield c
+        with running_cluster(tmp, "l", kubeconfig=tmp / "kube" / "config") as c:
+            c.out("create", "configmap", "marker", "--from-literal=k=v")
+            c.out("create", "secret", "generic", "s", "--from-literal=password=hunter2")
+            deploy_netexec(c, "web", 2)
+            yield c
     finally:
-        c.kubesvc("down", "--name", name, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -180,7 +155,7 @@ def service_works(c: Cluster) -> None:
 def all_ready(c: Cluster) -> None:
     def ready() -> bool:
         pods = c.json("get", "pods", "-A")["items"]
-        return bool(pods) and all(_ready(p) for p in pods)
+        return bool(pods) and all(ready(p) for p in pods)
 
     wait_for(ready, timeout=60, what="every pod Ready")
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import secrets
 import threading
 import time
 from collections import Counter
@@ -19,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.cluster import AGNHOST, Cluster, deploy_netexec, running_cluster
 from tests.e2e.harness import wait_for
-from tests.e2e.test_cluster import AGNHOST, Cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -30,35 +28,9 @@ def proxied(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp(f"proxy-{request.param}")
-    name = "p" + secrets.token_hex(3)
-    env = dict(
-        os.environ,
-        KUBESVC_HOME=str(tmp / "home"),
-        KUBECONFIG=str(tmp / "kubeconfig"),
-        KUBECACHEDIR=str(tmp / "kubecache"),
-    )
-    c = Cluster(name, env, tmp / "home")
-    try:
-        c.kubesvc("up", "--name", name, "--nodes", "2", "--proxy-mode", request.param)
-        c.out(
-            "create",
-            "deployment",
-            "echo",
-            f"--image={AGNHOST}",
-            "--replicas=3",
-            "--",
-            "/agnhost",
-            "netexec",
-            "--http-port=8080",
-            "--udp-port=8081",
-        )
-        c.out("expose", "deployment", "echo", "--port=80", "--target-port=8080")
-        c.out("run", "client", "--image=busybox", "--command", "--", "sleep", "3600")
-        c.running("app=echo", 3)
-        c.running("run=client", 1)
+    with running_cluster(tmp, "p", "--proxy-mode", request.param) as c:
+        deploy_netexec(c, "echo", 3, "--udp-port=8081")
         yield c
-    finally:
-        c.kubesvc("down", "--name", name, check=False)
 
 
 def _cluster_ip(c: Cluster, svc: str) -> str:
