@@ -111,12 +111,20 @@ def _load_deep(text: str, load: Any) -> Any:
     a thread with a large stack and a raised limit. Deeper input is a syntax error."""
     if max_depth(text) > MAX_DEPTH:
         raise BodyError(_exceeded_depth(text))
+    try:
+        return _run_deep(load)
+    except RecursionError:  # an interpreter whose C recursion limit is fixed
+        raise BodyError(_exceeded_depth(text)) from None
+
+
+def _run_deep(fn: Any) -> Any:
+    """fn() in a thread with a large stack and a recursion limit for 10,000 levels."""
     global _deep_pool
     with _deep_lock:
         if _deep_pool is None:
             previous = threading.stack_size(DEEP_STACK)
             try:
-                _deep_pool = ThreadPoolExecutor(1, thread_name_prefix="deep-json")
+                _deep_pool = ThreadPoolExecutor(1, thread_name_prefix="deep-parse")
                 _deep_pool.submit(lambda: None).result()  # start the thread at this size
             finally:
                 threading.stack_size(previous)
@@ -126,14 +134,11 @@ def _load_deep(text: str, load: Any) -> Any:
         limit = sys.getrecursionlimit()
         sys.setrecursionlimit(max(limit, 3 * MAX_DEPTH))
         try:
-            return load()
+            return fn()
         finally:
             sys.setrecursionlimit(limit)
 
-    try:
-        return pool.submit(run).result()
-    except RecursionError:  # an interpreter whose C recursion limit is fixed
-        raise BodyError(_exceeded_depth(text)) from None
+    return pool.submit(run).result()
 
 
 _STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
@@ -276,14 +281,20 @@ _Loader.yaml_implicit_resolvers = {
 def parse_yaml(raw: bytes | str) -> Any:
     """One YAML document converted to JSON values, or BodyError."""
     text = raw if isinstance(raw, str) else raw.decode("utf-8", errors="replace")
-    try:
+
+    def load() -> Any:
         docs = list(yaml.load_all(text, Loader=_Loader))
+        return _YamlToJson().convert(docs[0] if docs else None)
+
+    try:
+        try:
+            return load()
+        except RecursionError:  # libyaml nests up to 1,000 levels; Python's stack may not
+            return _run_deep(load)
     except yaml.YAMLError as e:
         raise BodyError(f"error converting YAML to JSON: yaml: {_one_line(e)}") from None
     except RecursionError:
         raise BodyError("error converting YAML to JSON: yaml: exceeded max depth") from None
-    value = docs[0] if docs else None
-    return _YamlToJson().convert(value)
 
 
 class _YamlToJson:

@@ -443,3 +443,9 @@ def test_repair_leaves_out_what_does_not_decode() -> None:
 def test_repair_always_yields_what_decodes(api_version: str, kind: str, value: Any) -> None:
     obj, _ = typed.repair(api_version, kind, value)
     assert typed.decode(api_version, kind, obj).obj == obj
+
+
+@pytest.mark.parametrize("depth", [500, 999])
+def test_yaml_nested_as_deep_as_libyaml_allows_parses(depth: int) -> None:
+    value = bodies.parse_yaml("{a: " + "[" * depth + "]" * depth + "}")
+    assert isinstance(value["a"], list)
