@@ -64,7 +64,7 @@ class Cluster:
     def running(self, selector: str, n: int) -> list[dict[str, Any]]:
         def ready() -> list[dict[str, Any]] | None:
             pods = [p for p in self.pods(selector) if not p["metadata"].get("deletionTimestamp")]
-            ok = [p for p in pods if ready(p)]
+            ok = [p for p in pods if pod_ready(p)]
             return ok if len(ok) == n and len(pods) == n else None
 
         return wait_for(ready, timeout=30, what=f"{n} ready pods {selector}")  # type: ignore[no-any-return]
@@ -73,7 +73,7 @@ class Cluster:
         return self.kubectl("exec", pod, "--", *cmd, check=check)
 
 
-def ready(pod: dict[str, Any]) -> bool:
+def pod_ready(pod: dict[str, Any]) -> bool:
     conds = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import AGNHOST, Cluster, ready, running_cluster
+from tests.e2e.cluster import AGNHOST, Cluster, pod_ready, running_cluster
 from tests.e2e.harness import KUBECTL, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -128,7 +128,7 @@ def test_killed_process_restarts_and_deleted_pod_gets_new_ip(web: Cluster) -> No
     def restarted() -> bool:
         p = cluster.json("get", "pod", victim["metadata"]["name"])
         st = p["status"]["containerStatuses"][0]
-        return st["restartCount"] >= 1 and ready(p)
+        return st["restartCount"] >= 1 and pod_ready(p)
 
     wait_for(restarted, timeout=30, what="restart after SIGKILL")
     old_ip = pods[1]["status"]["podIP"]
@@ -301,7 +301,7 @@ def test_probes_run_inside_the_pod_network(cluster: Cluster) -> None:
     def restarted_and_unready() -> bool:
         pod = cluster.json("get", "pod", "never-ready")
         st = (pod["status"].get("containerStatuses") or [{}])[0]
-        return st.get("restartCount", 0) >= 1 and not ready(pod)
+        return st.get("restartCount", 0) >= 1 and not pod_ready(pod)
 
     wait_for(restarted_and_unready, timeout=40, what="liveness restart of never-ready")
     events = cluster.out("get", "events", "--field-selector", "involvedObject.name=never-ready")
@@ -311,7 +311,7 @@ def test_probes_run_inside_the_pod_network(cluster: Cluster) -> None:
 def _dns_ready(cluster: Cluster) -> None:
     def ready() -> bool:
         pods = cluster.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
-        return len(pods) == 2 and all(ready(p) for p in pods)
+        return len(pods) == 2 and all(pod_ready(p) for p in pods)
 
     wait_for(ready, timeout=30, what="kube-dns pods ready")
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from kubesvc.node import netns
-from tests.e2e.cluster import Cluster, deploy_netexec, ready, running_cluster
+from tests.e2e.cluster import Cluster, deploy_netexec, pod_ready, running_cluster
 from tests.e2e.harness import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -83,7 +83,7 @@ def web_ips(c: Cluster) -> set[str]:
     return {
         p["status"]["podIP"]
         for p in c.pods("app=web")
-        if ready(p) and not p["metadata"].get("deletionTimestamp")
+        if pod_ready(p) and not p["metadata"].get("deletionTimestamp")
     }
 
 
@@ -143,7 +143,7 @@ def test_dns_pod_process_comes_back(cluster: Cluster) -> None:
 
     def dns_pods() -> list[dict[str, Any]]:
         items = c.json("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns")["items"]
-        return items if len(items) == 2 and all(ready(p) for p in items) else []
+        return items if len(items) == 2 and all(pod_ready(p) for p in items) else []
 
     pod = wait_for(dns_pods, timeout=COME_BACK, what="kube-dns pods ready")[0]
     name, ip = pod["metadata"]["name"], pod["status"]["podIP"]
@@ -155,7 +155,7 @@ def test_dns_pod_process_comes_back(cluster: Cluster) -> None:
     def restarted() -> bool:
         p = c.json("get", "pod", "-n", "kube-system", name)
         now = p["status"]["containerStatuses"][0]
-        return now["restartCount"] == st["restartCount"] + 1 and ready(p)
+        return now["restartCount"] == st["restartCount"] + 1 and pod_ready(p)
 
     wait_for(restarted, timeout=COME_BACK, what=f"{name} restarted and Ready")
     web_ip = c.json("get", "svc", "web")["spec"]["clusterIP"]

@@ -25,7 +25,7 @@ import yaml
 
 from kubesvc.node import netns
 from kubesvc.node.netplan import short_hash
-from tests.e2e.cluster import Cluster, deploy_netexec, running_cluster
+from tests.e2e.cluster import Cluster, deploy_netexec, pod_ready, running_cluster
 from tests.e2e.harness import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -155,7 +155,7 @@ def service_works(c: Cluster) -> None:
 def all_ready(c: Cluster) -> None:
     def ready() -> bool:
         pods = c.json("get", "pods", "-A")["items"]
-        return bool(pods) and all(ready(p) for p in pods)
+        return bool(pods) and all(pod_ready(p) for p in pods)
 
     wait_for(ready, timeout=60, what="every pod Ready")
 
