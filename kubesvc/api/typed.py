@@ -21,6 +21,7 @@ Schemas are compiled once into small decoder objects, so a Service decodes in te
 from __future__ import annotations
 
 import binascii
+import itertools
 import math
 import re
 from typing import Any
@@ -340,23 +341,32 @@ class _List(_Type):
         if type(value) is not list:
             raise ctx.mismatch(json_kind(value), self.go, struct)
         item = self.item
-        out = []
+        out: list[Any] | None = None  # a copy only once something differs from the input
         path = ctx.path
         depth = len(path)
         for i, v in enumerate(value):
             if v is None:
+                if out is None:
+                    out = value[:i]
                 zero = item.zero()
                 if zero is not _DROP:
                     out.append(zero)
                 continue
             path.append(i)
             try:
-                out.append(item.decode(v, ctx, struct))
+                r = item.decode(v, ctx, struct)
             except TypeMismatch as e:
                 ctx.drop(e, depth)
+                if out is None:
+                    out = value[:i]
                 continue
             path.pop()
-        return out
+            if out is None:
+                if r is v:
+                    continue
+                out = value[:i]
+            out.append(r)
+        return value if out is None else out
 
 
 class _Map(_Type):
@@ -377,23 +387,32 @@ class _Map(_Type):
                     break
             else:
                 return value
-        out = {}
+        out: dict[str, Any] | None = None  # a copy only once something differs
         path = ctx.path
         depth = len(path)
-        for k, v in value.items():
+        for i, (k, v) in enumerate(value.items()):
             if v is None:
+                if out is None:
+                    out = dict(itertools.islice(value.items(), i))
                 zero = vt.zero()
                 if zero is not _DROP:
                     out[k] = zero
                 continue
             path.append(_Key(k))
             try:
-                out[k] = vt.decode(v, ctx, struct)
+                r = vt.decode(v, ctx, struct)
             except TypeMismatch as e:
                 ctx.drop(e, depth)
+                if out is None:
+                    out = dict(itertools.islice(value.items(), i))
                 continue
             path.pop()
-        return out
+            if out is None:
+                if r is v:
+                    continue
+                out = dict(itertools.islice(value.items(), i))
+            out[k] = r
+        return value if out is None else out
 
 
 class _Struct(_Type):
@@ -408,18 +427,19 @@ class _Struct(_Type):
         if type(value) is not dict:
             raise ctx.mismatch(json_kind(value), self.go, struct)
         fields = self.fields
-        out = {}
+        out: dict[str, Any] | None = None  # a copy only once something differs
         path = ctx.path
         dups = ctx.duplicates.get(id(value)) if ctx.duplicates else None
         if dups:
             ctx.unknown_at.extend(ctx.strict_path(k) for k in dups if k in fields)
         depth = len(path)
-        for k, v in value.items():
+        for i, (k, v) in enumerate(value.items()):
             ft = fields.get(k)
-            if ft is None:
-                ctx.unknown.append(ctx.strict_path(k))
-                continue
-            if v is None:
+            if ft is None or v is None:
+                if ft is None:
+                    ctx.unknown.append(ctx.strict_path(k))
+                if out is None:
+                    out = dict(itertools.islice(value.items(), i))
                 continue
             # well-typed scalars, most of any object, without a call or path bookkeeping
             tv, tf = type(v), type(ft)
@@ -428,16 +448,24 @@ class _Struct(_Type):
                 or (tv is bool and tf is _Bool)
                 or (tv is int and tf is _Int and ft.low <= v <= ft.high)  # type: ignore[attr-defined]
             ):
-                out[k] = v
+                if out is not None:
+                    out[k] = v
                 continue
             path.append(k)
             try:
-                out[k] = ft.decode(v, ctx, self.name)
+                r = ft.decode(v, ctx, self.name)
             except TypeMismatch as e:
                 ctx.drop(e, depth)
+                if out is None:
+                    out = dict(itertools.islice(value.items(), i))
                 continue
             path.pop()
-        return out
+            if out is None:
+                if r is v:
+                    continue
+                out = dict(itertools.islice(value.items(), i))
+            out[k] = r
+        return value if out is None else out
 
     def zero(self) -> Any:
         return {}

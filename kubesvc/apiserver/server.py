@@ -86,7 +86,6 @@ class ApiServer:
         self._tasks.append(asyncio.create_task(gc.run(), name="gc"))
         self._tasks.append(asyncio.create_task(self._compactor(), name="compactor"))
         self._tasks.append(asyncio.create_task(self._memory_keeper(), name="memory"))
-        offload.tune_malloc()
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._handler = ResourceHandler(self.registry, PodProxy(self.registry, self.creds.token))
