@@ -518,24 +518,26 @@ class Registry:
         policy = options.get("propagationPolicy") or (
             "Orphan" if options.get("orphanDependents") else strategies.default_propagation(kind)
         )
-        new = copy.deepcopy(obj)
-        m = new["metadata"]
-        finalizers = list(m.get("finalizers") or [])
+        finalizers = list(obj["metadata"].get("finalizers") or [])
         if policy == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
         if policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
         grace = strategies.grace_period(kind, obj, options.get("gracePeriodSeconds"))
-        if kind.kind == "Namespace" and (new.get("spec") or {}).get("finalizers"):
-            new.setdefault("status", {})["phase"] = "Terminating"
-            grace = max(grace, 0)
-            pending = True
-        else:
-            pending = bool(finalizers) or grace > 0
+        namespace_finalizers = kind.kind == "Namespace" and (obj.get("spec") or {}).get(
+            "finalizers"
+        )
+        pending = bool(namespace_finalizers) or bool(finalizers) or grace > 0
         if not pending:
             if dry_run:
                 return obj, True
             return await self._delete_now(kind, namespace, name, current.mod_revision, obj), True
+        # staged deletion: an update of a copy (a large object is copied off the loop)
+        new = await offload.run(current.heavy, copy.deepcopy, obj)
+        m = new["metadata"]
+        if namespace_finalizers:
+            new.setdefault("status", {})["phase"] = "Terminating"
+            grace = max(grace, 0)
         if m.get("deletionTimestamp"):
             shorter = kind.kind == "Pod" and grace < int(m.get("deletionGracePeriodSeconds") or 0)
             if not shorter and finalizers == list(m.get("finalizers") or []):
@@ -566,7 +568,7 @@ class Registry:
         self._cache.pop(kv.key, None)
         if kind.kind == "Service":
             self.allocator.release_unused(obj, None)
-        return self.decode_uncached(kv)
+        return await offload.run(len(kv.value) > offload.HEAVY_BYTES, self.decode_uncached, kv)
 
     async def delete_collection(
         self,

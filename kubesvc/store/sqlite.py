@@ -7,7 +7,10 @@ synchronous=NORMAL: a commit is in the WAL before the call returns, so killing t
 
 The live keys are also held in memory, grouped by their first two path segments, so lists
 never touch the disk. SQLite calls are synchronous and short; they run on the event loop
-thread, which also makes "read history, then subscribe" atomic for watchers.
+thread, which also makes "read history, then subscribe" atomic for watchers. Values of
+256 KiB or more are committed on a writer thread with its own connection while the loop
+goes on; other writes wait for it, and a change becomes visible (memory, revision, watch
+history, watchers) only once it is applied on the loop.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubesvc.store.base import (
@@ -40,6 +44,7 @@ CREATE TABLE IF NOT EXISTS log (
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
+LARGE_WRITE = 256 * 1024  # values at least this large are committed off the event loop
 WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is dropped
 
 
@@ -51,6 +56,13 @@ def _private(path: Path) -> None:
     for f in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError):
             f.chmod(0o600)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
 
 
 def _bucket(key: str) -> str:
@@ -98,12 +110,14 @@ class SQLiteWatch:
 class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         _private(Path(path))
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._path = Path(path)
+        self._db = _connect(self._path)
         self._db.executescript(_SCHEMA)
         self._buckets: dict[str, dict[str, KeyValue]] = {}
         self._watchers: set[SQLiteWatch] = set()
+        self._large_write: asyncio.Future[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._large_db: sqlite3.Connection | None = None
         for key, value, create_rev, mod_rev, version in self._db.execute("SELECT * FROM kv"):
             kv = KeyValue(key, bytes(value), create_rev, mod_rev, version)
             self._buckets.setdefault(_bucket(key), {})[key] = kv
@@ -148,8 +162,7 @@ class SQLiteStore:
         items.sort(key=lambda kv: kv.key)
         return items
 
-    def _write(self, kv: KeyValue, deleted: bool, prev: KeyValue | None) -> None:
-        db = self._db
+    def _commit(self, kv: KeyValue, deleted: bool, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
@@ -167,6 +180,26 @@ class SQLiteStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    async def _write(self, kv: KeyValue, deleted: bool, prev: KeyValue | None) -> None:
+        """Commit, then make the change visible: memory, revision, watchers. A large value is
+        committed on the store's own thread (writing megabytes would hold the event loop
+        for tens of milliseconds); other writes wait for it, so revisions stay in order."""
+        if len(kv.value) < LARGE_WRITE:
+            self._commit(kv, deleted, self._db)
+        else:
+            done = asyncio.get_running_loop().create_future()
+            self._large_write = done
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._writer(), self._commit, kv, deleted, self._writer_db()
+                )
+            finally:
+                self._large_write = None
+                done.set_result(None)
+        self._apply(kv, deleted, prev)
+
+    def _apply(self, kv: KeyValue, deleted: bool, prev: KeyValue | None) -> None:
         self._revision = kv.mod_revision
         bucket = self._buckets.setdefault(_bucket(kv.key), {})
         if deleted:
@@ -178,15 +211,34 @@ class SQLiteStore:
             if kv.key.startswith(w.prefix):
                 w.push(ev)
 
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        return self._executor
+
+    def _writer_db(self) -> sqlite3.Connection:
+        """The writer thread's own connection: the loop's reads (watch history) never share a
+        connection, or a transaction, with a commit in progress."""
+        if self._large_db is None:
+            self._large_db = _connect(self._path)
+        return self._large_db
+
+    async def _writable(self) -> None:
+        """Wait until no large write is being committed."""
+        while self._large_write is not None:
+            await asyncio.shield(self._large_write)
+
     async def create(self, key: str, value: bytes) -> KeyValue:
+        await self._writable()
         if self._live(key) is not None:
             raise KeyExists(key)
         rev = self._revision + 1
         kv = KeyValue(key, value, rev, rev, 1)
-        self._write(kv, deleted=False, prev=None)
+        await self._write(kv, deleted=False, prev=None)
         return kv
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+        await self._writable()
         cur = self._live(key)
         if cur is None:
             raise KeyNotFound(key)
@@ -194,10 +246,11 @@ class SQLiteStore:
             raise RevisionMismatch(cur)
         rev = self._revision + 1
         kv = KeyValue(key, value, cur.create_revision, rev, cur.version + 1)
-        self._write(kv, deleted=False, prev=cur)
+        await self._write(kv, deleted=False, prev=cur)
         return kv
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+        await self._writable()
         cur = self._live(key)
         if cur is None:
             raise KeyNotFound(key)
@@ -205,7 +258,7 @@ class SQLiteStore:
             raise RevisionMismatch(cur)
         rev = self._revision + 1
         kv = KeyValue(key, cur.value, cur.create_revision, rev, cur.version)
-        self._write(kv, deleted=True, prev=cur)
+        await self._write(kv, deleted=True, prev=cur)
         return kv
 
     def watch(self, prefix: str, after_revision: int) -> SQLiteWatch:
@@ -213,10 +266,11 @@ class SQLiteStore:
             raise Compacted(after_revision, self._compacted)
         backlog: list[Event] = []
         if after_revision < self._revision:
+            # up to the applied revision: a large write being committed arrives by push
             rows = self._db.execute(
                 "SELECT rev, key, deleted, value, create_rev, version FROM log "
-                "WHERE rev > ? AND key >= ? AND key < ? ORDER BY rev",
-                (after_revision, prefix, prefix + "\uffff"),
+                "WHERE rev > ? AND rev <= ? AND key >= ? AND key < ? ORDER BY rev",
+                (after_revision, self._revision, prefix, prefix + "\uffff"),
             )
             last: dict[str, KeyValue] = {}
             for rev, key, deleted, value, create_rev, version in rows.fetchall():
@@ -240,6 +294,7 @@ class SQLiteStore:
         return KeyValue(key, bytes(row[2]), row[3], row[0], row[4])
 
     async def compact(self, revision: int) -> None:
+        await self._writable()
         revision = min(revision, self._revision)
         if revision <= self._compacted:
             return
@@ -251,6 +306,11 @@ class SQLiteStore:
         self._compacted = revision
 
     async def close(self) -> None:
+        await self._writable()
         for w in list(self._watchers):
             w.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        if self._large_db is not None:
+            self._large_db.close()
         self._db.close()

@@ -112,3 +112,41 @@ def test_compaction_expires_old_watches(tmp_path: Path) -> None:
         await s2.close()
 
     run(body())
+
+
+def test_large_writes_are_committed_off_the_loop_in_revision_order(tmp_path: Path) -> None:
+    async def body() -> None:
+        s = SQLiteStore(tmp_path / "db")
+        prefix = "/registry/configmaps/default/"
+        live = s.watch(prefix, 0)
+        big = b"x" * (16 * 1024 * 1024)
+        large = asyncio.create_task(s.create(prefix + "big", big))
+        await asyncio.sleep(0)
+        # the loop runs on while the large value commits, and nothing of it is visible yet
+        small = [
+            asyncio.create_task(s.create(prefix + "a", b"1")),
+            asyncio.create_task(s.create(prefix + "b", b"2")),
+        ]
+        await asyncio.sleep(0)
+        assert not large.done() and s.revision == 0
+        assert await s.get(prefix + "big") is None
+        # the small writes waited: each write has the revision of the order it started in
+        results = [await large, *[await t for t in small]]
+        assert [kv.mod_revision for kv in results] == [1, 2, 3]
+        # a watch opened now replays each change once, in order; the live one saw the same
+        replayed = await _collect(s.watch(prefix, 0), 3)
+        seen = await _collect(live, 3)
+        for events in (replayed, seen):
+            assert [(e.kv.key.rsplit("/", 1)[1], e.kv.mod_revision) for e in events] == [
+                ("big", 1),
+                ("a", 2),
+                ("b", 3),
+            ]
+        assert (await s.get(prefix + "big")).value == big  # type: ignore[union-attr]
+        await s.close()
+        reopened = SQLiteStore(tmp_path / "db")
+        assert reopened.revision == 3
+        assert (await reopened.get(prefix + "big")).value == big  # type: ignore[union-attr]
+        await reopened.close()
+
+    run(body())
