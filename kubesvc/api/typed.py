@@ -661,7 +661,7 @@ def repair(api_version: str, kind: str, value: Any) -> tuple[Any, list[str]]:
     return obj, ctx.dropped
 
 
-def cannot_handle(api_version: str, kind: str, error: TypeMismatch | str) -> str:
+def cannot_handle(api_version: str, kind: str, error: Exception | str) -> str:
     """The create/update wording: `Service in version "v1" cannot be handled as a Service: ...`."""
     version = api_version.rpartition("/")[2]
     return f'{kind} in version "{version}" cannot be handled as a {kind}: {error}'

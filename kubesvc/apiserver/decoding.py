@@ -110,7 +110,8 @@ def decode_as(api_version: str, kind: str, parsed: bodies.Parsed, mode: str) -> 
         raise errors.bad_request(typed.cannot_handle(api_version, kind, e)) from None
     strict = decoded.strict_errors()
     if strict and mode == "Strict":
-        raise errors.bad_request("strict decoding error: " + ", ".join(strict))
+        detail = "strict decoding error: " + ", ".join(strict)
+        raise errors.bad_request(typed.cannot_handle(api_version, kind, detail))
     return decoded
 
 

@@ -103,6 +103,13 @@ def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None
     return resp
 
 
+def status_response(err: ApiError) -> web.Response:
+    """A Status, ending with the newline upstream's JSON encoder writes."""
+    return web.Response(
+        body=dumps(err.status()) + b"\n", status=err.code, content_type="application/json"
+    )
+
+
 def add_warnings(resp: web.StreamResponse, warnings: list[str]) -> None:
     """`Warning: 299 - "text"` headers; the text is escaped as a JSON string, so quotes,
     backslashes and control characters a client put in a field name cannot break the header."""

@@ -41,6 +41,8 @@ from kubesvc.store.base import KeyExists, KeyNotFound, KeyValue, RevisionMismatc
 
 log = logging.getLogger("kubesvc.apiserver")
 Predicate = Callable[[dict[str, Any]], bool]
+DEFAULT_INGRESS_CLASS = "ingressclass.kubernetes.io/is-default-class"
+LEGACY_INGRESS_CLASS = "kubernetes.io/ingress.class"
 DELETED_CACHE_ITEMS = 4096
 DELETED_CACHE_BYTES = 16 * 1024 * 1024
 
@@ -209,6 +211,8 @@ class Registry:
             m.pop(volatile, None)
         m["uid"] = str(uuid.uuid4())
         m["creationTimestamp"] = now_rfc3339()
+        if kind.kind == "Ingress":
+            await self._default_ingress_class(obj)
         heavy = opts.heavy
         errs = await offload.run(heavy, _prepare_create, kind, obj)
         if errs and not _only_allocatable(kind, errs):
@@ -245,6 +249,26 @@ class Registry:
                 self.allocator.undo(taken)
             raise
         return self._remember(kv, obj, template)
+
+    async def _default_ingress_class(self, ingress: dict[str, Any]) -> None:
+        """The DefaultIngressClass admission: an Ingress created without a class gets the
+        IngressClass marked default (the newest; at the same time, the lowest name)."""
+        spec = ingress.get("spec")
+        annotations = meta(ingress).get("annotations") or {}
+        if not isinstance(spec, dict):
+            spec = ingress["spec"] = {}
+        if spec.get("ingressClassName") or LEGACY_INGRESS_CLASS in annotations:
+            return
+        items, _, _ = await self.list(BY_KIND["IngressClass"], None)
+        defaults = [
+            c.obj["metadata"]
+            for c in items
+            if (c.obj["metadata"].get("annotations") or {}).get(DEFAULT_INGRESS_CLASS) == "true"
+        ]
+        if defaults:
+            newest = max(d.get("creationTimestamp") or "" for d in defaults)
+            names = [d["name"] for d in defaults if (d.get("creationTimestamp") or "") == newest]
+            spec["ingressClassName"] = min(names)
 
     async def _check_namespace_open(self, namespace: str) -> None:
         ns_kind = BY_KIND["Namespace"]

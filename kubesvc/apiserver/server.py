@@ -24,7 +24,7 @@ from kubesvc.apiserver import discovery, negotiation, offload
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.decoding import MAX_BODY
 from kubesvc.apiserver.gc import GarbageCollector
-from kubesvc.apiserver.http import ResourceHandler, json_response
+from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
 from kubesvc.apiserver.proxy import PodProxy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
@@ -275,22 +275,11 @@ class ApiServer:
                 err = errors.method_not_allowed(
                     "the server does not allow this method on the requested resource"
                 )
-                resp = json_response(err.status(), err.code)
+                resp = status_response(err)
                 resp.force_close()  # what follows a CONNECT is not a request
                 return resp
             if request.path not in PUBLIC_PATHS and not self._authenticated(request):
-                return json_response(
-                    {
-                        "kind": "Status",
-                        "apiVersion": "v1",
-                        "metadata": {},
-                        "status": "Failure",
-                        "message": "Unauthorized",
-                        "reason": "Unauthorized",
-                        "code": 401,
-                    },
-                    401,
-                )
+                return status_response(ApiError(401, "Unauthorized", "Unauthorized"))
             if _long_running(request):
                 return await handler(request)
             try:
@@ -305,12 +294,12 @@ class ApiServer:
                     {},
                 ) from None
         except ApiError as e:
-            return json_response(e.status(), e.code)
+            return status_response(e)
         except web.HTTPRequestEntityTooLarge:
             err = ApiError(
                 413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_BODY}"
             )
-            return json_response(err.status(), 413)
+            return status_response(err)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as e:
@@ -318,7 +307,7 @@ class ApiServer:
                 "request failed", extra={"kv": {"method": request.method, "path": request.path}}
             )
             err = errors.internal(str(e))
-            return json_response(err.status(), 500)
+            return status_response(err)
 
     def _authenticated(self, request: web.Request) -> bool:
         assert self.creds is not None
@@ -422,7 +411,7 @@ def _bad_http_as_status(
         err = errors.bad_request(f"unable to read the request body: {exc.message}")
     else:
         err = errors.bad_request(" ".join(str(exc.message or exc).split()))
-    resp = json_response(err.status(), err.code)
+    resp = status_response(err)
     resp.force_close()
     return resp
 

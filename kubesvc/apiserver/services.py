@@ -66,6 +66,10 @@ class ServiceAllocator:
             for name in ("clusterIP", "clusterIPs"):
                 if not spec.get(name):
                     spec.pop(name, None)
+        if needs_cluster_ip(spec):
+            errors = self._check_families(spec)
+            if errors:
+                return taken, errors
         try:
             if needs_cluster_ip(spec):
                 self._allocate_ip(spec, old_spec, taken, errors, dry_run)
@@ -79,6 +83,25 @@ class ServiceAllocator:
         if errors:
             self.undo(taken)
         return taken, errors
+
+    def _check_families(self, spec: dict[str, Any]) -> list[FieldError]:
+        """initIPFamilyFields on a single-stack cluster: what a headful Service may ask for."""
+        family = "IPv4"  # the service range is IPv4
+        errors = []
+        if spec.get("ipFamilyPolicy") == "RequireDualStack":
+            errors.append(
+                invalid(
+                    "spec.ipFamilyPolicy",
+                    "RequireDualStack",
+                    "this cluster is not configured for dual-stack services",
+                )
+            )
+        for i, requested in enumerate(spec.get("ipFamilies") or []):
+            if requested != family:
+                errors.append(
+                    invalid(f"spec.ipFamilies[{i}]", requested, "not configured on this cluster")
+                )
+        return errors
 
     def _allocate_ip(self, spec, old_spec, taken, errors, dry_run) -> None:  # type: ignore[no-untyped-def]
         old_ip = old_spec.get("clusterIP") if needs_cluster_ip(old_spec) else None
