@@ -155,8 +155,8 @@ def service_ports(svc: Mapping[str, Any]) -> list[ServicePort]:
     if labels:
         if labels.__class__ is not dict:
             raise Invalid("expected object", ("metadata", "labels"))
-        if PROXY_NAME_LABEL in labels:
-            return []
+        if PROXY_NAME_LABEL in labels or HEADLESS_LABEL in labels:
+            return []  # upstream's kube-proxy does not even watch such objects
     for field_ in _SPEC_STRINGS:
         value = spec.get(field_)
         if value is not None and value.__class__ is not str:
@@ -237,12 +237,20 @@ def service_ports(svc: Mapping[str, Any]) -> list[ServicePort]:
 SliceEndpoints = dict[str, list[Endpoint]]  # port name -> endpoints, of one EndpointSlice
 
 
+def _ignored(obj: Mapping[str, Any]) -> bool:
+    """Objects upstream's kube-proxy leaves out of its informers: another proxy's, and the
+    ones labelled headless (`!service-proxy-name,!headless`)."""
+    meta = obj.get("metadata")
+    labels = meta.get("labels") if meta.__class__ is dict else None  # type: ignore[union-attr]
+    return labels.__class__ is dict and (PROXY_NAME_LABEL in labels or HEADLESS_LABEL in labels)
+
+
 def slice_endpoints(slc: Mapping[str, Any]) -> SliceEndpoints:
     """port name -> endpoints of one EndpointSlice (IPv4 only). Raises shape.Invalid for an
     object that is not a usable EndpointSlice."""
     if slc.__class__ is not dict:
         raise Invalid("expected object")
-    if _get(slc, "addressType", str, "IPv4") != "IPv4":
+    if _get(slc, "addressType", str, "IPv4") != "IPv4" or _ignored(slc):
         return {}
     ports: list[tuple[str, int]] = []
     for i, port in enumerate(_get(slc, "ports", list, ())):

@@ -70,6 +70,9 @@ def test_deletes_ignored_services_and_relabelled_slices() -> None:
             labels={"service.kubernetes.io/service-proxy-name": "x"},
         )
     )
+    t.service(
+        svc("marked", "10.96.0.41", [("", 80)], labels={"service.kubernetes.io/headless": ""})
+    )
     t.slice(slc("s1", "web", ["10.244.1.5"], [("", 8080)]))
     state, _ = t.take()
     assert set(state.services) == {"default/web:"}
@@ -128,3 +131,17 @@ def test_random_changes_match_a_rebuild_and_the_hinted_diff_matches_the_full_one
         assert hinted.diff(state, changed) == plain.diff(state), step
         hinted.applied(state)
         plain.applied(state)
+
+
+def test_slices_labelled_for_another_proxy_or_headless_are_left_out() -> None:
+    t = ChangeTracker(NODE, IPS, CIDR)
+    t.service(svc("web", "10.96.0.20", [("", 80)]))
+    t.slice(slc("s1", "web", ["10.244.1.5"], [("", 8080)]))
+    for i, label in enumerate(
+        ("service.kubernetes.io/headless", "service.kubernetes.io/service-proxy-name")
+    ):
+        other = slc(f"s{i + 2}", "web", [f"10.244.1.{i + 6}"], [("", 8080)])
+        other["metadata"]["labels"][label] = ""
+        t.slice(other)
+    state, _ = t.take()
+    assert state.endpoints["default/web:"] == (Endpoint("10.244.1.5", 8080),)
