@@ -29,6 +29,7 @@ from typing import Any
 from kubesvc.api import openapi
 
 MAX_FREE_FORM_DEPTH = 100
+MAX_STRICT_ERRORS = 100  # unknown and duplicate fields reported (all are pruned)
 _DROP = object()
 _TIME = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$", re.ASCII
@@ -431,12 +432,13 @@ class _Struct(_Type):
         path = ctx.path
         dups = ctx.duplicates.get(id(value)) if ctx.duplicates else None
         if dups:
-            ctx.unknown_at.extend(ctx.strict_path(k) for k in dups if k in fields)
+            room = MAX_STRICT_ERRORS - len(ctx.unknown_at)
+            ctx.unknown_at.extend([ctx.strict_path(k) for k in dups if k in fields][:room])
         depth = len(path)
         for i, (k, v) in enumerate(value.items()):
             ft = fields.get(k)
             if ft is None or v is None:
-                if ft is None:
+                if ft is None and len(ctx.unknown) < MAX_STRICT_ERRORS:
                     ctx.unknown.append(ctx.strict_path(k))
                 if out is None:
                     out = dict(itertools.islice(value.items(), i))
@@ -618,14 +620,15 @@ class Decoded:
 
     def __init__(self, obj: Any, unknown: list[str], duplicates: list[str]) -> None:
         self.obj = obj
-        self.unknown = unknown  # pruned from obj
+        self.unknown = unknown  # pruned from obj (the first MAX_STRICT_ERRORS reported)
         self.duplicates = duplicates
 
     def strict_errors(self) -> list[str]:
-        """Upstream's strict decoding errors: duplicates first, then unknown fields."""
-        return [f'duplicate field "{p}"' for p in self.duplicates] + [
-            f'unknown field "{p}"' for p in self.unknown
-        ]
+        """Upstream's strict decoding errors: duplicates first, then unknown fields (at most
+        MAX_STRICT_ERRORS, as upstream stops collecting there)."""
+        errors = [f'duplicate field "{p}"' for p in self.duplicates]
+        errors += [f'unknown field "{p}"' for p in self.unknown]
+        return errors[:MAX_STRICT_ERRORS]
 
 
 def decode(

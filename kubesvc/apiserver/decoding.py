@@ -100,10 +100,16 @@ def _sniff_type_meta(value: Any) -> None:
             )
 
 
-def decode_as(api_version: str, kind: str, parsed: bodies.Parsed, mode: str) -> typed.Decoded:
-    """A body decoded into a kind's schema, with upstream's errors; strict decoding errors
-    (unknown and duplicate fields) fail in Strict mode and are left to the caller otherwise."""
+def decode_as(
+    api_version: str, kind: str, parsed: bodies.Parsed, mode: str, expected: Kind | None = None
+) -> typed.Decoded:
+    """A body decoded into a kind's schema, with upstream's errors in upstream's order (type
+    meta, then the body's own apiVersion and kind against `expected`, then types); strict
+    decoding errors (unknown and duplicate fields) fail in Strict mode and are left to the
+    caller otherwise."""
     _sniff_type_meta(parsed.value)
+    if expected is not None:
+        _check_type_meta(expected, parsed.value)
     try:
         decoded = typed.decode(api_version, kind, parsed.value, parsed.duplicates)
     except TypeMismatch as e:
@@ -132,9 +138,7 @@ def _check_type_meta(kind: Kind, obj: dict[str, Any]) -> None:
 def decode_object(kind: Kind, parsed: bodies.Parsed, mode: str) -> tuple[dict[str, Any], list[str]]:
     """A create/update body: type meta checked, decoded, unknown fields pruned; returns the
     object and the Warning texts."""
-    _sniff_type_meta(parsed.value)
-    _check_type_meta(kind, parsed.value)
-    decoded = decode_as(kind.api_version, kind.kind, parsed, mode)
+    decoded = decode_as(kind.api_version, kind.kind, parsed, mode, kind)
     obj = decoded.obj
     obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
     return obj, decoded.strict_errors() if mode == "Warn" else []

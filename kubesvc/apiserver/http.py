@@ -282,8 +282,7 @@ class ResourceHandler:
             _dry_run(request),
             manager,
             t.subresource,
-            heavy=request.content_length is not None
-            and request.content_length > offload.HEAVY_BYTES,
+            heavy=_heavy(request),
         )
 
     async def _decoded_object(
@@ -292,10 +291,7 @@ class ResourceHandler:
         """The body decoded into the kind's schema, and the field-validation warnings."""
         mode = field_validation(request)
         parsed = await self._body(request)
-        heavy = request.content_length is not None and (
-            request.content_length > offload.HEAVY_BYTES
-        )
-        return await offload.run(heavy, decode_object, t.kind, parsed, mode)
+        return await offload.run(_heavy(request), decode_object, t.kind, parsed, mode)
 
     async def _create(self, request: web.Request, t: Target) -> web.Response:
         obj, warnings = await self._decoded_object(request, t)
@@ -671,6 +667,11 @@ async def _pump(
         aclose = getattr(events, "aclose", None)
         if aclose is not None:
             await asyncio.gather(aclose(), return_exceptions=True)
+
+
+def _heavy(request: web.Request) -> bool:
+    """A body large enough that its decoding and writing run off the event loop."""
+    return request.content_length is not None and request.content_length > offload.HEAVY_BYTES
 
 
 def _is_json_scalar(value: Any) -> bool:

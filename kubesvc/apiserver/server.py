@@ -375,19 +375,6 @@ class ApiServer:
         raise _not_found()
 
 
-class _QuietBadRequests(logging.Filter):
-    """aiohttp logs a malformed HTTP request as an error with a traceback; a client's garbage
-    is not the server's error: keep it at debug level."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            log.debug("malformed HTTP request", extra={"kv": {"error": " ".join(str(exc).split())}})
-            return False
-        return True
-
-
-logging.getLogger("aiohttp.server").addFilter(_QuietBadRequests())
 _aiohttp_handle_error = web_protocol.RequestHandler.handle_error
 
 
@@ -399,7 +386,9 @@ def _bad_http_as_status(
     message: str | None = None,
 ) -> web.StreamResponse:
     """Requests aiohttp's parser refuses get a Status like every other error: 405 for a method
-    it does not know (upstream's router answers any other method so), 400 otherwise."""
+    it does not know (upstream's router answers any other method so), 400 otherwise. A
+    client's garbage is not the server's error: it is logged at debug level, without the
+    traceback aiohttp would log."""
     if not isinstance(exc, HttpProcessingError) or request.writer.output_size > 0:
         return _aiohttp_handle_error(self, request, status, exc, message)
     log.debug("malformed HTTP request", extra={"kv": {"error": " ".join(str(exc).split())}})

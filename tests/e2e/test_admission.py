@@ -4,27 +4,23 @@ bytes."""
 
 from __future__ import annotations
 
-import http.client
 import json
-import ssl
 
 import pytest
 
 from tests.e2e.harness import ApiServerProcess
+from tests.hostile.client import Client
 
 pytestmark = pytest.mark.e2e
 
 
 def _raw(api: ApiServerProcess, method: str, path: str, body: object = None) -> tuple[int, bytes]:
-    ctx = ssl.create_default_context(cafile=str(api.data_dir / "pki" / "ca.crt"))
-    conn = http.client.HTTPSConnection("127.0.0.1", api.port, context=ctx, timeout=30)
-    token = (api.data_dir / "pki" / "token").read_text().strip()
-    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + token}
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
-    resp = conn.getresponse()
-    data = resp.read()
-    conn.close()
-    return resp.status, data
+    client = Client(api.port, api.data_dir)
+    try:
+        resp = client.request(method, path, json.dumps(body).encode() if body is not None else b"")
+    finally:
+        client.close()
+    return resp.status, resp.body
 
 
 CLASS = """

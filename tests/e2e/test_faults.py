@@ -278,3 +278,37 @@ def test_apiserver_comes_back(cluster: Cluster) -> None:
         timeout=COME_BACK,
         what="cluster DNS knows the new Service",
     )
+
+
+def test_supervisor_killed_leaves_the_cluster_running_and_up_adopts_it(cluster: Cluster) -> None:
+    """kill -9 of the supervisor: every component goes on serving; `kubesvc up` starts a new
+    supervisor that adopts the running processes instead of starting second copies."""
+    c = cluster
+    components = ("apiserver", "controller-manager", f"{c.name}-node-1", f"{c.name}-node-2")
+    before = {name: pid_of(c, name) for name in components}
+    os.kill(pid_of(c, "supervisor"), signal.SIGKILL)
+    wait_for(
+        lambda: "degraded" in c.kubesvc("status", "--name", c.name).stdout,
+        timeout=COME_BACK,
+        what="status to say the cluster is degraded",
+    )
+    through_cluster_ip(c, "web")  # nothing it supervised went away
+    c.kubesvc("up", "--name", c.name)
+    assert "running" in c.kubesvc("status", "--name", c.name).stdout.splitlines()[0]
+    assert {name: pid_of(c, name) for name in components} == before
+    assert all(supervised(c, name)["pid"] == before[name] for name in components)
+    # the new supervisor watches what it adopted: a component killed now comes back (the
+    # exit of a process that is not its child is seen through a pidfd, without its status)
+    old = before["controller-manager"]
+    restarts = supervised(c, "controller-manager")["restarts"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(
+        lambda: (
+            (st := supervised(c, "controller-manager"))["pid"] != old
+            and st["state"] == "running"
+            and st["restarts"] == restarts + 1
+            and st["last_exit"] == "exited"
+        ),
+        timeout=COME_BACK,
+        what="the adopted controller-manager started again",
+    )

@@ -449,3 +449,138 @@ def test_repair_always_yields_what_decodes(api_version: str, kind: str, value: A
 def test_yaml_nested_as_deep_as_libyaml_allows_parses(depth: int) -> None:
     value = bodies.parse_yaml("{a: " + "[" * depth + "]" * depth + "}")
     assert isinstance(value["a"], list)
+
+
+# ------------------------------------------------------------- unknown fields (strict decoding)
+
+
+def unknown(api_version: str, kind: str, obj: Any) -> list[str]:
+    return typed.decode(api_version, kind, obj).unknown
+
+
+SCHEMA_SERVICE: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Service",
+    "metadata": {
+        "name": "web",
+        "labels": {"app": "web", "anything/goes": "x"},
+        "annotations": {"a": "b"},
+        "managedFields": [{"manager": "m", "fieldsV1": {"f:spec": {"f:x": {}}}}],
+    },
+    "spec": {
+        "selector": {"app": "web"},
+        "ports": [{"port": 80, "targetPort": "http"}, {"port": 81, "targetPort": 8081}],
+        "type": "ClusterIP",
+    },
+}
+
+
+def test_valid_service_has_no_unknown_fields() -> None:
+    assert unknown("v1", "Service", SCHEMA_SERVICE) == []
+
+
+def test_unknown_fields_paths_in_document_order() -> None:
+    obj = json.loads(json.dumps(SCHEMA_SERVICE))
+    obj["spec"]["foo"] = 1
+    obj["spec"]["ports"][1]["bar"] = None
+    obj["metadata"]["unknownMeta"] = "x"
+    obj["extra"] = True
+    assert unknown("v1", "Service", obj) == [
+        "metadata.unknownMeta",
+        "spec.ports[1].bar",
+        "spec.foo",
+        "extra",
+    ]
+
+
+def test_unknown_fields_in_nested_templates() -> None:
+    deploy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "d"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "d"}},
+            "template": {
+                "metadata": {"labels": {"app": "d"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "nginx",
+                            "resources": {"limits": {"cpu": "100m", "memory": 1}},
+                            "ports": [{"containerPort": 80}],
+                            "unknownNested": 1,
+                        }
+                    ]
+                },
+            },
+            "unknown1": 1,
+        },
+    }
+    assert unknown("apps/v1", "Deployment", deploy) == [
+        "spec.template.spec.containers[0].unknownNested",
+        "spec.unknown1",
+    ]
+
+
+def test_free_form_maps() -> None:
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v"}, "binaryData": {"b": "YQ=="}}
+    assert unknown("v1", "ConfigMap", cm) == []
+    secret = {"kind": "Secret", "data": {"x": "YQ=="}, "stringData": {"y": "z"}, "type": "Opaque"}
+    assert unknown("v1", "Secret", secret) == []
+    node = {"status": {"capacity": {"cpu": "4", "pods": 110}}}
+    assert unknown("v1", "Node", node) == []
+
+
+def test_other_kinds() -> None:
+    ing = {
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [
+                {
+                    "host": "a.example",
+                    "http": {
+                        "paths": [
+                            {
+                                "path": "/",
+                                "pathType": "Prefix",
+                                "backend": {"service": {"name": "s", "port": {"number": 80}}},
+                                "weight": 3,
+                            }
+                        ]
+                    },
+                }
+            ],
+        }
+    }
+    assert unknown("networking.k8s.io/v1", "Ingress", ing) == ["spec.rules[0].http.paths[0].weight"]
+    lease = {"spec": {"holderIdentity": "x", "renewTime": "2024-01-01T00:00:00.000000Z"}}
+    assert unknown("coordination.k8s.io/v1", "Lease", lease) == []
+    eps = {"addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"], "zone": "z"}]}
+    assert unknown("discovery.k8s.io/v1", "EndpointSlice", eps) == []
+    ev = {"involvedObject": {"kind": "Pod"}, "reason": "r", "count": 1, "colour": "red"}
+    assert unknown("v1", "Event", ev) == ["colour"]
+
+
+def test_unknown_fields_edge_cases() -> None:
+    assert unknown("v1", "NoSuchKind", {"spec": {"x": 1}}) == []
+    assert unknown("batch/v1", "Job", {"spec": {"x": 1}}) == []
+    # wrong value types fail decoding before anything is reported
+    with pytest.raises(typed.TypeMismatch):
+        unknown("v1", "Service", {"spec": "x", "metadata": []})
+    many = {"spec": {f"f{i}": i for i in range(150)}}
+    decoded = typed.decode("v1", "Service", many)
+    assert len(decoded.unknown) == len(decoded.strict_errors()) == typed.MAX_STRICT_ERRORS
+    assert decoded.obj == {"spec": {}}  # all of them pruned
+
+
+def test_unknown_fields_are_pruned() -> None:
+    obj = json.loads(json.dumps(SCHEMA_SERVICE))
+    obj["spec"]["ports"][0]["bogus"] = 1
+    obj["spec"]["foo"] = {"deep": 1}
+    obj["extra"] = 1
+    decoded = typed.decode("v1", "Service", obj)
+    assert decoded.unknown == ["spec.ports[0].bogus", "spec.foo", "extra"]
+    assert decoded.obj == SCHEMA_SERVICE
+    assert typed.decode("v1", "Service", decoded.obj).unknown == []
