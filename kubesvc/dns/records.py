@@ -113,7 +113,7 @@ def _ip(value: Any, path: tuple[str, ...]) -> str:
         try:
             _pton(_AF_INET6 if ":" in value else _AF_INET, value)
             return value  # type: ignore[no-any-return]
-        except OSError:
+        except (OSError, ValueError):  # ValueError: an embedded NUL
             pass
     raise Invalid(f"not an IP address: {str(value)[:70]!r}", path)
 
@@ -216,7 +216,7 @@ def parse_slice(obj: Mapping[str, Any]) -> list[Endpoint]:
                 )
             try:
                 _pton(_AF_INET6 if v6 else _AF_INET, ip)
-            except OSError:
+            except (OSError, ValueError):  # ValueError: an embedded NUL
                 raise Invalid(f"not an IP address: {ip[:70]!r}", (*at, "addresses")) from None
         if ready and addresses:
             out.append(Endpoint(addresses[0], hostname.lower(), ports))

@@ -99,7 +99,7 @@ _SPEC_STRINGS = (
 def _is_ipv4(value: str) -> bool:
     try:
         _pton(_AF_INET, value)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: an embedded NUL
         return False
     return True
 
@@ -292,7 +292,7 @@ def slice_endpoints(slc: Mapping[str, Any]) -> SliceEndpoints:
         for ip in addresses:
             try:
                 pton(inet, ip)
-            except (OSError, TypeError):
+            except (OSError, TypeError, ValueError):
                 raise Invalid(
                     f"not an IPv4 address: {ip!r:.60}", ("endpoints", f"[{i}]", "addresses")
                 ) from None

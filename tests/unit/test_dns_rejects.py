@@ -64,6 +64,11 @@ def slc(**fields: Any) -> dict[str, Any]:
             svc({"clusterIP": "banana"}), "spec.clusterIPs[0]: not an IP address", id="cluster-ip"
         ),
         pytest.param(
+            svc({"clusterIP": "10.96.0.1\x00"}),
+            "spec.clusterIPs[0]: not an IP address",
+            id="cluster-ip-nul",
+        ),
+        pytest.param(
             svc({"clusterIPs": "10.96.0.1"}),
             "spec.clusterIPs: expected list",
             id="cluster-ips-string",
@@ -97,6 +102,9 @@ def test_services_refused(obj: Any, error: str) -> None:
         ),
         pytest.param(
             slc(endpoints=[{"addresses": ["banana"]}]), "not an IP address", id="not-an-ip"
+        ),
+        pytest.param(
+            slc(endpoints=[{"addresses": ["\x00"]}]), "not an IP address", id="nul-ip"
         ),
         pytest.param(
             slc(endpoints=[{"addresses": ["fd00::1"]}]), "not an IPv4 address", id="wrong-family"

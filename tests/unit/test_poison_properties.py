@@ -206,7 +206,22 @@ scalars = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([math.nan, math.inf, -math.inf, 80.0, 80.5, 1e300, 2**64, -(2**70)]),
-    st.sampled_from(["", "x", "80", "NaN", "None", "10.96.0.1", 'a"b', "é", "-", "a" * 300]),
+    st.sampled_from(
+        [
+            "",
+            "x",
+            "80",
+            "NaN",
+            "None",
+            "10.96.0.1",
+            'a"b',
+            "é",
+            "-",
+            "a" * 300,
+            "\x00",
+            "10.0.0.1\x00",
+        ]
+    ),
     st.text(max_size=12),
 )
 json_values = st.recursive(

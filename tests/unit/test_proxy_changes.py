@@ -145,3 +145,15 @@ def test_slices_labelled_for_another_proxy_or_headless_are_left_out() -> None:
         t.slice(other)
     state, _ = t.take()
     assert state.endpoints["default/web:"] == (Endpoint("10.244.1.5", 8080),)
+
+
+def test_addresses_with_a_nul_are_not_addresses() -> None:
+    """inet_pton raises ValueError (not OSError) for an embedded NUL: such an external IP is
+    not IPv4 and left out, such an endpoint makes its slice invalid; neither raises."""
+    t = ChangeTracker(NODE, IPS, CIDR)
+    t.service(svc("web", "10.96.0.20", [("http", 80)], externalIPs=["\x00", "192.0.2.7"]))
+    t.slice(slc("web-abc", "web", ["10.244.1.5"], [("http", 8080)]))
+    t.slice(slc("web-bad", "web", ["10.244.1.6\x00"], [("http", 8080)]))
+    state, _ = t.take()
+    assert state.services["default/web:http"].external_ips == ("192.0.2.7",)
+    assert state.endpoints["default/web:http"] == (Endpoint("10.244.1.5", 8080),)
