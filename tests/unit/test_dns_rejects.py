@@ -103,9 +103,7 @@ def test_services_refused(obj: Any, error: str) -> None:
         pytest.param(
             slc(endpoints=[{"addresses": ["banana"]}]), "not an IP address", id="not-an-ip"
         ),
-        pytest.param(
-            slc(endpoints=[{"addresses": ["\x00"]}]), "not an IP address", id="nul-ip"
-        ),
+        pytest.param(slc(endpoints=[{"addresses": ["\x00"]}]), "not an IP address", id="nul-ip"),
         pytest.param(
             slc(endpoints=[{"addresses": ["fd00::1"]}]), "not an IPv4 address", id="wrong-family"
         ),
