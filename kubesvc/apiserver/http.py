@@ -33,7 +33,7 @@ from kubesvc.apiserver.decoding import (
     read_body,
 )
 from kubesvc.apiserver.objects import dumps
-from kubesvc.apiserver.proxy import PROXY_SUBRESOURCES, PodProxy
+from kubesvc.apiserver.podstreams import PROXY_SUBRESOURCES, PodProxy
 from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
 from kubesvc.store.base import Compacted
 

@@ -25,7 +25,7 @@ from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.decoding import MAX_BODY
 from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
-from kubesvc.apiserver.proxy import PodProxy
+from kubesvc.apiserver.podstreams import PodProxy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.store.sqlite import SQLiteStore

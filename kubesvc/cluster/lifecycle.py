@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from kubesvc import netns
 from kubesvc.cluster import kubeconfig
 from kubesvc.cluster.supervisor import (
     STOP_GRACE,
@@ -41,7 +42,6 @@ from kubesvc.cluster.supervisor import (
     start_ticks,
     write_atomic,
 )
-from kubesvc.node import netns
 from kubesvc.node.netplan import ClusterNet, overlapping, pick_node_cidr
 
 API_PORT = 6443

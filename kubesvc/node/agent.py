@@ -26,12 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kubesvc import netns
 from kubesvc.client import shape
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
-from kubesvc.node import netns, podenv, sandbox
+from kubesvc.node import podenv, sandbox
 from kubesvc.node.pod import ContainerState, PodWorker, write_pod_files
 from kubesvc.node.podfiles import pod_hostname
 from kubesvc.node.runtime import (
@@ -160,7 +161,7 @@ class NodeAgent:
 
     async def _serve(self) -> Any:
         """The kubelet API (logs, exec, port-forward) on the node's address, in its netns."""
-        from kubesvc.node.server import KubeletServer
+        from kubesvc.kubelet.server import KubeletServer
 
         token = self.client.access.token or _token_for(self.cfg.kubeconfig)
         server = KubeletServer(

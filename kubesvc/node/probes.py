@@ -22,7 +22,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
-from kubesvc.node.netns import socket_in_netns
+from kubesvc.netns import socket_in_netns
 
 SUCCESS = "Success"
 FAILURE = "Failure"

@@ -17,7 +17,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubesvc.node import netns
+from kubesvc import netns
 from kubesvc.node.netplan import pod_gateway, pod_veth
 from kubesvc.node.view import Sandbox
 

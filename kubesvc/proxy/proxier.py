@@ -24,9 +24,9 @@ from typing import Protocol
 
 from aiohttp import web
 
+from kubesvc import netns as nsutil
 from kubesvc.client import shape
 from kubesvc.client.informer import Informer, Obj
-from kubesvc.node import netns as nsutil
 from kubesvc.proxy import model
 from kubesvc.proxy.metrics import Metrics
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from kubesvc.node import netns
+from kubesvc import netns
 from tests.e2e.cluster import Cluster, deploy_netexec, pod_ready, running_cluster
 from tests.e2e.harness import wait_for
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubesvc.node import netns
+from kubesvc import netns
 from kubesvc.node.netplan import short_hash
 from tests.e2e.cluster import Cluster, deploy_netexec, pod_ready, running_cluster
 from tests.e2e.harness import wait_for

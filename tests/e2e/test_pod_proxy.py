@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from kubesvc.node.server import KubeletServer
+from kubesvc.kubelet.server import KubeletServer
 from tests.e2e.harness import KUBECTL, ApiServerProcess, wait_for
 from tests.unit.test_kubelet_server import HOST_ENV, FakeView
 

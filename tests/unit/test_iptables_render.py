@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from kubesvc.node.netns import CommandError
+from kubesvc.netns import CommandError
 from kubesvc.proxy.iptables import backend as b
 from kubesvc.proxy.iptables import render as r
 from kubesvc.proxy.model import Endpoint, ProxyState, ServicePort

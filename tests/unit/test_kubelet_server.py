@@ -26,39 +26,42 @@ import pytest
 from multidict import MultiDict
 
 from kubesvc.api.errors import ApiError
-from kubesvc.apiserver.proxy import (
+from kubesvc.apiserver.podstreams import (
     choose_container,
     log_query,
     log_state_error,
     node_endpoint,
     node_error,
 )
-from kubesvc.node.server import (
-    ERROR_HEADER,
-    FLAG_FIN,
-    PING,
-    PORT_FORWARD_PROTOCOL,
-    RST_STREAM,
-    SPDY_DICTIONARY,
-    SYN_REPLY,
-    SYN_STREAM,
-    ExecOptions,
-    Frame,
-    KubeletServer,
+from kubesvc.kubelet.errors import ERROR_HEADER
+from kubesvc.kubelet.logs import (
     LogLine,
     LogOptions,
-    SpdyCodec,
-    SpdyError,
+    parse_log_line,
+    parse_log_options,
+    stream_log,
+    tail_offset,
+)
+from kubesvc.kubelet.portforward import PORT_FORWARD_PROTOCOL, stream_request
+from kubesvc.kubelet.remotecommand import (
+    ExecOptions,
     exec_argv,
     exit_status,
     negotiate,
     parse_exec_options,
-    parse_log_line,
-    parse_log_options,
     parse_resize,
-    stream_log,
-    stream_request,
-    tail_offset,
+)
+from kubesvc.kubelet.server import KubeletServer
+from kubesvc.kubelet.spdy import (
+    FLAG_FIN,
+    PING,
+    RST_STREAM,
+    SPDY_DICTIONARY,
+    SYN_REPLY,
+    SYN_STREAM,
+    Frame,
+    SpdyCodec,
+    SpdyError,
 )
 from kubesvc.node.view import Sandbox
 

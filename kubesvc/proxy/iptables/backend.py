@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kubesvc.node import netns as nsutil
+from kubesvc import netns as nsutil
 from kubesvc.proxy.iptables import render as r
 from kubesvc.proxy.model import ProxyState
 

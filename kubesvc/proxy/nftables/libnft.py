@@ -19,7 +19,7 @@ import ctypes.util
 import threading
 from pathlib import Path
 
-from kubesvc.node import netns as nsutil
+from kubesvc import netns as nsutil
 
 # enum nft_output_flags (nftables/libnftables.h)
 OUTPUT_TERSE = 1 << 11

@@ -24,9 +24,9 @@ from kubesvc.api import errors
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND
 from kubesvc.apiserver.registry import Registry
-from kubesvc.node.server import ERROR_HEADER
+from kubesvc.kubelet.errors import ERROR_HEADER
 
-log = logging.getLogger("kubesvc.apiserver.proxy")
+log = logging.getLogger("kubesvc.apiserver.podstreams")
 
 DEFAULT_KUBELET_PORT = 10250
 CONNECT_TIMEOUT = 10.0

@@ -1,0 +1,273 @@
+"""exec (`/exec`): running a command in a pod's container with its streams carried over a
+WebSocket, as pkg/kubelet/cri/streaming/remotecommand does.
+
+Subprotocol `v5.channel.k8s.io` (or v4): each binary message is a channel byte (0 stdin,
+1 stdout, 2 stderr, 3 error, 4 resize, 255 close) and its payload; the error channel carries
+a metav1.Status when the command ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import signal
+import struct
+import termios
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from kubesvc.kubelet.errors import NodeError, flag
+from kubesvc.node.view import Sandbox
+
+STREAM_CHUNK = 32 * 1024
+
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    command: tuple[str, ...]
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    tty: bool
+
+
+def parse_exec_options(query: Any) -> ExecOptions:
+    command = tuple(query.getall("command", []))
+    opts = ExecOptions(
+        command,
+        flag(query.get("stdin")),
+        flag(query.get("stdout")),
+        flag(query.get("stderr")),
+        flag(query.get("tty")),
+    )
+    if not command:
+        raise NodeError(400, "you must specify at least 1 command")
+    if not (opts.stdin or opts.stdout or opts.stderr):
+        raise NodeError(400, "you must specify at least 1 of stdin, stdout, stderr")
+    if opts.tty and opts.stderr:
+        # a terminal merges stderr into stdout (upstream: "stdout and stderr" on one stream)
+        opts = ExecOptions(command, opts.stdin, opts.stdout, False, True)
+    return opts
+
+
+def exec_argv(
+    sandbox: Sandbox, env: dict[str, str], workdir: str | None, opts: ExecOptions
+) -> list[str]:
+    """The command line that runs `opts.command` in the pod like its container runs."""
+    environ = dict(env)
+    if opts.tty:
+        environ.setdefault("TERM", "xterm")  # as containerd does for a terminal exec
+    assignments = [f"{k}={v}" for k, v in environ.items() if k and "=" not in k]
+    argv = [*sandbox.nsenter(), "env", "-i", "-C", workdir or "/", *assignments, *opts.command]
+    if opts.tty:
+        # a new session whose controlling terminal is the pty on stdin
+        argv = ["setsid", "-w", "-c", *argv]
+    return argv
+
+
+def exit_status(command: Iterable[str], returncode: int) -> dict[str, Any]:
+    """The metav1.Status the error channel carries when the command ends."""
+    if returncode == 0:
+        return {"metadata": {}, "status": "Success"}
+    code = returncode if returncode > 0 else 128 - returncode  # killed by a signal
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": "command terminated with non-zero exit code: error executing command "
+        f"[{' '.join(command)}], exit code {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+def failure_status(message: str) -> dict[str, Any]:
+    return {"metadata": {}, "status": "Failure", "message": message}
+
+
+def parse_resize(payload: bytes) -> tuple[int, int] | None:
+    """(columns, rows) of a resize message, or None if it is not one."""
+    try:
+        size = json.loads(payload)
+        width, height = int(size["Width"]), int(size["Height"])
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not (0 <= width < 65536 and 0 <= height < 65536):
+        return None
+    return width, height
+
+
+def negotiate(offered: str, supported: Iterable[str]) -> str | None:
+    """The first of our protocols the client offered (Sec-WebSocket-Protocol header)."""
+    wanted = {p.strip() for p in offered.split(",") if p.strip()}
+    for proto in supported:
+        if proto in wanted:
+            return proto
+    return None
+
+
+class ExecSession:
+    """One exec: a process and the WebSocket that carries its streams."""
+
+    def __init__(self, ws: web.WebSocketResponse, argv: list[str], opts: ExecOptions) -> None:
+        self.ws, self.argv, self.opts = ws, argv, opts
+        self.proc: asyncio.subprocess.Process | None = None
+        self.master: int | None = None  # pty master when tty
+        self.stdin_open = opts.stdin
+        self._lock = asyncio.Lock()
+
+    async def send(self, channel: int, data: bytes) -> None:
+        async with self._lock:
+            await self.ws.send_bytes(bytes([channel]) + data)
+
+    async def run(self) -> None:
+        try:
+            await self._start()
+        except OSError as e:
+            await self.send(ERROR, json.dumps(failure_status(str(e))).encode())
+            return
+        assert self.proc is not None
+        reader = asyncio.create_task(self._read_client())
+        try:
+            outputs = [asyncio.create_task(p) for p in self._pumps()]
+            await asyncio.gather(*outputs)
+            code = await self.proc.wait()
+            status = exit_status(self.opts.command, code)
+            await self.send(ERROR, json.dumps(status, separators=(",", ":")).encode())
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await self._cleanup()
+
+    async def _start(self) -> None:
+        pipe = asyncio.subprocess.PIPE
+        devnull = asyncio.subprocess.DEVNULL
+        if self.opts.tty:
+            master, slave = pty.openpty()
+            self.master = master
+            try:
+                self.proc = await asyncio.create_subprocess_exec(
+                    *self.argv, stdin=slave, stdout=slave, stderr=slave
+                )
+            finally:
+                os.close(slave)
+            return
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=pipe if self.opts.stdin else devnull,
+            stdout=pipe if self.opts.stdout else devnull,
+            stderr=pipe if self.opts.stderr else devnull,
+            start_new_session=True,
+        )
+
+    def _pumps(self) -> list[Awaitable[None]]:
+        assert self.proc is not None
+        if self.master is not None:
+            return [self._pump_pty(self.master)] if self.opts.stdout else []
+        pumps = []
+        if self.proc.stdout is not None:
+            pumps.append(self._pump(self.proc.stdout, STDOUT))
+        if self.proc.stderr is not None:
+            pumps.append(self._pump(self.proc.stderr, STDERR))
+        return pumps
+
+    async def _pump(self, stream: asyncio.StreamReader, channel: int) -> None:
+        while chunk := await stream.read(STREAM_CHUNK):
+            await self.send(channel, chunk)
+
+    async def _pump_pty(self, master: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(master), "rb", 0)
+        )
+        try:
+            while True:
+                try:
+                    chunk = await reader.read(STREAM_CHUNK)
+                except OSError:  # EIO once the terminal's last user is gone
+                    return
+                if not chunk:
+                    return
+                await self.send(STDOUT, chunk)
+        finally:
+            transport.close()
+
+    async def _read_client(self) -> None:
+        async for msg in self.ws:
+            if msg.type != WSMsgType.BINARY or not msg.data:
+                continue
+            channel, payload = msg.data[0], msg.data[1:]
+            if channel == STDIN:
+                await self._write_stdin(payload)
+            elif channel == CLOSE and payload[:1] == bytes([STDIN]):
+                await self._close_stdin()
+            elif channel == RESIZE:
+                self._resize(payload)
+        # the client is gone: nobody reads the output any more
+        await self._close_stdin()
+        self._kill()
+
+    async def _write_stdin(self, data: bytes) -> None:
+        if not self.stdin_open or not data:
+            return
+        if self.master is not None:
+            await asyncio.to_thread(_write_all, self.master, data)
+            return
+        assert self.proc is not None and self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(data)
+            await self.proc.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            self.stdin_open = False
+
+    async def _close_stdin(self) -> None:
+        if not self.stdin_open:
+            return
+        self.stdin_open = False
+        if self.master is not None:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(_write_all, self.master, b"\x04")  # EOF at a terminal
+            return
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.close()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            await self.proc.stdin.wait_closed()
+
+    def _resize(self, payload: bytes) -> None:
+        size = parse_resize(payload)
+        if size is None or self.master is None:
+            return
+        cols, rows = size
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def _cleanup(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self._kill()
+            with contextlib.suppress(ProcessLookupError):
+                await self.proc.wait()
+        if self.master is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.master)
+            self.master = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

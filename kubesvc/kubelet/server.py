@@ -1,0 +1,221 @@
+"""The kubelet API: the node agent's HTTPS server, its routes and authentication. What each
+route does lives in its own module: logs, remotecommand (exec), portforward."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import socket
+import ssl
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from kubesvc.kubelet.certs import self_signed
+from kubesvc.kubelet.errors import NodeError, error_response
+from kubesvc.kubelet.logs import parse_log_options, stream_log
+from kubesvc.kubelet.portforward import PORT_FORWARD_PROTOCOL, Dialer, PortForwardSession, dial_pod
+from kubesvc.kubelet.remotecommand import (
+    EXEC_PROTOCOLS,
+    ExecSession,
+    exec_argv,
+    negotiate,
+    parse_exec_options,
+)
+from kubesvc.node.view import PodRuntimeView, Sandbox
+
+log = logging.getLogger("kubesvc.kubelet.server")
+
+
+class KubeletServer:
+    """The node agent's streaming server. Requests need the bearer `token` or, when
+    `client_ca` is given, a client certificate signed by it; /healthz is open."""
+
+    def __init__(
+        self,
+        view: PodRuntimeView,
+        token: str,
+        bind: str = "127.0.0.1",
+        port: int = 10250,
+        *,
+        cert_dir: Path | None = None,
+        client_ca: Path | None = None,
+        dial: Dialer = dial_pod,
+    ) -> None:
+        self.view, self.token, self.bind, self.port = view, token, bind, port
+        self.cert_dir, self.client_ca, self.dial = cert_dir, client_ca, dial
+        self._runner: web.AppRunner | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    # lifecycle
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Serve on bind:port, or on `sock` (a listening socket made elsewhere, e.g. inside
+        the node's network namespace)."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
+        app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
+        app.router.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        if sock is not None:
+            await web.SockSite(self._runner, sock, ssl_context=self._ssl()).start()
+            return
+        site = web.TCPSite(
+            self._runner, self.bind, self.port, ssl_context=self._ssl(), reuse_address=True
+        )
+        await site.start()
+        if self.port == 0:
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def _ssl(self) -> ssl.SSLContext:
+        directory = self.cert_dir
+        if directory is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="kubelet-tls-")
+            directory = Path(self._tmp.name)
+        cert, key = self_signed(
+            directory, self.bind if self.bind not in ("", "0.0.0.0") else "127.0.0.1"
+        )
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        if self.client_ca is not None:
+            ctx.load_verify_locations(self.client_ca)
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+    # plumbing
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            if request.path != "/healthz" and not self._authenticated(request):
+                return web.Response(status=401, text="Unauthorized")
+            return await handler(request)
+        except NodeError as e:
+            return error_response(e)
+        except web.HTTPException:
+            raise
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            log.exception("request failed", extra={"kv": {"path": request.path}})
+            return error_response(NodeError(500, str(e)))
+
+    def _authenticated(self, request: web.Request) -> bool:
+        auth = request.headers.get("Authorization", "")
+        if (
+            self.token
+            and auth.startswith("Bearer ")
+            and hmac.compare_digest(auth[7:].strip().encode(), self.token.encode())
+        ):
+            return True
+        if self.client_ca is None:
+            return False
+        transport = request.transport
+        ssl_obj = transport.get_extra_info("ssl_object") if transport else None
+        return bool(ssl_obj is not None and ssl_obj.getpeercert())
+
+    def _pod(self, ns: str, pod: str) -> Sandbox:
+        sandbox = self.view.sandbox(ns, pod)
+        if sandbox is None:
+            raise NodeError(404, "pod does not exist")
+        return sandbox
+
+    def _container(self, ns: str, pod: str, container: str) -> None:
+        if container not in self.view.containers(ns, pod):
+            raise NodeError(500, f'container not found ("{container}")')
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    # logs
+    async def _logs(self, request: web.Request) -> web.StreamResponse:
+        ns, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
+        try:
+            opts = parse_log_options(request.query)
+        except ValueError as e:
+            raise NodeError(400, str(e)) from None
+        names = self.view.containers(ns, pod)
+        if not names and self.view.sandbox(ns, pod) is None:
+            raise NodeError(404, f'pod "{pod}" does not exist\n')
+        if container not in names:
+            raise NodeError(404, f'container "{container}" not found in pod "{pod}"\n')
+        path = self.view.log_path(ns, pod, container, opts.previous)
+        if path is None or not path.exists():
+            if opts.previous:
+                msg = f'previous terminated container "{container}" in pod "{pod}" not found'
+            else:
+                msg = f'container "{container}" in pod "{pod}" is waiting to start - no logs yet'
+            raise NodeError(400, msg)
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+
+        def still_current() -> bool:
+            if opts.previous or self.view.sandbox(ns, pod) is None:
+                return False
+            return self.view.log_path(ns, pod, container, False) == path
+
+        with contextlib.suppress(ConnectionResetError):
+            await stream_log(path, opts, resp.write, still_current)
+            await resp.write_eof()
+        return resp
+
+    # exec
+    async def _exec(self, request: web.Request) -> web.StreamResponse:
+        ns, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
+        opts = parse_exec_options(request.query)
+        sandbox = self._pod(ns, pod)
+        self._container(ns, pod, container)
+        protocol = self._websocket_protocol(request, EXEC_PROTOCOLS)
+        argv = exec_argv(
+            sandbox,
+            self.view.container_env(ns, pod, container),
+            self.view.working_dir(ns, pod, container),
+            opts,
+        )
+        ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0, compress=False)
+        await ws.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            await ExecSession(ws, argv, opts).run()
+            await ws.close()
+        return ws
+
+    # port-forward
+    async def _port_forward(self, request: web.Request) -> web.StreamResponse:
+        sandbox = self._pod(request.match_info["ns"], request.match_info["pod"])
+        protocol = self._websocket_protocol(request, (PORT_FORWARD_PROTOCOL,))
+        ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0, compress=False)
+        await ws.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            await PortForwardSession(ws, sandbox, self.dial).run()
+            await ws.close()
+        return ws
+
+    @staticmethod
+    def _websocket_protocol(request: web.Request, supported: tuple[str, ...]) -> str:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise NodeError(400, "Upgrade request required")
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        protocol = negotiate(offered, supported)
+        if protocol is None:
+            raise NodeError(
+                400,
+                "unable to upgrade: unable to negotiate protocol: client supports "
+                f"[{offered}], server supports [{' '.join(supported)}]",
+            )
+        return protocol
+
+
+__all__ = ["KubeletServer"]
