@@ -32,7 +32,7 @@ from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Informer, object_key
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
-from kubesvc.node import podenv, sandbox
+from kubesvc.node import mounts, podenv, sandbox, volumes
 from kubesvc.node.pod import ContainerState, PodWorker, write_pod_files
 from kubesvc.node.podfiles import pod_hostname
 from kubesvc.node.runtime import (
@@ -53,6 +53,7 @@ LEASE_RENEW = 10.0
 STATUS_EVERY = 10.0
 TICK = 0.2
 KUBELET_PORT = 10250
+MAX_SOURCE_GETS = 16  # per volume set-up: a bound on what one pod spec makes the agent fetch
 
 
 @dataclass
@@ -93,6 +94,9 @@ class NodeAgent:
         self.services = Informer(self.client, "Service", check=shape.checker("Service"))
         self.nodes = Informer(self.client, "Node", check=shape.checker("Node"))
         self.slices = Informer(self.client, "EndpointSlice", check=shape.checker("EndpointSlice"))
+        # what volumes read: watched, so a change reaches running pods within a tick
+        self.configmaps = Informer(self.client, "ConfigMap", check=shape.checker("ConfigMap"))
+        self.secrets = Informer(self.client, "Secret", check=shape.checker("Secret"))
         self.proxier: Proxier | None = None
         if config.proxy_mode != "none":
             self.proxier = Proxier(
@@ -122,9 +126,15 @@ class NodeAgent:
             lambda _o, _n: self._routes_changed(),
             lambda _o: self._routes_changed(),
         )
+        for kind, inf in (("configMap", self.configmaps), ("secret", self.secrets)):
+            inf.add_handler(
+                lambda o, k=kind: self._source_changed(k, o),  # type: ignore[misc]
+                lambda _o, n, k=kind: self._source_changed(k, n),  # type: ignore[misc]
+                lambda o, k=kind: self._source_changed(k, o),  # type: ignore[misc]
+            )
         self._routes_dirty = asyncio.Event()
         await self._register()
-        informers = [self.pods, self.services, self.nodes]
+        informers = [self.pods, self.services, self.nodes, self.configmaps, self.secrets]
         if self.proxier is not None:
             informers.append(self.slices)
         for inf in informers:
@@ -462,6 +472,9 @@ class NodeAgent:
                 return
             await self._start_pod(pod)
             return
+        before, after = worker.pod.get("metadata") or {}, pod.get("metadata") or {}
+        if any(before.get(k) != after.get(k) for k in ("labels", "annotations")):
+            worker.volumes_dirty = True  # downwardAPI files follow labels and annotations
         worker.pod = pod
 
     async def _start_pod(self, pod: dict[str, Any]) -> None:
@@ -524,6 +537,13 @@ class NodeAgent:
         needed = [c for c in worker.containers if c.current is None]
         if not needed:
             return
+        if not worker.volumes_ready:
+            if time.monotonic() < worker.next_volume_try:
+                return
+            if not await self._setup_volumes(worker):
+                worker.volumes_failed()
+                return
+            worker.volumes_mounted()
         refs = await self._fetch_refs(worker.pod)
         worker.due(lambda c: self._env(worker, c, refs))
 
@@ -556,11 +576,88 @@ class NodeAgent:
             node_name=self.cfg.name,
         )
         if problems:
-            c.waiting_reason, c.waiting_message = "CreateContainerConfigError", "; ".join(problems)
+            # upstream stops at the first problem and reports it, with a Failed event
+            if c.waiting_message != problems[0]:
+                self._record(pod, "Warning", "Failed", f"Error: {problems[0]}")
+            c.waiting_reason, c.waiting_message = "CreateContainerConfigError", problems[0]
             c.next_start = time.monotonic() + 5
             self._status_changed(worker.uid)
             return None
         return env
+
+    # -- volumes -----------------------------------------------------------------------------
+    def _source_changed(self, kind: str, obj: dict[str, Any]) -> None:
+        """A ConfigMap or Secret changed: the pods whose volumes read it refresh them, and
+        one waiting for it (FailedMount) retries now."""
+        m = obj.get("metadata") or {}
+        ref = (kind, m.get("name"))
+        for w in self.workers.values():
+            if w.pod["metadata"].get("namespace") != m.get("namespace"):
+                continue
+            if ref in volumes.referenced_sources(w.pod):
+                w.volumes_dirty = True
+                w.next_volume_try = 0.0
+
+    async def _volume_plan(
+        self, worker: PodWorker
+    ) -> tuple[list[volumes.VolumePlan], list[volumes.MountPlan], list[str]]:
+        pod = worker.pod
+        ns = pod["metadata"]["namespace"]
+        found: dict[str, dict[tuple[str, str], Any]] = {"configMap": {}, "secret": {}}
+        fetched = 0
+        for kind, name in sorted(volumes.referenced_sources(pod)):
+            inf = self.configmaps if kind == "configMap" else self.secrets
+            obj = inf.get(f"{ns}/{name}")
+            if obj is None and fetched < MAX_SOURCE_GETS:
+                # the cache may not have caught up with an object created just before the pod
+                fetched += 1
+                try:
+                    obj = await self.client.get(
+                        "ConfigMap" if kind == "configMap" else "Secret", ns, name
+                    )
+                except ApiException:
+                    obj = None
+            if obj is not None:
+                found[kind][(ns, name)] = obj
+        lookup = podenv.DictLookup(found["configMap"], found["secret"])
+        plans = volumes.plan_volumes(pod, lookup, token=self.sa_token)
+        mount_plans, errors = volumes.plan_mounts(pod)
+        return plans, mount_plans, errors
+
+    async def _setup_volumes(self, worker: PodWorker) -> bool:
+        """Write the pod's volumes and mount them in its mount namespace; False (with a
+        FailedMount event) while any cannot be set up, as upstream holds the pod in
+        ContainerCreating."""
+        plans, mount_plans, errors = await self._volume_plan(worker)
+        root = worker.volume_root()
+        failed = False
+        for plan in plans:
+            error = mounts.prepare(root, plan)
+            if error is not None:
+                failed = True
+                message = volumes.failed_mount_message(plan.name, error)
+                self._record(worker.pod, "Warning", "FailedMount", message)
+        for error in errors:
+            failed = True
+            self._record(worker.pod, "Warning", "FailedMount", error)
+        if failed:
+            return False
+        if not mount_plans:
+            return True
+        error = await mounts.mount_all(worker.sandbox, root, plans, mount_plans)
+        if error is not None:
+            self._record(worker.pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {error}")
+            return False
+        return True
+
+    async def _refresh_volumes(self, worker: PodWorker) -> None:
+        """Bring mounted volumes' content up to date (the atomic writer swaps `..data`)."""
+        worker.volumes_dirty = False
+        plans, _, _ = await self._volume_plan(worker)
+        root = worker.volume_root()
+        for plan in plans:
+            if plan.kind == "files" and plan.error is None:
+                mounts.prepare(root, plan)
 
     async def _fetch_refs(self, pod: dict[str, Any]) -> dict[str, Any]:
         """The ConfigMaps and Secrets the pod's env refers to, read once per start."""
@@ -596,6 +693,8 @@ class NodeAgent:
                 if worker.terminating:
                     continue
                 try:
+                    if worker.volumes_ready and worker.volumes_dirty:
+                        await self._refresh_volumes(worker)
                     if any(c.current is None for c in worker.containers):
                         await self._start_due(worker)
                     await worker.probe()

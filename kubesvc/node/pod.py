@@ -82,6 +82,11 @@ class PodWorker:
         self.started_at = now_rfc3339()
         self.terminating = False
         self._task: asyncio.Task[None] | None = None
+        # volumes: mounted once (before the first container starts); content kept current
+        self.volumes_ready = False
+        self.volumes_dirty = False  # a source (ConfigMap, Secret, the pod itself) changed
+        self.next_volume_try = 0.0
+        self.volume_backoff = 0.0
 
     # -- bookkeeping -------------------------------------------------------------------
     def by_name(self, name: str) -> ContainerState | None:
@@ -97,6 +102,7 @@ class PodWorker:
             "restart_counts": {c.name: c.restart_count for c in self.containers},
             "env": {c.name: c.env for c in self.containers},
             "started_at": self.started_at,
+            "volumes_ready": self.volumes_ready,
         }
         (self.state_dir / "worker.json").write_text(json.dumps(meta))
 
@@ -107,6 +113,7 @@ class PodWorker:
         except (OSError, ValueError):
             meta = {}
         self.started_at = meta.get("started_at", self.started_at)
+        self.volumes_ready = meta.get("volumes_ready") is True
         for c in self.containers:
             c.restart_count = int(meta.get("restart_counts", {}).get(c.name, 0))
             c.env = meta.get("env", {}).get(c.name, {})
@@ -152,6 +159,20 @@ class PodWorker:
             c.previous = prev
             if policy == "Always" or (policy == "OnFailure" and prev.exit_code != 0):
                 c.restart_count += 1
+
+    # -- volumes -------------------------------------------------------------------------
+    def volume_root(self) -> Path:
+        return self.state_dir / "volumes"
+
+    def volumes_failed(self) -> None:
+        """Retry the volumes later: 1 s, doubling to 32 s (upstream backs off to ~2 min)."""
+        self.volume_backoff = min(32.0, self.volume_backoff * 2) if self.volume_backoff else 1.0
+        self.next_volume_try = time.monotonic() + self.volume_backoff
+
+    def volumes_mounted(self) -> None:
+        self.volumes_ready = True
+        self.volume_backoff = 0.0
+        self.save()
 
     # -- starting ------------------------------------------------------------------------
     def _make_trackers(self, c: ContainerState) -> None:

@@ -1,0 +1,128 @@
+"""Applying a pod's volume plan (kubesvc/node/volumes.py): content on the node's disk under
+the pod's state directory, bind mounts at the mountPaths inside the pod's mount namespace.
+
+A configMap/secret/downwardAPI/projected volume is a directory kept by the atomic writer, so
+the bind mount of the whole directory shows updates to running pods (a subPath mount, as
+upstream, does not follow them). An emptyDir is a plain directory, or a tmpfs mounted inside
+the pod's mount namespace for `medium: Memory`, so it disappears with the pod. Containers
+share the host's filesystem: a mountPath that does not exist there is created on the host
+(an empty directory or file) before the bind mount covers it inside the pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from kubesvc.node import atomicwriter
+from kubesvc.node.view import Sandbox
+from kubesvc.node.volumes import MountPlan, PathFacts, VolumePlan, host_path_action
+
+
+def volume_dir(root: Path, name: str) -> Path:
+    # volume names are DNS labels once validated; anything else is hex-escaped so a hostile
+    # name can never leave the pod's volume root
+    safe = (
+        name
+        if name and name.replace("-", "").isalnum() and name.isascii()
+        else name.encode("utf-8", "surrogateescape").hex()
+    )
+    return root / (safe or "_")
+
+
+def _facts(path: str) -> PathFacts:
+    try:
+        return PathFacts(True, os.stat(path).st_mode)
+    except OSError:
+        return PathFacts(False)
+
+
+def prepare(root: Path, plan: VolumePlan) -> str | None:
+    """Bring one volume's content on disk up to date; the error that blocks it, if any."""
+    if plan.error is not None:
+        return plan.error
+    d = volume_dir(root, plan.name)
+    try:
+        if plan.kind == "files":
+            atomicwriter.write_payload(d, plan.files)
+        elif plan.kind == "emptyDir":
+            if not d.exists():
+                d.mkdir(parents=True)
+                d.chmod(0o777)
+        elif plan.kind == "hostPath":
+            action, error = host_path_action(plan.host_path, plan.host_type, _facts(plan.host_path))
+            if error is not None:
+                return error
+            if action == "mkdir":
+                Path(plan.host_path).mkdir(mode=0o755, parents=True, exist_ok=True)
+            elif action == "touch":
+                Path(plan.host_path).parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+                fd = os.open(plan.host_path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                os.close(fd)
+    except OSError as e:
+        return f"{e.strerror or e}: {e.filename or d}"
+    return None
+
+
+def source_path(root: Path, plan: VolumePlan) -> str:
+    return plan.host_path if plan.kind == "hostPath" else str(volume_dir(root, plan.name))
+
+
+def mount_script(root: Path, plans: Sequence[VolumePlan], mounts: Sequence[MountPlan]) -> str:
+    """The shell script, run inside the pod's mount namespace, that makes every mount.
+    Pure, so what it does can be read in a test."""
+    by_name = {p.name: p for p in plans}
+    lines = ["set -e"]
+    for p in plans:
+        if p.kind == "emptyDir" and p.memory:
+            size = f",size={p.size_limit}" if p.size_limit else ""
+            src = _q(source_path(root, p))
+            lines.append(f"mountpoint -q {src} || mount -t tmpfs -o mode=0777{size} tmpfs {src}")
+    for m in mounts:
+        p = by_name.get(m.volume)
+        if p is None:
+            continue
+        src = source_path(root, p)
+        if m.sub_path:
+            src = f"{src}/{m.sub_path}"
+            if p.kind in ("emptyDir", "hostPath"):
+                # upstream creates a missing subPath inside a writable volume
+                lines.append(f"[ -e {_q(src)} ] || mkdir -p {_q(src)}")
+        s, t = _q(src), _q(m.path)
+        lines.append(f"[ -e {s} ] || {{ echo 'subPath {m.sub_path} does not exist' >&2; exit 1; }}")
+        lines.append(
+            f"if [ -d {s} ]; then mkdir -p {t}; "
+            f'else [ -e {t} ] || {{ mkdir -p "$(dirname {t})"; : > {t}; }}; fi'
+        )
+        lines.append(f"mount --bind {s} {t}")
+        if m.read_only:
+            lines.append(f"mount -o remount,bind,ro {t}")
+    return "\n".join(lines) + "\n"
+
+
+async def mount_all(
+    sandbox: Sandbox, root: Path, plans: Sequence[VolumePlan], mounts: Sequence[MountPlan]
+) -> str | None:
+    """Make the pod's mounts inside its mount namespace; the error, if any."""
+    script = mount_script(root, plans, mounts)
+    proc = await asyncio.create_subprocess_exec(
+        "nsenter",
+        f"--mount={sandbox.mnt}",
+        "--",
+        "sh",
+        "-c",
+        script,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    if proc.returncode != 0:
+        return err.decode(errors="replace").strip()[-1024:] or "mount failed"
+    return None
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"

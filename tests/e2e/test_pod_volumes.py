@@ -1,0 +1,284 @@
+"""Pod volumes and env from ConfigMaps/Secrets, seen from inside the pod with kubectl exec.
+
+One 2-node cluster (unique name) is shared by the tests. Mount paths live under a
+directory the test creates on the host and removes, since pods share the host filesystem.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import Cluster, pod_ready, running_cluster
+from tests.e2e.harness import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[tuple[Cluster, Path]]:
+    tmp = Path(tempfile.mkdtemp(prefix="kubesvc-volumes-", dir="/tmp"))
+    try:
+        with running_cluster(tmp, "v") as c:
+            yield c, tmp / "mnt"
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def apply(c: Cluster, obj: dict[str, Any]) -> None:
+    c.out("apply", "-f", "-", input=json.dumps(obj))
+
+
+def busybox_pod(
+    name: str, mounts: list[dict[str, Any]], vols: list[dict[str, Any]], **extra: Any
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": "busybox",
+        "command": ["sleep", "3600"],
+        "volumeMounts": mounts,
+    }
+    container.update(extra)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name, "tier": "test"}},
+        "spec": {
+            "containers": [container],
+            "volumes": vols,
+            "terminationGracePeriodSeconds": 0,
+        },
+    }
+
+
+def wait_ready(c: Cluster, name: str, timeout: float = 30) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        pod = c.json("get", "pod", name)
+        return pod if pod_ready(pod) else None
+
+    return wait_for(ready, timeout=timeout, what=f"pod {name} ready")  # type: ignore[no-any-return]
+
+
+def cat(c: Cluster, pod: str, path: str) -> str:
+    return c.exec(pod, "cat", path).stdout
+
+
+def test_every_volume_kind_is_seen_inside_the_pod(env: tuple[Cluster, Path]) -> None:
+    c, base = env
+    name = uniq("vols")
+    cm, sec = uniq("cm"), uniq("sec")
+    c.out("create", "configmap", cm, "--from-literal=a=alpha", "--from-literal=b=beta")
+    c.out("create", "secret", "generic", sec, "--from-literal=password=hunter2")
+    host_dir = base / name / "host"
+    m = str(base / name)
+    vols = [
+        {"name": "cm", "configMap": {"name": cm}},
+        {
+            "name": "cm-items",
+            "configMap": {
+                "name": cm,
+                "items": [{"key": "b", "path": "sub/renamed", "mode": 0o600}],
+            },
+        },
+        {"name": "sec", "secret": {"secretName": sec, "defaultMode": 0o400}},
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}},
+        {
+            "name": "down",
+            "downwardAPI": {
+                "items": [
+                    {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+                    {
+                        "path": "mem_limit",
+                        "resourceFieldRef": {
+                            "containerName": "main",
+                            "resource": "limits.memory",
+                            "divisor": "1Mi",
+                        },
+                    },
+                ]
+            },
+        },
+        {
+            "name": "proj",
+            "projected": {
+                "sources": [
+                    {"serviceAccountToken": {"path": "token"}},
+                    {"configMap": {"name": cm, "items": [{"key": "a", "path": "a.txt"}]}},
+                    {
+                        "downwardAPI": {
+                            "items": [
+                                {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}
+                            ]
+                        }
+                    },
+                ]
+            },
+        },
+        {"name": "host", "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"}},
+    ]
+    mounts = [
+        {"name": "cm", "mountPath": f"{m}/cm"},
+        {"name": "cm-items", "mountPath": f"{m}/items"},
+        {"name": "sec", "mountPath": f"{m}/sec", "readOnly": True},
+        {"name": "scratch", "mountPath": f"{m}/scratch"},
+        {"name": "mem", "mountPath": f"{m}/mem"},
+        {"name": "down", "mountPath": f"{m}/down"},
+        {"name": "proj", "mountPath": f"{m}/proj"},
+        {"name": "host", "mountPath": f"{m}/hostvol"},
+        {"name": "cm", "mountPath": f"{m}/only-a", "subPath": "a"},
+    ]
+    apply(
+        c,
+        busybox_pod(name, mounts, vols, resources={"limits": {"memory": "64Mi"}}),
+    )
+    try:
+        wait_ready(c, name)
+        assert cat(c, name, f"{m}/cm/a") == "alpha"
+        assert cat(c, name, f"{m}/cm/b") == "beta"
+        assert cat(c, name, f"{m}/only-a") == "alpha"
+        assert cat(c, name, f"{m}/items/sub/renamed") == "beta"
+        assert c.exec(name, "ls", f"{m}/items").stdout.split() == ["sub"]
+        assert (
+            c.exec(name, "stat", "-L", "-c", "%a", f"{m}/items/sub/renamed").stdout.strip() == "600"
+        )
+        # the atomic writer's layout: user-visible names are symlinks into ..data
+        listing = c.exec(name, "ls", "-la", f"{m}/cm").stdout
+        assert "..data -> ..20" in listing
+        assert "a -> ..data/a" in listing
+        assert cat(c, name, f"{m}/sec/password") == "hunter2"
+        assert (
+            c.exec(name, "stat", "-L", "-c", "%a %U", f"{m}/sec/password").stdout.strip()
+            == "400 root"
+        )
+        assert c.exec(name, "touch", f"{m}/sec/new", check=False).returncode != 0  # readOnly
+        c.exec(name, "sh", "-c", f"echo hi > {m}/scratch/f")
+        assert cat(c, name, f"{m}/scratch/f") == "hi\n"
+        mounts_text = cat(c, name, "/proc/mounts")
+        mem_line = next(line for line in mounts_text.splitlines() if f"{m}/mem " in line)
+        assert mem_line.startswith("tmpfs ") and "size=16384k" in mem_line
+        assert cat(c, name, f"{m}/down/name") == name
+        assert 'app="' + name + '"' in cat(c, name, f"{m}/down/labels")
+        assert cat(c, name, f"{m}/down/mem_limit") == "64"
+        assert cat(c, name, f"{m}/proj/a.txt") == "alpha"
+        assert cat(c, name, f"{m}/proj/ns") == "default"
+        assert cat(c, name, f"{m}/proj/token")
+        assert host_dir.is_dir()  # DirectoryOrCreate made it on the node
+        c.exec(name, "sh", "-c", f"echo from-pod > {m}/hostvol/x")
+        assert (host_dir / "x").read_text() == "from-pod\n"
+        # a pod's mounts are its own: the host does not see them
+        assert not (base / name / "cm" / "a").exists()
+    finally:
+        c.kubectl("delete", "pod", name, "--wait=false", check=False)
+        c.kubectl("delete", "configmap", cm, "secret", sec, check=False)
+
+
+def test_configmap_update_reaches_a_running_pod(env: tuple[Cluster, Path]) -> None:
+    c, base = env
+    name, cm = uniq("upd"), uniq("cm")
+    c.out("create", "configmap", cm, "--from-literal=greeting=hello")
+    mounts = [{"name": "cm", "mountPath": f"{base}/{name}"}]
+    apply(c, busybox_pod(name, mounts, [{"name": "cm", "configMap": {"name": cm}}]))
+    try:
+        wait_ready(c, name)
+        assert cat(c, name, f"{base}/{name}/greeting") == "hello"
+        c.out(
+            "patch",
+            "configmap",
+            cm,
+            "-p",
+            json.dumps({"data": {"greeting": "bonjour", "new": "1"}}),
+        )
+        wait_for(
+            lambda: cat(c, name, f"{base}/{name}/greeting") == "bonjour" or None,
+            timeout=20,
+            what="the new ConfigMap content in the pod",
+        )
+        assert cat(c, name, f"{base}/{name}/new") == "1"
+    finally:
+        c.kubectl("delete", "pod", name, "--wait=false", check=False)
+        c.kubectl("delete", "configmap", cm, check=False)
+
+
+def test_missing_secret_holds_the_pod_until_it_exists(env: tuple[Cluster, Path]) -> None:
+    c, base = env
+    name, sec = uniq("wait"), uniq("sec")
+    mounts = [{"name": "x", "mountPath": f"{base}/{name}"}]
+    apply(c, busybox_pod(name, mounts, [{"name": "x", "secret": {"secretName": sec}}]))
+    try:
+        message = f'MountVolume.SetUp failed for volume "x" : secret "{sec}" not found'
+
+        def failed_mount() -> bool | None:
+            events = c.json("get", "events", "--field-selector", f"involvedObject.name={name}")
+            return (
+                any(
+                    e.get("reason") == "FailedMount" and e.get("message") == message
+                    for e in events["items"]
+                )
+                or None
+            )
+
+        wait_for(failed_mount, timeout=20, what="a FailedMount event")
+        pod = c.json("get", "pod", name)
+        state = pod["status"]["containerStatuses"][0]["state"]
+        assert state == {"waiting": {"reason": "ContainerCreating"}}
+        c.out("create", "secret", "generic", sec, "--from-literal=k=v")
+        wait_ready(c, name)
+        assert cat(c, name, f"{base}/{name}/k") == "v"
+    finally:
+        c.kubectl("delete", "pod", name, "--wait=false", check=False)
+        c.kubectl("delete", "secret", sec, check=False)
+
+
+def test_env_from_configmap_and_secret_refs(env: tuple[Cluster, Path]) -> None:
+    c, _ = env
+    name, cm, sec = uniq("env"), uniq("cm"), uniq("sec")
+    pod = busybox_pod(
+        name,
+        [],
+        [],
+        env=[
+            {"name": "FROM_CM", "valueFrom": {"configMapKeyRef": {"name": cm, "key": "k"}}},
+            {"name": "FROM_SEC", "valueFrom": {"secretKeyRef": {"name": sec, "key": "p"}}},
+            {
+                "name": "OPTIONAL",
+                "valueFrom": {"configMapKeyRef": {"name": "absent", "key": "x", "optional": True}},
+            },
+        ],
+        envFrom=[{"configMapRef": {"name": cm}, "prefix": "CM_"}],
+    )
+    apply(c, pod)
+    try:
+
+        def config_error() -> bool | None:
+            st = c.json("get", "pod", name).get("status", {}).get("containerStatuses") or []
+            waiting = (st[0].get("state") or {}).get("waiting") or {} if st else {}
+            return (
+                waiting.get("reason") == "CreateContainerConfigError"
+                and waiting.get("message") == f'configmap "{cm}" not found'
+            ) or None
+
+        wait_for(config_error, timeout=20, what="CreateContainerConfigError")
+        c.out("create", "configmap", cm, "--from-literal=k=from-configmap")
+        c.out("create", "secret", "generic", sec, "--from-literal=p=from-secret")
+        wait_ready(c, name)
+        out = c.exec(name, "env").stdout.splitlines()
+        assert "FROM_CM=from-configmap" in out
+        assert "FROM_SEC=from-secret" in out
+        assert "CM_k=from-configmap" in out
+        assert not any(line.startswith("OPTIONAL=") for line in out)
+    finally:
+        c.kubectl("delete", "pod", name, "--wait=false", check=False)
+        c.kubectl("delete", "configmap", cm, "secret", sec, check=False)
