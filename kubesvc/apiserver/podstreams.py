@@ -30,6 +30,7 @@ log = logging.getLogger("kubesvc.apiserver.podstreams")
 
 DEFAULT_KUBELET_PORT = 10250
 CONNECT_TIMEOUT = 10.0
+MAX_MESSAGE = 4 << 20  # bytes in one WebSocket message, either way (as the node bounds it)
 PROXY_SUBRESOURCES = ("log", "exec", "portforward")
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime")
 STREAM_PARAMS = ("stdin", "stdout", "stderr", "tty")
@@ -335,7 +336,7 @@ class PodProxy:
                     protocols=offered,
                     headers=self._headers(),
                     ssl=False,
-                    max_msg_size=0,
+                    max_msg_size=MAX_MESSAGE,
                     compress=0,
                     autoping=True,
                 )
@@ -347,7 +348,7 @@ class PodProxy:
             async with node_ws:
                 protocols = (node_ws.protocol,) if node_ws.protocol else ()
                 client_ws = web.WebSocketResponse(
-                    protocols=protocols, max_msg_size=0, compress=False
+                    protocols=protocols, max_msg_size=MAX_MESSAGE, compress=False
                 )
                 await client_ws.prepare(request)
                 await _splice(client_ws, node_ws)

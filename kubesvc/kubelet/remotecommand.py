@@ -1,9 +1,10 @@
 """exec (`/exec`): running a command in a pod's container with its streams carried over a
 WebSocket, as pkg/kubelet/cri/streaming/remotecommand does.
 
-Subprotocol `v5.channel.k8s.io` (or v4): each binary message is a channel byte (0 stdin,
-1 stdout, 2 stderr, 3 error, 4 resize, 255 close) and its payload; the error channel carries
-a metav1.Status when the command ends.
+The WebSocket channel protocol (wschannel: v5, v4, their base64 variants, the first
+version) carries channels 0 stdin, 1 stdout, 2 stderr, 3 error and 4 resize; from v4 on the
+error channel carries a metav1.Status when the command ends, before that only a failure's
+message.
 """
 
 from __future__ import annotations
@@ -24,12 +25,12 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from kubesvc.kubelet.errors import NodeError, flag
+from kubesvc.kubelet.wschannel import ChannelError, ChannelProtocol
 from kubesvc.node.view import Sandbox
 
 STREAM_CHUNK = 32 * 1024
 
-STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
-EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -99,50 +100,67 @@ def parse_resize(payload: bytes) -> tuple[int, int] | None:
     try:
         size = json.loads(payload)
         width, height = int(size["Width"]), int(size["Height"])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
     if not (0 <= width < 65536 and 0 <= height < 65536):
         return None
     return width, height
 
 
-def negotiate(offered: str, supported: Iterable[str]) -> str | None:
-    """The first of our protocols the client offered (Sec-WebSocket-Protocol header)."""
-    wanted = {p.strip() for p in offered.split(",") if p.strip()}
-    for proto in supported:
-        if proto in wanted:
-            return proto
-    return None
+def status_message(protocol: ChannelProtocol, status: dict[str, Any]) -> bytes | None:
+    """What the error channel carries for a finished command: the Status from v4 on; before
+    that a failure's message alone, and nothing for success."""
+    if protocol.status:
+        return json.dumps(status, separators=(",", ":")).encode()
+    if status.get("status") == "Success":
+        return None
+    return str(status.get("message", "")).encode()
 
 
 class ExecSession:
     """One exec: a process and the WebSocket that carries its streams."""
 
-    def __init__(self, ws: web.WebSocketResponse, argv: list[str], opts: ExecOptions) -> None:
-        self.ws, self.argv, self.opts = ws, argv, opts
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        protocol: ChannelProtocol,
+        argv: list[str],
+        opts: ExecOptions,
+    ) -> None:
+        self.ws, self.protocol, self.argv, self.opts = ws, protocol, argv, opts
         self.proc: asyncio.subprocess.Process | None = None
         self.master: int | None = None  # pty master when tty
         self.stdin_open = opts.stdin
         self._lock = asyncio.Lock()
 
     async def send(self, channel: int, data: bytes) -> None:
+        message = self.protocol.encode(channel, data)
         async with self._lock:
-            await self.ws.send_bytes(bytes([channel]) + data)
+            if isinstance(message, str):
+                await self.ws.send_str(message)
+            else:
+                await self.ws.send_bytes(message)
+
+    async def _send_status(self, status: dict[str, Any]) -> None:
+        message = status_message(self.protocol, status)
+        if message is not None:
+            await self.send(ERROR, message)
 
     async def run(self) -> None:
         try:
             await self._start()
         except OSError as e:
-            await self.send(ERROR, json.dumps(failure_status(str(e))).encode())
+            await self._send_status(failure_status(str(e)))
             return
         assert self.proc is not None
+        # an empty message on the first output channel tells the client the streams are up
+        await self.send(STDOUT if self.opts.stdout else STDERR if self.opts.stderr else ERROR, b"")
         reader = asyncio.create_task(self._read_client())
         try:
             outputs = [asyncio.create_task(p) for p in self._pumps()]
             await asyncio.gather(*outputs)
             code = await self.proc.wait()
-            status = exit_status(self.opts.command, code)
-            await self.send(ERROR, json.dumps(status, separators=(",", ":")).encode())
+            await self._send_status(exit_status(self.opts.command, code))
         finally:
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -204,15 +222,18 @@ class ExecSession:
 
     async def _read_client(self) -> None:
         async for msg in self.ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
                 continue
-            channel, payload = msg.data[0], msg.data[1:]
+            try:
+                channel, payload = self.protocol.decode(msg.data)
+            except ChannelError:
+                continue  # as upstream: a message it cannot place is dropped
             if channel == STDIN:
                 await self._write_stdin(payload)
-            elif channel == CLOSE and payload[:1] == bytes([STDIN]):
-                await self._close_stdin()
             elif channel == RESIZE:
                 self._resize(payload)
+            elif self.protocol.closes and self.protocol.closed_channel(channel, payload) == STDIN:
+                await self._close_stdin()
         # the client is gone: nobody reads the output any more
         await self._close_stdin()
         self._kill()

@@ -19,16 +19,18 @@ from kubesvc.kubelet.certs import self_signed
 from kubesvc.kubelet.errors import NodeError, error_response
 from kubesvc.kubelet.logs import parse_log_options, stream_log
 from kubesvc.kubelet.portforward import PORT_FORWARD_PROTOCOL, Dialer, PortForwardSession, dial_pod
-from kubesvc.kubelet.remotecommand import (
-    EXEC_PROTOCOLS,
-    ExecSession,
-    exec_argv,
+from kubesvc.kubelet.remotecommand import ExecSession, exec_argv, parse_exec_options
+from kubesvc.kubelet.wschannel import (
+    REMOTECOMMAND_PROTOCOLS,
+    ChannelProtocol,
     negotiate,
-    parse_exec_options,
+    offered_protocols,
 )
 from kubesvc.node.view import PodRuntimeView, Sandbox
 
 log = logging.getLogger("kubesvc.kubelet.server")
+
+MAX_MESSAGE = 4 << 20  # bytes in one WebSocket message from a client
 
 
 class KubeletServer:
@@ -178,17 +180,17 @@ class KubeletServer:
         opts = parse_exec_options(request.query)
         sandbox = self._pod(ns, pod)
         self._container(ns, pod, container)
-        protocol = self._websocket_protocol(request, EXEC_PROTOCOLS)
+        protocol = self._channel_protocol(request, REMOTECOMMAND_PROTOCOLS)
         argv = exec_argv(
             sandbox,
             self.view.container_env(ns, pod, container),
             self.view.working_dir(ns, pod, container),
             opts,
         )
-        ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0, compress=False)
+        ws = _websocket(protocol.name)
         await ws.prepare(request)
         with contextlib.suppress(ConnectionResetError):
-            await ExecSession(ws, argv, opts).run()
+            await ExecSession(ws, protocol, argv, opts).run()
             await ws.close()
         return ws
 
@@ -196,7 +198,7 @@ class KubeletServer:
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:
         sandbox = self._pod(request.match_info["ns"], request.match_info["pod"])
         protocol = self._websocket_protocol(request, (PORT_FORWARD_PROTOCOL,))
-        ws = web.WebSocketResponse(protocols=(protocol,), max_msg_size=0, compress=False)
+        ws = _websocket(protocol)
         await ws.prepare(request)
         with contextlib.suppress(ConnectionResetError):
             await PortForwardSession(ws, sandbox, self.dial).run()
@@ -208,14 +210,39 @@ class KubeletServer:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise NodeError(400, "Upgrade request required")
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        if not any(p in supported for p in offered_protocols(offered)):
+            raise _unsupported(offered, supported)
+        return next(p for p in offered_protocols(offered) if p in supported)
+
+    @staticmethod
+    def _channel_protocol(
+        request: web.Request, supported: tuple[ChannelProtocol, ...]
+    ) -> ChannelProtocol:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise NodeError(400, "Upgrade request required")
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
         protocol = negotiate(offered, supported)
         if protocol is None:
-            raise NodeError(
-                400,
-                "unable to upgrade: unable to negotiate protocol: client supports "
-                f"[{offered}], server supports [{' '.join(supported)}]",
-            )
+            raise _unsupported(offered, tuple(p.name for p in supported))
         return protocol
+
+
+def _unsupported(offered: str, supported: tuple[str, ...]) -> NodeError:
+    return NodeError(
+        400,
+        "unable to upgrade: unable to negotiate protocol: client supports "
+        f"[{offered}], server supports [{' '.join(supported)}]",
+    )
+
+
+def _websocket(protocol: str) -> web.WebSocketResponse:
+    """A server WebSocket whose client messages are bounded (a client sends its data in
+    pieces of 32 KiB or so; one message must not make the node buffer without limit)."""
+    return web.WebSocketResponse(
+        protocols=(protocol,) if protocol else (),
+        max_msg_size=MAX_MESSAGE,
+        compress=False,
+    )
 
 
 __all__ = ["KubeletServer"]

@@ -15,12 +15,15 @@ import json
 import re
 import subprocess
 import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client, config
+from kubernetes.stream import stream
 
 from kubesvc.kubelet.server import KubeletServer
 from tests.e2e.harness import KUBECTL, ApiServerProcess, wait_for
@@ -247,6 +250,65 @@ def test_exec_errors(api: ApiServerProcess, pod: tuple[str, str, FakeView]) -> N
         assert "pod does not exist" in err
     finally:
         view.pods[(ns, name)].running = True
+
+
+def _python_exec(api: ApiServerProcess, ns: str, name: str, command: list[str]) -> Any:
+    """An exec session opened by the official Python client's `stream()`."""
+    v1 = client.CoreV1Api(config.new_client_from_config(config_file=str(api.kubeconfig)))
+    return stream(
+        v1.connect_get_namespaced_pod_exec,
+        name,
+        ns,
+        command=command,
+        stdin=True,
+        stdout=True,
+        stderr=True,
+        tty=False,
+        _preload_content=False,
+    )
+
+
+def _drain(resp: Any) -> tuple[str, str]:
+    out, err = "", ""
+    deadline = time.monotonic() + 20
+    while resp.is_open() and time.monotonic() < deadline:
+        resp.update(timeout=1)
+        out += resp.read_stdout(timeout=0) if resp.peek_stdout() else ""
+        err += resp.read_stderr(timeout=0) if resp.peek_stderr() else ""
+    return out, err
+
+
+def test_exec_stdin_from_the_python_client(
+    api: ApiServerProcess, pod: tuple[str, str, FakeView]
+) -> None:
+    """`write_stdin` sends text frames (channel 0 as the first character)."""
+    ns, name, _ = pod
+    resp = _python_exec(api, ns, name, ["head", "-n", "1"])
+    try:
+        resp.write_stdin("hello from python\n")
+        out, _ = _drain(resp)
+        assert out == "hello from python\n"
+        assert resp.returncode == 0
+    finally:
+        resp.close()
+
+
+def test_exec_stdin_close_from_the_python_client(
+    api: ApiServerProcess, pod: tuple[str, str, FakeView]
+) -> None:
+    """v5.channel.k8s.io: closing channel 0 is stdin's end of file."""
+    ns, name, _ = pod
+    resp = _python_exec(api, ns, name, ["wc", "-c"])
+    try:
+        assert resp.subprotocol == "v5.channel.k8s.io"
+        resp.write_stdin("12345")
+        resp.write_stdin(b"678")
+        resp.close_channel(0)
+        out, _ = _drain(resp)
+        assert out.strip() == "8"
+        assert resp.returncode == 0
+    finally:
+        resp.close()
 
 
 # -- port-forward ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ commands on the host and whose network namespace is this process's own."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import hashlib
@@ -47,7 +48,6 @@ from kubesvc.kubelet.remotecommand import (
     ExecOptions,
     exec_argv,
     exit_status,
-    negotiate,
     parse_exec_options,
     parse_resize,
 )
@@ -63,6 +63,7 @@ from kubesvc.kubelet.spdy import (
     SpdyCodec,
     SpdyError,
 )
+from kubesvc.kubelet.wschannel import REMOTECOMMAND_PROTOCOLS, negotiate
 from kubesvc.node.view import Sandbox
 
 TOKEN = "test-token"
@@ -376,14 +377,19 @@ def test_parse_resize(payload: bytes, want: tuple[int, int] | None) -> None:
     ("offered", "want"),
     [
         pytest.param("v5.channel.k8s.io", "v5.channel.k8s.io", id="v5"),
-        pytest.param("v4.channel.k8s.io, v5.channel.k8s.io", "v5.channel.k8s.io", id="prefer-v5"),
-        pytest.param("v4.channel.k8s.io", "v4.channel.k8s.io", id="v4"),
-        pytest.param("channel.k8s.io", None, id="v1"),
-        pytest.param("", None, id="none"),
+        pytest.param(
+            "v4.channel.k8s.io, v5.channel.k8s.io", "v4.channel.k8s.io", id="client-order"
+        ),
+        pytest.param("v4.base64.channel.k8s.io", "v4.base64.channel.k8s.io", id="v4-base64"),
+        pytest.param("channel.k8s.io", "channel.k8s.io", id="v1"),
+        pytest.param("x, base64.channel.k8s.io", "base64.channel.k8s.io", id="v1-base64"),
+        pytest.param("", "", id="none"),
+        pytest.param("v9.channel.k8s.io", None, id="unknown"),
     ],
 )
 def test_negotiate(offered: str, want: str | None) -> None:
-    assert negotiate(offered, ("v5.channel.k8s.io", "v4.channel.k8s.io")) == want
+    got = negotiate(offered, REMOTECOMMAND_PROTOCOLS)
+    assert (got.name if got is not None else None) == want
 
 
 # -- pure: SPDY -----------------------------------------------------------------------------
@@ -854,7 +860,7 @@ def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split()[2] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or going while read
         return False
 
 
@@ -873,8 +879,8 @@ def _alive(pid: int) -> bool:
             "ns/p/app?stdout=1", "v5.channel.k8s.io", 400, "at least 1 command", id="no-command"
         ),
         pytest.param(
-            "ns/p/app?command=ls&stdout=1", "channel.k8s.io", 400, "unable to negotiate protocol",
-            id="old-protocol",
+            "ns/p/app?command=ls&stdout=1", "v9.channel.k8s.io", 400,
+            "unable to negotiate protocol", id="unknown-protocol",
         ),
     ],
 )  # fmt: skip
@@ -1079,3 +1085,50 @@ def test_port_forward_into_a_network_namespace(tmp_path: Path) -> None:
             server.kill()
             server.wait()
         subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+@pytest.mark.parametrize("protocol", ["v5.channel.k8s.io", "v4.channel.k8s.io"])
+def test_exec_stdin_in_text_frames(view: FakeView, protocol: str) -> None:
+    """The official Python client writes stdin as text frames whose first character is the
+    channel; upstream reads text and binary frames alike."""
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        ws = await exec_ws(session, base, ["head", "-n", "1"], stdin=True, protocol=protocol)
+        await ws.send_str("\x00héllo ")
+        await ws.send_str("\x00world\n")
+        out = await collect(ws)
+        assert out[1] == "héllo world\n".encode()
+        assert json.loads(out[3])["status"] == "Success"
+
+    run(view, body)
+
+
+def test_exec_base64_protocol(view: FakeView) -> None:
+    """v4.base64.channel.k8s.io: text frames both ways, '0' + channel then base64."""
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        ws = await exec_ws(
+            session, base, ["head", "-c", "5"], stdin=True, protocol="v4.base64.channel.k8s.io"
+        )
+        await ws.send_str("0" + base64.b64encode(b"12345").decode())
+        out: dict[int, bytes] = {}
+        async for msg in ws:
+            assert msg.type == aiohttp.WSMsgType.TEXT
+            channel = ord(msg.data[0]) - ord("0")
+            out[channel] = out.get(channel, b"") + base64.b64decode(msg.data[1:])
+        assert out[1] == b"12345"
+        assert json.loads(out[3])["status"] == "Success"
+
+    run(view, body)
+
+
+def test_exec_first_protocol_version(view: FakeView) -> None:
+    """channel.k8s.io: the error channel carries a failure's message, not a Status."""
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        ok = await collect(await exec_ws(session, base, ["true"], protocol="channel.k8s.io"))
+        assert ok.get(3, b"") == b""
+        failed = await exec_ws(session, base, ["sh", "-c", "exit 2"], protocol="channel.k8s.io")
+        assert (await collect(failed))[3].startswith(b"command terminated with non-zero exit")
+
+    run(view, body)
