@@ -31,7 +31,8 @@ from pydantic import BaseModel
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kubesvc.api.kinds import KINDS, Kind  # noqa: E402
+from kubesvc.api.catalog import BUILTIN as KINDS  # noqa: E402
+from kubesvc.api.kinds import Kind  # noqa: E402
 
 OUT_DIR = ROOT / "kubesvc" / "api" / "openapi_data"
 
@@ -54,6 +55,14 @@ GROUP_PACKAGE = {
     "discovery.k8s.io": "io.k8s.api.discovery.v1",
     "networking.k8s.io": "io.k8s.api.networking.v1",
     "coordination.k8s.io": "io.k8s.api.coordination.v1",
+    "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
+}
+
+# JSONSchemaProps fields that hold any JSON value (a schema or a bool, a schema or a list of
+# schemas, a default or an example): upstream publishes them as schemas without a type.
+ANY_JSON_FIELDS = {
+    ("V1JSONSchemaProps", name)
+    for name in ("additionalItems", "additionalProperties", "items", "default", "example")
 }
 
 # Python client class for each served kind (and its list).
@@ -591,6 +600,10 @@ class Builder:
         return {"$ref": f"#/components/schemas/{name}"}
 
     def field_schema(self, key: tuple[str, str], tp: Any, deps: set[str]) -> Schema:
+        if key in ANY_JSON_FIELDS:
+            return {}
+        if key == ("V1JSONSchemaProps", "dependencies"):  # values: a schema or a string list
+            return {"additionalProperties": {}, "type": "object"}
         if key in FIELD_REFS:
             return self.ref(FIELD_REFS[key], deps)
         tp = unwrap_optional(tp)
@@ -621,6 +634,8 @@ class Builder:
                 return self.ref(INTSTR, deps)
             if args == {bytes, str}:
                 return {"format": "byte", "type": "string"}
+            if args == {float, int}:
+                return {"format": "double", "type": "number"}
             raise TypeError(f"unsupported union {tp} at {key}")
         return scalar_schema(key, tp)
 
@@ -738,6 +753,7 @@ OP_GROUP = {
     "discovery.k8s.io": "DiscoveryV1",
     "networking.k8s.io": "NetworkingV1",
     "coordination.k8s.io": "CoordinationV1",
+    "apiextensions.k8s.io": "ApiextensionsV1",
 }
 
 

@@ -28,6 +28,14 @@ _bytes: dict[str, bytes] = {}
 _parsed: dict[str, Schema] = {}
 _hashes: dict[str, str] = {}
 _gvk_index: dict[tuple[str, str, str], tuple[str, str]] | None = None
+# documents of custom resources' group versions: key -> (JSON bytes, hash)
+_custom: dict[str, tuple[bytes, str]] = {}
+
+
+def set_custom_documents(docs: dict[str, bytes]) -> None:
+    """Replace the documents of custom resources (key "apis/GROUP/VERSION" -> JSON)."""
+    global _custom
+    _custom = {k: (v, hashlib.sha512(v).hexdigest().upper()) for k, v in docs.items()}
 
 
 # --------------------------------------------------------------------------- documents
@@ -54,6 +62,9 @@ def available() -> tuple[str, ...]:
 def document(path: str) -> bytes | None:
     """JSON bytes of the OpenAPI v3 document for a group version ("api/v1"), or None."""
     key = _normalize(path)
+    custom = _custom.get(key)
+    if custom is not None:
+        return custom[0]
     with _lock:
         if key not in _bytes:
             if key not in available():
@@ -65,6 +76,9 @@ def document(path: str) -> bytes | None:
 def document_hash(path: str) -> str:
     """Upper-case hex SHA-512 of the document bytes (upstream's ?hash= value and ETag)."""
     key = _normalize(path)
+    custom = _custom.get(key)
+    if custom is not None:
+        return custom[1]
     cached = _hashes.get(key)
     if cached is not None:
         return cached
@@ -82,6 +96,8 @@ def index() -> dict[str, Any]:
         key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={document_hash(key)}"}
         for key in available()
     }
+    for key, (_, digest) in sorted(_custom.items()):
+        paths.setdefault(key, {"serverRelativeURL": f"/openapi/v3/{key}?hash={digest}"})
     return {"paths": paths}
 
 

@@ -580,6 +580,73 @@ def _extra(api_version: str, kind: str) -> _Type | None:
     return None
 
 
+class _Unstructured(_Type):
+    """A custom object: apiVersion, kind and metadata typed as ObjectMeta, the rest kept as it
+    is (its custom resource's schema prunes and validates it), bounded in depth."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, _Type]) -> None:
+        self.go = "map[string]interface {}"
+        self.fields = fields
+
+    def decode(self, value: Any, ctx: _Context, struct: str) -> Any:
+        if type(value) is not dict:
+            raise ctx.mismatch(json_kind(value), self.go, struct)
+        if not within_depth(value, MAX_FREE_FORM_DEPTH):
+            raise TypeMismatch(f"the object is nested more than {MAX_FREE_FORM_DEPTH} levels deep")
+        dups = ctx.duplicates.get(id(value)) if ctx.duplicates else None
+        if dups:
+            ctx.unknown_at.extend([ctx.strict_path(k) for k in dups][:MAX_STRICT_ERRORS])
+        out = dict(value)
+        depth = len(ctx.path)
+        for k, ft in self.fields.items():
+            v = value.get(k)
+            if v is None:
+                out.pop(k, None)
+                continue
+            ctx.path.append(k)
+            try:
+                out[k] = ft.decode(v, ctx, "ObjectMeta" if k == "metadata" else "")
+            except TypeMismatch as e:
+                ctx.drop(e, depth)
+                out.pop(k, None)
+                continue
+            ctx.path.pop()
+        return out
+
+
+def _unstructured() -> _Type:
+    key = ("extra", "unstructured")
+    hit = _compiled.get(key)
+    if hit is None:
+        doc = openapi.parsed("api/v1")
+        assert doc is not None
+        meta = _component("api/v1", doc, "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")
+        hit = _compiled[key] = _Unstructured(
+            {"apiVersion": _String(), "kind": _String(), "metadata": meta}
+        )
+    return hit
+
+
+def decode_unstructured(value: Any, duplicates: dict[int, list[str]] | None = None) -> Decoded:
+    """A custom object decoded as upstream's unstructured decoding does (see _Unstructured);
+    raises TypeMismatch."""
+    ctx = _Context(duplicates)
+    obj = _unstructured().decode(value, ctx, "")
+    return Decoded(obj, ctx.unknown, ctx.unknown_at)
+
+
+def repair_unstructured(value: Any) -> tuple[Any, list[str]]:
+    """A stored custom object without what does not decode (see repair)."""
+    ctx = _Context(None, repair=True)
+    try:
+        obj = _unstructured().decode(value, ctx, "")
+    except TypeMismatch as e:
+        return {}, [f"(the object): {e}"]
+    return obj, ctx.dropped
+
+
 def kind_type(api_version: str, kind: str) -> _Type | None:
     """The compiled decoder of a kind (or of DeleteOptions, served in every group)."""
     hit = _by_kind.get((api_version, kind))
@@ -644,9 +711,21 @@ def decode(
     t = kind_type(api_version, kind)
     if t is None:
         return Decoded(value, [], [])
+    _check_recursive(api_version, kind, value)
     ctx = _Context(duplicates)
     obj = t.decode(value, ctx, "")
     return Decoded(obj, ctx.unknown, ctx.unknown_at)
+
+
+# kinds whose schema refers to itself (JSONSchemaProps): their depth is the body's, so it is
+# bounded before the (recursive) decoding
+_RECURSIVE = {("apiextensions.k8s.io/v1", "CustomResourceDefinition")}
+MAX_RECURSIVE_DEPTH = 200
+
+
+def _check_recursive(api_version: str, kind: str, value: Any) -> None:
+    if (api_version, kind) in _RECURSIVE and not within_depth(value, MAX_RECURSIVE_DEPTH):
+        raise TypeMismatch(f"the object is nested more than {MAX_RECURSIVE_DEPTH} levels deep")
 
 
 def repair(api_version: str, kind: str, value: Any) -> tuple[Any, list[str]]:
@@ -658,6 +737,7 @@ def repair(api_version: str, kind: str, value: Any) -> tuple[Any, list[str]]:
         return value, []
     ctx = _Context(None, repair=True)
     try:
+        _check_recursive(api_version, kind, value)
         obj = t.decode(value, ctx, "")
     except TypeMismatch as e:  # the object itself is not an object
         return {}, [f"(the object): {e}"]

@@ -14,6 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from kubesvc.api import bodies, errors, protobuf, typed
+from kubesvc.api.crd import objects as custom
+from kubesvc.api.crd.kinds import CustomKind
 from kubesvc.api.errors import ApiError, bad_request
 from kubesvc.api.kinds import Kind
 from kubesvc.api.typed import TypeMismatch
@@ -138,10 +140,28 @@ def _check_type_meta(kind: Kind, obj: dict[str, Any]) -> None:
 def decode_object(kind: Kind, parsed: bodies.Parsed, mode: str) -> tuple[dict[str, Any], list[str]]:
     """A create/update body: type meta checked, decoded, unknown fields pruned; returns the
     object and the Warning texts."""
+    if isinstance(kind, CustomKind):
+        return _decode_custom(kind, parsed, mode)
     decoded = decode_as(kind.api_version, kind.kind, parsed, mode, kind)
     obj = decoded.obj
     obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
     return obj, decoded.strict_errors() if mode == "Warn" else []
+
+
+def _decode_custom(
+    kind: CustomKind, parsed: bodies.Parsed, mode: str
+) -> tuple[dict[str, Any], list[str]]:
+    _sniff_type_meta(parsed.value)
+    _check_type_meta(kind, parsed.value)
+    try:
+        obj, strict = custom.decode(kind, parsed.value, parsed.duplicates)
+    except TypeMismatch as e:
+        raise errors.bad_request(typed.cannot_handle(kind.api_version, kind.kind, e)) from None
+    if strict and mode == "Strict":
+        detail = "strict decoding error: " + ", ".join(strict)
+        raise errors.bad_request(typed.cannot_handle(kind.api_version, kind.kind, detail))
+    obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
+    return obj, strict if mode == "Warn" else []
 
 
 def decode_apply(kind: Kind, parsed: bodies.Parsed) -> dict[str, Any]:
@@ -151,6 +171,15 @@ def decode_apply(kind: Kind, parsed: bodies.Parsed) -> dict[str, Any]:
         raise errors.bad_request("the apply patch must be an object")
     _sniff_type_meta(value)
     _check_type_meta(kind, value)
+    if isinstance(kind, CustomKind):
+        try:
+            obj, _ = custom.decode(kind, value, parsed.duplicates)
+        except TypeMismatch as e:
+            raise errors.bad_request(
+                f"failed to create typed patch object ({kind.api_version}, Kind={kind.kind}): {e}"
+            ) from None
+        obj["apiVersion"], obj["kind"] = kind.storage_api_version, kind.kind
+        return obj
     try:
         decoded = typed.decode(kind.api_version, kind.kind, value, parsed.duplicates)
     except TypeMismatch as e:

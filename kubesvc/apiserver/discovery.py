@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubesvc.api.kinds import VERBS, Kind, groups
+from kubesvc.api import catalog
+from kubesvc.api.kinds import VERBS, Kind
 
 GIT_VERSION = "v1.32.4"
 AGGREGATED_CONTENT_TYPE = "application/json;g=apidiscovery.k8s.io;v={v};as=APIGroupDiscoveryList"
@@ -58,16 +59,16 @@ def api_versions(server_address: str) -> dict[str, Any]:
 
 def api_group_list() -> dict[str, Any]:
     items = []
-    for group, kinds in groups().items():
+    for group, versions in catalog.groups().items():
         if not group:
             continue
-        gv = {"groupVersion": f"{group}/{kinds[0].version}", "version": kinds[0].version}
-        items.append({"name": group, "versions": [gv], "preferredVersion": gv})
+        gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        items.append({"name": group, "versions": gvs, "preferredVersion": gvs[0]})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": items}
 
 
 def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
-    kinds = [k for k in groups().get(group, []) if k.version == version]
+    kinds = catalog.groups().get(group, {}).get(version, [])
     if not kinds:
         return None
     resources: list[dict[str, Any]] = []
@@ -116,40 +117,19 @@ def _hash(k: Kind) -> str:
 def aggregated(core: bool, version: str) -> dict[str, Any]:
     """An APIGroupDiscoveryList for /api (core=True) or /apis."""
     items = []
-    for group, kinds in groups().items():
+    for group, versions in catalog.groups().items():
         if core != (group == ""):
             continue
-        resources = []
-        for k in kinds:
-            res: dict[str, Any] = {
-                "resource": k.plural,
-                "responseKind": {"group": k.group, "version": k.version, "kind": k.kind},
-                "scope": "Namespaced" if k.namespaced else "Cluster",
-                "singularResource": k.singular,
-                "verbs": _verbs(k),
-            }
-            if k.short_names:
-                res["shortNames"] = list(k.short_names)
-            if k.categories:
-                res["categories"] = list(k.categories)
-            subs = []
-            for sub in k.subresources:
-                g, v, kind = _subresource_kind(k, sub)
-                subs.append(
-                    {
-                        "subresource": sub,
-                        "responseKind": {"group": g, "version": v, "kind": kind},
-                        "verbs": _SUBRESOURCE_VERBS[sub],
-                    }
-                )
-            if subs:
-                res["subresources"] = subs
-            resources.append(res)
         items.append(
             {
                 "metadata": {"name": group, "creationTimestamp": None},
                 "versions": [
-                    {"version": kinds[0].version, "resources": resources, "freshness": "Current"}
+                    {
+                        "version": v,
+                        "resources": _aggregated_resources(kinds),
+                        "freshness": "Current",
+                    }
+                    for v, kinds in versions.items()
                 ],
             }
         )
@@ -159,3 +139,33 @@ def aggregated(core: bool, version: str) -> dict[str, Any]:
         "metadata": {},
         "items": items,
     }
+
+
+def _aggregated_resources(kinds: list[Kind]) -> list[dict[str, Any]]:
+    resources = []
+    for k in kinds:
+        res: dict[str, Any] = {
+            "resource": k.plural,
+            "responseKind": {"group": k.group, "version": k.version, "kind": k.kind},
+            "scope": "Namespaced" if k.namespaced else "Cluster",
+            "singularResource": k.singular,
+            "verbs": _verbs(k),
+        }
+        if k.short_names:
+            res["shortNames"] = list(k.short_names)
+        if k.categories:
+            res["categories"] = list(k.categories)
+        subs = []
+        for sub in k.subresources:
+            g, v, kind = _subresource_kind(k, sub)
+            subs.append(
+                {
+                    "subresource": sub,
+                    "responseKind": {"group": g, "version": v, "kind": kind},
+                    "verbs": _SUBRESOURCE_VERBS[sub],
+                }
+            )
+        if subs:
+            res["subresources"] = subs
+        resources.append(res)
+    return resources

@@ -22,8 +22,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from kubesvc.api import catalog
 from kubesvc.api.errors import ApiError
-from kubesvc.api.kinds import BY_KIND, KINDS, Kind
+from kubesvc.api.kinds import BY_KIND, Kind
 from kubesvc.apiserver.registry import Registry, WriteOptions, prefix_for
 from kubesvc.store.base import KeyValue, StoreError
 
@@ -145,7 +146,7 @@ class GarbageCollector:
 
     async def sweep(self) -> None:
         objects: list[tuple[Kind, dict[str, Any], GcMeta]] = []
-        for kind in KINDS:
+        for kind in catalog.stored_kinds():
             objects.extend((kind, o, gc_meta(o)) for _, o in await self._stored(kind, None))
         by_uid = {gm.uid for _, _, gm in objects if gm.uid}
         dependents: dict[str, list[tuple[Kind, dict[str, Any]]]] = {}
@@ -221,7 +222,7 @@ class GarbageCollector:
     async def _empty_namespace(self, ns: dict[str, Any]) -> None:
         name = gc_meta(ns).name
         remaining = 0
-        for kind in KINDS:
+        for kind in catalog.stored_kinds():
             if not kind.namespaced:
                 continue
             for kv, obj in await self._stored(kind, name):

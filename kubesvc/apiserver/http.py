@@ -16,10 +16,13 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesvc.api import bodies, errors, tables
+from kubesvc.api import bodies, catalog, errors, tables
 from kubesvc.api.apply import default_manager
+from kubesvc.api.crd import columns as custom_columns
+from kubesvc.api.crd import objects as custom
+from kubesvc.api.crd.kinds import CustomKind
 from kubesvc.api.errors import ApiError
-from kubesvc.api.kinds import BY_KIND, BY_PLURAL, Kind
+from kubesvc.api.kinds import BY_KIND, Kind
 from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, patch_failed
 from kubesvc.api.selectors import make_filter, selector_from_match_labels
 from kubesvc.apiserver import negotiation, offload
@@ -77,12 +80,10 @@ def parse_path(path: str) -> Target | None:
     if not rest:
         return None
     namespace = None
-    if rest[0] == "namespaces" and len(rest) >= 3:
-        inner = BY_PLURAL.get((group, rest[2]))
-        if inner is not None and inner.namespaced:
-            namespace, rest = rest[1], rest[2:]
-    kind = BY_PLURAL.get((group, rest[0]))
-    if kind is None or kind.version != version or len(rest) > 3:
+    if rest[0] == "namespaces" and len(rest) >= 3 and catalog.namespaced(group, rest[2]):
+        namespace, rest = rest[1], rest[2:]
+    kind = catalog.lookup(group, version, rest[0])
+    if kind is None or len(rest) > 3:
         return None
     if namespace is not None and not kind.namespaced:
         return None
@@ -186,7 +187,7 @@ class ResourceHandler:
                 )
             )
         cached = await self.registry.get_cached(t.kind, t.namespace, t.name or "")
-        return web.Response(body=cached.json, content_type="application/json")
+        return web.Response(body=converted(t.kind, cached.json), content_type="application/json")
 
     async def _list(self, request: web.Request, t: Target) -> web.Response:
         predicate = make_filter(
@@ -219,7 +220,7 @@ class ResourceHandler:
         now = datetime.now(UTC)
         rows = []
         for obj in objs:
-            row: dict[str, Any] = {"cells": tables.row_cells(kind.kind, obj, now)}
+            row: dict[str, Any] = {"cells": _cells(kind, obj, now)}
             if include == "Object":
                 row["object"] = obj
             elif include != "None":
@@ -229,7 +230,7 @@ class ResourceHandler:
             "kind": "Table",
             "apiVersion": f"meta.k8s.io/{version or 'v1'}",
             "metadata": {"resourceVersion": rv},
-            "columnDefinitions": tables.column_definitions(kind.kind),
+            "columnDefinitions": _columns(kind),
             "rows": rows,
         }
 
@@ -251,7 +252,7 @@ class ResourceHandler:
         for i, c in enumerate(items):
             if i and not i % YIELD_EVERY:
                 await asyncio.sleep(0)
-            cells = dumps(tables.row_cells(kind.kind, c.obj, now))
+            cells = dumps(_cells(kind, c.obj, now))
             if include == "Object":
                 rows.append(b'{"cells":' + cells + b',"object":' + c.json + b"}")
             elif include == "None":
@@ -262,7 +263,7 @@ class ResourceHandler:
             "kind": "Table",
             "apiVersion": f"meta.k8s.io/{version or 'v1'}",
             "metadata": {"resourceVersion": rv, **({"continue": cont} if cont else {})},
-            "columnDefinitions": tables.column_definitions(kind.kind),
+            "columnDefinitions": _columns(kind),
         }
         return dumps(head)[:-1] + b',"rows":[' + b",".join(rows) + b"]}"
 
@@ -307,7 +308,7 @@ class ResourceHandler:
                 )
         opts = self._options(request, t)
         created = await self.registry.create(t.kind, t.namespace, obj, opts)
-        return await object_response(created, 201, warnings, opts.heavy)
+        return await object_response(converted_obj(t.kind, created), 201, warnings, opts.heavy)
 
     async def _update(self, request: web.Request, t: Target) -> web.Response:
         if t.subresource == "scale":
@@ -322,11 +323,23 @@ class ResourceHandler:
         if t.subresource == "finalize":
             opts.subresource = ""
         stored, created = await self.registry.update(t.kind, t.namespace, t.name or "", obj, opts)
-        return await object_response(stored, 201 if created else 200, warnings, opts.heavy)
+        return await object_response(
+            converted_obj(t.kind, stored), 201 if created else 200, warnings, opts.heavy
+        )
 
     async def _patch(self, request: web.Request, t: Target) -> web.Response:
         ctype = negotiation.content_type(request.headers.get("Content-Type", ""))
         patch_type = negotiation.PATCH_TYPES.get(ctype)
+        if isinstance(t.kind, CustomKind) and patch_type in ("strategic", "apply-cbor"):
+            # upstream: custom resources have no Go structs to take patch strategies from
+            raise negotiation.unsupported_media(
+                ctype,
+                [
+                    "application/json-patch+json",
+                    "application/merge-patch+json",
+                    "application/apply-patch+yaml",
+                ],
+            )
         if patch_type is None or patch_type == "apply-cbor":
             raise negotiation.unsupported_media(
                 ctype,
@@ -364,7 +377,9 @@ class ResourceHandler:
         stored, created = await self.registry.patch(
             t.kind, t.namespace, t.name or "", patch_type, body, opts, force
         )
-        return await object_response(stored, 201 if created else 200, opts.warnings, opts.heavy)
+        return await object_response(
+            converted_obj(t.kind, stored), 201 if created else 200, opts.warnings, opts.heavy
+        )
 
     async def _bind(self, request: web.Request, t: Target) -> web.Response:
         binding = decode_as("v1", "Binding", await self._body(request), "Ignore").obj
@@ -416,7 +431,10 @@ class ResourceHandler:
         obj = copy.deepcopy(await self.registry.get(t.kind, t.namespace, t.name or ""))
         if rv and rv != obj["metadata"]["resourceVersion"]:
             raise errors.conflict(t.kind.plural, t.kind.group, t.name or "", errors.MODIFIED)
-        obj.setdefault("spec", {})["replicas"] = replicas
+        if isinstance(t.kind, CustomKind) and t.kind.scale is not None:
+            custom.set_path(obj, t.kind.scale[0], replicas)
+        else:
+            obj.setdefault("spec", {})["replicas"] = replicas
         opts = self._options(request, t)
         opts.subresource = ""
         stored, _ = await self.registry.update(t.kind, t.namespace, t.name or "", obj, opts)
@@ -455,7 +473,7 @@ class ResourceHandler:
         obj, gone = await self.registry.delete(
             t.kind, t.namespace, t.name or "", options, _dry_run(request)
         )
-        if gone and t.kind.kind not in RETURNS_DELETED_OBJECT:
+        if gone and (isinstance(t.kind, CustomKind) or t.kind.kind not in RETURNS_DELETED_OBJECT):
             details: dict[str, Any] = {"name": t.name}
             if t.kind.group:
                 details["group"] = t.kind.group
@@ -470,7 +488,7 @@ class ResourceHandler:
                     "details": details,
                 }
             )
-        return json_response(obj)
+        return json_response(converted_obj(t.kind, obj))
 
     async def _delete_collection(self, request: web.Request, t: Target) -> web.Response:
         options = await self._delete_options(request)
@@ -561,6 +579,7 @@ class _EventWriter:
             raw = dumps(partial(obj))
         elif raw is None:
             raw = dumps(obj)
+        raw = converted(self.kind, raw)
         return b'{"type":"' + type_.encode() + b'","object":' + raw + b"}\n"
 
     async def send(self, type_: str, obj: dict[str, Any]) -> None:
@@ -695,7 +714,7 @@ def list_response(kind: Kind, items: list[Cached], rev: int, cont: str) -> web.R
     if cont:
         m["continue"] = cont
     head = dumps({"kind": kind.kind + "List", "apiVersion": kind.api_version, "metadata": m})
-    body = head[:-1] + b',"items":[' + b",".join(c.json for c in items) + b"]}"
+    body = head[:-1] + b',"items":[' + b",".join(converted(kind, c.json) for c in items) + b"]}"
     return web.Response(body=body, content_type="application/json")
 
 
@@ -707,7 +726,38 @@ def partial(obj: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _columns(kind: Kind) -> list[dict[str, Any]]:
+    if isinstance(kind, CustomKind):
+        return custom_columns.column_definitions(kind.columns)
+    return tables.column_definitions(kind.kind)
+
+
+def _cells(kind: Kind, obj: dict[str, Any], now: datetime) -> list[Any]:
+    if isinstance(kind, CustomKind):
+        return custom_columns.row_cells(kind.columns, obj, now)
+    return tables.row_cells(kind.kind, obj, now)
+
+
+def converted(kind: Kind, raw: bytes) -> bytes:
+    """A stored custom object's JSON in the version asked for (conversion strategy None: only
+    apiVersion changes). Stored JSON starts with its apiVersion (registry._typed)."""
+    if not isinstance(kind, CustomKind) or kind.version == kind.storage_version:
+        return raw
+    stored = b'{"apiVersion":"' + kind.storage_api_version.encode() + b'"'
+    if raw.startswith(stored):
+        return b'{"apiVersion":"' + kind.api_version.encode() + b'"' + raw[len(stored) :]
+    return raw
+
+
+def converted_obj(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(kind, CustomKind) or kind.version == kind.storage_version:
+        return obj
+    return {**obj, "apiVersion": kind.api_version}
+
+
 def to_scale(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(kind, CustomKind) and kind.scale is not None:
+        return custom.to_scale(kind, obj)
     m = obj["metadata"]
     selector = (obj.get("spec") or {}).get("selector") or {}
     reqs = selector_from_match_labels(selector)

@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 
 from kubesvc.api import apply as ssa
-from kubesvc.api import errors, typed
+from kubesvc.api import catalog, errors, typed
+from kubesvc.api.crd import objects as custom
+from kubesvc.api.crd.kinds import CustomKind
 from kubesvc.api.defaults import apply_defaults
 from kubesvc.api.errors import ApiError, FieldError
 from kubesvc.api.kinds import BY_KIND, Kind
@@ -196,6 +198,10 @@ class Registry:
     ) -> dict[str, Any]:
         obj = _typed(kind, obj)
         m = meta(obj)
+        if isinstance(kind, CustomKind) and kind.terminating:
+            raise errors.method_not_allowed(
+                "create not allowed while custom resource definition is terminating"
+            )
         if kind.namespaced:
             await self._check_namespace_open(namespace or "")
             m["namespace"] = namespace
@@ -211,14 +217,14 @@ class Registry:
             m.pop(volatile, None)
         m["uid"] = str(uuid.uuid4())
         m["creationTimestamp"] = now_rfc3339()
-        if kind.kind == "Ingress":
+        if _is(kind, "Ingress"):
             await self._default_ingress_class(obj)
         heavy = opts.heavy
         errs = await offload.run(heavy, _prepare_create, kind, obj)
         if errs and not _only_allocatable(kind, errs):
             raise _invalid(kind, m["name"], errs)
         taken = None
-        if kind.kind == "Service":
+        if _is(kind, "Service"):
             taken, errs = self.allocator.allocate(obj, None, opts.dry_run)
             errs = errs or validate(kind.kind, obj)
             if errs:
@@ -229,7 +235,7 @@ class Registry:
                 await offload.run(
                     heavy,
                     ssa.update_managed_fields,
-                    kind.kind,
+                    _ssa_kind(kind),
                     None,
                     obj,
                     opts.manager,
@@ -330,7 +336,7 @@ class Registry:
             raise _invalid(kind, name, errs)
         strategies.bump_generation(kind, new, old)
         taken = None
-        if kind.kind == "Service" and not opts.subresource:
+        if _is(kind, "Service") and not opts.subresource:
             taken, errs = self.allocator.allocate(new, old, opts.dry_run)
             errs = errs or validate(kind.kind, new, old)
             if errs:
@@ -341,7 +347,7 @@ class Registry:
                 await offload.run(
                     heavy,
                     ssa.update_managed_fields,
-                    kind.kind,
+                    _ssa_kind(kind),
                     old,
                     new,
                     opts.manager,
@@ -379,7 +385,7 @@ class Registry:
             if taken:
                 self.allocator.undo(taken)
             raise
-        if kind.kind == "Service":
+        if _is(kind, "Service"):
             self.allocator.release_unused(old, new)
         return self._remember(kv, new, template)
 
@@ -438,7 +444,7 @@ class Registry:
             new = await offload.run(
                 opts.heavy or bool(current and current.heavy),
                 _apply_patch,
-                kind.kind,
+                _ssa_kind(kind),
                 live,
                 applied,
                 opts.manager,
@@ -548,9 +554,7 @@ class Registry:
         if policy == "Orphan" and "orphan" not in finalizers:
             finalizers.append("orphan")
         grace = strategies.grace_period(kind, obj, options.get("gracePeriodSeconds"))
-        namespace_finalizers = kind.kind == "Namespace" and (obj.get("spec") or {}).get(
-            "finalizers"
-        )
+        namespace_finalizers = _is(kind, "Namespace") and (obj.get("spec") or {}).get("finalizers")
         pending = bool(namespace_finalizers) or bool(finalizers) or grace > 0
         if not pending:
             if dry_run:
@@ -563,7 +567,7 @@ class Registry:
             new.setdefault("status", {})["phase"] = "Terminating"
             grace = max(grace, 0)
         if m.get("deletionTimestamp"):
-            shorter = kind.kind == "Pod" and grace < int(m.get("deletionGracePeriodSeconds") or 0)
+            shorter = _is(kind, "Pod") and grace < int(m.get("deletionGracePeriodSeconds") or 0)
             if not shorter and finalizers == list(m.get("finalizers") or []):
                 return obj, False
             if shorter:
@@ -590,7 +594,7 @@ class Registry:
         except RevisionMismatch:
             raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED) from None
         self._cache.pop(kv.key, None)
-        if kind.kind == "Service":
+        if _is(kind, "Service"):
             self.allocator.release_unused(obj, None)
         return await offload.run(len(kv.value) > offload.HEAVY_BYTES, self.decode_uncached, kv)
 
@@ -682,10 +686,27 @@ class Registry:
     def count(self) -> int:
         return len(self._cache)
 
+    def forget(self, prefixes: tuple[str, ...]) -> None:
+        """Drop decoded objects under these key prefixes (their kind's schema changed)."""
+        for key in [k for k in self._cache if k.startswith(prefixes)]:
+            del self._cache[key]
+
+
+def _is(kind: Kind, name: str) -> bool:
+    """Whether kind is the built-in kind `name` (a custom resource may reuse the name)."""
+    return kind.kind == name and not isinstance(kind, CustomKind)
+
+
+def _ssa_kind(kind: Kind) -> str:
+    """The type name server-side apply knows a kind by (custom kinds by group and kind)."""
+    return f"{kind.group}/{kind.kind}" if isinstance(kind, CustomKind) else kind.kind
+
 
 def _typed(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
-    """apiVersion and kind first, as upstream serializes them."""
-    out = {"apiVersion": kind.api_version, "kind": kind.kind}
+    """apiVersion and kind first, as upstream serializes them; custom objects in the version
+    they are stored in."""
+    api_version = kind.storage_api_version if isinstance(kind, CustomKind) else kind.api_version
+    out = {"apiVersion": api_version, "kind": kind.kind}
     out.update((k, v) for k, v in obj.items() if k not in out)
     return out
 
@@ -693,7 +714,6 @@ def _typed(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
 # Reading stored objects
 
 
-_BY_GROUP_RESOURCE = {kind.group_resource: kind for kind in BY_KIND.values()}
 _reported: OrderedDict[tuple[str, int], None] = OrderedDict()
 
 
@@ -705,7 +725,7 @@ def read_stored(kv: KeyValue) -> dict[str, Any]:
     read, fixed and deleted and never breaks a reader (upstream could not decode it at all).
     One warning per key and revision says what was left out."""
     _, _, gr, *rest = kv.key.split("/", 4)
-    kind = _BY_GROUP_RESOURCE.get(gr)
+    kind = catalog.storage_kind(gr)
     dropped: list[str] = []
     try:
         raw: Any = orjson.loads(kv.value)
@@ -714,7 +734,10 @@ def read_stored(kv: KeyValue) -> dict[str, Any]:
             raw = json.loads(kv.value)
         except (ValueError, RecursionError) as e:
             raw, dropped = {}, [f"(the object): not JSON: {' '.join(str(e).split())}"]
-    if kind is not None:
+    if isinstance(kind, CustomKind):
+        raw, more = custom.read(kind, raw)
+        dropped += more
+    elif kind is not None:
         raw, more = typed.repair(kind.api_version, kind.kind, raw)
         dropped += more
     obj = raw if isinstance(raw, dict) else {}
@@ -745,6 +768,9 @@ def read_stored(kv: KeyValue) -> dict[str, Any]:
 
 def _prepare_create(kind: Kind, obj: dict[str, Any]) -> list[FieldError]:
     strategies.prepare_for_create(kind, obj)
+    if isinstance(kind, CustomKind):
+        custom.apply_defaults(kind, obj)
+        return custom.validate(kind, obj)
     apply_defaults(kind.kind, obj)
     return validate(kind.kind, obj)
 
@@ -753,7 +779,10 @@ def _prepare_update(
     kind: Kind, new: dict[str, Any], old: dict[str, Any], subresource: str
 ) -> list[FieldError]:
     strategies.prepare_for_update(kind, new, old, subresource)
-    if kind.kind == "Service" and not subresource:
+    if isinstance(kind, CustomKind):
+        custom.apply_defaults(kind, new)
+        return custom.validate(kind, new, old)
+    if _is(kind, "Service") and not subresource:
         strategies.service_update_fixups(new, old)
     apply_defaults(kind.kind, new)
     if subresource == "status":
@@ -815,6 +844,8 @@ def _patched(
         raise patch_failed(e) from None
     if not isinstance(result, dict):
         raise errors.bad_request("patch did not produce an object")
+    if isinstance(kind, CustomKind):
+        return _patched_custom(kind, result, validation)
     result["apiVersion"], result["kind"] = kind.api_version, kind.kind
     try:
         decoded = typed.decode(kind.api_version, kind.kind, result)
@@ -827,6 +858,19 @@ def _patched(
     return _Patched(decoded.obj, strict if validation == "Warn" else [])
 
 
+def _patched_custom(kind: CustomKind, result: dict[str, Any], validation: str) -> _Patched:
+    result["apiVersion"], result["kind"] = kind.storage_api_version, kind.kind
+    try:
+        obj, strict = custom.decode(kind, result)
+    except typed.TypeMismatch as e:
+        raise errors.invalid_error(
+            "", "", "", [errors.invalid("patch", dumps(result).decode(), str(e))]
+        ) from None
+    if strict and validation == "Strict":
+        raise errors.bad_request("strict decoding error: " + ", ".join(strict))
+    return _Patched(obj, strict if validation == "Warn" else [])
+
+
 def _encode(obj: dict[str, Any]) -> bytes:
     m = obj.get("metadata") or {}
     if "resourceVersion" in m:
@@ -837,7 +881,7 @@ def _encode(obj: dict[str, Any]) -> bytes:
 
 def _only_allocatable(kind: Kind, errs: list[FieldError]) -> bool:
     """Errors the Service allocator resolves (upstream allocates before validating)."""
-    return kind.kind == "Service" and all(
+    return _is(kind, "Service") and all(
         e.type == "Required" and e.field == "spec.healthCheckNodePort" for e in errs
     )
 

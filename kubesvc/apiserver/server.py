@@ -22,6 +22,7 @@ from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND
 from kubesvc.apiserver import discovery, negotiation, offload
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
+from kubesvc.apiserver.crds import CrdController
 from kubesvc.apiserver.decoding import MAX_BODY
 from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
@@ -82,6 +83,9 @@ class ApiServer:
             self.store, ServiceAllocator(cfg.service_cidr, cfg.node_port_range)
         )
         await self.registry.restore_allocations()
+        crds = CrdController(self.registry)
+        await crds.start()
+        self._tasks.append(asyncio.create_task(crds.run(), name="crds"))
         gc = GarbageCollector(self.registry)
         self._tasks.append(asyncio.create_task(gc.run(), name="gc"))
         self._tasks.append(asyncio.create_task(self._compactor(), name="compactor"))

@@ -7,12 +7,21 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubesvc.api.crd import objects as custom
+from kubesvc.api.crd.kinds import CustomKind
 from kubesvc.api.defaults import prepare_for_update as normalize_service_update
 from kubesvc.api.kinds import Kind
 from kubesvc.apiserver.services import patch_allocated_values
 
 # kinds whose strategy sets metadata.generation and bumps it on spec changes
-GENERATION_KINDS = {"Deployment", "ReplicaSet", "Ingress", "IngressClass", "EndpointSlice"}
+GENERATION_KINDS = {
+    "Deployment",
+    "ReplicaSet",
+    "Ingress",
+    "IngressClass",
+    "EndpointSlice",
+    "CustomResourceDefinition",
+}
 # kinds whose PUT creates a missing object (AllowCreateOnUpdate)
 CREATE_ON_UPDATE = {"Endpoints", "Event", "Lease", "EndpointSlice"}
 
@@ -25,6 +34,12 @@ _EMPTY_STATUS: dict[str, dict[str, Any]] = {
 
 
 def prepare_for_create(kind: Kind, obj: dict[str, Any]) -> None:
+    if isinstance(kind, CustomKind):
+        custom.prepare_for_create(kind, obj)
+        return
+    if kind.kind == "CustomResourceDefinition":
+        custom.crd_prepare_for_create(obj)
+        return
     m = obj["metadata"]
     if kind.kind in GENERATION_KINDS:
         m["generation"] = 1
@@ -82,6 +97,8 @@ def prepare_for_update(
             new["status"] = copy.deepcopy(old["status"])
         else:
             new.pop("status", None)
+    if kind.kind == "CustomResourceDefinition" and subresource != "status":
+        custom.crd_prepare_for_update(new, old)
     if kind.kind == "Namespace" and old.get("status", {}).get("phase") == "Terminating":
         new.setdefault("status", {})["phase"] = "Terminating"
 
@@ -94,6 +111,9 @@ def service_update_fixups(new: dict[str, Any], old: dict[str, Any]) -> None:
 
 
 def bump_generation(kind: Kind, new: dict[str, Any], old: dict[str, Any]) -> None:
+    if isinstance(kind, CustomKind):
+        custom.bump_generation(kind, new, old)
+        return
     if kind.kind not in GENERATION_KINDS:
         return
     if _spec_part(kind, new) != _spec_part(kind, old):
@@ -107,7 +127,7 @@ def _spec_part(kind: Kind, obj: dict[str, Any]) -> Any:
 
 
 def allow_create_on_update(kind: Kind) -> bool:
-    return kind.kind in CREATE_ON_UPDATE
+    return kind.kind in CREATE_ON_UPDATE and not isinstance(kind, CustomKind)
 
 
 def default_propagation(kind: Kind) -> str:
@@ -117,7 +137,7 @@ def default_propagation(kind: Kind) -> str:
 
 
 def grace_period(kind: Kind, obj: dict[str, Any], requested: Any) -> int:
-    if kind.kind != "Pod":
+    if kind.kind != "Pod" or isinstance(kind, CustomKind):
         return 0
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
     if not spec.get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
@@ -139,6 +159,8 @@ def deletion_time(grace: int) -> str:
 def finalize_now(kind: Kind, obj: dict[str, Any]) -> bool:
     """An object marked for deletion whose last finalizer went away is removed, unless it is a
     pod still in its grace period (the node agent removes it) or a namespace being emptied."""
+    if isinstance(kind, CustomKind):
+        return True
     if kind.kind == "Pod":
         return int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) == 0
     if kind.kind == "Namespace":

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from kubesvc.api import openapi
-from kubesvc.api.kinds import KINDS, Kind
+from kubesvc.api.catalog import BUILTIN as KINDS
+from kubesvc.api.kinds import Kind
 
 ROOT = Path(__file__).resolve().parents[2]
 GV_KEYS = {
@@ -20,6 +21,7 @@ GV_KEYS = {
     "apis/discovery.k8s.io/v1",
     "apis/networking.k8s.io/v1",
     "apis/coordination.k8s.io/v1",
+    "apis/apiextensions.k8s.io/v1",
 }
 PATCH_TYPES = {
     "application/json-patch+json",

@@ -21,6 +21,18 @@ Create = Callable[[Obj], list[FieldError]]
 Update = Callable[[Obj, Obj], list[FieldError]]
 
 
+def _crd(name: str) -> Callable[..., list[FieldError]]:
+    """A CustomResourceDefinition check of kubesvc.api.crd.validation (imported when first
+    used: that module builds on this package's meta helpers)."""
+
+    def check(*args: Obj) -> list[FieldError]:
+        from kubesvc.api.crd import validation
+
+        return getattr(validation, name)(*args)  # type: ignore[no-any-return]
+
+    return check
+
+
 def _meta_then(create: Create) -> Update:
     """The usual ValidateXUpdate: metadata update rules, then the full create rules."""
 
@@ -45,6 +57,7 @@ _CREATE: dict[str, Create] = {
     "Ingress": networking.validate_ingress,
     "IngressClass": networking.validate_ingress_class,
     "Lease": coordination.validate_lease,
+    "CustomResourceDefinition": _crd("validate_crd"),
 }
 
 _UPDATE: dict[str, Update] = {
@@ -63,6 +76,7 @@ _UPDATE: dict[str, Update] = {
     "Ingress": networking.validate_ingress_update,
     "IngressClass": networking.validate_ingress_class_update,
     "Lease": coordination.validate_lease_update,
+    "CustomResourceDefinition": _crd("validate_crd_update"),
 }
 
 _STATUS: dict[str, Update] = {
@@ -73,6 +87,7 @@ _STATUS: dict[str, Update] = {
     "Deployment": apps.validate_deployment_status,
     "ReplicaSet": apps.validate_replica_set_status,
     "Ingress": networking.validate_ingress_status,
+    "CustomResourceDefinition": _crd("validate_crd_status"),
 }
 
 
