@@ -25,6 +25,7 @@ from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND
 from kubesvc.apiserver.registry import Registry
 from kubesvc.kubelet.errors import ERROR_HEADER
+from kubesvc.kubelet.portforward import MAX_PORTS, parse_uint16
 
 log = logging.getLogger("kubesvc.apiserver.podstreams")
 
@@ -173,6 +174,22 @@ def log_query(query: Any) -> dict[str, str]:
     return out
 
 
+def portforward_ports(values: list[str]) -> list[int]:
+    """PodPortForwardOptions.ports from the query: repeated and comma-separated values, each
+    a 16-bit unsigned number (apimachinery's Convert_Slice_string_To_Slice_int32); 0 passes
+    here and the node refuses it."""
+    ports = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                ports.append(parse_uint16(part))
+            except ValueError as e:
+                raise errors.bad_request(f"cannot convert to []int32: {e}") from None
+            if len(ports) > MAX_PORTS:
+                raise errors.bad_request(f"too many ports: at most {MAX_PORTS} in one session")
+    return ports
+
+
 def node_error(status: int, text: str, resource: str, name: str) -> ApiError:
     """A node's error reply as upstream's GenericHttpResponseChecker turns it into a Status."""
     if status == 400:
@@ -309,10 +326,13 @@ class PodProxy:
     async def _port_forward(
         self, request: web.Request, namespace: str, name: str
     ) -> web.StreamResponse:
+        ports = portforward_ports(request.query.getall("ports", []))
         pod = await self._pod(namespace, name)
         _require_node(pod, name)
         path = f"/portForward/{_seg(namespace)}/{_seg(name)}"
-        return await self._tunnel(request, pod, path, [])
+        # the node reads them as one `port` parameter (upstream's streamParams)
+        params = [("port", ",".join(str(p) for p in ports))] if ports else []
+        return await self._tunnel(request, pod, path, params)
 
     async def _tunnel(
         self, request: web.Request, pod: Obj, path: str, params: list[tuple[str, str]]
@@ -424,4 +444,5 @@ __all__ = [
     "log_state_error",
     "node_endpoint",
     "node_error",
+    "portforward_ports",
 ]

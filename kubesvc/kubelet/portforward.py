@@ -1,6 +1,11 @@
-"""Port-forward (`/portForward`): connections to a pod's ports, carried as pairs of SPDY
-streams (error, data) with the same `requestID`, as in pkg/kubelet/cri/streaming/portforward.
-kubectl tunnels that SPDY inside a WebSocket (subprotocol `SPDY/3.1+portforward.k8s.io`)."""
+"""Port-forward (`/portForward`): connections to a pod's ports, as in
+pkg/kubelet/cri/streaming/portforward, in two wire forms:
+- SPDY: each connection is a pair of SPDY streams (error, data) with the same `requestID`;
+  kubectl tunnels that SPDY inside a WebSocket (subprotocol `SPDY/3.1+portforward.k8s.io`);
+- WebSocket channels (`v4.channel.k8s.io`, its base64 variant, or no subprotocol), as the
+  official Python and JavaScript clients speak: the ports come from the `port` query
+  parameter and each gets a data and an error channel.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from kubesvc.kubelet.spdy import (
     SpdyCodec,
     SpdyError,
 )
+from kubesvc.kubelet.wschannel import ChannelError, ChannelProtocol
 from kubesvc.node.view import Sandbox
 
 log = logging.getLogger("kubesvc.kubelet.portforward")
@@ -255,6 +261,155 @@ class PortForwardSession:
                 await self.send(lambda c=chunk: self.codec.data(pair.data_id, c))  # type: ignore[misc]
             with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(asyncio.shield(up), 1.0)
+        except OSError as e:
+            return str(e)
+        finally:
+            up.cancel()
+            await asyncio.gather(up, return_exceptions=True)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        return ""
+
+
+# -- over WebSocket channels (v4.channel.k8s.io, v4.base64.channel.k8s.io, none) ------------
+
+MAX_PORTS = 32  # ports in one WebSocket session (each one is a connection the node dials)
+INBOUND_DEPTH = 16  # client messages queued for one port before the reader waits
+
+
+def _go_quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_uint16(text: str) -> int:
+    """strconv.ParseUint(text, 10, 16), with Go's error text."""
+    if not text or not text.isascii() or not text.isdigit():
+        raise ValueError(f"strconv.ParseUint: parsing {_go_quote(text)}: invalid syntax")
+    if len(text) > 5 or int(text) > 0xFFFF:
+        raise ValueError(f"strconv.ParseUint: parsing {_go_quote(text)}: value out of range")
+    return int(text)
+
+
+def parse_ports(values: list[str]) -> list[int]:
+    """The ports of a WebSocket port-forward: every `port` query value, comma-separated
+    (upstream's NewV4Options); ValueError with upstream's text."""
+    if not values:
+        raise ValueError('query parameter "port" is required')
+    ports: list[int] = []
+    for value in values:
+        if not value:
+            raise ValueError('query parameter "port" cannot be empty')
+        for part in value.split(","):
+            try:
+                port = parse_uint16(part)
+            except ValueError as e:
+                raise ValueError(f"unable to parse {_go_quote(value)} as a port: {e}") from None
+            if port < 1:
+                raise ValueError(f"port {_go_quote(value)} must be > 0")
+            ports.append(port)
+            if len(ports) > MAX_PORTS:
+                raise ValueError(f"too many ports: at most {MAX_PORTS} in one session")
+    return ports
+
+
+@dataclass
+class _Channel:
+    port: int
+    inbound: asyncio.Queue[bytes] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=INBOUND_DEPTH)
+    )
+    done: bool = False
+
+
+class ChannelPortForwardSession:
+    """Upstream's WebSocket port-forward (portforward/websocket.go): for the i-th port,
+    channel 2i carries the connection's data and 2i+1 its error; the first message on each
+    is the port as two little-endian bytes. Every port is dialed when the session opens;
+    the session ends when every port's connection has ended, or when the client leaves."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        protocol: ChannelProtocol,
+        sandbox: Sandbox,
+        ports: list[int],
+        dial: Dialer = dial_pod,
+    ) -> None:
+        self.ws, self.protocol, self.sandbox, self.dial = ws, protocol, sandbox, dial
+        self.channels = [_Channel(port) for port in ports]
+        self._lock = asyncio.Lock()
+
+    async def send(self, channel: int, payload: bytes) -> None:
+        message = self.protocol.encode(channel, payload)
+        async with self._lock:
+            if self.ws.closed:
+                raise ConnectionResetError("the client is gone")
+            if isinstance(message, str):
+                await self.ws.send_str(message)
+            else:
+                await self.ws.send_bytes(message)
+
+    async def run(self) -> None:
+        for i, ch in enumerate(self.channels):
+            prefix = ch.port.to_bytes(2, "little")
+            await self.send(2 * i, prefix)
+            await self.send(2 * i + 1, prefix)
+        reader = asyncio.create_task(self._read_client())
+        forwards = [asyncio.create_task(self._forward(i, ch)) for i, ch in enumerate(self.channels)]
+        everything = asyncio.gather(*forwards)
+        try:
+            await asyncio.wait({reader, everything}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, everything, *forwards):
+                task.cancel()
+            await asyncio.gather(reader, everything, *forwards, return_exceptions=True)
+
+    async def _read_client(self) -> None:
+        async for msg in self.ws:
+            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                continue
+            try:
+                channel, payload = self.protocol.decode(msg.data)
+            except ChannelError:
+                continue
+            index, kind = divmod(channel, 2)
+            if kind != 0 or index >= len(self.channels) or not payload:
+                continue  # error channels are the node's to write; unknown ones dropped
+            ch = self.channels[index]
+            if not ch.done:
+                await ch.inbound.put(payload)
+
+    async def _forward(self, index: int, ch: _Channel) -> None:
+        try:
+            error = await self._copy(index, ch)
+            if error:
+                pod = self.sandbox.uid
+                message = f"error forwarding port {ch.port} to pod {pod}, uid : {error}"
+                await self.send(2 * index + 1, message.encode())
+        except (ConnectionResetError, RuntimeError):
+            pass  # the WebSocket went away
+        finally:
+            ch.done = True
+            while not ch.inbound.empty():  # a reader waiting on a full queue moves on
+                ch.inbound.get_nowait()
+
+    async def _copy(self, index: int, ch: _Channel) -> str:
+        """Copy both ways until the pod side ends; returns an error text or ''."""
+        try:
+            reader, writer = await self.dial(self.sandbox, ch.port)
+        except OSError as e:
+            return str(e)
+
+        async def upstream() -> None:
+            while True:
+                writer.write(await ch.inbound.get())
+                await writer.drain()
+
+        up = asyncio.create_task(upstream())
+        try:
+            while chunk := await reader.read(STREAM_CHUNK):
+                await self.send(2 * index, chunk)
         except OSError as e:
             return str(e)
         finally:

@@ -18,9 +18,17 @@ from aiohttp import web
 from kubesvc.kubelet.certs import self_signed
 from kubesvc.kubelet.errors import NodeError, error_response
 from kubesvc.kubelet.logs import parse_log_options, stream_log
-from kubesvc.kubelet.portforward import PORT_FORWARD_PROTOCOL, Dialer, PortForwardSession, dial_pod
+from kubesvc.kubelet.portforward import (
+    PORT_FORWARD_PROTOCOL,
+    ChannelPortForwardSession,
+    Dialer,
+    PortForwardSession,
+    dial_pod,
+    parse_ports,
+)
 from kubesvc.kubelet.remotecommand import ExecSession, exec_argv, parse_exec_options
 from kubesvc.kubelet.wschannel import (
+    PORTFORWARD_PROTOCOLS,
     REMOTECOMMAND_PROTOCOLS,
     ChannelProtocol,
     negotiate,
@@ -197,11 +205,26 @@ class KubeletServer:
     # port-forward
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:
         sandbox = self._pod(request.match_info["ns"], request.match_info["pod"])
-        protocol = self._websocket_protocol(request, (PORT_FORWARD_PROTOCOL,))
-        ws = _websocket(protocol)
+        offered = request.headers.get("Sec-WebSocket-Protocol", "")
+        if PORT_FORWARD_PROTOCOL in offered_protocols(offered):
+            # kubectl: SPDY tunnelled in the WebSocket
+            ws = _websocket(self._websocket_protocol(request, (PORT_FORWARD_PROTOCOL,)))
+            await ws.prepare(request)
+            with contextlib.suppress(ConnectionResetError):
+                await PortForwardSession(ws, sandbox, self.dial).run()
+                await ws.close()
+            return ws
+        protocol = self._channel_protocol(
+            request, PORTFORWARD_PROTOCOLS, also=(PORT_FORWARD_PROTOCOL,)
+        )
+        try:
+            ports = parse_ports(request.query.getall("port", []))
+        except ValueError as e:
+            raise NodeError(400, str(e)) from None
+        ws = _websocket(protocol.name)
         await ws.prepare(request)
         with contextlib.suppress(ConnectionResetError):
-            await PortForwardSession(ws, sandbox, self.dial).run()
+            await ChannelPortForwardSession(ws, protocol, sandbox, ports, self.dial).run()
             await ws.close()
         return ws
 
@@ -216,14 +239,14 @@ class KubeletServer:
 
     @staticmethod
     def _channel_protocol(
-        request: web.Request, supported: tuple[ChannelProtocol, ...]
+        request: web.Request, supported: tuple[ChannelProtocol, ...], also: tuple[str, ...] = ()
     ) -> ChannelProtocol:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             raise NodeError(400, "Upgrade request required")
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         protocol = negotiate(offered, supported)
         if protocol is None:
-            raise _unsupported(offered, tuple(p.name for p in supported))
+            raise _unsupported(offered, (*also, *(p.name for p in supported)))
         return protocol
 
 

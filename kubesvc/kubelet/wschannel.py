@@ -16,6 +16,7 @@ import binascii
 from dataclasses import dataclass
 
 CLOSE = 255  # v5: [CLOSE, channel] ends that channel
+BASE64_CHANNELS = 80  # '0' + channel stays ASCII, as a text frame needs
 
 
 class ChannelError(ValueError):
@@ -45,8 +46,8 @@ class ChannelProtocol:
         if not self.base64:
             return channel, payload
         channel -= ord("0")
-        if not 0 <= channel <= 9:
-            raise ChannelError(f"channel {raw[:1]!r} is not a digit")
+        if not 0 <= channel < BASE64_CHANNELS:
+            raise ChannelError(f"channel {raw[:1]!r} is not '0' + a channel number")
         try:
             return channel, base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):

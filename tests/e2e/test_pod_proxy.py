@@ -13,6 +13,7 @@ import contextlib
 import http.server
 import json
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -22,8 +23,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import websocket
 from kubernetes import client, config
-from kubernetes.stream import stream
+from kubernetes.stream import portforward, stream
 
 from kubesvc.kubelet.server import KubeletServer
 from tests.e2e.harness import KUBECTL, ApiServerProcess, wait_for
@@ -398,6 +400,92 @@ def test_port_forward_to_a_closed_port(
     finally:
         proc.kill()
         proc.wait()
+
+
+def _http_through(sock: Any, path: str) -> str:
+    """One GET over a forwarded socket; the body, read as far as Content-Length says (a
+    WebSocket session has no end of file for one port while others are open)."""
+    sock.settimeout(10)
+    sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection ended early"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the connection ended early"
+        body += chunk
+    return body.decode()
+
+
+def test_port_forward_from_the_python_client(
+    api: ApiServerProcess, pod: tuple[str, str, FakeView]
+) -> None:
+    """kubernetes.stream.portforward: WebSocket channels (v4.channel.k8s.io), several ports in
+    one session, and a refused port's error channel."""
+    ns, name, _ = pod
+    v1 = client.CoreV1Api(config.new_client_from_config(config_file=str(api.kubeconfig)))
+    with http_server() as one, http_server() as two, http_server() as closed:
+        pass
+    with http_server() as one, http_server() as two:
+        pf = portforward(
+            v1.connect_get_namespaced_pod_portforward, name, ns, ports=f"{one},{two},{closed}"
+        )
+        try:
+            assert _http_through(pf.socket(one), "/one") == "hello from /one\n"
+            assert _http_through(pf.socket(two), "/two") == "hello from /two\n"
+            wait_for(lambda: pf.error(closed) is not None, timeout=10, what="the error channel")
+            error = pf.error(closed)
+            assert error.startswith(f"error forwarding port {closed} to pod ")
+            assert "connection refused" in error.lower()
+        finally:
+            pf.close()
+
+
+def _refused_upgrade(api: ApiServerProcess, path: str, protocol: str) -> tuple[int, str]:
+    """Status and body of a WebSocket upgrade the API server refuses."""
+    token = (api.data_dir / "pki" / "token").read_text().strip()
+    with pytest.raises(websocket.WebSocketBadStatusException) as err:
+        websocket.create_connection(
+            f"wss://127.0.0.1:{api.port}{path}",
+            header=[f"Authorization: Bearer {token}"],
+            subprotocols=[protocol],
+            sslopt={"cert_reqs": ssl.CERT_NONE},
+            timeout=10,
+        )
+    body = err.value.resp_body or b""
+    return err.value.status_code, body.decode() if isinstance(body, bytes) else str(body)
+
+
+@pytest.mark.parametrize(
+    ("ports", "message"),
+    [
+        pytest.param(
+            "80,x",
+            'cannot convert to []int32: strconv.ParseUint: parsing "x": invalid syntax',
+            id="not-a-number",
+        ),
+        pytest.param(
+            "70000",
+            'cannot convert to []int32: strconv.ParseUint: parsing "70000": value out of range',
+            id="too-big",
+        ),
+        pytest.param("0", 'port "0" must be > 0', id="zero"),
+    ],
+)
+def test_port_forward_bad_ports(
+    api: ApiServerProcess, pod: tuple[str, str, FakeView], ports: str, message: str
+) -> None:
+    """What the Python client checks itself, other clients leave to the server."""
+    ns, name, _ = pod
+    path = f"/api/v1/namespaces/{ns}/pods/{name}/portforward?ports={ports}"
+    status, body = _refused_upgrade(api, path, "v4.channel.k8s.io")
+    assert status == 400
+    # the API server's own refusal is a Status; the node's comes through as its text
+    assert (json.loads(body)["message"] if body.startswith("{") else body) == message
 
 
 def test_discovery_lists_the_subresources(api: ApiServerProcess) -> None:

@@ -1022,7 +1022,7 @@ def test_port_forward_refused_upgrade(view: FakeView) -> None:
         assert info.value.status == 404
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await session.ws_connect(
-                f"{base}/portForward/ns/p", protocols=["v4.channel.k8s.io"], ssl=False
+                f"{base}/portForward/ns/p?port=80", protocols=["v5.channel.k8s.io"], ssl=False
             )
         assert info.value.status == 400
 
@@ -1130,5 +1130,116 @@ def test_exec_first_protocol_version(view: FakeView) -> None:
         assert ok.get(3, b"") == b""
         failed = await exec_ws(session, base, ["sh", "-c", "exit 2"], protocol="channel.k8s.io")
         assert (await collect(failed))[3].startswith(b"command terminated with non-zero exit")
+
+    run(view, body)
+
+
+# -- port-forward over WebSocket channels ---------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def line_server() -> AsyncIterator[int]:
+    """A TCP server on 127.0.0.1 that answers the first line of each connection upper-cased,
+    then closes it."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write((await reader.readline()).upper())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+
+
+async def channel_port_forward(
+    session: aiohttp.ClientSession, base: str, ports: str, protocol: str = "v4.channel.k8s.io"
+) -> aiohttp.ClientWebSocketResponse:
+    return await session.ws_connect(
+        f"{base}/portForward/ns/p?port={ports}", protocols=[protocol], ssl=False
+    )
+
+
+async def channel_messages(ws: aiohttp.ClientWebSocketResponse) -> list[tuple[int, bytes]]:
+    out = []
+    async for msg in ws:
+        assert msg.type == aiohttp.WSMsgType.BINARY, msg
+        out.append((msg.data[0], msg.data[1:]))
+    return out
+
+
+def test_port_forward_over_websocket_channels(view: FakeView) -> None:
+    """Upstream's v4 WebSocket port-forward: ports from the query, channels 2i (data) and
+    2i+1 (error) per port, each starting with the port as two little-endian bytes."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        async with line_server() as one, line_server() as two:
+            ws = await channel_port_forward(session, base, f"{one},{two},{closed_port}")
+            assert ws.protocol == "v4.channel.k8s.io"
+            await ws.send_bytes(b"\x00first\n")
+            await ws.send_str("\x02second\n")  # text frames too
+            messages = await channel_messages(ws)
+        by_channel: dict[int, list[bytes]] = {}
+        for channel, payload in messages:
+            by_channel.setdefault(channel, []).append(payload)
+        for i, port in enumerate((one, two, closed_port)):
+            assert by_channel[2 * i][0] == port.to_bytes(2, "little")
+            assert by_channel[2 * i + 1][0] == port.to_bytes(2, "little")
+        assert b"".join(by_channel[0][1:]) == b"FIRST\n"
+        assert b"".join(by_channel[2][1:]) == b"SECOND\n"
+        assert by_channel[1][1:] == [] and by_channel[3][1:] == []
+        error = b"".join(by_channel[5][1:]).decode()
+        assert error.startswith(f"error forwarding port {closed_port} to pod uid-p, uid : ")
+        assert "connection refused" in error.lower()
+
+    run(view, body)
+
+
+def test_port_forward_over_websocket_base64(view: FakeView) -> None:
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        async with line_server() as port:
+            ws = await channel_port_forward(session, base, str(port), "v4.base64.channel.k8s.io")
+            await ws.send_str("0" + base64.b64encode(b"b64\n").decode())
+            got: dict[str, bytes] = {}
+            async for msg in ws:
+                assert msg.type == aiohttp.WSMsgType.TEXT
+                got[msg.data[0]] = got.get(msg.data[0], b"") + base64.b64decode(msg.data[1:])
+        assert got["0"] == port.to_bytes(2, "little") + b"B64\n"
+
+    run(view, body)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        pytest.param("", 'query parameter "port" is required', id="none"),
+        pytest.param("?port=", 'query parameter "port" cannot be empty', id="empty"),
+        pytest.param(
+            "?port=80,x",
+            'unable to parse "80,x" as a port: strconv.ParseUint: parsing "x": invalid syntax',
+            id="not-a-number",
+        ),
+        pytest.param(
+            "?port=70000",
+            'unable to parse "70000" as a port: strconv.ParseUint: parsing "70000": value out '
+            "of range",
+            id="too-big",
+        ),
+        pytest.param("?port=0", 'port "0" must be > 0', id="zero"),
+    ],
+)
+def test_port_forward_over_websocket_bad_ports(view: FakeView, query: str, message: str) -> None:
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(
+                f"{base}/portForward/ns/p{query}", protocols=["v4.channel.k8s.io"], ssl=False
+            )
+        assert info.value.status == 400
+        assert (info.value.headers or {}).get(ERROR_HEADER, "") == message
 
     run(view, body)
