@@ -396,6 +396,7 @@ class NodeAgent:
                 Path(info["mnt"]),
                 info["ip"],
                 info["hostname"],
+                info.get("host_network") is True,
             )
             if pod is None:
                 # deleted while no agent ran: adopted only to be torn down by _sync_pod
@@ -420,7 +421,10 @@ class NodeAgent:
         creating it): remove what is left of it. A pod that should still run gets a new
         sandbox from _sync_pod, with the same IP, its containers' restarts counted."""
         pod_netns = Path(info["netns"]).name if info else f"ksv-{self.net.cluster}-p-{uid[:8]}"
-        await sandbox.remove_pod_sandbox(self.net.cluster, uid, pod_netns, self.net.netns)
+        host_network = bool(info and info.get("host_network") is True)
+        await sandbox.remove_pod_sandbox(
+            self.net.cluster, uid, pod_netns, self.net.netns, host_network
+        )
         phase = ((pod or {}).get("status") or {}).get("phase")
         if (
             pod is None
@@ -455,16 +459,20 @@ class NodeAgent:
             and (pod is None or w.uid != pod["metadata"]["uid"])
         ]
         for w in stale:
-            await self._teardown(w, 0.0)
+            await self._terminate(w, 0.0, None)
         if pod is None:
             return
         uid = pod["metadata"]["uid"]
         worker = self.workers.get(uid)
         if pod["metadata"].get("deletionTimestamp"):
-            if worker is not None:
-                grace = float(pod["metadata"].get("deletionGracePeriodSeconds") or 0)
-                await self._teardown(worker, grace)
-            await self._finish_delete(pod)
+            if worker is None:
+                await self._finish_delete(pod)
+                return
+            grace = pod["metadata"].get("deletionGracePeriodSeconds")
+            grace = float(grace) if isinstance(grace, int) and grace > 0 else 0.0
+            # in the background: this pod's later events (a shorter grace period, a forced
+            # delete) must still reach it while its preStop hooks and grace period run
+            self._terminate(worker, grace, pod)
             return
         phase = (pod.get("status") or {}).get("phase")
         if worker is None:
@@ -485,8 +493,14 @@ class NodeAgent:
         try:
             d = self.cfg.state_dir / "pods" / uid
             d.mkdir(parents=True, exist_ok=True)
-            ip = self.ipam.allocate(uid)
-            hostname = pod_hostname(pod)
+            host_network = (pod.get("spec") or {}).get("hostNetwork") is True
+            if host_network:
+                # the node's network namespace, address and name, as a pod sharing the
+                # host's namespaces sees them upstream
+                ip, hostname, pod_netns = self.net.ip, self.cfg.name, self.net.netns
+            else:
+                ip, hostname = self.ipam.allocate(uid), pod_hostname(pod)
+                pod_netns = f"ksv-{self.net.cluster}-p-{uid[:8]}"
             write_pod_files(
                 d / "files",
                 pod,
@@ -496,7 +510,6 @@ class NodeAgent:
                 self.sa_token,
                 self.sa_ca,
             )
-            pod_netns = f"ksv-{self.net.cluster}-p-{uid[:8]}"
             sb = await sandbox.create_pod_sandbox(
                 self.net,
                 namespace=pod["metadata"]["namespace"],
@@ -506,6 +519,7 @@ class NodeAgent:
                 hostname=hostname,
                 files_dir=d / "files",
                 pod_netns=pod_netns,
+                host_network=host_network,
             )
             (d / "sandbox.json").write_text(
                 json.dumps(
@@ -518,6 +532,7 @@ class NodeAgent:
                         "mnt": str(sb.mnt),
                         "ip": ip,
                         "hostname": hostname,
+                        "host_network": host_network,
                     }
                 )
             )
@@ -690,13 +705,14 @@ class NodeAgent:
         while True:
             await asyncio.sleep(TICK)
             for worker in list(self.workers.values()):
-                if worker.terminating:
-                    continue
                 try:
-                    if worker.volumes_ready and worker.volumes_dirty:
-                        await self._refresh_volumes(worker)
-                    if any(c.current is None for c in worker.containers):
-                        await self._start_due(worker)
+                    # a pod being deleted keeps its readiness probes (and its status) going,
+                    # so it leaves its Services' ready endpoints when it stops being ready
+                    if not worker.terminating:
+                        if worker.volumes_ready and worker.volumes_dirty:
+                            await self._refresh_volumes(worker)
+                        if any(c.current is None for c in worker.containers):
+                            await self._start_due(worker)
                     await worker.probe()
                 except Exception:
                     log.exception("pod tick failed", extra={"kv": {"pod": worker.uid}})
@@ -711,7 +727,7 @@ class NodeAgent:
 
     async def _publish(self, uid: str) -> None:
         worker = self.workers.get(uid)
-        if worker is None or worker.terminating:
+        if worker is None:
             return
         pod = self.pods.get(object_key(worker.pod)) or worker.pod
         if pod["metadata"].get("uid") != uid:
@@ -734,6 +750,26 @@ class NodeAgent:
                 return
             raise
 
+    def _terminate(
+        self, worker: PodWorker, grace: float, pod: dict[str, Any] | None
+    ) -> asyncio.Task[None]:
+        """Start stopping `worker`'s pod (once), or shorten a stop under way to `grace`;
+        once stopped, the pod's deletion is confirmed to the API server."""
+        if worker.teardown is not None:
+            worker.shorten_grace(grace)
+            return worker.teardown
+
+        async def run() -> None:
+            try:
+                await self._teardown(worker, grace)
+                if pod is not None:
+                    await self._finish_delete(pod)
+            except Exception:
+                log.exception("stopping a pod failed", extra={"kv": {"pod": worker.uid}})
+
+        worker.teardown = asyncio.get_running_loop().create_task(run())
+        return worker.teardown
+
     async def _teardown(self, worker: PodWorker, grace: float) -> None:
         if worker.terminating and worker.uid not in self.workers:
             return
@@ -741,7 +777,11 @@ class NodeAgent:
         self.workers.pop(worker.uid, None)
         self._published.pop(worker.uid, None)
         await sandbox.remove_pod_sandbox(
-            self.net.cluster, worker.uid, worker.sandbox.netns.name, self.net.netns
+            self.net.cluster,
+            worker.uid,
+            worker.sandbox.netns.name,
+            self.net.netns,
+            worker.sandbox.host_network,
         )
         self.ipam.release(worker.uid)
         shutil.rmtree(self.cfg.state_dir / "pods" / worker.uid, ignore_errors=True)
@@ -833,14 +873,25 @@ def _kill_unrecorded(workers: list[PodWorker]) -> None:
         for c in w.containers
         if c.current is not None and ContainerRuntime.alive(c.current)
     }
-    for p in netns.processes_in(w.sandbox.netns for w in workers):
-        if p.session not in sessions:
+    found = [
+        (p.pid, p.session)
+        for p in netns.processes_in(w.sandbox.netns for w in workers if not w.sandbox.host_network)
+    ]
+    # a hostNetwork pod shares its node's network namespace: its processes are the ones in
+    # its mount namespace
+    for pid in sandbox.processes_in_mount_ns(
+        [w.sandbox.mnt for w in workers if w.sandbox.host_network]
+    ):
+        with contextlib.suppress(OSError):
+            found.append((pid, os.getsid(pid)))
+    for pid, session in found:
+        if session not in sessions:
             log.warning(
                 "killing a process no container of its pod started",
-                extra={"kv": {"pid": p.pid, "session": p.session}},
+                extra={"kv": {"pid": pid, "session": session}},
             )
             with contextlib.suppress(ProcessLookupError):
-                os.kill(p.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
 
 
 def _token_for(kubeconfig: str) -> str:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubesvc.node import images, podenv, podfiles, probes
-from kubesvc.node.runtime import ContainerRuntime, Proc, load_procs, now_rfc3339, save_procs
+from kubesvc.node import hooks, images, podenv, podfiles, probes
+from kubesvc.node.runtime import (
+    DEFAULT_PATH,
+    ContainerRuntime,
+    Proc,
+    load_procs,
+    now_rfc3339,
+    save_procs,
+)
 from kubesvc.node.view import Sandbox
 
 log = logging.getLogger("kubesvc.node")
@@ -26,6 +34,8 @@ log = logging.getLogger("kubesvc.node")
 BACKOFF_INITIAL = 10.0
 BACKOFF_MAX = 300.0
 BACKOFF_RESET_AFTER = 600.0  # a container that ran this long restarts without delay
+POST_START_TIMEOUT = 300.0  # upstream waits for ever; a hung hook should not hold a pod
+MIN_GRACE_AFTER_HOOK = 2.0  # kuberuntime minimumGracePeriodInSeconds
 
 
 @dataclass
@@ -46,6 +56,7 @@ class ContainerState:
     liveness: Any = None
     startup: Any = None
     probing: bool = False
+    post_start_pending: bool = False  # the postStart hook runs: not ready until it is done
 
     @property
     def name(self) -> str:
@@ -82,6 +93,11 @@ class PodWorker:
         self.started_at = now_rfc3339()
         self.terminating = False
         self._task: asyncio.Task[None] | None = None
+        self._hook_tasks: set[asyncio.Task[None]] = set()
+        self.teardown: asyncio.Task[None] | None = None  # the agent's stop of this pod
+        self._kill_at: float | None = None  # monotonic deadline of the grace period
+        self._kill_timer: asyncio.TimerHandle | None = None
+        self._killed = asyncio.Event()  # the grace period is over: no more waiting
         # volumes: mounted once (before the first container starts); content kept current
         self.volumes_ready = False
         self.volumes_dirty = False  # a source (ConfigMap, Secret, the pod itself) changed
@@ -227,7 +243,95 @@ class PodWorker:
         self.save()
         self.record(self.pod, "Normal", "Created", f"Created container {c.name}")
         self.record(self.pod, "Normal", "Started", f"Started container {c.name}")
+        post_start = _hook(c.spec, "postStart")
+        if post_start is not None:
+            c.post_start_pending = True
+            task = asyncio.get_running_loop().create_task(self._post_start(c, proc, post_start))
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
         self.changed(self.uid)
+
+    # -- lifecycle hooks -----------------------------------------------------------------
+    def _pod_ref(self) -> str:
+        m = self.pod["metadata"]
+        return f"{m.get('name')}_{m.get('namespace')}({self.uid})"
+
+    async def _run_hook(
+        self, c: ContainerState, handler: dict[str, Any], timeout: float
+    ) -> str | None:
+        return await hooks.run_hook(
+            handler,
+            container=c.name,
+            pod=self._pod_ref(),
+            pod_ip=self.sandbox.ip,
+            exec_prefix=self.sandbox.nsenter(),
+            env={"PATH": DEFAULT_PATH, **c.env},
+            container_ports=c.spec.get("ports") or [],
+            netns=self.sandbox.netns,
+            timeout=timeout,
+        )
+
+    async def _post_start(self, c: ContainerState, proc: Proc, handler: dict[str, Any]) -> None:
+        """postStart runs beside the container; if it fails the container is killed and
+        restarted by its restartPolicy (kuberuntime startContainer)."""
+        try:
+            error = await self._run_hook(c, handler, POST_START_TIMEOUT)
+        finally:
+            c.post_start_pending = False
+        if c.current is not proc:
+            return
+        if error is not None:
+            self.record(self.pod, "Warning", "FailedPostStartHook", error)
+            await self.stop_container(c, self.grace(), "FailedPostStartHook")
+        self.changed(self.uid)
+
+    def grace(self) -> float:
+        value = (self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+        return float(value) if isinstance(value, int) and value >= 0 else 30.0
+
+    async def stop_container(self, c: ContainerState, grace: float, message: str) -> None:
+        """Upstream's killContainer: the preStop hook (while grace > 0) counts against the
+        grace period, then SIGTERM with what is left (at least 2 s after a hook), then
+        SIGKILL."""
+        proc = c.current
+        if proc is None:
+            return
+        self.record(self.pod, "Normal", "Killing", message)
+        pre_stop = _hook(c.spec, "preStop")
+        if pre_stop is not None and grace > 0 and not self._killed.is_set():
+            started = time.monotonic()
+            hook = asyncio.ensure_future(self._run_hook(c, pre_stop, grace))
+            killed = asyncio.ensure_future(self._killed.wait())
+            await asyncio.wait({hook, killed}, timeout=grace, return_when="FIRST_COMPLETED")
+            killed.cancel()
+            if hook.done():
+                error = hook.result()
+                if error is not None:
+                    self.record(self.pod, "Warning", "FailedPreStopHook", error)
+            else:
+                hook.cancel()  # out of time: upstream logs it and goes on to SIGTERM
+                await asyncio.gather(hook, return_exceptions=True)
+            grace = max(grace - int(time.monotonic() - started), MIN_GRACE_AFTER_HOOK)
+        if self._killed.is_set():
+            grace = 0.0
+        await self.runtime.stop([proc], grace)
+
+    def shorten_grace(self, grace: float) -> None:
+        """A later deletion with a shorter grace period (or a forced one): whatever still
+        runs when it ends is killed then, hooks or not."""
+        deadline = time.monotonic() + max(0.0, grace)
+        if self._kill_at is not None and deadline >= self._kill_at:
+            return
+        self._kill_at = deadline
+        if self._kill_timer is not None:
+            self._kill_timer.cancel()
+        self._kill_timer = asyncio.get_running_loop().call_later(max(0.0, grace), self._kill_all)
+
+    def _kill_all(self) -> None:
+        self._killed.set()
+        for c in self.containers:
+            if c.current is not None:
+                self.runtime.signal(c.current, signal.SIGKILL)
 
     def on_exit(self, proc: Proc) -> None:
         c = self.by_name(proc.container)
@@ -310,6 +414,10 @@ class PodWorker:
                 ("liveness", c.liveness),
                 ("readiness", c.readiness),
             ):
+                if self.terminating and kind != "readiness":
+                    continue  # upstream stops liveness and startup probes of a deleted pod
+                if c.post_start_pending:
+                    continue
                 if tracker is None or not tracker.should_probe(container_started=c.started):
                     continue
                 c.probing = True
@@ -318,7 +426,13 @@ class PodWorker:
                 finally:
                     c.probing = False
         for c in self.containers:
-            ready_now = c.current is not None and c.readiness is None and c.started
+            ready_now = (
+                c.current is not None
+                and c.readiness is None
+                and c.started
+                and not c.post_start_pending
+                and not self.terminating
+            )
             if ready_now and not c.init and not c.ready:
                 c.ready = True
                 self.changed(self.uid)
@@ -345,22 +459,20 @@ class PodWorker:
             self.changed(self.uid)
         if kind in ("liveness", "startup") and tracker.needs_restart and c.current is not None:
             what = "liveness probe" if kind == "liveness" else "startup probe"
-            self.record(
-                self.pod,
-                "Normal",
-                "Killing",
-                f"Container {c.name} failed {what}, will be restarted",
+            await self.stop_container(
+                c, self.grace(), f"Container {c.name} failed {what}, will be restarted"
             )
-            grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-            await self.runtime.stop([c.current], grace)
 
     # -- stopping ------------------------------------------------------------------------
     async def stop(self, grace: float) -> None:
+        """Stop every container at once, each with its own preStop hook. Readiness probes
+        and status go on meanwhile (the agent keeps publishing a terminating pod)."""
         self.terminating = True
+        self._kill_at = time.monotonic() + max(0.0, grace) + MIN_GRACE_AFTER_HOOK
         running = [c for c in self.containers if c.current is not None]
-        for c in running:
-            self.record(self.pod, "Normal", "Killing", f"Stopping container {c.name}")
-        await self.runtime.stop([c.current for c in running if c.current], grace)
+        await asyncio.gather(
+            *(self.stop_container(c, grace, f"Stopping container {c.name}") for c in running)
+        )
 
     # -- status --------------------------------------------------------------------------
     def status(self, old: dict[str, Any]) -> dict[str, Any]:
@@ -484,6 +596,12 @@ def _conditions(old: dict[str, Any], wanted: dict[str, bool], now: str) -> list[
     return out
 
 
+def _hook(spec: dict[str, Any], which: str) -> dict[str, Any] | None:
+    lifecycle = spec.get("lifecycle")
+    handler = lifecycle.get(which) if isinstance(lifecycle, dict) else None
+    return handler if isinstance(handler, dict) else None
+
+
 def _tracker(probe: dict[str, Any] | None, kind: str, now: float) -> Any:
     if not probe:
         return None
@@ -511,7 +629,13 @@ def write_pod_files(
         host_resolv = Path("/etc/resolv.conf").read_text()
     except OSError:
         host_resolv = ""
-    (files_dir / "hosts").write_text(podfiles.hosts_file(pod, ip, cluster_domain))
+    try:
+        node_hosts = Path("/etc/hosts").read_text()
+    except OSError:
+        node_hosts = ""
+    (files_dir / "hosts").write_text(
+        podfiles.hosts_file(pod, ip, cluster_domain, node_hosts=node_hosts)
+    )
     (files_dir / "resolv.conf").write_text(
         podfiles.resolv_conf(pod, dns_ip, cluster_domain, host_resolv)
     )

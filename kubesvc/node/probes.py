@@ -293,17 +293,32 @@ async def exec_probe(
     if not command:
         return UNKNOWN, "exec probe has no command"
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *exec_prefix,
-            *command,
-            env=dict(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        code, text = await exec_command(command, exec_prefix=exec_prefix, env=env, timeout=timeout)
     except (OSError, ValueError) as exc:
         return UNKNOWN, str(exc)
+    if code is None:
+        return FAILURE, f'command "{" ".join(command)}" timed out'
+    return (SUCCESS if code == 0 else FAILURE), text
+
+
+async def exec_command(
+    command: Sequence[str],
+    *,
+    exec_prefix: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float,
+) -> tuple[int | None, str]:
+    """(exit status, or None when it ran out of time and was killed; stdout+stderr, first
+    10 KiB). OSError/ValueError when it cannot be started."""
+    proc = await asyncio.create_subprocess_exec(
+        *exec_prefix,
+        *command,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+    )
     output = bytearray()
     try:
         async with asyncio.timeout(timeout):
@@ -312,12 +327,11 @@ async def exec_probe(
     except TimeoutError:
         _kill_group(proc)
         await proc.wait()
-        return FAILURE, f'command "{" ".join(command)}" timed out'
+        return None, bytes(output).decode("utf-8", "replace")
     except BaseException:
         _kill_group(proc)
         raise
-    text = bytes(output).decode("utf-8", "replace")
-    return (SUCCESS if code == 0 else FAILURE), text
+    return code, bytes(output).decode("utf-8", "replace")
 
 
 async def _drain(proc: asyncio.subprocess.Process, output: bytearray) -> None:

@@ -193,7 +193,35 @@ async def create_pod_sandbox(
     hostname: str,
     files_dir: Path,
     pod_netns: str,
+    host_network: bool = False,
 ) -> Sandbox:
+    """A hostNetwork pod gets UTS and mount namespaces only: it runs in its node's network
+    namespace (`pod_netns` is the node's), with the node's address."""
+    if not host_network:
+        await _pod_network(node, uid, ip, pod_netns)
+    d = await ensure_ns_dir(node.cluster)
+    uts, mnt = d / f"{uid}.uts", d / f"{uid}.mnt"
+    for f in (uts, mnt):
+        f.touch()
+    # inside the new mount namespace: overlay the kubelet-written files, and drop the
+    # copies of other namespaces' files so no namespace keeps another one alive
+    script = (
+        f"hostname {_q(hostname)}; "
+        f"mount --bind {_q(str(files_dir / 'hosts'))} /etc/hosts; "
+        f"mount --bind {_q(str(files_dir / 'resolv.conf'))} /etc/resolv.conf; "
+        f"mount --bind {_q(str(files_dir / 'hostname'))} /etc/hostname; "
+        f"mkdir -p {SA_DIR} && mount --bind {_q(str(files_dir / 'serviceaccount'))} {SA_DIR}; "
+        "umount -R -l /run/kubesvc 2>/dev/null; umount -R -l /run/netns 2>/dev/null; true"
+    )
+    await netns.run(
+        "unshare", f"--uts={uts}", f"--mount={mnt}", "--propagation", "private", "sh", "-c", script
+    )
+    return Sandbox(
+        namespace, name, uid, netns.NETNS_DIR / pod_netns, uts, mnt, ip, hostname, host_network
+    )
+
+
+async def _pod_network(node: NodeNet, uid: str, ip: str, pod_netns: str) -> None:
     prefix = ipaddress.ip_network(node.pod_cidr).prefixlen
     veth = pod_veth(uid)
     await netns.add(pod_netns)
@@ -215,40 +243,50 @@ async def create_pod_sandbox(
         ],
         netns=pod_netns,
     )
-    d = await ensure_ns_dir(node.cluster)
-    uts, mnt = d / f"{uid}.uts", d / f"{uid}.mnt"
-    for f in (uts, mnt):
-        f.touch()
-    # inside the new mount namespace: overlay the kubelet-written files, and drop the
-    # copies of other namespaces' files so no namespace keeps another one alive
-    script = (
-        f"hostname {_q(hostname)}; "
-        f"mount --bind {_q(str(files_dir / 'hosts'))} /etc/hosts; "
-        f"mount --bind {_q(str(files_dir / 'resolv.conf'))} /etc/resolv.conf; "
-        f"mount --bind {_q(str(files_dir / 'hostname'))} /etc/hostname; "
-        f"mkdir -p {SA_DIR} && mount --bind {_q(str(files_dir / 'serviceaccount'))} {SA_DIR}; "
-        "umount -R -l /run/kubesvc 2>/dev/null; umount -R -l /run/netns 2>/dev/null; true"
-    )
-    await netns.run(
-        "unshare", f"--uts={uts}", f"--mount={mnt}", "--propagation", "private", "sh", "-c", script
-    )
-    return Sandbox(namespace, name, uid, netns.NETNS_DIR / pod_netns, uts, mnt, ip, hostname)
 
 
-async def remove_pod_sandbox(cluster: str, uid: str, pod_netns: str, node_netns: str) -> None:
-    """Remove a pod's sandbox, whatever is left of it. Processes still in its network
-    namespace (none a container of the pod started, or they would have been stopped) are
-    killed first: they would keep the namespace alive after its name is gone."""
-    for p in netns.processes_in([netns.NETNS_DIR / pod_netns]):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(p.pid, signal.SIGKILL)
+def processes_in_mount_ns(mnt_files: list[Path]) -> list[int]:
+    """The pids whose mount namespace is one of `mnt_files`: every process a pod's
+    containers, probes and exec sessions started (all enter it), also in a hostNetwork
+    pod, whose network namespace it shares with its node."""
+    inodes = set()
+    for f in mnt_files:
+        with contextlib.suppress(OSError):
+            inodes.add(os.stat(f).st_ino)
+    if not inodes:
+        return []
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{entry}/ns/mnt").st_ino in inodes:
+                    out.append(int(entry))
+    return out
+
+
+async def remove_pod_sandbox(
+    cluster: str, uid: str, pod_netns: str, node_netns: str, host_network: bool = False
+) -> None:
+    """Remove a pod's sandbox, whatever is left of it. Processes still in its namespaces
+    (none a container of the pod started, or they would have been stopped) are killed
+    first: they would keep the namespaces alive after their names are gone. A hostNetwork
+    pod's network namespace is its node's, which stays."""
+    host_network = host_network or pod_netns == node_netns
     d = ns_dir(cluster)
+    pids = processes_in_mount_ns([d / f"{uid}.mnt"])
+    if not host_network:
+        pids += [p.pid for p in netns.processes_in([netns.NETNS_DIR / pod_netns])]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for suffix in ("uts", "mnt"):
         f = d / f"{uid}.{suffix}"
         if f.exists():
             await netns.run("umount", str(f), check=False)
             with contextlib.suppress(OSError):
                 f.unlink()
+    if host_network:
+        return
     await netns.delete(pod_netns)
     veth = pod_veth(uid)
     if await netns.link_exists(veth, node_netns):

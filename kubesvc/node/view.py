@@ -20,6 +20,7 @@ class Sandbox:
     mnt: Path  # mount namespace file (/etc/hosts, /etc/resolv.conf, /etc/hostname)
     ip: str
     hostname: str
+    host_network: bool = False  # netns is the node's own: the pod has no namespace of its own
 
     def nsenter(self) -> list[str]:
         """argv prefix that runs a command inside the pod's namespaces."""
