@@ -23,6 +23,7 @@ import orjson
 
 from kubesvc.api import catalog, openapi
 from kubesvc.api.crd import openapi as crd_openapi
+from kubesvc.api.crd import ssa as crd_ssa
 from kubesvc.api.crd.kinds import CLEANUP_FINALIZER, CRD_KIND, CustomKind, condition, kinds_for
 from kubesvc.api.crd.status import desired_statuses
 from kubesvc.api.errors import ApiError
@@ -90,6 +91,7 @@ class CrdController:
     def _serve(self, kinds: list[CustomKind]) -> None:
         before = {(k.group_resource, k.version): k for k in catalog.custom_kinds()}
         catalog.set_custom(kinds)
+        crd_ssa.register(catalog.custom_kinds())
         after = {(k.group_resource, k.version): k for k in catalog.custom_kinds()}
         changed = {gr for (gr, v), k in after.items() if before.get((gr, v)) is not k}
         changed |= {gr for (gr, v) in before if (gr, v) not in after}

@@ -23,6 +23,7 @@ import orjson
 from kubesvc.api import apply as ssa
 from kubesvc.api import catalog, errors, typed
 from kubesvc.api.crd import objects as custom
+from kubesvc.api.crd import ssa as crd_ssa
 from kubesvc.api.crd.kinds import CustomKind
 from kubesvc.api.defaults import apply_defaults
 from kubesvc.api.errors import ApiError, FieldError
@@ -699,7 +700,7 @@ def _is(kind: Kind, name: str) -> bool:
 
 def _ssa_kind(kind: Kind) -> str:
     """The type name server-side apply knows a kind by (custom kinds by group and kind)."""
-    return f"{kind.group}/{kind.kind}" if isinstance(kind, CustomKind) else kind.kind
+    return crd_ssa.type_name(kind) if isinstance(kind, CustomKind) else kind.kind
 
 
 def _typed(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:

@@ -226,6 +226,11 @@ def test_status_scale_patch_and_server_side_apply(
     assert obj["spec"]["ports"] == [{"name": "http", "port": 80}]
     managers = {m["manager"] for m in obj["metadata"]["managedFields"]}
     assert "kubectl" in managers
+    # x-kubernetes-list-type: map: another manager's entry is merged in, not a conflict
+    other = _widget("w", group, color="blue", ports=[{"name": "dns", "port": 53}])
+    api.out("apply", "--server-side", "--field-manager=other", "-n", ns, "-f", "-", input=other)
+    obj = json.loads(api.out("get", "-n", ns, res, "w", "-o", "json"))
+    assert obj["spec"]["ports"] == [{"name": "http", "port": 80}, {"name": "dns", "port": 53}]
     # another version of the same object: only apiVersion differs
     old = json.loads(api.out("get", "--raw", f"/apis/{group}/v1beta1/namespaces/{ns}/widgets/w"))
     assert old["apiVersion"] == f"{group}/v1beta1" and old["spec"] == obj["spec"]
@@ -364,3 +369,65 @@ metadata: {name: l2}
 spec:
   ipAddressPools: [pool]
 """
+
+
+def test_hostile_custom_objects_get_4xx(
+    api: ApiServerProcess, ns: str, group: str, tmp_path: Path
+) -> None:
+    collection = f"/apis/{group}/v1/namespaces/{ns}/widgets"
+    deep = '{"a":' * 5000 + '"x"' + "}" * 5000
+    wide = [{"name": "same", "port": i} for i in range(50_000)]
+    cases = {
+        "deep": (
+            _widget("deep", group, color="red", extra=0).replace("0}", deep + "}"),
+            "nested more than",
+        ),
+        "type": (
+            _widget("type", group, color=["red"], size={"a": 1}),
+            'spec.color: Invalid value: "array": spec.color in body must be of type string',
+        ),
+        "wide": (
+            _widget("wide", group, color="red", ports=wide),
+            'spec.ports[1]: Duplicate value: {"name":"same"}',
+        ),
+        "meta": (
+            _widget("meta", group, color="red").replace('{"name"', '{"labels": 5, "name"'),
+            "json: cannot unmarshal number into Go struct field ObjectMeta.metadata.labels",
+        ),
+        "spec": (
+            _widget("spec", group).replace('"spec": {}', '"spec": "text"'),
+            'spec: Invalid value: "string": spec in body must be of type object: "string"',
+        ),
+    }
+    for name, (body, expected) in cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(body)
+        err = api.fails("create", "--raw", collection, "-f", str(path))
+        assert expected in err and "InternalError" not in err, (name, err[:500])
+    assert api.out("get", "-n", ns, f"widgets.{group}", "-o", "name") == ""
+    # a CRD whose schema nests deeper than the server takes is refused, not a crash
+    schema: dict[str, object] = {"type": "string"}
+    for _ in range(120):
+        schema = {"type": "object", "properties": {"a": schema}}
+    crd = json.loads(api.out("get", "crd", f"widgets.{group}", "-o", "json"))
+    deep_crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"deeps.{group}"},
+        "spec": {
+            **{k: crd["spec"][k] for k in ("group", "scope")},
+            "names": {"plural": "deeps", "kind": "Deep"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "properties": {"spec": schema}}
+                    },
+                }
+            ],
+        },
+    }
+    err = api.fails("create", "-f", "-", input=json.dumps(deep_crd))
+    assert "InternalError" not in err and ("nested more than" in err or "must not be nested" in err)

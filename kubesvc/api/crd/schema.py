@@ -516,7 +516,10 @@ def _compile(pattern: str) -> Any:
     try:
         return re2.compile(pattern, options=options)
     except re2.error as e:
-        raise PatternError(str(e)) from None
+        detail = e.args[0] if e.args else ""
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise PatternError(str(detail)) from None
 
 
 def compile_pattern(pattern: str) -> Any:
