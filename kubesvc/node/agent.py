@@ -120,6 +120,7 @@ class NodeAgent:
     async def run(self) -> None:
         await sandbox.ensure_node(self.net)
         await sandbox.ensure_ns_dir(self.net.cluster)
+        mounts.write_launchers(self.cfg.state_dir / "bin")
         self.pods.add_handler(self._pod_event, lambda _o, n: self._pod_event(n), self._pod_event)
         self.nodes.add_handler(
             lambda _o: self._routes_changed(),
@@ -657,9 +658,10 @@ class NodeAgent:
             self._record(worker.pod, "Warning", "FailedMount", error)
         if failed:
             return False
-        if not mount_plans:
+        binds = mounts.image_binds(worker.pod, self.cfg.state_dir / "bin")
+        if not mount_plans and not binds:
             return True
-        error = await mounts.mount_all(worker.sandbox, root, plans, mount_plans)
+        error = await mounts.mount_all(worker.sandbox, root, plans, mount_plans, binds)
         if error is not None:
             self._record(worker.pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {error}")
             return False

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from kubesvc.node import atomicwriter
+from kubesvc.node import atomicwriter, images
 from kubesvc.node.view import Sandbox
 from kubesvc.node.volumes import MountPlan, PathFacts, VolumePlan, host_path_action
 
@@ -70,11 +72,61 @@ def source_path(root: Path, plan: VolumePlan) -> str:
     return plan.host_path if plan.kind == "hostPath" else str(volume_dir(root, plan.name))
 
 
-def mount_script(root: Path, plans: Sequence[VolumePlan], mounts: Sequence[MountPlan]) -> str:
+# the built-in images' own programs, at the paths their real images have them
+IMAGE_FILES = {"agnhost": "/agnhost"}
+
+
+def launcher_text(image: str) -> str:
+    """A shell script that runs built-in image `image` with this agent's Python."""
+    module = f"{images.PACKAGE}.{image}"
+    return (
+        f"#!/bin/sh\nexec {_q(sys.executable)} -m {module} "
+        f'--kubesvc-argv0={IMAGE_FILES[image]} "$@"\n'
+    )
+
+
+def write_launchers(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for image in IMAGE_FILES:
+        tmp = bin_dir / f".{image}.tmp"
+        tmp.write_text(launcher_text(image))
+        tmp.chmod(0o755)
+        tmp.replace(bin_dir / image)
+
+
+def image_binds(pod: Mapping[str, Any], bin_dir: Path) -> list[tuple[str, str]]:
+    """(launcher, path in the pod) for each built-in image a container of the pod uses, so
+    `kubectl exec POD -- /agnhost ...` finds it where the real image has it."""
+    spec = pod.get("spec") or {}
+    containers = [
+        c
+        for key in ("initContainers", "containers")
+        for c in (spec.get(key) if isinstance(spec.get(key), list) else [])
+        if isinstance(c, dict)
+    ]
+    kinds = set()
+    for c in containers:
+        try:
+            kinds.add(images.builtin_kind(images.parse_image(str(c.get("image") or ""))))
+        except images.InvalidReference:
+            continue
+    return [(str(bin_dir / k), IMAGE_FILES[k]) for k in sorted(IMAGE_FILES) if k in kinds]
+
+
+def mount_script(
+    root: Path,
+    plans: Sequence[VolumePlan],
+    mounts: Sequence[MountPlan],
+    binds: Sequence[tuple[str, str]] = (),
+) -> str:
     """The shell script, run inside the pod's mount namespace, that makes every mount.
     Pure, so what it does can be read in a test."""
     by_name = {p.name: p for p in plans}
     lines = ["set -e"]
+    for src, target in binds:
+        # the mount point is an empty file on the host; the pod sees the launcher
+        lines.append(f"[ -e {_q(target)} ] || : > {_q(target)}")
+        lines.append(f"mount --bind {_q(src)} {_q(target)}")
     for p in plans:
         if p.kind == "emptyDir" and p.memory:
             size = f",size={p.size_limit}" if p.size_limit else ""
@@ -103,10 +155,14 @@ def mount_script(root: Path, plans: Sequence[VolumePlan], mounts: Sequence[Mount
 
 
 async def mount_all(
-    sandbox: Sandbox, root: Path, plans: Sequence[VolumePlan], mounts: Sequence[MountPlan]
+    sandbox: Sandbox,
+    root: Path,
+    plans: Sequence[VolumePlan],
+    mounts: Sequence[MountPlan],
+    binds: Sequence[tuple[str, str]] = (),
 ) -> str | None:
     """Make the pod's mounts inside its mount namespace; the error, if any."""
-    script = mount_script(root, plans, mounts)
+    script = mount_script(root, plans, mounts, binds)
     proc = await asyncio.create_subprocess_exec(
         "nsenter",
         f"--mount={sandbox.mnt}",

@@ -112,3 +112,44 @@ def test_host_network_ports_bind_on_the_node(cluster: Cluster) -> None:
         )
     finally:
         c.kubectl("delete", "pod", name, "--grace-period=0", "--force", check=False)
+
+
+def test_agnhost_is_at_slash_agnhost_for_the_command_and_for_exec(cluster: Cluster) -> None:
+    c = cluster
+    name, web = uniq("agn"), uniq("agn-web")
+    for pod_name, command in ((name, ["/agnhost", "pause"]), (web, None)):
+        container: dict[str, Any] = {"name": "main", "image": AGNHOST}
+        if command:
+            container["command"] = command
+        else:
+            container["args"] = ["test-webserver", "--port=8000"]
+        apply(
+            c,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": pod_name},
+                "spec": {"containers": [container], "terminationGracePeriodSeconds": 0},
+            },
+        )
+    try:
+        wait_ready(c, name)
+        out = c.exec(name, "/agnhost", "dns-suffix").stdout
+        assert out == "default.svc.cluster.local,svc.cluster.local,cluster.local\n"
+        assert c.exec(name, "/agnhost", "dns-server-list").stdout == "10.96.0.10\n"
+        bad = c.exec(name, "/agnhost", "no-such-thing", check=False)
+        assert bad.returncode != 0
+        assert 'Error: unknown command "no-such-thing" for "app"' in bad.stderr
+        # test-webserver serves the pod's files
+        wait_ready(c, web)
+        page = wait_for(
+            lambda: (
+                c.exec(web, "curl", "-s", "http://127.0.0.1:8000/etc/hostname", check=False).stdout
+                or None
+            ),
+            timeout=10,
+            what="test-webserver",
+        )
+        assert page == f"{web}\n"
+    finally:
+        c.kubectl("delete", "pod", name, web, "--grace-period=0", "--force", check=False)

@@ -1021,7 +1021,16 @@ def test_liveness(elapsed: float, path: str, status: int, body: bytes) -> None:
 def test_agnhost_dns_helpers_print_files() -> None:
     hosts = run_image(argv_for(AGN, ["etc-hosts"]))
     assert hosts.returncode == 0 and "localhost" in hosts.stdout
-    assert run_image(argv_for(AGN, ["dns-suffix"])).returncode == 0
+    # as upstream: the first `search` line, or a panic when the file has none
+    suffix = run_image(argv_for(AGN, ["dns-suffix"]))
+    has_search = any(
+        line.startswith("search") for line in Path("/etc/resolv.conf").read_text().split("\n")
+    )
+    if has_search:
+        assert suffix.returncode == 0
+    else:
+        assert suffix.returncode == 2
+        assert "panic: Could not find DNS search list!" in suffix.stderr
 
 
 def test_kubia(spawn: Spawn) -> None:
@@ -1083,3 +1092,48 @@ def test_http_echo_requires_text() -> None:
 def test_busybox_without_command_exits_at_once() -> None:
     got = run_image(argv_for("busybox"))
     assert got.returncode == 0
+
+
+# -- agnhost dns-suffix / dns-server-list and test-webserver ----------------------------------
+@pytest.mark.parametrize(
+    ("text", "keyword", "want"),
+    [
+        (
+            "nameserver 10.96.0.10\nsearch a.svc b c\noptions ndots:5\n",
+            "search",
+            ["a.svc", "b", "c"],
+        ),
+        ("nameserver 10.96.0.10\nnameserver 1.1.1.1\n", "nameserver", ["10.96.0.10"]),
+        ("# search x\n", "search", None),
+        ("", "nameserver", None),
+    ],
+)
+def test_agnhost_dns_reads_the_first_line_as_upstream(
+    text: str, keyword: str, want: list[str] | None
+) -> None:
+    from kubesvc.node.images.agnhost import first_line_fields
+
+    assert first_line_fields(text, keyword) == want
+
+
+def test_agnhost_test_webserver_serves_files_and_listings(tmp_path: Path) -> None:
+    from kubesvc.node.images.agnhost import test_webserver_app
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f.txt").write_text("hello")
+    (tmp_path / "bin").write_bytes(b"\0\1\2")
+    app = test_webserver_app(str(tmp_path))
+    got = app(req("/d/f.txt"))
+    assert (got.status, got.body) == (200, b"hello")
+    headers = dict(got.headers)
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert headers["Access-Control-Allow-Origin"] == "*"
+    assert headers["Cache-Control"] == "private"
+    assert dict(app(req("/bin")).headers)["Content-Type"] == "application/octet-stream"
+    assert app(req("/d")).status == 301
+    listing = app(req("/d/"))
+    assert b'<a href="f.txt">f.txt</a>' in listing.body
+    assert app(req("/missing")).status == 404
+    # no way out of the root
+    outside = app(req("/../../../etc/passwd"))
+    assert outside.status == 404 or b"root:" not in outside.body

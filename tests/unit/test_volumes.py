@@ -355,3 +355,18 @@ def test_volume_dirs_stay_under_the_root(name: str) -> None:
     root = Path("/state/volumes")
     d = mounts.volume_dir(root, name)
     assert d.parent == root and d.name not in ("", ".", "..") and "/" not in d.name
+
+
+def test_agnhost_pods_get_the_launcher_at_slash_agnhost(tmp_path: Path) -> None:
+    agn = {"spec": {"containers": [{"image": "registry.k8s.io/e2e-test-images/agnhost:2.47"}]}}
+    busy = {"spec": {"containers": [{"image": "busybox"}, {"image": "::bad::"}, "junk"]}}
+    assert mounts.image_binds(agn, tmp_path) == [(str(tmp_path / "agnhost"), "/agnhost")]
+    assert mounts.image_binds(busy, tmp_path) == []
+    script = mounts.mount_script(tmp_path, [], [], mounts.image_binds(agn, tmp_path))
+    assert f"mount --bind '{tmp_path}/agnhost' '/agnhost'" in script
+    mounts.write_launchers(tmp_path)
+    launcher = tmp_path / "agnhost"
+    assert stat.S_IMODE(launcher.stat().st_mode) == 0o755
+    text = launcher.read_text()
+    assert text.startswith("#!/bin/sh\nexec ")
+    assert '-m kubesvc.node.images.agnhost --kubesvc-argv0=/agnhost "$@"' in text

@@ -153,6 +153,8 @@ def agnhost_ports(args: list[str]) -> list[int]:
         return [_flag_int(rest, ("port",), 9376)]
     if sub == "liveness":
         return [8080]
+    if sub == "test-webserver":
+        return [_flag_int(rest, ("port",), 80)]
     return []
 
 

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import mimetypes
 import os
+import posixpath
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -971,13 +974,118 @@ def read_resolv_conf(path: str = "/etc/resolv.conf") -> tuple[list[str], list[st
     return search, servers
 
 
-def run_dns_suffix(flags: dict[str, object]) -> int:
-    print(",".join(read_resolv_conf()[0]), flush=True)
+def first_line_fields(text: str, keyword: str) -> list[str] | None:
+    """agnhost dns: the fields after the first line starting with `keyword`, split on
+    single spaces as upstream does, or None when there is none."""
+    for line in text.split("\n"):
+        if line.startswith(keyword):
+            return line.split(" ")[1:]
+    return None
+
+
+def _resolv_fields(keyword: str) -> int:
+    try:
+        with open("/etc/resolv.conf", encoding="utf-8", errors="replace") as fh:
+            fields = first_line_fields(fh.read(), keyword)
+    except OSError as exc:
+        emit(sys.stderr, f"panic: open /etc/resolv.conf: {exc.strerror}")
+        return 2
+    if fields is None:
+        emit(sys.stderr, "panic: Could not find DNS search list!")
+        return 2
+    print(",".join(fields), flush=True)
     return 0
 
 
+def run_dns_suffix(flags: dict[str, object]) -> int:
+    return _resolv_fields("search")
+
+
 def run_dns_server_list(flags: dict[str, object]) -> int:
-    print(",".join(read_resolv_conf()[1]), flush=True)
+    return _resolv_fields("nameserver")
+
+
+MAX_SERVED_FILE = 64 * 2**20  # test-webserver: what one response may read into memory
+
+
+def test_webserver_app(root: str = "/") -> App:
+    """agnhost test-webserver: net/http's FileServer over `root`, with the CORS and cache
+    headers upstream adds."""
+    extra = [
+        ("Cache-Control", "private"),
+        ("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Allow-Credentials", "true"),
+        ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"),
+        (
+            "Access-Control-Allow-Headers",
+            "DNT,X-Mx-ReqToken,Keep-Alive,User-Agent,X-Requested-With,Cache-Control,Content-Type",
+        ),
+    ]
+
+    def serve(request: Request) -> Response:
+        response = _serve_file(root, request.path)
+        response.headers = extra + response.headers
+        return response
+
+    return serve
+
+
+def _serve_file(root: str, url_path: str) -> Response:
+    clean = posixpath.normpath("/" + url_path.lstrip("/"))
+    full = os.path.join(root, clean.lstrip("/"))
+    try:
+        st = os.stat(full)
+    except (OSError, ValueError):
+        return go_error("404 page not found", 404)
+    if stat.S_ISDIR(st.st_mode):
+        if not url_path.endswith("/"):
+            return Response(status=301, headers=[("Location", posixpath.basename(clean) + "/")])
+        try:
+            names = sorted(os.listdir(full))
+        except OSError:
+            return go_error("500 Internal Server Error", 500)
+        links = "".join(
+            f'<a href="{_html_escape(n)}{"/" if os.path.isdir(os.path.join(full, n)) else ""}">'
+            f"{_html_escape(n)}{'/' if os.path.isdir(os.path.join(full, n)) else ''}</a>\n"
+            for n in names
+        )
+        body = (
+            '<!doctype html>\n<meta name="viewport" content="width=device-width">\n<pre>\n'
+            + links
+            + "</pre>\n"
+        )
+        return text(body, content_type="text/html; charset=utf-8")
+    if st.st_size > MAX_SERVED_FILE:
+        return go_error("413 file too large for this server", 413)
+    try:
+        with open(full, "rb") as fh:
+            data = fh.read(MAX_SERVED_FILE)
+    except OSError:
+        return go_error("403 Forbidden", 403)
+    ctype = mimetypes.guess_type(full)[0]
+    if ctype is None:
+        ctype = "text/plain; charset=utf-8" if _looks_textual(data) else "application/octet-stream"
+    elif ctype.startswith("text/"):
+        ctype += "; charset=utf-8"
+    return text(data, content_type=ctype)
+
+
+def _looks_textual(data: bytes) -> bool:
+    try:
+        data[:512].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in data[:512]
+
+
+def run_test_webserver(flags: dict[str, object]) -> int:
+    default_signals()
+    port = _int(flags, "port")
+    try:
+        HttpService(test_webserver_app(), port).start()
+    except OSError as exc:
+        go_fatal(listen_error("tcp", "", port, exc))
+    sleep_forever()
     return 0
 
 
@@ -1036,6 +1144,11 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         {}, _no_args(run_dns_server_list), short="Prints the DNS server list"
     ),
     "etc-hosts": Subcommand({}, _no_args(run_etc_hosts), short="Prints the /etc/hosts file"),
+    "test-webserver": Subcommand(
+        {"port": ("int", 80)},
+        _no_args(run_test_webserver),
+        short="Starts a simple HTTP fileserver",
+    ),
     "entrypoint-tester": Subcommand(
         {}, run_entrypoint_tester, max_args=None, short="Prints its arguments"
     ),
