@@ -59,7 +59,7 @@ KINDS: tuple[Kind, ...] = (
         True,
         ("po",),
         ("all",),
-        ("status", "binding", "log", "exec", "portforward"),
+        ("status", "binding", "log", "exec", "attach", "portforward"),
     ),
     Kind("", "v1", "Service", "services", "service", True, ("svc",), ("all",), ("status",)),
     Kind("", "v1", "Endpoints", "endpoints", "endpoints", True, ("ep",)),

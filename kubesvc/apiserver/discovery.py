@@ -16,6 +16,7 @@ _SUBRESOURCE_VERBS = {
     "finalize": ["update"],
     "log": ["get"],
     "exec": ["create", "get"],
+    "attach": ["create", "get"],
     "portforward": ["create", "get"],
 }
 

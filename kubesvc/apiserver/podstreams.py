@@ -1,5 +1,5 @@
 """The pod subresources the API server proxies to the node that runs the pod: `pods/log`
-(a streamed HTTP GET), `pods/exec` and `pods/portforward` (WebSockets).
+(a streamed HTTP GET), `pods/exec`, `pods/attach` and `pods/portforward` (WebSockets).
 
 The API server looks up the pod and its node (InternalIP, kubeletEndpoint port), checks what
 upstream checks before connecting (container name, node assignment, container state for
@@ -32,7 +32,7 @@ log = logging.getLogger("kubesvc.apiserver.podstreams")
 DEFAULT_KUBELET_PORT = 10250
 CONNECT_TIMEOUT = 10.0
 MAX_MESSAGE = 4 << 20  # bytes in one WebSocket message, either way (as the node bounds it)
-PROXY_SUBRESOURCES = ("log", "exec", "portforward")
+PROXY_SUBRESOURCES = ("log", "exec", "attach", "portforward")
 LOG_PARAMS = ("follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime")
 STREAM_PARAMS = ("stdin", "stdout", "stderr", "tty")
 
@@ -237,7 +237,8 @@ def wants_websocket(request: web.Request) -> bool:
 
 
 class PodProxy:
-    """Serves pods/log, pods/exec and pods/portforward by proxying to the pod's node.
+    """Serves pods/log, pods/exec, pods/attach and pods/portforward by proxying to the pod's
+    node.
 
     `token` is sent to node agents as a bearer token. TLS to the node is not verified:
     node serving certificates are self-signed, and upstream's kubelet client does not verify
@@ -257,6 +258,8 @@ class PodProxy:
             raise _not_allowed()
         if sub == "exec":
             return await self._exec(request, target.namespace, target.name)
+        if sub == "attach":
+            return await self._attach(request, target.namespace, target.name)
         if sub == "portforward":
             return await self._port_forward(request, target.namespace, target.name)
         raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
@@ -321,6 +324,14 @@ class PodProxy:
         params = [("command", c) for c in request.query.getall("command", [])]
         params += [(k, request.query[k]) for k in STREAM_PARAMS if k in request.query]
         path = f"/exec/{_seg(namespace)}/{_seg(name)}/{_seg(container)}"
+        return await self._tunnel(request, pod, path, params)
+
+    async def _attach(self, request: web.Request, namespace: str, name: str) -> web.StreamResponse:
+        pod = await self._pod(namespace, name)
+        container = choose_container(pod, request.query.get("container", ""))
+        _require_node(pod, name)
+        params = [(k, request.query[k]) for k in STREAM_PARAMS if k in request.query]
+        path = f"/attach/{_seg(namespace)}/{_seg(name)}/{_seg(container)}"
         return await self._tunnel(request, pod, path, params)
 
     async def _port_forward(

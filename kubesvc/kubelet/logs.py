@@ -108,6 +108,13 @@ def parse_log_line(raw: bytes) -> LogLine:
     return LogLine(text + (b"\n" if tag == b"F" else b""), ts)
 
 
+def record_stream(raw: bytes) -> bytes:
+    """b"stdout" or b"stderr": the stream a stored line was written on (plain lines have
+    no record of it and count as stdout)."""
+    m = _CRI_LINE.match(raw[:-1] if raw.endswith(b"\n") else raw)
+    return m.group(2) if m is not None else b"stdout"
+
+
 def line_wanted(line: LogLine, since: datetime.datetime | None) -> bool:
     if since is None or not line.timestamp:
         return True

@@ -1,5 +1,6 @@
-"""exec (`/exec`): running a command in a pod's container with its streams carried over a
-WebSocket, as pkg/kubelet/cri/streaming/remotecommand does.
+"""exec (`/exec`) and attach (`/attach`): a command run in a pod's container, or the
+container's own output, with the streams carried over a WebSocket, as
+pkg/kubelet/cri/streaming/remotecommand does.
 
 The WebSocket channel protocol (wschannel: v5, v4, their base64 variants, the first
 version) carries channels 0 stdin, 1 stdout, 2 stderr, 3 error and 4 resize; from v4 on the
@@ -18,13 +19,15 @@ import pty
 import signal
 import struct
 import termios
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from kubesvc.kubelet.errors import NodeError, flag
+from kubesvc.kubelet.logs import FOLLOW_POLL, parse_log_line, record_stream
 from kubesvc.kubelet.wschannel import ChannelError, ChannelProtocol
 from kubesvc.node.view import Sandbox
 
@@ -292,3 +295,112 @@ def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+# -- attach ---------------------------------------------------------------------------------
+
+
+def parse_attach_options(query: Any) -> ExecOptions:
+    """stdin/stdout/stderr/tty of an attach (no command)."""
+    opts = ExecOptions(
+        (),
+        flag(query.get("stdin")),
+        flag(query.get("stdout")),
+        flag(query.get("stderr")),
+        flag(query.get("tty")),
+    )
+    if not (opts.stdin or opts.stdout or opts.stderr):
+        raise NodeError(400, "you must specify at least 1 of stdin, stdout, stderr")
+    if opts.tty and opts.stderr:
+        opts = ExecOptions((), opts.stdin, opts.stdout, False, True)
+    return opts
+
+
+def output_channel(stream: bytes, opts: ExecOptions) -> int | None:
+    """Where a line the container wrote on `stream` goes: with a terminal everything is
+    stdout; otherwise stdout and stderr keep apart; None if the client did not ask for it."""
+    if opts.tty or stream != b"stderr":
+        return STDOUT if opts.stdout else None
+    return STDERR if opts.stderr else None
+
+
+MAX_PENDING = 64 * 1024  # bytes of an unfinished line held before it is sent as it is
+
+
+class AttachSession:
+    """An attach to a running container: what the container writes from now on, as its
+    log file records it (CRI records say stdout or stderr), until the container instance
+    ends or the client leaves. The container's processes were started with their stdin on
+    /dev/null and their output on the log file, so there is no stdin to attach to: input
+    from the client is read and dropped, as containerd drops it for a container without
+    stdin."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        protocol: ChannelProtocol,
+        log_file: Path,
+        opts: ExecOptions,
+        still_current: Callable[[], bool],
+    ) -> None:
+        self.ws, self.protocol, self.log_file, self.opts = ws, protocol, log_file, opts
+        self.still_current = still_current
+        self._lock = asyncio.Lock()
+
+    async def send(self, channel: int, data: bytes) -> None:
+        message = self.protocol.encode(channel, data)
+        async with self._lock:
+            if isinstance(message, str):
+                await self.ws.send_str(message)
+            else:
+                await self.ws.send_bytes(message)
+
+    async def run(self) -> None:
+        await self.send(STDOUT if self.opts.stdout else STDERR if self.opts.stderr else ERROR, b"")
+        reader = asyncio.create_task(self._read_client())
+        follower = asyncio.create_task(self._follow())
+        try:
+            done, _ = await asyncio.wait({reader, follower}, return_when=asyncio.FIRST_COMPLETED)
+            if follower in done and follower.exception() is None:
+                message = status_message(self.protocol, {"metadata": {}, "status": "Success"})
+                if message is not None:
+                    await self.send(ERROR, message)
+        finally:
+            for task in (reader, follower):
+                task.cancel()
+            await asyncio.gather(reader, follower, return_exceptions=True)
+
+    async def _read_client(self) -> None:
+        async for msg in self.ws:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
+                return
+
+    async def _emit(self, raw: bytes) -> None:
+        stream, line = record_stream(raw), parse_log_line(raw)
+        channel = output_channel(stream, self.opts)
+        if channel is not None and line.content:
+            await self.send(channel, line.content)
+
+    async def _follow(self) -> None:
+        with open(self.log_file, "rb") as f:
+            f.seek(0, os.SEEK_END)  # attach shows what comes next, not the past
+            pending = b""
+            while True:
+                chunk = f.read(STREAM_CHUNK)
+                if chunk:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for raw in lines:
+                        await self._emit(raw + b"\n")
+                    if len(pending) > MAX_PENDING:
+                        await self._emit(pending)
+                        pending = b""
+                    continue
+                if not self.still_current():
+                    if pending:
+                        await self._emit(pending)
+                    return
+                if os.fstat(f.fileno()).st_size < f.tell():  # truncated: start over
+                    f.seek(0)
+                    pending = b""
+                await asyncio.sleep(FOLLOW_POLL)

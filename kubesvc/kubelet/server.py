@@ -1,5 +1,5 @@
 """The kubelet API: the node agent's HTTPS server, its routes and authentication. What each
-route does lives in its own module: logs, remotecommand (exec), portforward."""
+route does lives in its own module: logs, remotecommand (exec, attach), portforward."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ from kubesvc.kubelet.portforward import (
     dial_pod,
     parse_ports,
 )
-from kubesvc.kubelet.remotecommand import ExecSession, exec_argv, parse_exec_options
+from kubesvc.kubelet.remotecommand import (
+    AttachSession,
+    ExecSession,
+    exec_argv,
+    parse_attach_options,
+    parse_exec_options,
+)
 from kubesvc.kubelet.wschannel import (
     PORTFORWARD_PROTOCOLS,
     REMOTECOMMAND_PROTOCOLS,
@@ -69,6 +75,7 @@ class KubeletServer:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
+        app.router.add_route("*", "/attach/{ns}/{pod}/{container}", self._attach)
         app.router.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -199,6 +206,31 @@ class KubeletServer:
         await ws.prepare(request)
         with contextlib.suppress(ConnectionResetError):
             await ExecSession(ws, protocol, argv, opts).run()
+            await ws.close()
+        return ws
+
+    # attach
+    async def _attach(self, request: web.Request) -> web.StreamResponse:
+        ns, pod, container = (request.match_info[k] for k in ("ns", "pod", "container"))
+        opts = parse_attach_options(request.query)
+        self._pod(ns, pod)
+        self._container(ns, pod, container)
+        path = self.view.log_path(ns, pod, container, False)
+        if path is None or not path.exists():
+            # as containerd answers for a container that is not running
+            raise NodeError(500, f'container "{container}" is not running')
+        protocol = self._channel_protocol(request, REMOTECOMMAND_PROTOCOLS)
+
+        def still_current() -> bool:
+            return (
+                self.view.sandbox(ns, pod) is not None
+                and self.view.log_path(ns, pod, container, False) == path
+            )
+
+        ws = _websocket(protocol.name)
+        await ws.prepare(request)
+        with contextlib.suppress(ConnectionResetError):
+            await AttachSession(ws, protocol, path, opts, still_current).run()
             await ws.close()
         return ws
 

@@ -313,6 +313,46 @@ def test_exec_stdin_close_from_the_python_client(
         resp.close()
 
 
+# -- attach ---------------------------------------------------------------------------------
+
+
+def test_attach(api: ApiServerProcess, pod: tuple[str, str, FakeView]) -> None:
+    """`kubectl attach` shows what the container writes from then on, stdout and stderr
+    apart, and ends when the container does."""
+    ns, name, view = pod
+    proc = subprocess.Popen(
+        [KUBECTL, "attach", name, "-n", ns, "-c", "app"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=api.env(),
+    )
+    try:
+        time.sleep(1.5)  # kubectl finds the pod and opens the stream
+        stamp = "2024-01-01T00:00:00.000000000Z"
+        with open(view.pods[(ns, name)].logs["app"], "a") as f:
+            f.write(f"{stamp} stdout F attached output\n{stamp} stderr F attached error\n")
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == "attached output\n"
+        view.pods[(ns, name)].running = False
+        out, err = proc.communicate(timeout=15)
+        assert out == ""
+        assert "attached error\n" in err
+        assert proc.returncode == 0
+    finally:
+        view.pods[(ns, name)].running = True
+        proc.kill()
+        proc.wait()
+
+
+def test_attach_errors(api: ApiServerProcess, pod: tuple[str, str, FakeView]) -> None:
+    ns, name, _ = pod
+    err = api.fails("attach", name, "-n", ns, "-c", "nope")
+    assert "container nope not found in pod web" in err or "not valid for pod" in err
+    err = api.fails("attach", "missing", "-n", ns)
+    assert 'pods "missing" not found' in err
+
+
 # -- port-forward ---------------------------------------------------------------------------
 
 
@@ -494,3 +534,4 @@ def test_discovery_lists_the_subresources(api: ApiServerProcess) -> None:
     assert verbs["pods/log"] == ["get"]
     assert verbs["pods/exec"] == ["create", "get"]
     assert verbs["pods/portforward"] == ["create", "get"]
+    assert verbs["pods/attach"] == ["create", "get"]

@@ -1243,3 +1243,77 @@ def test_port_forward_over_websocket_bad_ports(view: FakeView, query: str, messa
         assert (info.value.headers or {}).get(ERROR_HEADER, "") == message
 
     run(view, body)
+
+
+# -- attach ---------------------------------------------------------------------------------
+
+
+def _cri(stream: str, text: str, tag: str = "F") -> str:
+    return f"2024-01-01T00:00:00.000000000Z {stream} {tag} {text}\n"
+
+
+def test_attach_streams_what_the_container_writes_next(view: FakeView) -> None:
+    log = view.write_log("ns", "p", "app", _cri("stdout", "before attach"))
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        ws = await session.ws_connect(
+            f"{base}/attach/ns/p/app?stdout=1&stderr=1&stdin=1",
+            protocols=["v5.channel.k8s.io"],
+            ssl=False,
+        )
+        await ws.send_str("\x00typed\n")  # read and dropped: no stdin to reach
+        await asyncio.sleep(0.3)
+        with open(log, "a") as f:
+            f.write(_cri("stdout", "out ", "P") + _cri("stdout", "line") + _cri("stderr", "oops"))
+        await asyncio.sleep(0.5)
+        view.pods[("ns", "p")].running = False  # the container ends: so does the attach
+        out = await collect(ws)
+        assert out[1] == b"out line\n"
+        assert out[2] == b"oops\n"
+        assert json.loads(out[3]) == {"metadata": {}, "status": "Success"}
+
+    run(view, body)
+
+
+def test_attach_with_a_terminal_merges_stderr(view: FakeView) -> None:
+    log = view.write_log("ns", "p", "app", "")
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        ws = await session.ws_connect(
+            f"{base}/attach/ns/p/app?stdout=1&tty=1", protocols=["v4.channel.k8s.io"], ssl=False
+        )
+        await asyncio.sleep(0.3)
+        with open(log, "a") as f:
+            f.write(_cri("stderr", "to the terminal"))
+        await asyncio.sleep(0.5)
+        view.pods[("ns", "p")].running = False
+        out = await collect(ws)
+        assert out[1] == b"to the terminal\n"
+        assert 2 not in out
+
+    run(view, body)
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "message"),
+    [
+        pytest.param("ns/nope/app?stdout=1", 404, "pod does not exist", id="no-pod"),
+        pytest.param("ns/p/nope?stdout=1", 500, 'container not found ("nope")', id="no-container"),
+        pytest.param("ns/p/app", 400, "at least 1 of stdin, stdout, stderr", id="no-stream"),
+        pytest.param(
+            "ns/p/side?stdout=1", 500, 'container "side" is not running', id="not-running"
+        ),
+    ],
+)
+def test_attach_refused(view: FakeView, path: str, code: int, message: str) -> None:
+    view.write_log("ns", "p", "app", "")
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await session.ws_connect(
+                f"{base}/attach/{path}", protocols=["v5.channel.k8s.io"], ssl=False
+            )
+        assert info.value.status == code
+        assert message in (info.value.headers or {}).get(ERROR_HEADER, "")
+
+    run(view, body)
