@@ -39,7 +39,8 @@ class CrdController:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self._wake = asyncio.Event()
-        self._served: dict[str, tuple[str, ...]] = {}  # CRD name -> its served signature
+        # CRD name -> (what its kinds depend on, its kinds): schemas compile once per spec
+        self._kinds: dict[str, tuple[tuple[Any, ...], list[CustomKind]]] = {}
 
     async def start(self) -> None:
         """The first pass, before the server takes requests: stored CRDs are served at once."""
@@ -75,7 +76,8 @@ class CrdController:
             name = crd["metadata"]["name"]
             status = wanted.get(name, {})
             if condition({"status": status}, "Established") == "True":
-                kinds += kinds_for(crd)
+                kinds += self._kinds_of(crd)
+        self._kinds = {n: v for n, v in self._kinds.items() if n in wanted}
         self._serve(kinds)
         for crd in crds:
             name = crd["metadata"]["name"]
@@ -88,6 +90,15 @@ class CrdController:
             elif CLEANUP_FINALIZER not in (crd["metadata"].get("finalizers") or []):
                 await self._add_finalizer(crd)
 
+    def _kinds_of(self, crd: dict[str, Any]) -> list[CustomKind]:
+        m = crd["metadata"]
+        # the generation grows with every spec change; status writes leave it alone
+        key = (m.get("uid"), m.get("generation"), bool(m.get("deletionTimestamp")))
+        hit = self._kinds.get(m["name"])
+        if hit is None or hit[0] != key:
+            hit = self._kinds[m["name"]] = (key, kinds_for(crd))
+        return hit[1]
+
     def _serve(self, kinds: list[CustomKind]) -> None:
         before = {(k.group_resource, k.version): k for k in catalog.custom_kinds()}
         catalog.set_custom(kinds)
@@ -95,6 +106,8 @@ class CrdController:
         after = {(k.group_resource, k.version): k for k in catalog.custom_kinds()}
         changed = {gr for (gr, v), k in after.items() if before.get((gr, v)) is not k}
         changed |= {gr for (gr, v) in before if (gr, v) not in after}
+        if not changed and before:
+            return
         if changed:
             # objects read with another schema (defaults on read) are decoded again
             self.registry.forget(tuple(f"/registry/{gr}/" for gr in changed))

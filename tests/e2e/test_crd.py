@@ -431,3 +431,41 @@ def test_hostile_custom_objects_get_4xx(
     }
     err = api.fails("create", "-f", "-", input=json.dumps(deep_crd))
     assert "InternalError" not in err and ("nested more than" in err or "must not be nested" in err)
+
+
+def test_schema_changes_namespace_deletion_and_restart(tmp_path: Path) -> None:
+    """A server of its own: CRDs and custom objects survive kill -9, a default added to the
+    schema shows on objects stored before it, and deleting a namespace deletes its custom
+    objects."""
+    server = ApiServerProcess(tmp_path / "data")
+    server.start()
+    try:
+        group = "restart.example.com"
+        res = f"widgets.{group}"
+        server.out("apply", "-f", "-", input=widget_crd(group))
+        server.out("wait", "--for=condition=Established", f"crd/{res}", "--timeout=20s")
+        for ns in ("keep", "gone"):
+            server.out("create", "namespace", ns)
+            server.out("create", "-n", ns, "-f", "-", input=_widget("w", group, color="red"))
+        server.kill9()
+        server.start()
+        obj = json.loads(server.out("get", "-n", "keep", res, "w", "-o", "json"))
+        assert obj["spec"]["color"] == "red" and "label" not in obj["spec"]
+        assert "wdg" in server.out("api-resources", "--api-group", group)
+        # a new field with a default: served on the stored object without a write
+        crd = json.loads(server.out("get", "crd", res, "-o", "json"))
+        version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+        spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        spec["properties"]["label"] = {"type": "string", "default": "none"}
+        server.out("replace", "-f", "-", input=json.dumps(crd))
+        deadline = time.monotonic() + 10
+        while True:
+            obj = json.loads(server.out("get", "-n", "keep", res, "w", "-o", "json"))
+            if obj["spec"].get("label") == "none" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert obj["spec"]["label"] == "none"
+        server.out("delete", "namespace", "gone", "--timeout=30s")
+        assert server.out("get", res, "-A", "-o", "name").split() == [f"widget.{group}/w"]
+    finally:
+        server.stop()
