@@ -81,8 +81,11 @@ def probe_url(http_get: Obj, pod_ip: str, container_ports: Sequence[Obj]) -> str
 def probe_headers(http_get: Obj) -> list[tuple[str, str]]:
     """Request headers: the probe's httpHeaders plus User-Agent/Accept unless given; an
     explicitly empty Accept is removed."""
+    raw = http_get.get("httpHeaders")
     given = [
-        (str(h.get("name", "")), str(h.get("value", ""))) for h in http_get.get("httpHeaders") or []
+        (str(h.get("name", "")), str(h.get("value", "")))
+        for h in (raw if isinstance(raw, list) else [])
+        if isinstance(h, dict)
     ]
     names = {name.lower() for name, _ in given}
     headers = [(n, v) for n, v in given if not (n.lower() == "accept" and v == "")]

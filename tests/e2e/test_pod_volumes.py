@@ -239,3 +239,49 @@ def test_env_from_configmap_and_secret_refs(env: tuple[Cluster, Path]) -> None:
     finally:
         c.kubectl("delete", "pod", name, "--wait=false", check=False)
         c.kubectl("delete", "configmap", cm, "secret", sec, check=False)
+
+
+def test_downward_labels_follow_the_pod_and_host_path_types_are_checked(
+    env: tuple[Cluster, Path],
+) -> None:
+    c, base = env
+    name, bad = uniq("down"), uniq("hostpath")
+    vols = [
+        {
+            "name": "d",
+            "downwardAPI": {
+                "items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]
+            },
+        }
+    ]
+    apply(c, busybox_pod(name, [{"name": "d", "mountPath": f"{base}/{name}"}], vols))
+    missing = base / f"{bad}-missing"
+    apply(
+        c,
+        busybox_pod(
+            bad,
+            [{"name": "h", "mountPath": f"{base}/{bad}"}],
+            [{"name": "h", "hostPath": {"path": str(missing), "type": "Directory"}}],
+        ),
+    )
+    try:
+        wait_ready(c, name)
+        c.out("label", "pod", name, "color=blue")
+        wait_for(
+            lambda: 'color="blue"' in cat(c, name, f"{base}/{name}/labels") or None,
+            timeout=20,
+            what="the new label in the downwardAPI file",
+        )
+        message = (
+            f'MountVolume.SetUp failed for volume "h" : hostPath type check failed: '
+            f"{missing} is not a directory"
+        )
+
+        def failed_mount() -> bool | None:
+            events = c.json("get", "events", "--field-selector", f"involvedObject.name={bad}")
+            return any(e.get("message") == message for e in events["items"]) or None
+
+        wait_for(failed_mount, timeout=20, what="a FailedMount event for the hostPath")
+        assert not missing.exists()
+    finally:
+        c.kubectl("delete", "pod", name, bad, "--wait=false", check=False)
