@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
+import re
 import sys
 import types
 import typing
@@ -56,6 +57,13 @@ GROUP_PACKAGE = {
     "networking.k8s.io": "io.k8s.api.networking.v1",
     "coordination.k8s.io": "io.k8s.api.coordination.v1",
     "apiextensions.k8s.io": "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1",
+    "batch": "io.k8s.api.batch.v1",
+    "autoscaling": "io.k8s.api.autoscaling.v2",
+    "policy": "io.k8s.api.policy.v1",
+    "scheduling.k8s.io": "io.k8s.api.scheduling.v1",
+    "storage.k8s.io": "io.k8s.api.storage.v1",
+    "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
+    "apiregistration.k8s.io": "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1",
 }
 
 # JSONSchemaProps fields that hold any JSON value (a schema or a bool, a schema or a list of
@@ -66,7 +74,7 @@ ANY_JSON_FIELDS = {
 }
 
 # Python client class for each served kind (and its list).
-KIND_CLASS = {"Event": "CoreV1Event"}
+KIND_CLASS = {"Event": "CoreV1Event", "HorizontalPodAutoscaler": "V2HorizontalPodAutoscaler"}
 
 # Meta types, assigned to the meta package before any kind is walked.
 META_CLASSES = (
@@ -156,6 +164,10 @@ FIELD_REFS: dict[tuple[str, str], str] = {
     ("V1LeaseSpec", "acquireTime"): MICROTIME,
     ("V1LeaseSpec", "renewTime"): MICROTIME,
     ("V1EmptyDirVolumeSource", "sizeLimit"): QUANTITY,
+    ("V2MetricTarget", "value"): QUANTITY,
+    ("V2MetricTarget", "averageValue"): QUANTITY,
+    ("V2MetricValueStatus", "value"): QUANTITY,
+    ("V2MetricValueStatus", "averageValue"): QUANTITY,
     ("V1ResourceFieldSelector", "divisor"): QUANTITY,
 }
 
@@ -171,6 +183,15 @@ QUANTITY_MAPS = {
     ("V1ContainerStatus", "allocatedResources"),
     ("V1PersistentVolumeClaimStatus", "capacity"),
     ("V1PersistentVolumeClaimStatus", "allocatedResources"),
+    ("V1PersistentVolumeSpec", "capacity"),
+    ("V1ResourceQuotaSpec", "hard"),
+    ("V1ResourceQuotaStatus", "hard"),
+    ("V1ResourceQuotaStatus", "used"),
+    ("V1LimitRangeItem", "max"),
+    ("V1LimitRangeItem", "min"),
+    ("V1LimitRangeItem", "default"),
+    ("V1LimitRangeItem", "defaultRequest"),
+    ("V1LimitRangeItem", "maxLimitRequestRatio"),
 }
 
 INT64_FIELDS = {
@@ -200,6 +221,13 @@ INT64_FIELDS = {
     ("V1LinuxContainerUser", "gid"),
     ("V1LinuxContainerUser", "supplementalGroups"),
     ("V1ContainerImage", "sizeBytes"),
+    ("V1JobSpec", "activeDeadlineSeconds"),
+    ("V1CronJobSpec", "startingDeadlineSeconds"),
+    ("V1DaemonSetStatus", "observedGeneration"),
+    ("V1StatefulSetStatus", "observedGeneration"),
+    ("V1ReplicationControllerStatus", "observedGeneration"),
+    ("V1PodDisruptionBudgetStatus", "observedGeneration"),
+    ("V2HorizontalPodAutoscalerStatus", "observedGeneration"),
 }
 
 
@@ -444,12 +472,15 @@ def model(name: str) -> ModelCls:
     return cls
 
 
+_VERSION_PART = re.compile(r"V[0-9]+(?:(?:alpha|beta)[0-9]+)?(?=[A-Z])")
+
+
 def short_name(cls: ModelCls) -> str:
-    """V1Service -> Service; CoreV1Event -> Event; DiscoveryV1EndpointPort -> EndpointPort."""
+    """V1Service -> Service; CoreV1Event -> Event; V2MetricSpec -> MetricSpec."""
     name = cls.__name__
-    idx = name.find("V1")
-    assert idx >= 0, name
-    return name[idx + 2 :]
+    match = _VERSION_PART.search(name)
+    assert match is not None, name
+    return name[match.end() :]
 
 
 def kind_class(kind: Kind) -> ModelCls:
@@ -754,6 +785,13 @@ OP_GROUP = {
     "networking.k8s.io": "NetworkingV1",
     "coordination.k8s.io": "CoordinationV1",
     "apiextensions.k8s.io": "ApiextensionsV1",
+    "batch": "BatchV1",
+    "autoscaling": "AutoscalingV2",
+    "policy": "PolicyV1",
+    "scheduling.k8s.io": "SchedulingV1",
+    "storage.k8s.io": "StorageV1",
+    "rbac.authorization.k8s.io": "RbacAuthorizationV1",
+    "apiregistration.k8s.io": "ApiregistrationV1",
 }
 
 

@@ -653,6 +653,43 @@ _SKELETONS: dict[str, dict] = {
     "Ingress": {"spec": {}, "status": {"loadBalancer": {}}},
     "IngressClass": {"spec": {}},
     "Lease": {"spec": {}},
+    "DaemonSet": {
+        "spec": {
+            "selector": None,
+            "template": {"metadata": {}, "spec": {"containers": None}},
+            "updateStrategy": {},
+        },
+        "status": {},
+    },
+    "StatefulSet": {
+        "spec": {
+            "selector": None,
+            "template": {"metadata": {}, "spec": {"containers": None}},
+            "updateStrategy": {},
+        },
+        "status": {},
+    },
+    "Job": {"spec": {"template": {"metadata": {}, "spec": {"containers": None}}}, "status": {}},
+    "CronJob": {
+        "spec": {
+            "jobTemplate": {
+                "metadata": {},
+                "spec": {"template": {"metadata": {}, "spec": {"containers": None}}},
+            }
+        },
+        "status": {},
+    },
+    "ReplicationController": {"spec": {}, "status": {}},
+    "PersistentVolumeClaim": {"spec": {"resources": {}}, "status": {}},
+    "PersistentVolume": {"spec": {}, "status": {}},
+    "ResourceQuota": {"spec": {}, "status": {}},
+    "LimitRange": {"spec": {"limits": None}},
+    "HorizontalPodAutoscaler": {"spec": {"scaleTargetRef": {}}, "status": {}},
+    "PodDisruptionBudget": {"spec": {}, "status": {}},
+    "NetworkPolicy": {"spec": {"podSelector": {}}},
+    "RoleBinding": {"roleRef": {}},
+    "ClusterRoleBinding": {"roleRef": {}},
+    "APIService": {"spec": {}, "status": {}},
 }
 
 

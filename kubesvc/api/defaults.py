@@ -19,7 +19,17 @@ from typing import Any
 
 Obj = dict[str, Any]
 
-_CLUSTER_SCOPED = {"Namespace", "Node", "IngressClass"}
+_CLUSTER_SCOPED = {
+    "Namespace",
+    "Node",
+    "IngressClass",
+    "PersistentVolume",
+    "PriorityClass",
+    "StorageClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "APIService",
+}
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -433,7 +443,205 @@ def _ingress_class(obj: Obj) -> None:
         params["scope"] = "Cluster"
 
 
+# ---------------------------------------------------------------------------
+# workloads (apps/v1, batch/v1, core ReplicationController)
+# ---------------------------------------------------------------------------
+
+
+def _default_int(obj: Obj, key: str, value: int) -> None:
+    if obj.get(key) is None:
+        obj[key] = value
+
+
+def _daemon_set(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    strategy = _dict(spec, "updateStrategy")
+    _setdefault(strategy, "type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = _dict(strategy, "rollingUpdate")
+        _default_int(rolling, "maxUnavailable", 1)
+        _default_int(rolling, "maxSurge", 0)
+    _default_int(spec, "revisionHistoryLimit", 10)
+    _template(spec)
+
+
+def _pvc_spec(spec: Obj) -> None:
+    _setdefault(spec, "volumeMode", "Filesystem")
+
+
+def _stateful_set(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _setdefault(spec, "podManagementPolicy", "OrderedReady")
+    strategy = _dict(spec, "updateStrategy")
+    _setdefault(strategy, "type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        _default_int(_dict(strategy, "rollingUpdate"), "partition", 0)
+    _default_int(spec, "replicas", 1)
+    _default_int(spec, "revisionHistoryLimit", 10)
+    retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
+    _setdefault(retention, "whenDeleted", "Retain")
+    _setdefault(retention, "whenScaled", "Retain")
+    for claim in _dicts(spec.get("volumeClaimTemplates")):
+        _pvc_spec(_dict(claim, "spec"))
+        _setdefault(claim, "apiVersion", "v1")
+        _setdefault(claim, "kind", "PersistentVolumeClaim")
+        _dict(claim, "status").setdefault("phase", "Pending")
+    _template(spec)
+
+
+def _job_spec(spec: Obj) -> None:
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+        spec["parallelism"] = 1
+    _default_int(spec, "parallelism", 1)
+    _default_int(spec, "backoffLimit", 6)
+    _setdefault(spec, "completionMode", "NonIndexed")
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    _setdefault(spec, "podReplacementPolicy", "TerminatingOrFailed")
+    _pod_spec(_dict(_dict(spec, "template"), "spec"))
+
+
+def _job(obj: Obj) -> None:
+    _job_spec(_dict(obj, "spec"))
+
+
+def _cron_job(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _setdefault(spec, "concurrencyPolicy", "Allow")
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    _default_int(spec, "successfulJobsHistoryLimit", 3)
+    _default_int(spec, "failedJobsHistoryLimit", 1)
+    _job_spec(_dict(_dict(spec, "jobTemplate"), "spec"))
+
+
+def _replication_controller(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    template = spec.get("template")
+    labels = _map(_map(_map(template).get("metadata")).get("labels"))
+    # SetDefaults_ReplicationController: the selector and labels default to the template's
+    if labels:
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        meta = _dict(obj, "metadata")
+        if not meta.get("labels"):
+            meta["labels"] = dict(labels)
+    _default_int(spec, "replicas", 1)
+    if isinstance(template, dict):
+        _pod_spec(_dict(template, "spec"))
+
+
+def _hpa(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _default_int(spec, "minReplicas", 1)
+    if not spec.get("metrics"):
+        # autoscaling/v2 SetDefaults: 80% average CPU utilization
+        spec["metrics"] = [
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": 80},
+                },
+            }
+        ]
+
+
+# ---------------------------------------------------------------------------
+# stored kinds
+# ---------------------------------------------------------------------------
+
+
+def _persistent_volume_claim(obj: Obj) -> None:
+    _pvc_spec(_dict(obj, "spec"))
+    _setdefault(_dict(obj, "status"), "phase", "Pending")
+
+
+def _persistent_volume(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _setdefault(spec, "persistentVolumeReclaimPolicy", "Retain")
+    _setdefault(spec, "volumeMode", "Filesystem")
+    _setdefault(_dict(obj, "status"), "phase", "Pending")
+
+
+def _storage_class(obj: Obj) -> None:
+    _setdefault(obj, "reclaimPolicy", "Delete")
+    _setdefault(obj, "volumeBindingMode", "Immediate")
+
+
+def _limit_range(obj: Obj) -> None:
+    # SetDefaults_LimitRangeItem: a container's max is its default limit, the default limit
+    # (else max) its default request
+    for item in _dicts(_dict(obj, "spec").get("limits")):
+        if item.get("type") != "Container":
+            continue
+        default = _dict(item, "default")
+        for name, quantity in _map(item.get("max")).items():
+            default.setdefault(name, quantity)
+        request = _dict(item, "defaultRequest")
+        for name, quantity in default.items():
+            request.setdefault(name, quantity)
+        for name, quantity in _map(item.get("min")).items():
+            request.setdefault(name, quantity)
+        if not default:
+            item.pop("default")
+        if not request:
+            item.pop("defaultRequest")
+
+
+def _network_policy(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _dict(spec, "podSelector")
+    for rule in _dicts(spec.get("ingress")) + _dicts(spec.get("egress")):
+        for port in _dicts(rule.get("ports")):
+            _setdefault(port, "protocol", "TCP")
+    if not spec.get("policyTypes"):
+        types = ["Ingress"]
+        if spec.get("egress"):
+            types.append("Egress")
+        spec["policyTypes"] = types
+
+
+def _priority_class(obj: Obj) -> None:
+    _setdefault(obj, "preemptionPolicy", "PreemptLowerPriority")
+
+
+_RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _role_binding(obj: Obj) -> None:
+    for subject in _dicts(obj.get("subjects")):
+        if subject.get("apiGroup") is None:
+            kind = subject.get("kind")
+            if kind in ("User", "Group"):
+                subject["apiGroup"] = _RBAC_GROUP
+            elif kind == "ServiceAccount":
+                subject["apiGroup"] = ""
+
+
+def _api_service(obj: Obj) -> None:
+    service = _dict(obj, "spec").get("service")
+    if isinstance(service, dict) and service.get("port") is None:
+        service["port"] = 443
+
+
 _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
+    "DaemonSet": _daemon_set,
+    "StatefulSet": _stateful_set,
+    "Job": _job,
+    "CronJob": _cron_job,
+    "ReplicationController": _replication_controller,
+    "HorizontalPodAutoscaler": _hpa,
+    "PersistentVolumeClaim": _persistent_volume_claim,
+    "PersistentVolume": _persistent_volume,
+    "StorageClass": _storage_class,
+    "LimitRange": _limit_range,
+    "NetworkPolicy": _network_policy,
+    "PriorityClass": _priority_class,
+    "RoleBinding": _role_binding,
+    "ClusterRoleBinding": _role_binding,
+    "APIService": _api_service,
     "Service": _service,
     "Pod": _pod,
     "Deployment": _deployment,

@@ -247,10 +247,68 @@ TYPES: dict[str, dict[str, FieldMeta]] = {
         "spec": _struct("IngressSpec"),
     },
     "IngressSpec": {"rules": ATOMIC_LIST, "tls": ATOMIC_LIST},
+    "DaemonSet": {
+        "metadata": _struct("ObjectMeta"),
+        "spec": _struct("DaemonSetSpec"),
+        "status": _struct("WorkloadStatus"),
+    },
+    "DaemonSetSpec": {"selector": _atomic_struct(), "template": _struct("PodTemplateSpec")},
+    "StatefulSet": {
+        "metadata": _struct("ObjectMeta"),
+        "spec": _struct("StatefulSetSpec"),
+        "status": _struct("WorkloadStatus"),
+    },
+    "StatefulSetSpec": {
+        "selector": _atomic_struct(),
+        "template": _struct("PodTemplateSpec"),
+        "volumeClaimTemplates": ATOMIC_LIST,
+    },
+    "ReplicationController": {
+        "metadata": _struct("ObjectMeta"),
+        "spec": _struct("ReplicationControllerSpec"),
+        "status": _struct("WorkloadStatus"),
+    },
+    "ReplicationControllerSpec": {"template": _struct("PodTemplateSpec")},
+    "WorkloadStatus": {"conditions": _conditions()},
+    "Job": {
+        "metadata": _struct("ObjectMeta"),
+        "spec": _struct("JobSpec"),
+        "status": _struct("JobStatus"),
+    },
+    "JobSpec": {"selector": _atomic_struct(), "template": _struct("PodTemplateSpec")},
+    "JobStatus": {"conditions": FieldMeta(list_type="atomic")},
+    "CronJob": {
+        "metadata": _struct("ObjectMeta"),
+        "spec": _struct("CronJobSpec"),
+        "status": _struct("CronJobStatus"),
+    },
+    "CronJobSpec": {"jobTemplate": _struct("JobTemplateSpec")},
+    "JobTemplateSpec": {"metadata": _struct("ObjectMeta"), "spec": _struct("JobSpec")},
+    "CronJobStatus": {"active": ATOMIC_LIST},
 }
 
 # Kinds whose top level is just metadata plus free-form fields.
-for _kind in ("Secret", "ConfigMap", "IngressClass", "Lease"):
+for _kind in (
+    "Secret",
+    "ConfigMap",
+    "IngressClass",
+    "Lease",
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "ServiceAccount",
+    "ResourceQuota",
+    "LimitRange",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "PriorityClass",
+    "StorageClass",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "APIService",
+):
     TYPES.setdefault(_kind, {"metadata": _struct("ObjectMeta")})
 
 

@@ -408,7 +408,7 @@ _DEFAULT_COLUMNS: list[Column] = [
 
 def column_definitions(kind: str) -> list[dict]:
     """The Table `columnDefinitions` for `kind` (all columns, wide ones have priority 1)."""
-    return [dict(c) for c in _COLUMNS.get(kind, _DEFAULT_COLUMNS)]
+    return [dict(c) for c in _columns_of(kind) or _DEFAULT_COLUMNS]
 
 
 # --- durations and timestamps ----------------------------------------------------------------
@@ -1108,6 +1108,644 @@ def _default_cells(obj: Obj, now: datetime) -> list[Cell]:
     return [_name(obj), stamp or "0001-01-01T00:00:00Z"]
 
 
+# --- workload and stored kinds added later (descriptions from the published schemas) ----------
+
+
+def _doc(group_version: str, type_name: str, field: str) -> str:
+    """A field's description in our OpenAPI documents (upstream's SwaggerDoc text)."""
+    from kubesvc.api import openapi
+
+    key = "api/v1" if group_version == "v1" else f"apis/{group_version}"
+    doc = openapi.parsed(key) or {}
+    schema = doc.get("components", {}).get("schemas", {}).get(type_name, {})
+    return str(schema.get("properties", {}).get(field, {}).get("description", ""))
+
+
+def _core(type_name: str, field: str) -> str:
+    return _doc("v1", f"io.k8s.api.core.v1.{type_name}", field)
+
+
+_WIDE_TEMPLATE = (
+    _col("Containers", "string", CONTAINERS_DESC, 1),
+    _col("Images", "string", IMAGES_DESC, 1),
+)
+
+
+def _later_columns() -> dict[str, list[Column]]:
+    apps = "io.k8s.api.apps.v1"
+    batch = "io.k8s.api.batch.v1"
+    hpa = "io.k8s.api.autoscaling.v2"
+    return {
+        "ReplicationController": [
+            _name_col(),
+            _col("Desired", "integer", _core("ReplicationControllerSpec", "replicas")),
+            _col("Current", "integer", _core("ReplicationControllerStatus", "replicas")),
+            _col("Ready", "integer", _core("ReplicationControllerStatus", "readyReplicas")),
+            _age_col(),
+            *_WIDE_TEMPLATE,
+            _col("Selector", "string", _core("ReplicationControllerSpec", "selector"), 1),
+        ],
+        "DaemonSet": [
+            _name_col(),
+            _col(
+                "Desired",
+                "integer",
+                _doc("apps/v1", f"{apps}.DaemonSetStatus", "desiredNumberScheduled"),
+            ),
+            _col(
+                "Current",
+                "integer",
+                _doc("apps/v1", f"{apps}.DaemonSetStatus", "currentNumberScheduled"),
+            ),
+            _col("Ready", "integer", _doc("apps/v1", f"{apps}.DaemonSetStatus", "numberReady")),
+            _col(
+                "Up-to-date",
+                "integer",
+                _doc("apps/v1", f"{apps}.DaemonSetStatus", "updatedNumberScheduled"),
+            ),
+            _col(
+                "Available",
+                "integer",
+                _doc("apps/v1", f"{apps}.DaemonSetStatus", "numberAvailable"),
+            ),
+            _col("Node Selector", "string", _core("PodSpec", "nodeSelector")),
+            _age_col(),
+            *_WIDE_TEMPLATE,
+            _col("Selector", "string", _doc("apps/v1", f"{apps}.DaemonSetSpec", "selector"), 1),
+        ],
+        "StatefulSet": [
+            _name_col(),
+            _col("Ready", "string", "Number of the pod with ready state"),
+            _age_col(),
+            *_WIDE_TEMPLATE,
+        ],
+        "Job": [
+            _name_col(),
+            _col("Status", "string", "Status of the job."),
+            _col("Completions", "string", _doc("batch/v1", f"{batch}.JobStatus", "succeeded")),
+            _col("Duration", "string", "Time required to complete the job."),
+            _age_col(),
+            *_WIDE_TEMPLATE,
+            _col("Selector", "string", _doc("batch/v1", f"{batch}.JobSpec", "selector"), 1),
+        ],
+        "CronJob": [
+            _name_col(),
+            _col("Schedule", "string", _doc("batch/v1", f"{batch}.CronJobSpec", "schedule")),
+            _col("Timezone", "string", _doc("batch/v1", f"{batch}.CronJobSpec", "timeZone")),
+            _col("Suspend", "boolean", _doc("batch/v1", f"{batch}.CronJobSpec", "suspend")),
+            _col("Active", "integer", _doc("batch/v1", f"{batch}.CronJobStatus", "active")),
+            _col(
+                "Last Schedule",
+                "string",
+                _doc("batch/v1", f"{batch}.CronJobStatus", "lastScheduleTime"),
+            ),
+            _age_col(),
+            *_WIDE_TEMPLATE,
+            _col("Selector", "string", _doc("batch/v1", f"{batch}.JobSpec", "selector"), 1),
+        ],
+        "HorizontalPodAutoscaler": [
+            _name_col(),
+            _col(
+                "Reference",
+                "string",
+                _doc("autoscaling/v2", f"{hpa}.HorizontalPodAutoscalerSpec", "scaleTargetRef"),
+            ),
+            _col(
+                "Targets",
+                "string",
+                _doc("autoscaling/v2", f"{hpa}.HorizontalPodAutoscalerSpec", "metrics"),
+            ),
+            _col(
+                "MinPods",
+                "string",
+                _doc("autoscaling/v2", f"{hpa}.HorizontalPodAutoscalerSpec", "minReplicas"),
+            ),
+            _col(
+                "MaxPods",
+                "string",
+                _doc("autoscaling/v2", f"{hpa}.HorizontalPodAutoscalerSpec", "maxReplicas"),
+            ),
+            _col(
+                "Replicas",
+                "string",
+                _doc("autoscaling/v2", f"{hpa}.HorizontalPodAutoscalerStatus", "currentReplicas"),
+            ),
+            _age_col(),
+        ],
+        "PodDisruptionBudget": [
+            _name_col(),
+            _col("Min Available", "string", "The minimum number of pods that must be available."),
+            _col(
+                "Max Unavailable", "string", "The maximum number of pods that may be unavailable."
+            ),
+            _col(
+                "Allowed Disruptions",
+                "integer",
+                "Calculated number of pods that may be disrupted at this time.",
+            ),
+            _age_col(),
+        ],
+        "NetworkPolicy": [
+            _name_col(),
+            _col(
+                "Pod-Selector",
+                "string",
+                _doc(
+                    "networking.k8s.io/v1",
+                    "io.k8s.api.networking.v1.NetworkPolicySpec",
+                    "podSelector",
+                ),
+            ),
+            _age_col(),
+        ],
+        "PriorityClass": [
+            _name_col(),
+            _col(
+                "Value",
+                "integer",
+                _doc("scheduling.k8s.io/v1", "io.k8s.api.scheduling.v1.PriorityClass", "value"),
+            ),
+            _col(
+                "Global-Default",
+                "boolean",
+                _doc(
+                    "scheduling.k8s.io/v1",
+                    "io.k8s.api.scheduling.v1.PriorityClass",
+                    "globalDefault",
+                ),
+            ),
+            _age_col(),
+            _col(
+                "PreemptionPolicy",
+                "string",
+                _doc(
+                    "scheduling.k8s.io/v1",
+                    "io.k8s.api.scheduling.v1.PriorityClass",
+                    "preemptionPolicy",
+                ),
+                1,
+            ),
+        ],
+        "ResourceQuota": [
+            _name_col(),
+            _col(
+                "Request",
+                "string",
+                "Request represents a minimum amount of cpu/memory that a container may consume.",
+            ),
+            _col(
+                "Limit",
+                "string",
+                "Limits control the maximum amount of cpu/memory that a container may use "
+                "independent of contention on the node.",
+            ),
+            _age_col(),
+        ],
+        "PersistentVolumeClaim": [
+            _name_col(),
+            _col("Status", "string", _core("PersistentVolumeClaimStatus", "phase")),
+            _col("Volume", "string", _core("PersistentVolumeClaimSpec", "volumeName")),
+            _col("Capacity", "string", _core("PersistentVolumeClaimStatus", "capacity")),
+            _col("Access Modes", "string", _core("PersistentVolumeClaimStatus", "accessModes")),
+            _col("StorageClass", "string", "StorageClass of the pvc"),
+            _col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc"),
+            _age_col(),
+            _col("VolumeMode", "string", _core("PersistentVolumeClaimSpec", "volumeMode"), 1),
+        ],
+        "PersistentVolume": [
+            _name_col(),
+            _col("Capacity", "string", _core("PersistentVolumeSpec", "capacity")),
+            _col("Access Modes", "string", _core("PersistentVolumeSpec", "accessModes")),
+            _col(
+                "Reclaim Policy",
+                "string",
+                _core("PersistentVolumeSpec", "persistentVolumeReclaimPolicy"),
+            ),
+            _col("Status", "string", _core("PersistentVolumeStatus", "phase")),
+            _col("Claim", "string", _core("PersistentVolumeSpec", "claimRef")),
+            _col("StorageClass", "string", "StorageClass of the pv"),
+            _col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv"),
+            _col("Reason", "string", _core("PersistentVolumeStatus", "reason")),
+            _age_col(),
+            _col("VolumeMode", "string", _core("PersistentVolumeSpec", "volumeMode"), 1),
+        ],
+        "StorageClass": [
+            _name_col(),
+            *(
+                _col(
+                    title,
+                    "string",
+                    _doc("storage.k8s.io/v1", "io.k8s.api.storage.v1.StorageClass", field),
+                )
+                for title, field in (
+                    ("Provisioner", "provisioner"),
+                    ("ReclaimPolicy", "reclaimPolicy"),
+                    ("VolumeBindingMode", "volumeBindingMode"),
+                    ("AllowVolumeExpansion", "allowVolumeExpansion"),
+                )
+            ),
+            _age_col(),
+        ],
+        "ServiceAccount": [
+            _name_col(),
+            _col("Secrets", "string", _core("ServiceAccount", "secrets")),
+            _age_col(),
+        ],
+        "RoleBinding": _binding_columns("roleBinding", "RoleBinding"),
+        "ClusterRoleBinding": _binding_columns("clusterRoleBinding", "ClusterRoleBinding"),
+        "APIService": [
+            _name_col(),
+            _col("Service", "string", "The reference to the service that hosts this API endpoint."),
+            _col("Available", "string", "Whether this service is available."),
+            _age_col(),
+        ],
+    }
+
+
+def _binding_columns(word: str, type_name: str) -> list[Column]:
+    rbac = "io.k8s.api.rbac.v1"
+    return [
+        _name_col(),
+        _col(
+            "Role", "string", _doc("rbac.authorization.k8s.io/v1", f"{rbac}.{type_name}", "roleRef")
+        ),
+        _age_col(),
+        _col("Users", "string", f"Users in the {word}", 1),
+        _col("Groups", "string", f"Groups in the {word}", 1),
+        _col("ServiceAccounts", "string", f"ServiceAccounts in the {word}", 1),
+    ]
+
+
+_LATER_COLUMNS: dict[str, list[Column]] = {}
+
+
+def _columns_of(kind: str) -> list[Column] | None:
+    if kind in _COLUMNS:
+        return _COLUMNS[kind]
+    if not _LATER_COLUMNS:
+        _LATER_COLUMNS.update(_later_columns())
+    return _LATER_COLUMNS.get(kind)
+
+
+def _quantity(value: Any) -> str:
+    return _str(value)
+
+
+def _rc_cells(rc: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(rc.get("spec")), _map(rc.get("status"))
+    names, images = _container_cells(_template_containers(rc))
+    return [
+        _name(rc),
+        _int(spec.get("replicas"), default=1),
+        _int(status.get("replicas")),
+        _int(status.get("readyReplicas")),
+        _created(rc, now),
+        names,
+        images,
+        _format_labels(spec.get("selector")),
+    ]
+
+
+def _daemon_set_cells(ds: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(ds.get("spec")), _map(ds.get("status"))
+    names, images = _container_cells(_template_containers(ds))
+    return [
+        _name(ds),
+        _int(status.get("desiredNumberScheduled")),
+        _int(status.get("currentNumberScheduled")),
+        _int(status.get("numberReady")),
+        _int(status.get("updatedNumberScheduled")),
+        _int(status.get("numberAvailable")),
+        _format_labels(_get(spec, "template", "spec", "nodeSelector")),
+        _created(ds, now),
+        names,
+        images,
+        _format_label_selector(spec.get("selector")),
+    ]
+
+
+def _stateful_set_cells(sts: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(sts.get("spec")), _map(sts.get("status"))
+    names, images = _container_cells(_template_containers(sts))
+    ready = f"{_int(status.get('readyReplicas'))}/{_int(spec.get('replicas'), default=1)}"
+    return [_name(sts), ready, _created(sts, now), names, images]
+
+
+def _condition_is_true(conditions: Any, type_: str) -> bool:
+    for cond in _list(conditions):
+        if _get(cond, "type") == type_:
+            return _get(cond, "status") == "True"
+    return False
+
+
+def job_status_word(job: Obj) -> str:
+    conditions = _get(job, "status", "conditions")
+    if _condition_is_true(conditions, "Complete"):
+        return "Complete"
+    if _condition_is_true(conditions, "Failed"):
+        return "Failed"
+    if _get(job, "metadata", "deletionTimestamp"):
+        return "Terminating"
+    if _condition_is_true(conditions, "Suspended"):
+        return "Suspended"
+    if _condition_is_true(conditions, "FailureTarget"):
+        return "FailureTarget"
+    return "Running"
+
+
+def _job_cells(job: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(job.get("spec")), _map(job.get("status"))
+    succeeded = _int(status.get("succeeded"))
+    completions = spec.get("completions")
+    if isinstance(completions, int) and not isinstance(completions, bool):
+        done = f"{succeeded}/{completions}"
+    else:
+        parallelism = _int(spec.get("parallelism"))
+        done = f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+    start = _parse_time(status.get("startTime"))
+    end = _parse_time(status.get("completionTime"))
+    if start is None:
+        duration = ""
+    elif end is None:
+        duration = _since(start, now)
+    else:
+        duration = human_duration((end - start).total_seconds())
+    names, images = _container_cells(_template_containers(job))
+    return [
+        _name(job),
+        job_status_word(job),
+        done,
+        duration,
+        _created(job, now),
+        names,
+        images,
+        _format_label_selector(spec.get("selector")),
+    ]
+
+
+def _bool_ptr(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return "<unset>"
+
+
+def _cron_job_cells(cj: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(cj.get("spec")), _map(cj.get("status"))
+    last = status.get("lastScheduleTime")
+    zone = spec.get("timeZone")
+    job_spec = _map(_get(spec, "jobTemplate", "spec"))
+    names, images = _container_cells(_list(_get(job_spec, "template", "spec", "containers")))
+    return [
+        _name(cj),
+        _str(spec.get("schedule")),
+        "<none>" if zone is None else _str(zone),
+        _bool_ptr(spec.get("suspend")),
+        len(_list(status.get("active"))),
+        "<none>" if last is None else age(last, now),
+        _created(cj, now),
+        names,
+        images,
+        _format_label_selector(job_spec.get("selector")),
+    ]
+
+
+def _hpa_metric(spec: Any, status: Any) -> str:
+    kind = _str(_get(spec, "type"))
+    if kind == "Resource" or kind == "ContainerResource":
+        source = "resource" if kind == "Resource" else "containerResource"
+        name = _str(_get(spec, source, "name"))
+        target = _map(_get(spec, source, "target"))
+        current_src = _map(_get(status, source, "current"))
+        if target.get("averageValue") is not None:
+            current = _str(current_src.get("averageValue")) if current_src else "<unknown>"
+            return f"{name}: {current or '<unknown>'}/{_quantity(target['averageValue'])}"
+        current = "<unknown>"
+        if current_src.get("averageUtilization") is not None:
+            current = f"{_int(current_src['averageUtilization'])}%"
+        want = "<auto>"
+        if target.get("averageUtilization") is not None:
+            want = f"{_int(target['averageUtilization'])}%"
+        return f"{name}: {current}/{want}"
+    if kind in ("Pods", "Object", "External"):
+        source = kind.lower()
+        target = _map(_get(spec, source, "target"))
+        current_src = _map(_get(status, source, "current"))
+        if kind == "Pods" or target.get("averageValue") is not None:
+            current = _str(current_src.get("averageValue")) or "<unknown>"
+            suffix = "" if kind == "Pods" else " (avg)"
+            return f"{current}/{_quantity(target.get('averageValue'))}{suffix}"
+        current = _str(current_src.get("value")) or "<unknown>"
+        return f"{current}/{_quantity(target.get('value'))}"
+    return "<unknown type>"
+
+
+def _hpa_targets(specs: list[Any], statuses: list[Any]) -> str:
+    if not specs:
+        return "<none>"
+    items = [
+        _hpa_metric(spec, statuses[i] if i < len(statuses) else None)
+        for i, spec in enumerate(specs)
+    ]
+    if len(items) > 2:
+        return f"{', '.join(items[:2])} + {len(items) - 2} more..."
+    return ", ".join(items)
+
+
+def _hpa_cells(hpa: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(hpa.get("spec")), _map(hpa.get("status"))
+    ref = _map(spec.get("scaleTargetRef"))
+    low = spec.get("minReplicas")
+    return [
+        _name(hpa),
+        f"{_str(ref.get('kind'))}/{_str(ref.get('name'))}",
+        _hpa_targets(_list(spec.get("metrics")), _list(status.get("currentMetrics"))),
+        "<unset>" if low is None else _str(low),
+        _int(spec.get("maxReplicas")),
+        _int(status.get("currentReplicas")),
+        _created(hpa, now),
+    ]
+
+
+def _int_or_string(value: Any) -> str:
+    return "N/A" if value is None else _str(value)
+
+
+def _pdb_cells(pdb: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(pdb.get("spec")), _map(pdb.get("status"))
+    return [
+        _name(pdb),
+        _int_or_string(spec.get("minAvailable")),
+        _int_or_string(spec.get("maxUnavailable")),
+        _int(status.get("disruptionsAllowed")),
+        _created(pdb, now),
+    ]
+
+
+def _network_policy_cells(np: Obj, now: datetime) -> list[Cell]:
+    return [
+        _name(np),
+        _format_label_selector(_get(np, "spec", "podSelector") or {}),
+        _created(np, now),
+    ]
+
+
+def _priority_class_cells(pc: Obj, now: datetime) -> list[Cell]:
+    return [
+        _name(pc),
+        _int(pc.get("value")),
+        pc.get("globalDefault") is True,
+        _created(pc, now),
+        _str(pc.get("preemptionPolicy")),
+    ]
+
+
+def _resource_quota_cells(rq: Obj, now: datetime) -> list[Cell]:
+    status = _map(rq.get("status"))
+    hard, used = _map(status.get("hard")), _map(status.get("used"))
+    requests: list[str] = []
+    limits: list[str] = []
+    for resource in sorted(hard):
+        column = limits if resource.split(".")[0] == "limits" and "." in resource else requests
+        column.append(f"{resource}: {_str(used.get(resource, 0))}/{_str(hard[resource])}")
+    return [_name(rq), ", ".join(requests), ", ".join(limits), _created(rq, now)]
+
+
+_ACCESS_MODE_SHORT = (
+    ("ReadWriteOnce", "RWO"),
+    ("ReadOnlyMany", "ROX"),
+    ("ReadWriteMany", "RWX"),
+    ("ReadWriteOncePod", "RWOP"),
+)
+
+
+def _access_modes(modes: Any) -> str:
+    present = {m for m in _list(modes) if isinstance(m, str)}
+    return ",".join(short for mode, short in _ACCESS_MODE_SHORT if mode in present)
+
+
+def _volume_class(obj: Obj) -> str:
+    annotations = _map(_get(obj, "metadata", "annotations"))
+    beta = annotations.get("volume.beta.kubernetes.io/storage-class")
+    if beta is not None:
+        return _str(beta)
+    return _str(_get(obj, "spec", "storageClassName"))
+
+
+def _pvc_cells(pvc: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(pvc.get("spec")), _map(pvc.get("status"))
+    phase = (
+        "Terminating" if _get(pvc, "metadata", "deletionTimestamp") else _str(status.get("phase"))
+    )
+    capacity = modes = ""
+    if spec.get("volumeName"):
+        modes = _access_modes(status.get("accessModes"))
+        capacity = _quantity(_map(status.get("capacity")).get("storage", "0"))
+    attr = spec.get("volumeAttributesClassName")
+    mode = spec.get("volumeMode")
+    return [
+        _name(pvc),
+        phase,
+        _str(spec.get("volumeName")),
+        capacity,
+        modes,
+        _volume_class(pvc),
+        "<unset>" if attr is None else _str(attr),
+        _created(pvc, now),
+        "<unset>" if mode is None else _str(mode),
+    ]
+
+
+def _pv_cells(pv: Obj, now: datetime) -> list[Cell]:
+    spec, status = _map(pv.get("spec")), _map(pv.get("status"))
+    claim = ""
+    ref = spec.get("claimRef")
+    if isinstance(ref, Mapping):
+        claim = f"{_str(ref.get('namespace'))}/{_str(ref.get('name'))}"
+    phase = (
+        "Terminating" if _get(pv, "metadata", "deletionTimestamp") else _str(status.get("phase"))
+    )
+    attr = spec.get("volumeAttributesClassName")
+    mode = spec.get("volumeMode")
+    return [
+        _name(pv),
+        _quantity(_map(spec.get("capacity")).get("storage", "0")),
+        _access_modes(spec.get("accessModes")),
+        _str(spec.get("persistentVolumeReclaimPolicy")),
+        phase,
+        claim,
+        _volume_class(pv),
+        "<unset>" if attr is None else _str(attr),
+        _str(status.get("reason")),
+        _created(pv, now),
+        "<unset>" if mode is None else _str(mode),
+    ]
+
+
+_DEFAULT_CLASS_ANNOTATIONS = (
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+)
+
+
+def _storage_class_cells(sc: Obj, now: datetime) -> list[Cell]:
+    annotations = _map(_get(sc, "metadata", "annotations"))
+    name = _name(sc)
+    if any(annotations.get(a) == "true" for a in _DEFAULT_CLASS_ANNOTATIONS):
+        name += " (default)"
+    expansion = sc.get("allowVolumeExpansion")
+    return [
+        name,
+        _str(sc.get("provisioner")),
+        _str(sc.get("reclaimPolicy") or "Delete"),
+        _str(sc.get("volumeBindingMode") or "Immediate"),
+        expansion is True,
+        _created(sc, now),
+    ]
+
+
+def _service_account_cells(sa: Obj, now: datetime) -> list[Cell]:
+    return [_name(sa), len(_list(sa.get("secrets"))), _created(sa, now)]
+
+
+def _binding_cells(binding: Obj, now: datetime) -> list[Cell]:
+    ref = _map(binding.get("roleRef"))
+    users: list[str] = []
+    groups: list[str] = []
+    accounts: list[str] = []
+    for subject in _list(binding.get("subjects")):
+        kind, name = _str(_get(subject, "kind")), _str(_get(subject, "name"))
+        if kind == "ServiceAccount":
+            accounts.append(f"{_str(_get(subject, 'namespace'))}/{name}")
+        elif kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+    return [
+        _name(binding),
+        f"{_str(ref.get('kind'))}/{_str(ref.get('name'))}",
+        _created(binding, now),
+        ", ".join(users),
+        ", ".join(groups),
+        ", ".join(accounts),
+    ]
+
+
+def _api_service_cells(svc: Obj, now: datetime) -> list[Cell]:
+    ref = _get(svc, "spec", "service")
+    service = "Local"
+    if isinstance(ref, Mapping):
+        service = f"{_str(ref.get('namespace'))}/{_str(ref.get('name'))}"
+    available = "Unknown"
+    for cond in _list(_get(svc, "status", "conditions")):
+        if _get(cond, "type") == "Available":
+            available = _str(_get(cond, "status"))
+            if available != "True":
+                reason = _str(_get(cond, "reason"))
+                available = f"{available} ({reason})" if reason else available
+            break
+    return [_name(svc), service, available, _created(svc, now)]
+
+
 _PRINTERS: dict[str, Callable[[Obj, datetime], list[Cell]]] = {
     "Pod": _pod_cells,
     "Service": _service_cells,
@@ -1123,6 +1761,23 @@ _PRINTERS: dict[str, Callable[[Obj, datetime], list[Cell]]] = {
     "Ingress": _ingress_cells,
     "IngressClass": _ingress_class_cells,
     "Lease": _lease_cells,
+    "ReplicationController": _rc_cells,
+    "DaemonSet": _daemon_set_cells,
+    "StatefulSet": _stateful_set_cells,
+    "Job": _job_cells,
+    "CronJob": _cron_job_cells,
+    "HorizontalPodAutoscaler": _hpa_cells,
+    "PodDisruptionBudget": _pdb_cells,
+    "NetworkPolicy": _network_policy_cells,
+    "PriorityClass": _priority_class_cells,
+    "ResourceQuota": _resource_quota_cells,
+    "PersistentVolumeClaim": _pvc_cells,
+    "PersistentVolume": _pv_cells,
+    "StorageClass": _storage_class_cells,
+    "ServiceAccount": _service_account_cells,
+    "RoleBinding": _binding_cells,
+    "ClusterRoleBinding": _binding_cells,
+    "APIService": _api_service_cells,
 }
 
 

@@ -38,6 +38,18 @@ REQUEST_TIMEOUT = 60.0  # seconds, as kube-apiserver's --request-timeout
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/livez", "/readyz"}
 SEED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# upstream's scheduling post-start hook creates these (pkg/apis/scheduling SystemPriorityClasses)
+SYSTEM_PRIORITY_CLASSES = {
+    "system-node-critical": (
+        2000001000,
+        "Used for system critical pods that must not be moved from their current node.",
+    ),
+    "system-cluster-critical": (
+        2000000000,
+        "Used for system critical pods that must run in the cluster, but can be moved to "
+        "another node if necessary.",
+    ),
+}
 
 
 @dataclass
@@ -177,6 +189,11 @@ class ApiServer:
                 },
             }
             await self.registry.create(svc_kind, "default", svc, opts)
+        pc_kind = BY_KIND["PriorityClass"]
+        for name, (value, description) in SYSTEM_PRIORITY_CLASSES.items():
+            if await self.registry.try_get(pc_kind, None, name) is None:
+                pc = {"metadata": {"name": name}, "value": value, "description": description}
+                await self.registry.create(pc_kind, None, pc, opts)
 
     async def _reconcile_kubernetes_endpoints(self) -> None:
         """Point the `kubernetes` Service at this server, as upstream's endpoint reconciler

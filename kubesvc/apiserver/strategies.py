@@ -21,6 +21,14 @@ GENERATION_KINDS = {
     "IngressClass",
     "EndpointSlice",
     "CustomResourceDefinition",
+    "DaemonSet",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "ReplicationController",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
 }
 # kinds whose PUT creates a missing object (AllowCreateOnUpdate)
 CREATE_ON_UPDATE = {"Endpoints", "Event", "Lease", "EndpointSlice"}
@@ -30,7 +38,34 @@ _EMPTY_STATUS: dict[str, dict[str, Any]] = {
     "Ingress": {"loadBalancer": {}},
     "Deployment": {},
     "ReplicaSet": {"replicas": 0},
+    "ReplicationController": {"replicas": 0},
+    "DaemonSet": {
+        "currentNumberScheduled": 0,
+        "numberMisscheduled": 0,
+        "desiredNumberScheduled": 0,
+        "numberReady": 0,
+    },
+    "StatefulSet": {"replicas": 0, "availableReplicas": 0},
+    "Job": {},
+    "CronJob": {},
+    "HorizontalPodAutoscaler": {"desiredReplicas": 0},
+    "PodDisruptionBudget": {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    },
+    "ResourceQuota": {},
+    "PersistentVolumeClaim": {},
+    "PersistentVolume": {},
+    "APIService": {},
 }
+
+# the labels a Job's generated selector and its pods carry (batch/v1 jobStrategy)
+JOB_CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+LEGACY_CONTROLLER_UID_LABEL = "controller-uid"
+LEGACY_JOB_NAME_LABEL = "job-name"
 
 
 def prepare_for_create(kind: Kind, obj: dict[str, Any]) -> None:
@@ -52,6 +87,33 @@ def prepare_for_create(kind: Kind, obj: dict[str, Any]) -> None:
     elif kind.kind == "Namespace":
         obj.setdefault("spec", {})["finalizers"] = ["kubernetes"]
         obj["status"] = {"phase": "Active"}
+    if kind.kind == "Job":
+        generate_job_selector(obj)
+
+
+def generate_job_selector(job: dict[str, Any]) -> None:
+    """jobStrategy.PrepareForCreate: unless spec.manualSelector, the selector is the Job's
+    uid and the pod template carries it and the Job's name."""
+    spec = job.get("spec")
+    if not isinstance(spec, dict) or spec.get("manualSelector") is True:
+        return
+    m = job["metadata"]
+    uid, name = str(m.get("uid", "")), str(m.get("name", ""))
+    template = spec.get("template")
+    if not isinstance(template, dict):
+        template = spec["template"] = {}
+    tmeta = template.get("metadata")
+    if not isinstance(tmeta, dict):
+        tmeta = template["metadata"] = {}
+    labels = tmeta.get("labels")
+    if not isinstance(labels, dict):
+        labels = tmeta["labels"] = {}
+    labels[LEGACY_CONTROLLER_UID_LABEL] = uid
+    labels[LEGACY_JOB_NAME_LABEL] = name
+    labels[JOB_CONTROLLER_UID_LABEL] = uid
+    labels[JOB_NAME_LABEL] = name
+    if spec.get("selector") is None:
+        spec["selector"] = {"matchLabels": {JOB_CONTROLLER_UID_LABEL: uid}}
 
 
 def _qos_class(pod: dict[str, Any]) -> str:

@@ -255,6 +255,19 @@ WORKLOAD_STATUS = dict(
     conditions=list_of(CONDITION),
 )
 
+JOB_SPEC = fields(
+    parallelism=integer,
+    completions=integer,
+    activeDeadlineSeconds=integer,
+    backoffLimit=integer,
+    ttlSecondsAfterFinished=integer,
+    suspend=boolean,
+    manualSelector=boolean,
+    completionMode=string,
+    selector=LABEL_SELECTOR,
+    template=POD_TEMPLATE,
+)
+
 
 def _kind(required_name: bool = True, **parts: Check) -> Check:
     top = fields(metadata=OBJECT_META, **parts)
@@ -370,6 +383,101 @@ KIND_CHECKS: dict[str, Check] = {
             ),
         ),
         status=fields(**WORKLOAD_STATUS),
+    ),
+    "ReplicationController": _kind(
+        spec=fields(
+            replicas=integer,
+            minReadySeconds=integer,
+            selector=string_map,
+            template=POD_TEMPLATE,
+        ),
+        status=fields(**WORKLOAD_STATUS),
+    ),
+    "DaemonSet": _kind(
+        spec=fields(
+            minReadySeconds=integer,
+            revisionHistoryLimit=integer,
+            selector=LABEL_SELECTOR,
+            template=POD_TEMPLATE,
+            updateStrategy=fields(
+                type=string,
+                rollingUpdate=fields(maxSurge=int_or_string, maxUnavailable=int_or_string),
+            ),
+        ),
+        status=fields(
+            currentNumberScheduled=integer,
+            numberMisscheduled=integer,
+            desiredNumberScheduled=integer,
+            numberReady=integer,
+            updatedNumberScheduled=integer,
+            numberAvailable=integer,
+            numberUnavailable=integer,
+            observedGeneration=integer,
+            collisionCount=integer,
+            conditions=list_of(CONDITION),
+        ),
+    ),
+    "StatefulSet": _kind(
+        spec=fields(
+            replicas=integer,
+            minReadySeconds=integer,
+            serviceName=string,
+            podManagementPolicy=string,
+            revisionHistoryLimit=integer,
+            selector=LABEL_SELECTOR,
+            template=POD_TEMPLATE,
+            updateStrategy=fields(
+                type=string,
+                rollingUpdate=fields(partition=integer, maxUnavailable=int_or_string),
+            ),
+            volumeClaimTemplates=list_of(
+                fields(metadata=fields(name=string, labels=string_map), spec=anything)
+            ),
+            ordinals=fields(start=integer),
+        ),
+        status=fields(
+            replicas=integer,
+            readyReplicas=integer,
+            currentReplicas=integer,
+            updatedReplicas=integer,
+            availableReplicas=integer,
+            currentRevision=string,
+            updateRevision=string,
+            observedGeneration=integer,
+            collisionCount=integer,
+        ),
+    ),
+    "Job": _kind(
+        spec=JOB_SPEC,
+        status=fields(
+            active=integer,
+            succeeded=integer,
+            failed=integer,
+            ready=integer,
+            terminating=integer,
+            startTime=string,
+            completionTime=string,
+            conditions=list_of(CONDITION),
+        ),
+    ),
+    "CronJob": _kind(
+        spec=fields(
+            schedule=string,
+            timeZone=string,
+            startingDeadlineSeconds=integer,
+            concurrencyPolicy=string,
+            suspend=boolean,
+            successfulJobsHistoryLimit=integer,
+            failedJobsHistoryLimit=integer,
+            jobTemplate=fields(
+                metadata=fields(labels=string_map, annotations=string_map), spec=JOB_SPEC
+            ),
+        ),
+        status=fields(
+            active=list_of(OBJECT_REFERENCE),
+            lastScheduleTime=string,
+            lastSuccessfulTime=string,
+        ),
     ),
 }
 _DEFAULT_CHECK = _kind()

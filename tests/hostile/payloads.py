@@ -70,6 +70,10 @@ def sample(kind: str, name: str, namespace: str = "default") -> Obj:
     body = copy.deepcopy(_BODIES[kind])
     if kind == "Event":
         body["involvedObject"]["namespace"] = namespace
+    if kind == "APIService":
+        # an APIService is named <version>.<group>: this one serves version `name`
+        body["spec"]["version"] = name
+        body["spec"].pop("group")
     k = BY_KIND[kind]
     return {"apiVersion": k.api_version, "kind": kind, "metadata": meta, **body}
 
@@ -171,6 +175,157 @@ _BODIES: dict[str, Obj] = {
             "acquireTime": "2026-01-01T00:00:00.000000Z",
             "renewTime": "2026-01-01T00:00:00.000000Z",
             "leaseTransitions": 0,
+        }
+    },
+    "ReplicationController": {
+        "spec": {"replicas": 1, "selector": {"app": "hostile"}, "template": _TEMPLATE}
+    },
+    "PersistentVolumeClaim": {
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "1Gi"}},
+            "storageClassName": "standard",
+            "volumeMode": "Filesystem",
+        }
+    },
+    "PersistentVolume": {
+        "spec": {
+            "capacity": {"storage": "5Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "standard",
+            "hostPath": {"path": "/mnt/data"},
+        }
+    },
+    "ServiceAccount": {"automountServiceAccountToken": False, "secrets": [{"name": "s"}]},
+    "ResourceQuota": {
+        "spec": {"hard": {"pods": "10", "requests.cpu": "1", "limits.memory": "2Gi"}}
+    },
+    "LimitRange": {
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": {"cpu": "500m"},
+                    "defaultRequest": {"cpu": "100m"},
+                    "max": {"cpu": "1"},
+                }
+            ]
+        }
+    },
+    "DaemonSet": {
+        "spec": {
+            "selector": _SELECTOR,
+            "template": _TEMPLATE,
+            "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+        }
+    },
+    "StatefulSet": {
+        "spec": {
+            "serviceName": "web",
+            "replicas": 2,
+            "selector": _SELECTOR,
+            "template": _TEMPLATE,
+            "podManagementPolicy": "OrderedReady",
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "www"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
+        }
+    },
+    "Job": {
+        "spec": {
+            "completions": 2,
+            "parallelism": 1,
+            "backoffLimit": 4,
+            "ttlSecondsAfterFinished": 100,
+            "template": {"spec": {**_POD_SPEC, "restartPolicy": "Never"}},
+        }
+    },
+    "CronJob": {
+        "spec": {
+            "schedule": "*/5 * * * *",
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {
+                "spec": {"template": {"spec": {**_POD_SPEC, "restartPolicy": "OnFailure"}}}
+            },
+        }
+    },
+    "HorizontalPodAutoscaler": {
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 10,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 50},
+                    },
+                }
+            ],
+        }
+    },
+    "PodDisruptionBudget": {"spec": {"minAvailable": 2, "selector": _SELECTOR}},
+    "NetworkPolicy": {
+        "spec": {
+            "podSelector": {"matchLabels": {"role": "db"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"ipBlock": {"cidr": "172.17.0.0/16", "except": ["172.17.1.0/24"]}},
+                        {"podSelector": {"matchLabels": {"role": "frontend"}}},
+                    ],
+                    "ports": [{"protocol": "TCP", "port": 6379}],
+                }
+            ],
+            "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}], "ports": [{"port": 5978}]}],
+        }
+    },
+    "PriorityClass": {"value": 1000000, "globalDefault": False, "description": "high priority"},
+    "StorageClass": {
+        "provisioner": "kubernetes.io/no-provisioner",
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer",
+        "allowVolumeExpansion": True,
+        "parameters": {"type": "local"},
+    },
+    "Role": {
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list"]}]
+    },
+    "ClusterRole": {
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]
+    },
+    "RoleBinding": {
+        "subjects": [{"kind": "User", "name": "jane", "apiGroup": "rbac.authorization.k8s.io"}],
+        "roleRef": {"kind": "Role", "name": "pod-reader", "apiGroup": "rbac.authorization.k8s.io"},
+    },
+    "ClusterRoleBinding": {
+        "subjects": [{"kind": "Group", "name": "manager", "apiGroup": "rbac.authorization.k8s.io"}],
+        "roleRef": {
+            "kind": "ClusterRole",
+            "name": "secret-reader",
+            "apiGroup": "rbac.authorization.k8s.io",
+        },
+    },
+    "APIService": {
+        "spec": {
+            "group": "metrics.k8s.io",
+            "version": "v1beta1",
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+            "insecureSkipTLSVerify": True,
+            "service": {"name": "metrics-server", "namespace": "kube-system", "port": 443},
         }
     },
 }

@@ -21,6 +21,7 @@ from kubesvc.api.defaults import apply_defaults, prepare_for_update
 from kubesvc.api.kinds import BY_KIND, KINDS
 from kubesvc.api.patch import PatchError
 from kubesvc.api.validation import validate, validate_status_update
+from kubesvc.apiserver import strategies
 from tests.hostile import payloads
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -85,6 +86,8 @@ def test_samples_are_valid() -> None:
         obj = payloads.sample(k.kind, "valid")
         if k.namespaced:
             obj["metadata"]["namespace"] = "default"
+        obj["metadata"]["uid"] = "4a6a3d4e-0000-4000-8000-000000000001"
+        strategies.prepare_for_create(k, obj)  # a Job's selector is generated here
         apply_defaults(k.kind, obj)
         assert validate(k.kind, obj) == [], k.kind
 

@@ -22,6 +22,13 @@ GV_KEYS = {
     "apis/networking.k8s.io/v1",
     "apis/coordination.k8s.io/v1",
     "apis/apiextensions.k8s.io/v1",
+    "apis/batch/v1",
+    "apis/autoscaling/v2",
+    "apis/policy/v1",
+    "apis/scheduling.k8s.io/v1",
+    "apis/storage.k8s.io/v1",
+    "apis/rbac.authorization.k8s.io/v1",
+    "apis/apiregistration.k8s.io/v1",
 }
 PATCH_TYPES = {
     "application/json-patch+json",
@@ -86,7 +93,7 @@ def test_documents_parse(key: str) -> None:
 def test_document_path_forms_and_unknown() -> None:
     assert openapi.document("/api/v1") == openapi.document("api/v1")
     assert openapi.document("/openapi/v3/apis/apps/v1?hash=x") == openapi.document("apis/apps/v1")
-    assert openapi.document("apis/batch/v1") is None
+    assert openapi.document("apis/batch/v2") is None
     assert openapi.document("../../etc/passwd") is None
     assert openapi.document("") is None
 

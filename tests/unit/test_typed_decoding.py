@@ -565,7 +565,7 @@ def test_other_kinds() -> None:
 
 def test_unknown_fields_edge_cases() -> None:
     assert unknown("v1", "NoSuchKind", {"spec": {"x": 1}}) == []
-    assert unknown("batch/v1", "Job", {"spec": {"x": 1}}) == []
+    assert unknown("batch/v2", "Job", {"spec": {"x": 1}}) == []
     # wrong value types fail decoding before anything is reported
     with pytest.raises(typed.TypeMismatch):
         unknown("v1", "Service", {"spec": "x", "metadata": []})

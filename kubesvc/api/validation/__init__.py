@@ -10,7 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kubesvc.api.errors import FieldError, invalid
-from kubesvc.api.validation import apps, coordination, core, discovery, networking
+from kubesvc.api.validation import (
+    apiregistration,
+    apps,
+    batch,
+    coordination,
+    core,
+    core_resources,
+    discovery,
+    networking,
+    policy,
+    rbac,
+    storage,
+)
 from kubesvc.api.validation.meta import (
     Obj,
     is_path_segment_name,
@@ -58,6 +70,26 @@ _CREATE: dict[str, Create] = {
     "IngressClass": networking.validate_ingress_class,
     "Lease": coordination.validate_lease,
     "CustomResourceDefinition": _crd("validate_crd"),
+    "ReplicationController": core_resources.validate_replication_controller,
+    "PersistentVolumeClaim": core_resources.validate_persistent_volume_claim,
+    "PersistentVolume": core_resources.validate_persistent_volume,
+    "ServiceAccount": core_resources.validate_service_account,
+    "ResourceQuota": core_resources.validate_resource_quota,
+    "LimitRange": core_resources.validate_limit_range,
+    "DaemonSet": apps.validate_daemon_set,
+    "StatefulSet": apps.validate_stateful_set,
+    "Job": batch.validate_job,
+    "CronJob": batch.validate_cron_job,
+    "HorizontalPodAutoscaler": policy.validate_hpa,
+    "PodDisruptionBudget": policy.validate_pod_disruption_budget,
+    "NetworkPolicy": networking.validate_network_policy,
+    "PriorityClass": policy.validate_priority_class,
+    "StorageClass": storage.validate_storage_class,
+    "Role": rbac.validate_role,
+    "ClusterRole": rbac.validate_cluster_role,
+    "RoleBinding": rbac.validate_role_binding,
+    "ClusterRoleBinding": rbac.validate_cluster_role_binding,
+    "APIService": apiregistration.validate_api_service,
 }
 
 _UPDATE: dict[str, Update] = {
@@ -77,6 +109,26 @@ _UPDATE: dict[str, Update] = {
     "IngressClass": networking.validate_ingress_class_update,
     "Lease": coordination.validate_lease_update,
     "CustomResourceDefinition": _crd("validate_crd_update"),
+    "ReplicationController": core_resources.validate_replication_controller_update,
+    "PersistentVolumeClaim": core_resources.validate_persistent_volume_claim_update,
+    "PersistentVolume": core_resources.validate_persistent_volume_update,
+    "ServiceAccount": core_resources.validate_service_account_update,
+    "ResourceQuota": core_resources.validate_resource_quota_update,
+    "LimitRange": core_resources.validate_limit_range_update,
+    "DaemonSet": apps.validate_daemon_set_update,
+    "StatefulSet": apps.validate_stateful_set_update,
+    "Job": batch.validate_job_update,
+    "CronJob": batch.validate_cron_job_update,
+    "HorizontalPodAutoscaler": policy.validate_hpa_update,
+    "PodDisruptionBudget": policy.validate_pod_disruption_budget_update,
+    "NetworkPolicy": networking.validate_network_policy_update,
+    "PriorityClass": policy.validate_priority_class_update,
+    "StorageClass": storage.validate_storage_class_update,
+    "Role": rbac.validate_role_update,
+    "ClusterRole": rbac.validate_cluster_role_update,
+    "RoleBinding": rbac.validate_role_binding_update,
+    "ClusterRoleBinding": rbac.validate_cluster_role_binding_update,
+    "APIService": apiregistration.validate_api_service_update,
 }
 
 _STATUS: dict[str, Update] = {
@@ -88,6 +140,12 @@ _STATUS: dict[str, Update] = {
     "ReplicaSet": apps.validate_replica_set_status,
     "Ingress": networking.validate_ingress_status,
     "CustomResourceDefinition": _crd("validate_crd_status"),
+    "ReplicationController": core_resources.validate_counted_status,
+    "ResourceQuota": core_resources.validate_resource_quota_status,
+    "DaemonSet": apps.validate_workload_status,
+    "StatefulSet": apps.validate_workload_status,
+    "Job": batch.validate_job_status,
+    "PodDisruptionBudget": policy.validate_pod_disruption_budget_status,
 }
 
 

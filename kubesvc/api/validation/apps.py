@@ -11,6 +11,7 @@ from kubesvc.api.validation.meta import (
     Errs,
     Obj,
     as_dict,
+    as_list,
     go_label_selector,
     go_quote,
     go_string_map,
@@ -258,4 +259,155 @@ def validate_replica_set_status(obj: Obj, old: Obj) -> Errs:
         "observedGeneration",
     )
     errs.extend(_status_counts(as_dict(obj.get("status")), keys, "replicas"))
+    return errs
+
+
+# -- DaemonSet and StatefulSet ----------------------------------------------------------------
+
+
+def _daemon_set_spec(spec: Obj) -> Errs:
+    errs = _template_and_selector(spec, "DaemonSet")
+    errs.extend(nonnegative("spec.minReadySeconds", spec.get("minReadySeconds", 0)))
+    if spec.get("revisionHistoryLimit") is not None:
+        errs.extend(nonnegative("spec.revisionHistoryLimit", spec["revisionHistoryLimit"]))
+    strategy = as_dict(spec.get("updateStrategy"))
+    kind = strategy.get("type")
+    path = "spec.updateStrategy"
+    if kind == "RollingUpdate":
+        rolling = as_dict(strategy.get("rollingUpdate"))
+        unavailable, surge = rolling.get("maxUnavailable", 0), rolling.get("maxSurge", 0)
+        errs.extend(_positive_int_or_percent(unavailable, f"{path}.rollingUpdate.maxUnavailable"))
+        errs.extend(_positive_int_or_percent(surge, f"{path}.rollingUpdate.maxSurge"))
+        if _int_or_percent_value(unavailable) == 0 and _int_or_percent_value(surge) == 0:
+            errs.append(
+                invalid(
+                    f"{path}.rollingUpdate.maxUnavailable",
+                    _int_or_percent(unavailable),
+                    "may not be 0 when `maxSurge` is 0",
+                )
+            )
+        errs.extend(_not_more_than_100(unavailable, f"{path}.rollingUpdate.maxUnavailable"))
+    elif kind != "OnDelete":
+        errs.append(not_supported(f"{path}.type", kind or "", ["OnDelete", "RollingUpdate"]))
+    return errs
+
+
+def validate_daemon_set(obj: Obj) -> Errs:
+    errs = validate_object_meta(obj, True, name_is_dns_subdomain)
+    return errs + _daemon_set_spec(as_dict(obj.get("spec")))
+
+
+def validate_daemon_set_update(obj: Obj, old: Obj) -> Errs:
+    errs = validate_object_meta_update(obj, old)
+    errs.extend(_daemon_set_spec(as_dict(obj.get("spec"))))
+    errs.extend(_selector_immutable(obj, old))
+    return errs
+
+
+_POD_MANAGEMENT = ["OrderedReady", "Parallel"]
+
+
+def _stateful_set_spec(spec: Obj) -> Errs:
+    errs: Errs = []
+    policy = spec.get("podManagementPolicy")
+    if policy not in _POD_MANAGEMENT:
+        errs.append(not_supported("spec.podManagementPolicy", policy or "", _POD_MANAGEMENT))
+    strategy = as_dict(spec.get("updateStrategy"))
+    kind = strategy.get("type")
+    if kind == "RollingUpdate":
+        rolling = as_dict(strategy.get("rollingUpdate"))
+        errs.extend(
+            nonnegative("spec.updateStrategy.rollingUpdate.partition", rolling.get("partition", 0))
+        )
+        if rolling.get("maxUnavailable") is not None:
+            errs.extend(
+                _positive_int_or_percent(
+                    rolling["maxUnavailable"], "spec.updateStrategy.rollingUpdate.maxUnavailable"
+                )
+            )
+    elif kind == "OnDelete":
+        if strategy.get("rollingUpdate") is not None:
+            errs.append(
+                invalid(
+                    "spec.updateStrategy.rollingUpdate",
+                    GoLiteral("apps.RollingUpdateStatefulSetStrategy{...}"),
+                    "only allowed for updateStrategy 'RollingUpdate'",
+                )
+            )
+    else:
+        errs.append(
+            invalid(
+                "spec.updateStrategy",
+                GoLiteral(f"apps.StatefulSetUpdateStrategy{{Type:{go_quote(str(kind or ''))}}}"),
+                "must be 'RollingUpdate' or 'OnDelete'",
+            )
+        )
+    errs.extend(nonnegative("spec.replicas", spec.get("replicas", 0)))
+    errs.extend(nonnegative("spec.minReadySeconds", spec.get("minReadySeconds", 0)))
+    errs.extend(_template_and_selector(_with_claim_volumes(spec), "StatefulSet"))
+    for i, claim in enumerate(as_list(spec.get("volumeClaimTemplates"))):
+        name = as_dict(as_dict(claim).get("metadata")).get("name")
+        if not name:
+            errs.append(required(f"spec.volumeClaimTemplates[{i}].metadata.name"))
+    return errs
+
+
+def _with_claim_volumes(spec: Obj) -> Obj:
+    """The spec as its pods will have it: each volumeClaimTemplate is a volume of the pod
+    (upstream leaves the mounts unchecked for this reason), so mounts of them are valid."""
+    claims = [
+        as_dict(as_dict(c).get("metadata")).get("name")
+        for c in as_list(spec.get("volumeClaimTemplates"))
+    ]
+    template = as_dict(spec.get("template"))
+    pod_spec = as_dict(template.get("spec"))
+    volumes = as_list(pod_spec.get("volumes"))
+    have = {as_dict(v).get("name") for v in volumes}
+    extra = [
+        {"name": n, "emptyDir": {}} for n in claims if isinstance(n, str) and n and n not in have
+    ]
+    if not extra:
+        return spec
+    return {**spec, "template": {**template, "spec": {**pod_spec, "volumes": [*volumes, *extra]}}}
+
+
+def validate_stateful_set(obj: Obj) -> Errs:
+    errs = validate_object_meta(obj, True, name_is_dns_subdomain)
+    return errs + _stateful_set_spec(as_dict(obj.get("spec")))
+
+
+_STS_MUTABLE = (
+    "replicas",
+    "ordinals",
+    "template",
+    "updateStrategy",
+    "persistentVolumeClaimRetentionPolicy",
+    "minReadySeconds",
+)
+
+
+def validate_stateful_set_update(obj: Obj, old: Obj) -> Errs:
+    errs = validate_object_meta_update(obj, old)
+    spec, old_spec = as_dict(obj.get("spec")), as_dict(old.get("spec"))
+    errs.extend(_stateful_set_spec(spec))
+    rest = {k: v for k, v in spec.items() if k not in _STS_MUTABLE}
+    old_rest = {k: v for k, v in old_spec.items() if k not in _STS_MUTABLE}
+    if rest != old_rest:
+        errs.append(
+            forbidden(
+                "spec",
+                "updates to statefulset spec for fields other than 'replicas', 'ordinals', "
+                "'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and "
+                "'minReadySeconds' are forbidden",
+            )
+        )
+    return errs
+
+
+def validate_workload_status(obj: Obj, old: Obj) -> Errs:
+    """Counters in a DaemonSet's or StatefulSet's status are never negative."""
+    errs = validate_object_meta_update(obj, old)
+    for key, value in as_dict(obj.get("status")).items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            errs.extend(nonnegative(f"status.{key}", value))
     return errs

@@ -289,3 +289,106 @@ def _parameters(params: Obj, path: str) -> Errs:
     elif namespace is not None:
         errs.append(forbidden(f"{path}.namespace", "`parameters.scope` is set to 'Cluster'"))
     return errs
+
+
+# -- NetworkPolicy (stored; nothing enforces it) ------------------------------------------------
+
+_POLICY_TYPES = ["Egress", "Ingress"]
+_PROTOCOLS = ["SCTP", "TCP", "UDP"]
+
+
+def _policy_port(port: Obj, path: str) -> Errs:
+    errs: Errs = []
+    protocol = port.get("protocol")
+    if protocol is not None and protocol not in _PROTOCOLS:
+        errs.append(not_supported(f"{path}.protocol", protocol, _PROTOCOLS))
+    value = port.get("port")
+    if isinstance(value, int):
+        errs.extend(invalid(f"{path}.port", value, m) for m in is_valid_port_num(value))
+        end = port.get("endPort")
+        if isinstance(end, int) and end < value:
+            errs.append(invalid(f"{path}.endPort", end, "must be greater than or equal to `port`"))
+    elif isinstance(value, str):
+        errs.extend(invalid(f"{path}.port", value, m) for m in is_valid_port_name(value))
+        if port.get("endPort") is not None:
+            errs.append(
+                invalid(
+                    f"{path}.endPort",
+                    port["endPort"],
+                    "may not be specified when `port` is non-numeric",
+                )
+            )
+    elif port.get("endPort") is not None:
+        errs.append(required(f"{path}.port", "must be specified when `endPort` is specified"))
+    return errs
+
+
+def _policy_peer(peer: Obj, path: str) -> Errs:
+    from kubesvc.api.validation.meta import parse_cidr, validate_label_selector
+
+    selectors = [k for k in ("podSelector", "namespaceSelector") if peer.get(k) is not None]
+    block = peer.get("ipBlock")
+    errs: Errs = []
+    if not selectors and block is None:
+        return [required(path, "must specify a peer")]
+    if block is not None and selectors:
+        return [forbidden(path, "may not specify both ipBlock and another peer")]
+    for key in selectors:
+        errs.extend(validate_label_selector(peer[key], f"{path}.{key}"))
+    if block is not None:
+        block = as_dict(block)
+        cidr = block.get("cidr")
+        if not cidr:
+            errs.append(required(f"{path}.ipBlock.cidr"))
+        else:
+            net = parse_cidr(cidr)
+            if net is None:
+                errs.append(
+                    invalid(
+                        f"{path}.ipBlock.cidr",
+                        cidr,
+                        "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                    )
+                )
+            for i, other in enumerate(as_list(block.get("except"))):
+                sub = parse_cidr(other)
+                epath = f"{path}.ipBlock.except[{i}]"
+                if sub is None:
+                    errs.append(
+                        invalid(
+                            epath,
+                            other,
+                            "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)",
+                        )
+                    )
+                elif net is not None and (
+                    sub.version != net.version or not sub.subnet_of(net) or sub == net
+                ):  # type: ignore[arg-type]
+                    errs.append(invalid(epath, other, "must be a strict subset of `cidr`"))
+    return errs
+
+
+def validate_network_policy(obj: Obj) -> Errs:
+    from kubesvc.api.validation.meta import validate_label_selector
+
+    errs = validate_object_meta(obj, True, name_is_dns_subdomain)
+    spec = as_dict(obj.get("spec"))
+    errs.extend(validate_label_selector(spec.get("podSelector"), "spec.podSelector"))
+    for direction, peers in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(as_list(spec.get(direction))):
+            rule = as_dict(rule)
+            for j, port in enumerate(as_list(rule.get("ports"))):
+                errs.extend(_policy_port(as_dict(port), f"spec.{direction}[{i}].ports[{j}]"))
+            for j, peer in enumerate(as_list(rule.get(peers))):
+                errs.extend(_policy_peer(as_dict(peer), f"spec.{direction}[{i}].{peers}[{j}]"))
+    types = as_list(spec.get("policyTypes"))
+    for i, kind in enumerate(types):
+        if kind not in _POLICY_TYPES:
+            errs.append(not_supported(f"spec.policyTypes[{i}]", kind, _POLICY_TYPES))
+    if len(types) > 2:
+        errs.append(invalid("spec.policyTypes", types, "may not specify more than two policyTypes"))
+    return errs
+
+
+def validate_network_policy_update(obj: Obj, old: Obj) -> Errs:
+    return validate_object_meta_update(obj, old) + validate_network_policy(obj)
