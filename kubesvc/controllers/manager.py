@@ -21,6 +21,8 @@ CONTROLLERS: dict[str, str] = {
     "deployment": "kubesvc.controllers.deployment:DeploymentController",
     "scheduler": "kubesvc.controllers.scheduler:Scheduler",
     "nodelifecycle": "kubesvc.controllers.nodelifecycle:NodeLifecycleController",
+    "job": "kubesvc.controllers.job:JobController",
+    "daemonset": "kubesvc.controllers.daemonset:DaemonSetController",
 }
 
 

@@ -93,11 +93,15 @@ def test_samples_are_valid() -> None:
 
 
 def _same_structure_elsewhere(kind: str, field: payloads.TypedField) -> bool:
-    """Fields whose structure another kind or list already has: a Deployment's or
-    ReplicaSet's pod template (a Pod's spec) and the fields of init and ephemeral containers
+    """Fields whose structure another kind or list already has: a workload's pod template
+    (a Pod's spec) and the fields of init and ephemeral containers
     (those of containers)."""
-    if kind in ("Deployment", "ReplicaSet"):
+    if kind in ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "Job"):
         return field.path[:3] == ("spec", "template", "spec")
+    if kind == "ReplicationController":
+        return field.path[:3] == ("spec", "template", "spec")
+    if kind == "CronJob":
+        return field.path[:5] == ("spec", "jobTemplate", "spec", "template", "spec")
     return field.path[:2] in (("spec", "initContainers"), ("spec", "ephemeralContainers")) and (
         len(field.path) > 3
     )

@@ -362,7 +362,7 @@ def _with_claim_volumes(spec: Obj) -> Obj:
     template = as_dict(spec.get("template"))
     pod_spec = as_dict(template.get("spec"))
     volumes = as_list(pod_spec.get("volumes"))
-    have = {as_dict(v).get("name") for v in volumes}
+    have = {n for v in volumes if isinstance(n := as_dict(v).get("name"), str)}
     extra = [
         {"name": n, "emptyDir": {}} for n in claims if isinstance(n, str) and n and n not in have
     ]

@@ -1,0 +1,359 @@
+"""The Job controller (upstream pkg/controller/job) and the TTL-after-finished rule.
+
+Runs `parallelism` pods at a time until `completions` have succeeded (without completions,
+until one has succeeded and the others are gone), counts failed pods (and, for
+restartPolicy OnFailure, container restarts) against `backoffLimit`, fails the Job after
+`activeDeadlineSeconds`, and writes upstream's status: active/ready/succeeded/failed,
+startTime, completionTime and the SuccessCriteriaMet+Complete or FailureTarget+Failed
+conditions. A finished Job with ttlSecondsAfterFinished is deleted that long after it
+finished (foreground, as the ttl-after-finished controller does). `plan_job` is the pure
+part: what the Job should look like and which pods to create or delete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.rest import ApiException
+from kubesvc.client.shape import Invalid
+from kubesvc.controllers import podutil
+from kubesvc.controllers.base import Context, Controller
+from kubesvc.controllers.replicaset import (
+    Expectations,
+    close_recorder,
+    component_recorder,
+    selector_matches,
+)
+
+log = logging.getLogger("kubesvc.controllers.job")
+
+API_VERSION = "batch/v1"
+KIND = "Job"
+_OWNER_INDEX = "job:controller"
+MAX_CREATES_PER_SYNC = 500
+
+
+# -- pure ------------------------------------------------------------------------------------
+@dataclass
+class JobPlan:
+    status: Obj
+    create: int = 0
+    delete: list[Obj] = field(default_factory=list)  # active pods to remove
+    finished: bool = False
+    requeue_after: float | None = None
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _terminal(pod: Obj) -> str | None:
+    phase = (pod.get("status") or {}).get("phase")
+    return phase if phase in ("Succeeded", "Failed") else None
+
+
+def _restarts(pod: Obj) -> int:
+    total = 0
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        total += _int(cs.get("restartCount"), 0)
+    return total
+
+
+def _condition(type_: str, reason: str, message: str, now: str) -> Obj:
+    return {
+        "type": type_,
+        "status": "True",
+        "lastProbeTime": now,
+        "lastTransitionTime": now,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def finished_condition(job: Obj) -> Obj | None:
+    """The Complete or Failed condition that is True, if the Job has finished."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return cond  # type: ignore[no-any-return]
+    return None
+
+
+def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
+    """The Job's next status and the pod creates/deletes that get it there. `pods` are the
+    pods the Job controls (any phase)."""
+    spec = job.get("spec") or {}
+    status = copy.deepcopy(job.get("status") or {})
+    stamp = podutil.format_time(now)
+    if finished_condition(job) is not None:
+        return JobPlan(status, finished=True)
+    active = [
+        p for p in pods if _terminal(p) is None and not podutil.meta(p).get("deletionTimestamp")
+    ]
+    succeeded = sum(1 for p in pods if _terminal(p) == "Succeeded")
+    failed = sum(1 for p in pods if _terminal(p) == "Failed")
+    policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
+    restarts = sum(_restarts(p) for p in pods) if policy == "OnFailure" else 0
+    # counts only grow: a succeeded pod that was deleted still counts
+    succeeded = max(succeeded, _int(status.get("succeeded"), 0))
+    failed = max(failed, _int(status.get("failed"), 0))
+    completions = spec.get("completions")
+    completions = completions if isinstance(completions, int) else None
+    parallelism = max(0, _int(spec.get("parallelism"), 1))
+    backoff = max(0, _int(spec.get("backoffLimit"), 6))
+    suspended = spec.get("suspend") is True
+    if "startTime" not in status and not suspended:
+        status["startTime"] = stamp
+    plan = JobPlan(status)
+    conditions: list[Obj] = list(status.get("conditions") or [])
+    start = podutil.parse_time(status.get("startTime"))
+    deadline = spec.get("activeDeadlineSeconds")
+    failure: tuple[str, str] | None = None
+    if failed + restarts > backoff:
+        failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    elif isinstance(deadline, int) and start is not None and not suspended:
+        left = start.timestamp() + deadline - now.timestamp()
+        if left <= 0:
+            failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
+        else:
+            plan.requeue_after = left + 0.5
+    if completions is None:
+        complete = succeeded >= 1 and not active
+        want = 0 if succeeded >= 1 else parallelism
+    else:
+        complete = succeeded >= completions
+        want = min(parallelism, max(0, completions - succeeded))
+    if suspended:
+        want = 0
+    if failure is not None:
+        plan.delete = active
+        if not active:
+            conditions.append(_condition("FailureTarget", *failure, stamp))
+            conditions.append(_condition("Failed", *failure, stamp))
+            plan.finished = True
+    elif complete:
+        plan.delete = active
+        if not active:
+            why = ("CompletionsReached", "Reached expected number of succeeded pods")
+            conditions.append(_condition("SuccessCriteriaMet", *why, stamp))
+            conditions.append(_condition("Complete", "", "", stamp))
+            conditions[-1].pop("reason")
+            conditions[-1].pop("message")
+            status["completionTime"] = stamp
+            plan.finished = True
+    elif len(active) < want:
+        plan.create = min(want - len(active), MAX_CREATES_PER_SYNC)
+    elif len(active) > want:
+        newest = sorted(active, key=lambda p: str(podutil.meta(p).get("creationTimestamp", "")))
+        plan.delete = newest[want:]
+    remaining = [p for p in active if p not in plan.delete]
+    status["active"] = len(remaining) + plan.create if not plan.finished else 0
+    status["ready"] = sum(1 for p in remaining if podutil.is_ready(p))
+    status["succeeded"] = succeeded
+    status["failed"] = failed
+    status["terminating"] = sum(
+        1 for p in pods if podutil.meta(p).get("deletionTimestamp") and _terminal(p) is None
+    )
+    status.setdefault("uncountedTerminatedPods", {})
+    for key in ("active", "succeeded", "failed"):
+        if status[key] == 0:
+            status.pop(key)
+    if conditions:
+        status["conditions"] = conditions
+    return plan
+
+
+def ttl_left(job: Obj, now: datetime) -> float | None:
+    """Seconds until a finished Job's ttlSecondsAfterFinished expires (<= 0: delete now);
+    None when it has no TTL or has not finished."""
+    ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+    cond = finished_condition(job)
+    if not isinstance(ttl, int) or isinstance(ttl, bool) or cond is None:
+        return None
+    finished = podutil.parse_time(
+        (job.get("status") or {}).get("completionTime") or cond.get("lastTransitionTime")
+    )
+    if finished is None:
+        return 0.0
+    return finished.timestamp() + ttl - now.timestamp()
+
+
+def new_job_pod(job: Obj) -> Obj:
+    m = podutil.meta(job)
+    template = (job.get("spec") or {}).get("template") or {}
+    tm = template.get("metadata") or {}
+    pod_meta: Obj = {
+        "generateName": f"{m.get('name', '')}-",
+        "namespace": m.get("namespace"),
+        "labels": dict(tm.get("labels") or {}),
+        "ownerReferences": [podutil.make_controller_ref(job, API_VERSION, KIND)],
+    }
+    if tm.get("annotations"):
+        pod_meta["annotations"] = dict(tm["annotations"])
+    if tm.get("finalizers"):
+        pod_meta["finalizers"] = list(tm["finalizers"])
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": pod_meta,
+        "spec": copy.deepcopy(template.get("spec") or {}),
+    }
+
+
+def spec_problem(job: Obj) -> str | None:
+    spec = job.get("spec") or {}
+    if not selector_matches(
+        spec.get("selector"), (((spec.get("template") or {}).get("metadata") or {}).get("labels"))
+    ):
+        return "spec.selector: a Job needs a non-empty selector matching its pod template"
+    if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
+        return "spec.template.spec.containers: a Job needs a pod template"
+    return None
+
+
+# -- controller ------------------------------------------------------------------------------
+def _owner_index(pod: Obj) -> list[str]:
+    ref = podutil.controller_ref(pod)
+    if ref is not None and ref.get("kind") == KIND:
+        return [str(ref.get("uid", ""))]
+    return []
+
+
+class JobController(Controller):
+    name = "job"
+    requeue_conflicts = True
+    workers = 4
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.recorder = component_recorder(ctx, "job-controller")
+        self.expectations = Expectations()
+        self.jobs = ctx.factory.informer("Job")
+        self.pods = ctx.factory.informer("Pod")
+        self.pods.add_indexer(_OWNER_INDEX, _owner_index)
+        self.jobs.add_handler(self.enqueue, lambda _o, n: self.enqueue(n), self._job_deleted)
+        self.pods.add_handler(
+            lambda p: self._pod_event(p, created=True),
+            lambda _o, n: self._pod_event(n),
+            self._pod_event,
+        )
+
+    async def stop(self) -> None:
+        await super().stop()
+        await close_recorder(self.ctx, self.recorder)
+
+    def _job_deleted(self, job: Obj) -> None:
+        self.expectations.delete(object_key(job))
+
+    def _pod_event(self, pod: Obj, created: bool = False) -> None:
+        ref = podutil.controller_ref(pod)
+        if ref is None or ref.get("kind") != KIND:
+            return
+        key = f"{podutil.meta(pod).get('namespace')}/{ref.get('name')}"
+        job = self.jobs.get(key)
+        if job is not None and podutil.meta(job).get("uid") == ref.get("uid"):
+            if created:
+                self.expectations.creation_observed(key)
+            self.queue.add(key)
+
+    async def sync(self, key: str) -> None:
+        cached = self.jobs.get(key)
+        if cached is None:
+            self.expectations.delete(key)
+            return
+        job = copy.deepcopy(cached)
+        if podutil.meta(job).get("deletionTimestamp"):
+            return
+        now = podutil.now_utc()
+        left = ttl_left(job, now)
+        if left is not None:
+            if left <= 0:
+                await self._expire(job)
+            else:
+                self.queue.add_after(key, left + 0.5)
+            return
+        problem = spec_problem(job)
+        if problem:
+            raise Invalid(problem)
+        pods = self.pods.by_index(_OWNER_INDEX, str(podutil.meta(job).get("uid", "")))
+        if not self.expectations.satisfied(key):
+            return
+        plan = plan_job(job, pods, now)
+        if plan.create:
+            await self._create(key, job, plan.create)
+        if plan.delete:
+            await asyncio.gather(*(self._delete_pod(job, p) for p in plan.delete))
+        await self._write_status(job, plan.status)
+        if plan.finished:
+            cond = finished_condition({"status": plan.status})
+            if cond is not None and cond.get("type") == "Complete":
+                self.recorder.event(job, "Normal", "Completed", "Job completed")
+            elif cond is not None:
+                self.recorder.event(
+                    job, "Warning", str(cond.get("reason")), str(cond.get("message"))
+                )
+            left = ttl_left({**job, "status": plan.status}, now)
+            if left is not None:
+                self.queue.add_after(key, max(left, 0) + 0.5)
+        elif plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after)
+
+    async def _create(self, key: str, job: Obj, count: int) -> None:
+        self.expectations.expect_creations(key, count)
+        ns = podutil.meta(job).get("namespace")
+        results = await asyncio.gather(
+            *(self.client.create("Pod", ns, new_job_pod(job)) for _ in range(count)),
+            return_exceptions=True,
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                self.expectations.creation_observed(key)
+                if isinstance(r, ApiException):
+                    self.recorder.event(
+                        job, "Warning", "FailedCreate", f"Error creating: {r.message}"
+                    )
+                    continue
+                raise r
+            self.recorder.event(
+                job, "Normal", "SuccessfulCreate", f"Created pod: {podutil.meta(r).get('name')}"
+            )
+
+    async def _delete_pod(self, job: Obj, pod: Obj) -> None:
+        pm = podutil.meta(pod)
+        try:
+            await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            return
+        self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pm.get('name')}")
+
+    async def _expire(self, job: Obj) -> None:
+        m = podutil.meta(job)
+        try:
+            await self.client.delete(
+                "Job",
+                m.get("namespace"),
+                m.get("name"),
+                propagation="Foreground",
+                preconditions={"uid": str(m.get("uid", ""))},
+            )
+        except ApiException as e:
+            if e.status not in (404, 409):
+                raise
+
+    async def _write_status(self, job: Obj, status: Obj) -> None:
+        if status == (job.get("status") or {}):
+            return
+        body = dict(job)
+        body["status"] = status
+        try:
+            await self.client.update("Job", body, subresource="status")
+        except ApiException as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,166 @@
+"""DaemonSets, StatefulSets, Jobs and CronJobs on a real two-node cluster, driven by the real
+kubectl: pods run as processes on the nodes, so Jobs finish and DNS names answer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.cluster import Cluster, running_cluster
+from tests.e2e.harness import wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with running_cluster(tmp_path_factory.mktemp("kubesvc"), "w") as c:
+        yield c
+
+
+JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: count}
+spec:
+  completions: 3
+  parallelism: 2
+  backoffLimit: 2
+  ttlSecondsAfterFinished: 600
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: count
+        image: busybox
+        command: [sh, -c, "echo done"]
+"""
+
+FAILING_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: broken}
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: broken, image: busybox, command: [sh, -c, "exit 3"]}
+"""
+
+
+def test_job_runs_to_completion_and_failures_hit_the_backoff_limit(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=JOB)
+    cluster.out("wait", "--for=condition=complete", "job/count", "--timeout=60s")
+    job = cluster.json("get", "job", "count")
+    status = job["status"]
+    assert status["succeeded"] == 3 and "active" not in status
+    assert status["startTime"] and status["completionTime"]
+    kinds = [c["type"] for c in status["conditions"]]
+    assert kinds == ["SuccessCriteriaMet", "Complete"]
+    uid = job["metadata"]["uid"]
+    pods = cluster.pods(f"batch.kubernetes.io/job-name=count,controller-uid={uid}")
+    assert len(pods) == 3
+    assert all(p["status"]["phase"] == "Succeeded" for p in pods)
+    row = cluster.out("get", "job", "count", "--no-headers").split()
+    assert row[:3] == ["count", "Complete", "3/3"]
+    logs = cluster.out("logs", pods[0]["metadata"]["name"])
+    assert logs.strip() == "done"
+
+    cluster.out("apply", "-f", "-", input=FAILING_JOB)
+    cluster.out("wait", "--for=condition=failed", "job/broken", "--timeout=60s")
+    status = cluster.json("get", "job", "broken")["status"]
+    assert status["failed"] == 2
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+
+
+TTL_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: short-lived}
+spec:
+  ttlSecondsAfterFinished: 0
+  template:
+    spec:
+      restartPolicy: OnFailure
+      containers:
+      - {name: c, image: busybox, command: [sh, -c, "true"]}
+"""
+
+
+def test_finished_job_with_ttl_is_deleted(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=TTL_JOB)
+
+    def gone() -> bool:
+        res = cluster.kubectl("get", "job", "short-lived", check=False)
+        return res.returncode != 0 and "NotFound" in res.stderr
+
+    wait_for(gone, timeout=60, what="the job deleted after its TTL")
+
+
+DAEMONSET = """
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers:
+      - name: agent
+        image: IMAGE
+        command: [sh, -c, "sleep 3600"]
+"""
+
+
+def test_daemonset_puts_a_pod_on_each_node_and_rolls(cluster: Cluster) -> None:
+    nodes = {n["metadata"]["name"] for n in cluster.json("get", "nodes")["items"]}
+    assert len(nodes) == 2
+    cluster.out("apply", "-f", "-", input=DAEMONSET.replace("IMAGE", "busybox"))
+    cluster.out("rollout", "status", "ds/agent", "--timeout=60s")
+    pods = cluster.running("app=agent", 2)
+    assert {p["spec"]["nodeName"] for p in pods} == nodes
+    status = cluster.json("get", "ds", "agent")["status"]
+    assert status["desiredNumberScheduled"] == 2
+    assert status["currentNumberScheduled"] == 2
+    assert status["numberReady"] == 2 and status["numberAvailable"] == 2
+    assert status["updatedNumberScheduled"] == 2
+    row = cluster.out("get", "ds", "agent", "--no-headers").split()
+    assert row[:6] == ["agent", "2", "2", "2", "2", "2"]
+    before = {p["metadata"]["name"] for p in pods}
+    # a template change replaces the pods one node at a time
+    cluster.out("apply", "-f", "-", input=DAEMONSET.replace("IMAGE", "busybox:1.36"))
+    cluster.out("rollout", "status", "ds/agent", "--timeout=90s")
+    after = cluster.running("app=agent", 2)
+    assert not before & {p["metadata"]["name"] for p in after}
+    assert {p["spec"]["containers"][0]["image"] for p in after} == {"busybox:1.36"}
+    assert {p["spec"]["nodeName"] for p in after} == nodes
+    # a node selector that matches one node leaves one pod
+    node = sorted(nodes)[0]
+    cluster.out("label", "node", node, "daemon=yes")
+    cluster.out(
+        "patch",
+        "ds",
+        "agent",
+        "-p",
+        json.dumps({"spec": {"template": {"spec": {"nodeSelector": {"daemon": "yes"}}}}}),
+    )
+    cluster.out("rollout", "status", "ds/agent", "--timeout=90s")
+    wait_for(
+        lambda: (
+            [
+                p["spec"].get("nodeName")
+                for p in cluster.pods("app=agent")
+                if not p["metadata"].get("deletionTimestamp")
+            ]
+            == [node]
+        ),
+        timeout=60,
+        what="one daemon pod on the selected node",
+    )
