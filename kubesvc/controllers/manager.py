@@ -23,6 +23,7 @@ CONTROLLERS: dict[str, str] = {
     "nodelifecycle": "kubesvc.controllers.nodelifecycle:NodeLifecycleController",
     "job": "kubesvc.controllers.job:JobController",
     "daemonset": "kubesvc.controllers.daemonset:DaemonSetController",
+    "cronjob": "kubesvc.controllers.cronjob:CronJobController",
 }
 
 

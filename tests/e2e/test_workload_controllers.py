@@ -164,3 +164,42 @@ def test_daemonset_puts_a_pod_on_each_node_and_rolls(cluster: Cluster) -> None:
         timeout=60,
         what="one daemon pod on the selected node",
     )
+
+
+CRONJOB = """
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: hello}
+spec:
+  schedule: "@hourly"
+  timeZone: Europe/Paris
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: OnFailure
+          containers:
+          - {name: hello, image: busybox, command: [sh, -c, "echo Hello"]}
+"""
+
+
+def test_cronjob_instantiated_by_hand_runs_a_job(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=CRONJOB)
+    cluster.out("create", "job", "--from=cronjob/hello", "hello-manual")
+    cluster.out("wait", "--for=condition=complete", "job/hello-manual", "--timeout=60s")
+    job = cluster.json("get", "job", "hello-manual")
+    cj = cluster.json("get", "cronjob", "hello")
+    ref = job["metadata"]["ownerReferences"][0]
+    assert ref["kind"] == "CronJob" and ref["uid"] == cj["metadata"]["uid"]
+    assert job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual"
+    pods = cluster.pods("batch.kubernetes.io/job-name=hello-manual")
+    assert cluster.out("logs", pods[0]["metadata"]["name"]).strip() == "Hello"
+
+    def success_recorded() -> bool:
+        status = cluster.json("get", "cronjob", "hello").get("status") or {}
+        return bool(status.get("lastSuccessfulTime")) and not status.get("active")
+
+    wait_for(success_recorded, timeout=30, what="lastSuccessfulTime on the CronJob")
+    row = cluster.out("get", "cronjob", "hello", "--no-headers").split()
+    assert row[:5] == ["hello", "@hourly", "Europe/Paris", "False", "0"]
