@@ -24,6 +24,7 @@ CONTROLLERS: dict[str, str] = {
     "job": "kubesvc.controllers.job:JobController",
     "daemonset": "kubesvc.controllers.daemonset:DaemonSetController",
     "cronjob": "kubesvc.controllers.cronjob:CronJobController",
+    "statefulset": "kubesvc.controllers.statefulset:StatefulSetController",
 }
 
 

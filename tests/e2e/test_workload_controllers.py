@@ -203,3 +203,82 @@ def test_cronjob_instantiated_by_hand_runs_a_job(cluster: Cluster) -> None:
     wait_for(success_recorded, timeout=30, what="lastSuccessfulTime on the CronJob")
     row = cluster.out("get", "cronjob", "hello", "--no-headers").split()
     assert row[:5] == ["hello", "@hourly", "Europe/Paris", "False", "0"]
+
+
+STATEFULSET = """
+apiVersion: v1
+kind: Service
+metadata: {name: nginx, labels: {app: nginx}}
+spec:
+  clusterIP: None
+  selector: {app: nginx}
+  ports: [{port: 80, name: web}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: nginx
+  replicas: 3
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.25
+        ports: [{containerPort: 80, name: web}]
+        volumeMounts: [{name: www, mountPath: /usr/share/nginx/html}]
+  volumeClaimTemplates:
+  - metadata: {name: www}
+    spec:
+      accessModes: [ReadWriteOnce]
+      resources: {requests: {storage: 1Gi}}
+"""
+
+
+def _ready_since(pod: dict[str, object]) -> str:
+    conds = (pod.get("status") or {}).get("conditions") or []  # type: ignore[union-attr]
+    return next(c["lastTransitionTime"] for c in conds if c["type"] == "Ready")  # type: ignore[index]
+
+
+def test_statefulset_ordered_start_stable_names_and_dns(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=STATEFULSET)
+    cluster.out("rollout", "status", "sts/web", "--timeout=90s")
+    pods = {p["metadata"]["name"]: p for p in cluster.running("app=nginx", 3)}
+    assert set(pods) == {"web-0", "web-1", "web-2"}
+    for i in range(3):
+        pod = pods[f"web-{i}"]
+        assert pod["metadata"]["labels"]["statefulset.kubernetes.io/pod-name"] == f"web-{i}"
+        assert pod["spec"]["hostname"] == f"web-{i}" and pod["spec"]["subdomain"] == "nginx"
+    # OrderedReady: each pod was created only after the one before it was Ready
+    for i in (1, 2):
+        created = pods[f"web-{i}"]["metadata"]["creationTimestamp"]
+        assert created >= _ready_since(pods[f"web-{i - 1}"])
+    claims = {c["metadata"]["name"] for c in cluster.json("get", "pvc")["items"]}
+    assert {"www-web-0", "www-web-1", "www-web-2"} <= claims
+    row = cluster.out("get", "sts", "web", "--no-headers").split()
+    assert row[:2] == ["web", "3/3"]
+
+    # the pod's stable DNS name answers through the headless Service, from another pod
+    cluster.out("run", "stsclient", "--image=busybox", "--command", "--", "sleep", "3600")
+    cluster.running("run=stsclient", 1)
+    ns = "default"
+    for name in ("web-0", "web-1"):
+        fqdn = f"{name}.nginx.{ns}.svc.cluster.local"
+        ip = pods[name]["status"]["podIP"]
+
+        def answer(fqdn: str = fqdn) -> str:
+            res = cluster.exec("stsclient", "getent", "hosts", fqdn, check=False)
+            return res.stdout.split()[0] if res.returncode == 0 and res.stdout else ""
+
+        assert wait_for(lambda ip=ip: answer() == ip, timeout=30, what=f"{fqdn} -> {ip}")
+
+    # scale down removes the highest ordinals, one at a time
+    cluster.out("scale", "sts", "web", "--replicas=1")
+    cluster.out("rollout", "status", "sts/web", "--timeout=90s")
+    wait_for(
+        lambda: sorted(p["metadata"]["name"] for p in cluster.pods("app=nginx")) == ["web-0"],
+        timeout=90,
+        what="only web-0 left",
+    )
