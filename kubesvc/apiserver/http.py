@@ -760,6 +760,8 @@ def to_scale(kind: Kind, obj: dict[str, Any]) -> dict[str, Any]:
         return custom.to_scale(kind, obj)
     m = obj["metadata"]
     selector = (obj.get("spec") or {}).get("selector") or {}
+    if kind.kind == "ReplicationController":
+        selector = {"matchLabels": selector}  # a map of labels, not a LabelSelector
     reqs = selector_from_match_labels(selector)
     text = ",".join(
         f"{r.key}={r.values[0]}" if r.op == "=" else f"{r.key} {r.op} ({','.join(r.values)})"

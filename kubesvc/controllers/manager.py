@@ -25,6 +25,7 @@ CONTROLLERS: dict[str, str] = {
     "daemonset": "kubesvc.controllers.daemonset:DaemonSetController",
     "cronjob": "kubesvc.controllers.cronjob:CronJobController",
     "statefulset": "kubesvc.controllers.statefulset:StatefulSetController",
+    "replicationcontroller": "kubesvc.controllers.replication:ReplicationManager",
 }
 
 

@@ -79,7 +79,7 @@ def claim_pods(owner: Obj, pods: list[Obj], selector: Obj | None) -> Claim:
     return out
 
 
-def new_pod(rs: Obj) -> Obj:
+def new_pod(rs: Obj, api_version: str = API_VERSION, kind: str = KIND) -> Obj:
     """A pod from the ReplicaSet's template (upstream GetPodFromTemplate)."""
     m = podutil.meta(rs)
     template = (rs.get("spec") or {}).get("template") or {}
@@ -88,7 +88,7 @@ def new_pod(rs: Obj) -> Obj:
         "generateName": f"{m.get('name', '')}-",
         "namespace": m.get("namespace"),
         "labels": dict(tm.get("labels") or {}),
-        "ownerReferences": [podutil.make_controller_ref(rs, API_VERSION, KIND)],
+        "ownerReferences": [podutil.make_controller_ref(rs, api_version, kind)],
     }
     if tm.get("annotations"):
         pod_meta["annotations"] = dict(tm["annotations"])
@@ -285,14 +285,19 @@ class ReplicaSetController(Controller):
     name = "replicaset"
     requeue_conflicts = True
     workers = 4
+    # what it controls (the ReplicationController controller runs the same loop)
+    kind = KIND
+    api_version = API_VERSION
+    component = "replicaset-controller"
+    owner_index = _OWNER_INDEX
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, "replicaset-controller")
+        self.recorder = component_recorder(ctx, self.component)
         self.expectations = Expectations()
-        self.rs_informer = ctx.factory.informer("ReplicaSet")
+        self.rs_informer = ctx.factory.informer(self.kind)
         self.pod_informer = ctx.factory.informer("Pod")
-        self.pod_informer.add_indexer(_OWNER_INDEX, _owner_index)
+        self.pod_informer.add_indexer(self.owner_index, _owner_index)
         self.rs_informer.add_handler(self._rs_added, self._rs_updated, self._rs_deleted)
         self.pod_informer.add_handler(self._pod_added, self._pod_updated, self._pod_deleted)
 
@@ -313,7 +318,7 @@ class ReplicaSetController(Controller):
         self.queue.add(key)
 
     def _resolve(self, pod: Obj, ref: Obj | None) -> Obj | None:
-        if ref is None or ref.get("kind") != KIND:
+        if ref is None or ref.get("kind") != self.kind:
             return None
         rs = self.rs_informer.get(f"{podutil.meta(pod).get('namespace')}/{ref.get('name')}")
         if rs is None or podutil.meta(rs).get("uid") != ref.get("uid"):
@@ -326,8 +331,18 @@ class ReplicaSetController(Controller):
             rs
             for rs in self.rs_informer.list()
             if podutil.meta(rs).get("namespace") == pm.get("namespace")
-            and selector_matches((rs.get("spec") or {}).get("selector"), pm.get("labels"))
+            and selector_matches(
+                (self._view(rs).get("spec") or {}).get("selector"), pm.get("labels")
+            )
         ]
+
+    def _view(self, obj: Obj) -> Obj:
+        """The object as a ReplicaSet (a ReplicationController's map selector differs)."""
+        return obj
+
+    def _unview(self, view: Obj) -> Obj:
+        """The object to write back, from its view."""
+        return dict(view)
 
     def _pod_added(self, pod: Obj) -> None:
         if podutil.meta(pod).get("deletionTimestamp"):
@@ -383,8 +398,8 @@ class ReplicaSetController(Controller):
     # -- reconcile ---------------------------------------------------------------------------
     def _candidate_pods(self, rs: Obj) -> list[Obj]:
         m = podutil.meta(rs)
-        owned = self.pod_informer.by_index(_OWNER_INDEX, str(m.get("uid", "")))
-        orphans = self.pod_informer.by_index(_OWNER_INDEX, f"orphan/{m.get('namespace', '')}")
+        owned = self.pod_informer.by_index(self.owner_index, str(m.get("uid", "")))
+        orphans = self.pod_informer.by_index(self.owner_index, f"orphan/{m.get('namespace', '')}")
         return owned + orphans
 
     async def sync(self, key: str) -> None:
@@ -392,7 +407,7 @@ class ReplicaSetController(Controller):
         if cached is None:
             self.expectations.delete(key)
             return
-        rs = copy.deepcopy(cached)
+        rs = self._view(copy.deepcopy(cached))
         needs_sync = self.expectations.satisfied(key)
         selector = (rs.get("spec") or {}).get("selector")
         unusable = spec_problem(rs)
@@ -418,7 +433,7 @@ class ReplicaSetController(Controller):
     async def _claim(self, rs: Obj, pods: list[Obj], selector: Obj | None) -> list[Obj]:
         plan = claim_pods(rs, pods, selector)
         owned = list(plan.owned)
-        ref = podutil.make_controller_ref(rs, API_VERSION, KIND)
+        ref = podutil.make_controller_ref(rs, self.api_version, self.kind)
         for pod in plan.adopt:
             refs = [*(podutil.meta(pod).get("ownerReferences") or []), ref]
             patched = await self._patch_owner_refs(pod, refs)
@@ -480,7 +495,7 @@ class ReplicaSetController(Controller):
     async def _create_one(self, rs: Obj) -> None:
         ns = podutil.meta(rs).get("namespace")
         try:
-            pod = await self.client.create("Pod", ns, new_pod(rs))
+            pod = await self.client.create("Pod", ns, new_pod(rs, self.api_version, self.kind))
         except ApiException as e:
             if not _namespace_terminating(e):
                 self.recorder.event(rs, "Warning", "FailedCreate", f"Error creating: {e.message}")
@@ -493,7 +508,7 @@ class ReplicaSetController(Controller):
         """Pods of every ReplicaSet sharing this one's controller (a Deployment's history)."""
         owner = podutil.controller_ref(rs)
         if owner is None:
-            return self.pod_informer.by_index(_OWNER_INDEX, str(podutil.meta(rs).get("uid")))
+            return self.pod_informer.by_index(self.owner_index, str(podutil.meta(rs).get("uid")))
         ns = podutil.meta(rs).get("namespace")
         out: list[Obj] = []
         for other in self.rs_informer.list():
@@ -503,7 +518,9 @@ class ReplicaSetController(Controller):
                 and ref
                 and ref.get("uid") == owner.get("uid")
             ):
-                out += self.pod_informer.by_index(_OWNER_INDEX, str(podutil.meta(other).get("uid")))
+                out += self.pod_informer.by_index(
+                    self.owner_index, str(podutil.meta(other).get("uid"))
+                )
         return out
 
     async def _delete_pods(self, key: str, rs: Obj, pods: list[Obj], count: int) -> None:
@@ -531,10 +548,10 @@ class ReplicaSetController(Controller):
     async def _write_status(self, rs: Obj, status: Obj) -> None:
         if not status_changed(rs.get("status") or {}, status):
             return
-        body = dict(rs)
+        body = self._unview(rs)
         body["status"] = status
         try:
-            await self.client.update("ReplicaSet", body, subresource="status")
+            await self.client.update(self.kind, body, subresource="status")
         except ApiException as e:
             if e.status == 404:
                 return

@@ -282,3 +282,43 @@ def test_statefulset_ordered_start_stable_names_and_dns(cluster: Cluster) -> Non
         timeout=90,
         what="only web-0 left",
     )
+
+
+RC = """
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: rc-web}
+spec:
+  replicas: 3
+  selector: {app: rc-web}
+  template:
+    metadata: {labels: {app: rc-web}}
+    spec:
+      containers:
+      - {name: web, image: busybox, command: [sh, -c, "sleep 3600"]}
+"""
+
+
+def test_replication_controller_keeps_its_replicas(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=RC)
+    pods = cluster.running("app=rc-web", 3)
+    ref = pods[0]["metadata"]["ownerReferences"][0]
+    assert ref["kind"] == "ReplicationController" and ref["apiVersion"] == "v1"
+    cluster.out("scale", "rc", "rc-web", "--replicas=1")
+    cluster.running("app=rc-web", 1)
+    cluster.out("delete", "pod", cluster.pods("app=rc-web")[0]["metadata"]["name"], "--wait=false")
+    cluster.running("app=rc-web", 1)
+
+    def counted() -> bool:
+        status = cluster.json("get", "rc", "rc-web")["status"]
+        return status.get("replicas") == 1 and status.get("readyReplicas") == 1
+
+    wait_for(counted, timeout=30, what="the rc's status")
+    row = cluster.out("get", "rc", "rc-web", "--no-headers").split()
+    assert row[:4] == ["rc-web", "1", "1", "1"]
+    scale = json.loads(
+        cluster.out(
+            "get", "--raw", "/api/v1/namespaces/default/replicationcontrollers/rc-web/scale"
+        )
+    )
+    assert scale["status"]["selector"] == "app=rc-web"

@@ -475,3 +475,15 @@ def test_adopted_pod_creation_is_observed_only_for_owner() -> None:
         assert c.expectations.satisfied("default/web")
 
     asyncio.run(body())
+
+
+def test_replication_controller_view_round_trips() -> None:
+    from kubesvc.controllers.replication import as_replica_set, from_replica_set
+
+    rc = {"metadata": {"name": "r"}, "spec": {"replicas": 2, "selector": {"app": "a"}}}
+    view = as_replica_set(rc)
+    assert view["spec"]["selector"] == {"matchLabels": {"app": "a"}}
+    assert rc["spec"]["selector"] == {"app": "a"}  # the original is untouched
+    assert from_replica_set(view) == rc
+    assert as_replica_set({"metadata": {}, "spec": {}})["spec"]["selector"] is None
+    assert "selector" not in from_replica_set(as_replica_set({"metadata": {}, "spec": {}}))["spec"]
