@@ -68,7 +68,14 @@ class Schedule:
 
     def next_after(self, after: datetime, zone: tzinfo | None = None) -> datetime | None:
         """The first activation strictly after `after` (aware), in wall-clock time of
-        `zone` (default: after's own zone); None when none comes within five years."""
+        `zone` (default: after's own zone); None when none comes within five years (or
+        before the end of the calendar)."""
+        try:
+            return self._next_after(after, zone)
+        except (OverflowError, ValueError):
+            return None
+
+    def _next_after(self, after: datetime, zone: tzinfo | None) -> datetime | None:
         if self.every is not None:
             step = max(self.every, timedelta(seconds=1))
             base = after.replace(microsecond=0)

@@ -63,8 +63,8 @@ def due_time(cj: Obj, now: datetime) -> Due:
     if earliest is None:
         earliest = now
     deadline = spec.get("startingDeadlineSeconds")
-    if isinstance(deadline, int) and not isinstance(deadline, bool):
-        earliest = max(earliest, now - timedelta(seconds=deadline))
+    if isinstance(deadline, int) and not isinstance(deadline, bool) and deadline < 10**10:
+        earliest = max(earliest, now - timedelta(seconds=max(deadline, 0)))
     times, more = schedule.times_between(earliest, now, zone, MAX_MISSED)
     if more:
         # only the most recent one matters: find it walking back from now
@@ -247,7 +247,8 @@ class CronJobController(Controller):
     ) -> None:
         spec = cj.get("spec") or {}
         deadline = spec.get("startingDeadlineSeconds")
-        if isinstance(deadline, int) and scheduled + timedelta(seconds=deadline) < now:
+        late = isinstance(deadline, int) and deadline < 10**10
+        if late and scheduled.timestamp() + deadline < now.timestamp():
             self.recorder.event(
                 cj, "Warning", "MissSchedule", f"Missed scheduled time to start a job: {scheduled}"
             )

@@ -158,7 +158,7 @@ def plan_stateful_set(sts: Obj, pods: list[Obj], now: datetime) -> StatefulPlan:
     min_ready = max(0, _spec_int(spec, "minReadySeconds", 0))
     ordered = spec.get("podManagementPolicy", "OrderedReady") != "Parallel"
     update = revision_of(sts)
-    wanted = range(start, start + min(replicas, MAX_REPLICAS_PER_SYNC))
+    wanted = range(start, start + replicas)
     by_ordinal: dict[int, Obj] = {}
     condemned: list[tuple[int, Obj]] = []
     for pod in pods:
@@ -176,8 +176,8 @@ def plan_stateful_set(sts: Obj, pods: list[Obj], now: datetime) -> StatefulPlan:
         pod = by_ordinal.get(ordinal)
         if pod is None:
             plan.create.append(ordinal)
-            if ordered:
-                blocked = True
+            blocked = True  # nothing is replaced while the set is incomplete
+            if ordered or len(plan.create) >= MAX_REPLICAS_PER_SYNC:
                 break
             continue
         terminating = bool(podutil.meta(pod).get("deletionTimestamp"))
@@ -205,7 +205,7 @@ def plan_stateful_set(sts: Obj, pods: list[Obj], now: datetime) -> StatefulPlan:
     strategy = spec.get("updateStrategy") or {}
     if not blocked and not condemned and strategy.get("type", "RollingUpdate") == "RollingUpdate":
         partition = max(0, _spec_int(strategy.get("rollingUpdate") or {}, "partition", 0))
-        for ordinal in reversed(wanted):
+        for ordinal in sorted(by_ordinal, reverse=True):
             if ordinal < partition:
                 break
             pod = by_ordinal[ordinal]

@@ -137,3 +137,9 @@ def test_anything_as_a_schedule(text: str, raw: bytes) -> None:
     for spec in (text, raw.decode("latin-1"), "@every " + text):
         with contextlib.suppress(cron.CronError):
             cron.parse(spec)
+
+
+def test_end_of_the_calendar_has_no_next_time() -> None:
+    late = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    assert cron.parse("* * * * *").next_after(late) is None
+    assert cron.parse("@every 1h").next_after(late) is None

@@ -114,7 +114,7 @@ def test_history_limits() -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     st.text(max_size=20) | st.sampled_from(["@hourly", "*/7 * * * *", "0 0 29 2 *", "@every 1m"]),
-    st.none() | st.integers(-100, 10**6),
+    st.none() | st.integers(-100, 10**6) | st.just(2**63 - 1),
     st.none() | st.sampled_from(["UTC", "Asia/Tokyo", "Nowhere", "Local", ""]),
     st.none() | st.text(max_size=25),
 )

@@ -210,3 +210,17 @@ def test_plan_survives_any_usable_objects(spec: Any, pods: list[Any]) -> None:
     for ordinal in plan.create:
         statefulset.new_stateful_pod(sts, ordinal, "r")
         statefulset.new_claims(sts, f"web-{ordinal}")
+
+
+def test_huge_replica_counts_are_bounded_per_sync() -> None:
+    sts = a_set(replicas=2**31 - 1, podManagementPolicy="Parallel")
+    plan = statefulset.plan_stateful_set(sts, [pod_of(sts, 0, revision="web-old")], NOW)
+    assert len(plan.create) == statefulset.MAX_REPLICAS_PER_SYNC and plan.delete == []
+    ordered = a_set(replicas=2**31 - 1)
+    assert statefulset.plan_stateful_set(ordered, [pod_of(ordered, 0)], NOW).create == [1]
+
+
+def test_parallel_set_missing_pods_is_not_updated_yet() -> None:
+    sts = a_set(podManagementPolicy="Parallel")
+    plan = statefulset.plan_stateful_set(sts, [pod_of(sts, 2, revision="web-old")], NOW)
+    assert plan.create == [0, 1] and plan.delete == []
