@@ -26,6 +26,7 @@ CONTROLLERS: dict[str, str] = {
     "cronjob": "kubesvc.controllers.cronjob:CronJobController",
     "statefulset": "kubesvc.controllers.statefulset:StatefulSetController",
     "replicationcontroller": "kubesvc.controllers.replication:ReplicationManager",
+    "serviceaccount": "kubesvc.controllers.serviceaccount:ServiceAccountsController",
 }
 
 

@@ -322,3 +322,27 @@ def test_replication_controller_keeps_its_replicas(cluster: Cluster) -> None:
         )
     )
     assert scale["status"]["selector"] == "app=rc-web"
+
+
+def test_every_namespace_gets_a_default_service_account(cluster: Cluster) -> None:
+    cluster.out("create", "namespace", "sa-check")
+    try:
+        wait_for(
+            lambda: (
+                cluster.kubectl("-n", "sa-check", "get", "sa", "default", check=False).returncode
+                == 0
+            ),
+            timeout=30,
+            what="the default ServiceAccount",
+        )
+        cluster.out("-n", "sa-check", "delete", "sa", "default")
+        wait_for(
+            lambda: (
+                cluster.kubectl("-n", "sa-check", "get", "sa", "default", check=False).returncode
+                == 0
+            ),
+            timeout=30,
+            what="the default ServiceAccount again",
+        )
+    finally:
+        cluster.kubectl("delete", "namespace", "sa-check", "--wait=false", check=False)

@@ -345,3 +345,13 @@ def test_daemonset_plan_survives_any_usable_objects(
     pods = [p for p in pods if _usable("Pod", p)]
     if daemonset.spec_problem(obj) is None:
         daemonset.plan_daemon_set(obj, nodes, pods, NOW)
+
+
+def test_default_service_account_for_active_namespaces() -> None:
+    from kubesvc.controllers.serviceaccount import needs_default_account
+
+    ns = {"metadata": {"name": "a"}, "status": {"phase": "Active"}}
+    assert needs_default_account(ns, [])
+    assert not needs_default_account(ns, ["default"])
+    assert not needs_default_account(None, [])
+    assert not needs_default_account({**ns, "status": {"phase": "Terminating"}}, [])
