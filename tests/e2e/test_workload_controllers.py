@@ -274,6 +274,14 @@ def test_statefulset_ordered_start_stable_names_and_dns(cluster: Cluster) -> Non
 
         assert wait_for(lambda ip=ip: answer() == ip, timeout=30, what=f"{fqdn} -> {ip}")
 
+    # a rolling update replaces every pod (highest ordinal first: see the unit tests)
+    cluster.out("set", "image", "sts/web", "nginx=nginx:1.26")
+    cluster.out("rollout", "status", "sts/web", "--timeout=90s")
+    updated = {p["metadata"]["name"]: p for p in cluster.running("app=nginx", 3)}
+    assert {p["spec"]["containers"][0]["image"] for p in updated.values()} == {"nginx:1.26"}
+    status = cluster.json("get", "sts", "web")["status"]
+    assert status["currentRevision"] == status["updateRevision"]
+
     # scale down removes the highest ordinals, one at a time
     cluster.out("scale", "sts", "web", "--replicas=1")
     cluster.out("rollout", "status", "sts/web", "--timeout=90s")
