@@ -25,6 +25,7 @@ from kubesvc.kubelet.spdy import (
     GOAWAY,
     PING,
     RST_CANCEL,
+    RST_REFUSED,
     RST_STREAM,
     SYN_STREAM,
     Frame,
@@ -39,6 +40,8 @@ log = logging.getLogger("kubesvc.kubelet.portforward")
 PORT_FORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 STREAM_CHUNK = 32 * 1024
 PAIR_TIMEOUT = 30.0  # as the kubelet's streamCreationTimeout
+MAX_PAIRS = 128  # connections under way in one SPDY session
+INBOUND_DEPTH = 16  # client data frames or messages queued for one connection
 
 
 def _same_netns(netns: Path) -> bool:
@@ -96,7 +99,9 @@ class _Pair:
     port: int
     error_id: int = 0
     data_id: int = 0
-    inbound: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    inbound: asyncio.Queue[bytes | None] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=INBOUND_DEPTH)
+    )
     task: asyncio.Task[None] | None = None
 
     @property
@@ -162,9 +167,9 @@ class PortForwardSession:
             pair = self.by_stream.get(frame.stream_id)
             if pair is not None and frame.stream_id == pair.data_id:
                 if frame.data:
-                    pair.inbound.put_nowait(frame.data)
+                    await pair.inbound.put(frame.data)  # a full queue holds the client back
                 if frame.fin:
-                    pair.inbound.put_nowait(None)
+                    await pair.inbound.put(None)
         elif frame.type == SYN_STREAM:
             await self._on_stream(frame)
         elif frame.type == RST_STREAM:
@@ -187,6 +192,10 @@ class PortForwardSession:
             return
         await self.send(lambda: self.codec.syn_reply(sid))
         pair = self.pairs.get(request_id)
+        if pair is None and len(self.pairs) >= MAX_PAIRS:
+            log.info("port-forward stream rejected", extra={"kv": {"error": "too many streams"}})
+            await self.send(lambda: self.codec.rst_stream(sid, RST_REFUSED))
+            return
         if pair is None:
             pair = self.pairs[request_id] = _Pair(request_id, port)
             self._spawn(self._expire(pair))
@@ -225,6 +234,8 @@ class PortForwardSession:
         self.pairs.pop(pair.request_id, None)
         self.by_stream.pop(pair.error_id, None)
         self.by_stream.pop(pair.data_id, None)
+        while not pair.inbound.empty():  # a reader waiting on a full queue moves on
+            pair.inbound.get_nowait()
 
     async def _forward(self, pair: _Pair) -> None:
         try:
@@ -275,7 +286,6 @@ class PortForwardSession:
 # -- over WebSocket channels (v4.channel.k8s.io, v4.base64.channel.k8s.io, none) ------------
 
 MAX_PORTS = 32  # ports in one WebSocket session (each one is a connection the node dials)
-INBOUND_DEPTH = 16  # client messages queued for one port before the reader waits
 
 
 def _go_quote(text: str) -> str:

@@ -97,8 +97,10 @@ SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDAT
     9,
 )
 FLAG_FIN = 0x01
-RST_PROTOCOL_ERROR, RST_CANCEL = 1, 5
-MAX_FRAME = 1 << 24
+RST_PROTOCOL_ERROR, RST_REFUSED, RST_CANCEL = 1, 3, 5
+MAX_FRAME = 1 << 20  # payload bytes of one frame (kubectl's are 32 KiB at most)
+MAX_HEADER_BLOCK = 64 * 1024  # bytes of one decompressed header block
+MAX_HEADERS = 100  # headers in one block (a port-forward stream has four)
 
 
 class SpdyError(Exception):
@@ -137,6 +139,8 @@ class SpdyCodec:
         frames = []
         while len(self._buffer) >= 8:
             length = int.from_bytes(self._buffer[5:8], "big")
+            if length > MAX_FRAME:
+                raise SpdyError(f"frame of {length} bytes (at most {MAX_FRAME})")
             if len(self._buffer) < 8 + length:
                 break
             head = bytes(self._buffer[:8])
@@ -175,24 +179,35 @@ class SpdyCodec:
 
     def _headers(self, block: bytes) -> dict[str, str]:
         try:
-            raw = self._inflate.decompress(block)
+            raw = self._inflate.decompress(block, MAX_HEADER_BLOCK)
         except zlib.error as e:
             raise SpdyError(f"header block: {e}") from None
-        headers: dict[str, str] = {}
-        try:
-            count, pos = int.from_bytes(raw[:4], "big"), 4
-            for _ in range(count):
-                n = int.from_bytes(raw[pos : pos + 4], "big")
-                name = raw[pos + 4 : pos + 4 + n].decode()
-                pos += 4 + n
-                n = int.from_bytes(raw[pos : pos + 4], "big")
-                value = raw[pos + 4 : pos + 4 + n].decode()
-                pos += 4 + n
-                headers[name.lower()] = value.split("\x00")[0]
-        except (UnicodeDecodeError, IndexError):
-            raise SpdyError("malformed header block") from None
-        if pos > len(raw):
+        if self._inflate.unconsumed_tail:
+            raise SpdyError(f"header block over {MAX_HEADER_BLOCK} bytes")
+        if len(raw) < 4:
             raise SpdyError("truncated header block")
+        count, pos = int.from_bytes(raw[:4], "big"), 4
+        if count > MAX_HEADERS:
+            raise SpdyError(f"{count} headers in one block (at most {MAX_HEADERS})")
+        headers: dict[str, str] = {}
+
+        def field() -> str:
+            nonlocal pos
+            if pos + 4 > len(raw):
+                raise SpdyError("truncated header block")
+            n = int.from_bytes(raw[pos : pos + 4], "big")
+            if pos + 4 + n > len(raw):
+                raise SpdyError("truncated header block")
+            try:
+                text = raw[pos + 4 : pos + 4 + n].decode()
+            except UnicodeDecodeError:
+                raise SpdyError("malformed header block") from None
+            pos += 4 + n
+            return text
+
+        for _ in range(count):
+            name = field()
+            headers[name.lower()] = field().split("\x00")[0]
         return headers
 
     # encoding
