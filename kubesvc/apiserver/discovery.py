@@ -18,6 +18,12 @@ _SUBRESOURCE_VERBS = {
     "exec": ["create", "get"],
     "attach": ["create", "get"],
     "portforward": ["create", "get"],
+    "proxy": ["create", "delete", "get", "patch", "update"],
+}
+_PROXY_OPTIONS = {
+    "Pod": "PodProxyOptions",
+    "Service": "ServiceProxyOptions",
+    "Node": "NodeProxyOptions",
 }
 
 
@@ -45,6 +51,8 @@ def _subresource_kind(kind: Kind, sub: str) -> tuple[str, str, str]:
         return "autoscaling", "v1", "Scale"
     if sub == "binding":
         return "", "v1", "Binding"
+    if sub == "proxy":
+        return "", "v1", _PROXY_OPTIONS[kind.kind]
     return kind.group, kind.version, kind.kind
 
 

@@ -13,6 +13,7 @@ import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -37,6 +38,8 @@ from kubesvc.apiserver.decoding import (
 )
 from kubesvc.apiserver.objects import dumps
 from kubesvc.apiserver.podstreams import PROXY_SUBRESOURCES, PodProxy
+from kubesvc.apiserver.proxy_handler import ResourceProxy
+from kubesvc.apiserver.proxy_location import split_proxy_path
 from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
 from kubesvc.store.base import Compacted
 
@@ -131,15 +134,29 @@ def _dry_run(request: web.Request) -> bool:
 
 
 class ResourceHandler:
-    def __init__(self, registry: Registry, pod_proxy: PodProxy | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        pod_proxy: PodProxy | None = None,
+        resource_proxy: ResourceProxy | None = None,
+    ) -> None:
         self.registry = registry
         self.pod_proxy = pod_proxy or PodProxy(registry)
+        self.resource_proxy = resource_proxy or ResourceProxy(registry)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        proxied = split_proxy_path(request.raw_path)
+        if proxied is not None:
+            prefix, tail = proxied
+            target = parse_path(unquote(prefix))
+            if target is not None and target.subresource == "proxy" and target.name:
+                return await self.resource_proxy.handle(request, target, prefix, tail)
         target = parse_path(request.path)
         if target is None:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         method = request.method
+        if target.subresource == "proxy":
+            raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if target.subresource in PROXY_SUBRESOURCES and target.name:
             return await self.pod_proxy.handle(request, target)
         if method == "GET":

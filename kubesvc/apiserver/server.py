@@ -27,6 +27,7 @@ from kubesvc.apiserver.decoding import MAX_BODY
 from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
 from kubesvc.apiserver.podstreams import PodProxy
+from kubesvc.apiserver.proxy_handler import ResourceProxy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.store.sqlite import SQLiteStore
@@ -104,7 +105,11 @@ class ApiServer:
         self._tasks.append(asyncio.create_task(self._memory_keeper(), name="memory"))
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
-        self._handler = ResourceHandler(self.registry, PodProxy(self.registry, self.creds.token))
+        self._handler = ResourceHandler(
+            self.registry,
+            PodProxy(self.registry, self.creds.token),
+            ResourceProxy(self.registry, self.creds.token),
+        )
         # bodies are decompressed by read_body, after authentication and within MAX_BODY
         self._runner = web.AppRunner(
             app, access_log=None, handle_signals=False, auto_decompress=False
