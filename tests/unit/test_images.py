@@ -329,7 +329,7 @@ def test_resolve(
     [
         pytest.param("foo/bar:1", None, id="unknown"),
         pytest.param("example.com/app", ["--serve"], id="unknown-with-args-only"),
-        pytest.param("python:3.12", None, id="language-image"),
+        pytest.param("node:22", None, id="language-image"),
     ],
 )
 def test_resolve_not_built_in(image: str, args: list[str] | None) -> None:
@@ -1137,3 +1137,17 @@ def test_agnhost_test_webserver_serves_files_and_listings(tmp_path: Path) -> Non
     # no way out of the root
     outside = app(req("/../../../etc/passwd"))
     assert outside.status == 404 or b"root:" not in outside.body
+
+
+def test_python_image_runs_the_hosts_python3() -> None:
+    """The official image's `python` is its python3; the host may have only `python3`."""
+    py = images.host_python()
+    assert images.resolve("python", ["python", "-u", "/opt/s.py"], None).argv == [
+        py,
+        "-u",
+        "/opt/s.py",
+    ]
+    assert images.resolve("python:3.12-slim", None, ["python3", "-c", "1"]).argv == [py, "-c", "1"]
+    assert images.resolve("python", None, None).argv == [py]
+    assert images.resolve("python", ["sh", "-c", "true"], None).argv == ["sh", "-c", "true"]
+    assert "/venv" not in py and ".venv" not in py

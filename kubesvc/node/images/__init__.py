@@ -11,6 +11,7 @@ Kept light on imports: every built-in image starts by importing this package.
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ BUILT_IN = (
     "alpine",
     "curlimages/curl",
     "coredns/coredns",
+    "python",
 )
 
 
@@ -260,6 +262,19 @@ def _coredns(ref: ImageRef, args: list[str]) -> Resolved:
     return Resolved(argv, default_ports=[53, 9153])
 
 
+def host_python() -> str:
+    """The host's own interpreter (not kubesvc's virtual environment): what the official
+    `python` image offers is a plain Python with its standard library."""
+    return shutil.which("python3") or getattr(sys, "_base_executable", "") or sys.executable
+
+
+def _python(ref: ImageRef, args: list[str]) -> Resolved:
+    # CMD ["python3"], no ENTRYPOINT: args are the command
+    if not args:
+        return Resolved([host_python()])
+    return _with_command("python", ref, args[:1], args[1:]) or Resolved(list(args))
+
+
 Handler = Callable[[ImageRef, list[str]], Resolved]
 
 HANDLERS: dict[str, Handler] = {
@@ -271,6 +286,7 @@ HANDLERS: dict[str, Handler] = {
     "shell": _shell,
     "curl": _curl,
     "coredns": _coredns,
+    "python": _python,
 }
 
 
@@ -292,6 +308,8 @@ def builtin_kind(ref: ImageRef) -> str | None:
         return "curl"
     if name == "coredns":
         return "coredns"
+    if name == "python":
+        return "python"
     return None
 
 
@@ -326,7 +344,13 @@ def _with_command(
         return _nginx(ref, rest)
     if kind == "curl" and exe == "/entrypoint.sh":
         return _curl(ref, rest)
+    if kind == "python" and _PYTHON_EXE.fullmatch(base):
+        # the image's `python` is its python3, which the host may not call `python`
+        return Resolved([host_python(), *rest])
     return None
+
+
+_PYTHON_EXE = re.compile(r"python(3(\.\d+)?)?")
 
 
 def _help(exe: str) -> Resolved:
