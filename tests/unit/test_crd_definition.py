@@ -109,15 +109,35 @@ def test_structural_schema_rules() -> None:
     props["spec"]["properties"]["re"] = {"type": "string", "pattern": "(a"}
     props["metadata"] = {"type": "object", "properties": {"labels": {"type": "object"}}}
     p = "spec.versions[0].schema.openAPIV3Schema"
+    # upstream sorts the structural errors
     assert texts(obj) == [
-        f"{p}.properties[spec].properties[untyped].type: Required value: must not be empty for "
-        "specified object fields",
+        f"{p}.properties[metadata]: Forbidden: must not specify anything other than name and "
+        "generateName, but metadata is implicitly specified",
         f"{p}.properties[spec].properties[list].x-kubernetes-list-map-keys: Required value: "
         "must not be empty if x-kubernetes-list-type is map",
         f'{p}.properties[spec].properties[re].pattern: Invalid value: "(a": must be a valid '
         "regular expression, but isn't: error parsing regexp: missing ): (a",
-        f"{p}.properties[metadata]: Forbidden: must not specify anything other than name and "
-        "generateName, but metadata is implicitly specified",
+        f"{p}.properties[spec].properties[untyped].type: Required value: must not be empty for "
+        "specified object fields",
+    ]
+
+
+def test_value_validations_are_not_structural_except_int_or_string() -> None:
+    obj = crd()
+    props = obj["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    props["spec"]["properties"]["port"] = {
+        "x-kubernetes-int-or-string": True,
+        "anyOf": [{"type": "integer"}, {"type": "string"}],
+    }
+    props["spec"]["properties"]["either"] = {
+        "type": "object",
+        "anyOf": [{"required": ["a"]}, {"type": "object", "description": "b"}],
+        "properties": {"a": {"type": "string"}},
+    }
+    p = "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[either]"
+    assert texts(obj) == [
+        f"{p}.anyOf[1].description: Forbidden: must be empty to be structural",
+        f"{p}.anyOf[1].type: Forbidden: must be empty to be structural",
     ]
 
 

@@ -27,7 +27,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesvc.api.errors import FieldError, duplicate, invalid, not_supported, required, too_long
+from kubesvc.api.errors import (
+    FieldError,
+    duplicate,
+    invalid,
+    not_supported,
+    required,
+    too_long,
+)
 from kubesvc.api.errors import too_many as _too_many
 
 MAX_SCHEMA_DEPTH = 64  # nested schemas a CRD may have (deeper CRDs are refused)
@@ -80,6 +87,11 @@ class Node:
         return self.preserve or (
             self.type == "" and not self.properties and self.items is None and not self.embedded
         )
+
+
+def type_invalid(path: str, value: Any, detail: str) -> FieldError:
+    """field.TypeInvalid: what kube-openapi's type and format failures become."""
+    return FieldError("TypeInvalid", path, detail, value)
 
 
 # --------------------------------------------------------------------------- compiling
@@ -292,13 +304,15 @@ def _validate(n: Node, value: Any, path: str, errs: list[FieldError], top: bool 
         if not n.nullable and (n.type or n.int_or_string):
             want = n.type or "string"
             errs.append(
-                invalid(path, "null", f'{_shown(path)} in body must be of type {want}: "null"')
+                type_invalid(path, "null", f'{_shown(path)} in body must be of type {want}: "null"')
             )
         return
     if not _type_ok(n, value):
         kind = _kind_of(value)
         want = "integer,string" if n.int_or_string else n.type
-        errs.append(invalid(path, kind, f'{_shown(path)} in body must be of type {want}: "{kind}"'))
+        errs.append(
+            type_invalid(path, kind, f'{_shown(path)} in body must be of type {want}: "{kind}"')
+        )
         return
     before = len(errs)
     if n.enum is not None and not any(_json_equal(value, e) for e in n.enum):
@@ -345,7 +359,9 @@ def _string(n: Node, value: str, path: str, errs: list[FieldError]) -> None:
             errs.append(invalid(path, value, f"{_shown(path)} in body should match '{n.pattern}'"))
     if n.format and not format_ok(n.format, value):
         errs.append(
-            invalid(path, value, f'{_shown(path)} in body must be of type {n.format}: "{value}"')
+            type_invalid(
+                path, value, f'{_shown(path)} in body must be of type {n.format}: "{value}"'
+            )
         )
 
 
@@ -447,9 +463,9 @@ def _object(n: Node, value: dict[str, Any], path: str, errs: list[FieldError], t
         errs.append(_too_many(path, len(value), n.max_properties))
     if n.min_properties is not None and len(value) < n.min_properties:
         errs.append(
-            invalid(
+            invalid(  # upstream shows the minimum as the value
                 path,
-                len(value),
+                n.min_properties,
                 f"{_shown(path)} in body should have at least {n.min_properties} properties",
             )
         )
@@ -482,16 +498,24 @@ def _combinators(n: Node, value: Any, path: str, errs: list[FieldError]) -> None
     for sub in n.all_of:
         _validate(sub, value, path, errs)
     if n.any_of and not any(_passes(sub, value, path) for sub in n.any_of):
-        errs.append(invalid(path, _kind_of(value), f"{_shown(path)} in body must be of anyOf"))
+        errs.append(
+            invalid(path, "", f"{_shown(path)} in body must validate at least one schema (anyOf)")
+        )
         # upstream lists the failures of each branch as well
         for sub in n.any_of:
             _validate(sub, value, path, errs)
     if n.one_of:
         passing = sum(1 for sub in n.one_of if _passes(sub, value, path))
         if passing != 1:
-            errs.append(invalid(path, _kind_of(value), f"{_shown(path)} in body must be of oneOf"))
+            errs.append(
+                invalid(
+                    path,
+                    "",
+                    f"{_shown(path)} in body must validate one and only one schema (oneOf)",
+                )
+            )
     if n.not_ is not None and _passes(n.not_, value, path):
-        errs.append(invalid(path, _kind_of(value), f"{_shown(path)} in body must not be valid"))
+        errs.append(invalid(path, "", f"{_shown(path)} in body must not validate the schema (not)"))
 
 
 def _passes(n: Node, value: Any, path: str) -> bool:

@@ -275,33 +275,27 @@ def _subresources(subs: Obj, path: str) -> Errs:
 
 
 def validate_schema(schema: Obj, path: str) -> Errs:
+    """Upstream's ValidateStructural (errors sorted, as upstream sorts them) plus the
+    OpenAPI checks of the CRD's own validation (types, patterns, list types)."""
     errs: Errs = []
-    t = schema.get("type")
-    if t != "object":
-        errs.append(invalid(f"{path}.type", t or "", "must be object at the root"))
-    _schema(schema, path, errs, 0, root=True)
-    meta = as_dict(schema.get("properties")).get("metadata")
-    if isinstance(meta, dict):
-        extra = set(meta) - {"type", "properties", "description"}
-        props = set(as_dict(meta.get("properties")))
-        if extra or props - {"name", "generateName"}:
-            errs.append(
-                forbidden(
-                    f"{path}.properties[metadata]",
-                    "must not specify anything other than name and generateName, but metadata is implicitly specified",  # noqa: E501 (upstream wording)
-                )
-            )
-    return errs
+    _schema(schema, path, errs, 0, "root")
+    return sorted(errs, key=str)
 
 
-def _schema(s: Obj, path: str, errs: Errs, depth: int, root: bool = False) -> None:
+_INT_OR_STRING_ANY_OF = [{"type": "integer"}, {"type": "string"}]
+
+
+def _schema(s: Obj, path: str, errs: Errs, depth: int, level: str) -> None:
     if depth > MAX_SCHEMA_DEPTH:
         errs.append(forbidden(path, f"must not be nested more than {MAX_SCHEMA_DEPTH} levels"))
         return
-    t = s.get("type")
+    t = s.get("type") or ""
     preserve = s.get("x-kubernetes-preserve-unknown-fields")
     int_or_string = s.get("x-kubernetes-int-or-string") is True
-    if t is not None and t not in _TYPES:
+    embedded = s.get("x-kubernetes-embedded-resource") is True
+    props = s.get("properties") if isinstance(s.get("properties"), dict) else {}
+    extra = s.get("additionalProperties")
+    if t and t not in _TYPES:
         errs.append(not_supported(f"{path}.type", t, list(_TYPES)))
     if preserve is False:
         errs.append(
@@ -309,14 +303,68 @@ def _schema(s: Obj, path: str, errs: Errs, depth: int, root: bool = False) -> No
                 f"{path}.x-kubernetes-preserve-unknown-fields", False, "must be true or undefined"
             )
         )
-    if not t and not int_or_string and preserve is not True and not root:
-        errs.append(required(f"{path}.type", "must not be empty for specified object fields"))
-    if int_or_string and t:
-        errs.append(invalid(f"{path}.type", t, "must be empty to be structural"))
-    if s.get("x-kubernetes-embedded-resource") is True and t != "object":
+    if t == "array" and not isinstance(s.get("items"), dict):
+        errs.append(required(f"{path}.items", "must be specified"))
+    if embedded and t != "object":
+        why = "must be object if x-kubernetes-embedded-resource is true"
+        errs.append(invalid(f"{path}.type", t, why) if t else required(f"{path}.type", why))
+    elif not t and not int_or_string and preserve is not True:
+        where = {"root": "at the root", "item": "for specified array items"}
+        errs.append(
+            required(
+                f"{path}.type",
+                f"must not be empty {where.get(level, 'for specified object fields')}",
+            )
+        )
+    if embedded and extra is not None:
+        errs.append(
+            forbidden(
+                f"{path}.additionalProperties",
+                "must not be used if x-kubernetes-embedded-resource is set",
+            )
+        )
+    if level == "root" and t and t != "object":
+        errs.append(invalid(f"{path}.type", t, "must be object at the root"))
+    if level == "root" and extra is not None:
+        errs.append(forbidden(f"{path}.additionalProperties", "must not be used at the root"))
+    if int_or_string and preserve is True:
         errs.append(
             invalid(
-                f"{path}.type", t or "", "must be object if x-kubernetes-embedded-resource is true"
+                f"{path}.x-kubernetes-preserve-unknown-fields",
+                True,
+                "must be false if x-kubernetes-int-or-string is true",
+            )
+        )
+    if int_or_string and embedded:
+        errs.append(
+            invalid(
+                f"{path}.x-kubernetes-embedded-resource",
+                True,
+                "must be false if x-kubernetes-int-or-string is true",
+            )
+        )
+    if (level == "root" or embedded) and "metadata" in props:
+        meta = as_dict(props["metadata"])
+        if meta.get("type") and meta.get("type") != "object":
+            errs.append(
+                invalid(f"{path}.properties[metadata].type", meta.get("type"), "must be object")
+            )
+    if level == "root" and "metadata" in props:
+        meta = as_dict(props["metadata"])
+        names = set(as_dict(meta.get("properties")))
+        if set(meta) - {"type", "properties"} or names - {"name", "generateName"}:
+            errs.append(
+                forbidden(
+                    f"{path}.properties[metadata]",
+                    "must not specify anything other than name and generateName, but metadata is implicitly specified",  # noqa: E501 (upstream wording)
+                )
+            )
+    if embedded and preserve is not True and not props:
+        errs.append(
+            required(
+                f"{path}.properties",
+                "must not be empty if x-kubernetes-embedded-resource is true without "
+                "x-kubernetes-preserve-unknown-fields",
             )
         )
     list_type = s.get("x-kubernetes-list-type")
@@ -362,66 +410,90 @@ def _schema(s: Obj, path: str, errs: Errs, depth: int, root: bool = False) -> No
             )
     if s.get("$ref"):
         errs.append(forbidden(f"{path}.$ref", "$ref is not supported"))
-    props = s.get("properties")
-    extra = s.get("additionalProperties")
-    if isinstance(props, dict) and props and isinstance(extra, dict | bool) and extra is not False:
+    if s.get("uniqueItems") is True:
+        errs.append(
+            forbidden(
+                f"{path}.uniqueItems",
+                "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+            )
+        )
+    if props and extra is not None and extra is not False:
         errs.append(
             forbidden(
                 f"{path}.additionalProperties",
                 "additionalProperties and properties are mutual exclusive",
             )
         )
-    if isinstance(props, dict):
-        for name, sub in props.items():
-            if isinstance(sub, dict):
-                _schema(sub, f"{path}.properties[{name}]", errs, depth + 1)
+    for name, sub in props.items():
+        if isinstance(sub, dict):
+            _schema(sub, f"{path}.properties[{name}]", errs, depth + 1, "field")
     items = s.get("items")
-    if t == "array" and not isinstance(items, dict):
-        errs.append(required(f"{path}.items", "must be specified"))
     if isinstance(items, dict):
-        _schema(items, f"{path}.items", errs, depth + 1)
+        _schema(items, f"{path}.items", errs, depth + 1, "item")
     elif isinstance(items, list):
         errs.append(forbidden(f"{path}.items", "items must be a schema object and not an array"))
     if isinstance(extra, dict):
-        _schema(extra, f"{path}.additionalProperties", errs, depth + 1)
-    for combinator in ("allOf", "anyOf", "oneOf"):
-        for i, sub in enumerate(s.get(combinator) or []):
-            if isinstance(sub, dict):
-                _value_validation(sub, f"{path}.{combinator}[{i}]", errs, depth + 1)
+        _schema(extra, f"{path}.additionalProperties", errs, depth + 1, "field")
+    any_of = s.get("anyOf") or []
+    all_of = s.get("allOf") or []
+    int_or_string_any_of = any_of == _INT_OR_STRING_ANY_OF
+    for i, sub in enumerate(any_of):
+        if isinstance(sub, dict) and not int_or_string_any_of:
+            _nested(sub, f"{path}.anyOf[{i}]", errs, depth + 1)
+    for i, sub in enumerate(all_of):
+        if not isinstance(sub, dict):
+            continue
+        skip = i == 0 and sub.get("anyOf") == _INT_OR_STRING_ANY_OF
+        _nested(sub, f"{path}.allOf[{i}]", errs, depth + 1, skip_any_of=skip)
+    for i, sub in enumerate(s.get("oneOf") or []):
+        if isinstance(sub, dict):
+            _nested(sub, f"{path}.oneOf[{i}]", errs, depth + 1)
     if isinstance(s.get("not"), dict):
-        _value_validation(s["not"], f"{path}.not", errs, depth + 1)
+        _nested(s["not"], f"{path}.not", errs, depth + 1)
 
 
-_STRUCTURAL_ONLY = (
-    "type",
-    "default",
-    "nullable",
-    "description",
-    "title",
-    "x-kubernetes-preserve-unknown-fields",
-    "x-kubernetes-embedded-resource",
-    "x-kubernetes-int-or-string",
-    "x-kubernetes-list-type",
-    "x-kubernetes-list-map-keys",
-    "x-kubernetes-map-type",
+_FORBIDDEN_NESTED = (
+    ("type", "must be empty to be structural"),
+    ("additionalProperties", "must be undefined to be structural"),
+    ("default", "must be undefined to be structural"),
+    ("title", "must be empty to be structural"),
+    ("description", "must be empty to be structural"),
+    ("nullable", "must be false to be structural"),
+    ("x-kubernetes-preserve-unknown-fields", "must be false to be structural"),
+    ("x-kubernetes-embedded-resource", "must be false to be structural"),
+    ("x-kubernetes-int-or-string", "must be false to be structural"),
+    ("x-kubernetes-list-map-keys", "must be empty to be structural"),
+    ("x-kubernetes-list-type", "must be undefined to be structural"),
 )
 
 
-def _value_validation(s: Obj, path: str, errs: Errs, depth: int) -> None:
-    """Inside allOf/anyOf/oneOf/not only value validations are allowed (no types or
-    defaults): the structural part is the schema outside them."""
+def _nested(s: Obj, path: str, errs: Errs, depth: int, skip_any_of: bool = False) -> None:
+    """Inside allOf/anyOf/oneOf/not only value validations are allowed: the structural part
+    is the schema outside them."""
     if depth > MAX_SCHEMA_DEPTH:
         errs.append(forbidden(path, f"must not be nested more than {MAX_SCHEMA_DEPTH} levels"))
         return
-    for key in _STRUCTURAL_ONLY:
-        if key in s:
-            errs.append(forbidden(f"{path}.{key}", "must be empty to be structural"))
-    for name, sub in as_dict(s.get("properties")).items():
+    for key, why in _FORBIDDEN_NESTED:
+        value = s.get(key)
+        if value not in (None, False, "", []):
+            errs.append(forbidden(f"{path}.{key}", why))
+    props = as_dict(s.get("properties"))
+    if "metadata" in props:
+        errs.append(
+            forbidden(f"{path}.properties[metadata]", "must not be specified in a nested context")
+        )
+    for name, sub in props.items():
         if isinstance(sub, dict):
-            _value_validation(sub, f"{path}.properties[{name}]", errs, depth + 1)
+            _nested(sub, f"{path}.properties[{name}]", errs, depth + 1)
     if isinstance(s.get("items"), dict):
-        _value_validation(s["items"], f"{path}.items", errs, depth + 1)
-    for combinator in ("allOf", "anyOf", "oneOf"):
+        _nested(s["items"], f"{path}.items", errs, depth + 1)
+    if not skip_any_of:
+        for i, sub in enumerate(s.get("anyOf") or []):
+            if isinstance(sub, dict):
+                _nested(sub, f"{path}.anyOf[{i}]", errs, depth + 1)
+    for combinator in ("allOf", "oneOf"):
         for i, sub in enumerate(s.get(combinator) or []):
             if isinstance(sub, dict):
-                _value_validation(sub, f"{path}.{combinator}[{i}]", errs, depth + 1)
+                _nested(sub, f"{path}.{combinator}[{i}]", errs, depth + 1)
+    if isinstance(s.get("not"), dict):
+        _nested(s["not"], f"{path}.not", errs, depth + 1)
