@@ -122,6 +122,25 @@ def test_structural_schema_rules() -> None:
     ]
 
 
+def test_defaults_must_be_valid_for_their_schema() -> None:
+    obj = crd()
+    props = obj["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+    props["spec"]["properties"]["size"]["default"] = "big"
+    props["spec"]["properties"]["mode"] = {"type": "string", "enum": ["a"], "default": "b"}
+    props["spec"]["properties"]["obj"] = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}},
+        "default": {"a": 1, "b": 2},
+    }
+    p = "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties"
+    assert texts(obj) == [
+        f'{p}[mode].default: Unsupported value: "b": supported values: "a"',
+        f'{p}[obj].default: Invalid value: {{"a":1,"b":2}}: must not have unknown fields: b',
+        f'{p}[size].default: Invalid value: "string": default in body must be of type integer: '
+        '"string"',
+    ]
+
+
 def test_value_validations_are_not_structural_except_int_or_string() -> None:
     obj = crd()
     props = obj["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]

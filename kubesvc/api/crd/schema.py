@@ -253,6 +253,14 @@ def validate(root: Node, obj: dict[str, Any], prefix: str = "") -> list[FieldErr
     return errs[:MAX_ERRORS]
 
 
+def validate_value(n: Node, value: Any, path: str) -> list[FieldError]:
+    """Errors for one value of a schema node (a default, say), its field path `path`."""
+    errs: list[FieldError] = []
+    if within_depth(value, MAX_OBJECT_DEPTH):
+        _validate(n, value, path, errs)
+    return errs[:MAX_ERRORS]
+
+
 def within_depth(value: Any, limit: int) -> bool:
     if not isinstance(value, dict | list):
         return True

@@ -8,12 +8,16 @@ x-kubernetes-validations (CEL) rules are stored but not evaluated.
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any
 
 from kubesvc.api.crd import jsonpath
-from kubesvc.api.crd.schema import MAX_SCHEMA_DEPTH, pattern_error
+from kubesvc.api.crd import schema as structural
+from kubesvc.api.crd.schema import MAX_SCHEMA_DEPTH, Node, compile_schema, pattern_error
 from kubesvc.api.errors import (
     FieldError,
+    GoLiteral,
     duplicate,
     forbidden,
     invalid,
@@ -212,8 +216,6 @@ def _versions(spec: Obj) -> Errs:
 
 
 def _versions_shown(versions: list[Any]) -> Any:
-    from kubesvc.api.errors import GoLiteral
-
     return GoLiteral("[]apiextensions.CustomResourceDefinitionVersion{...}")
 
 
@@ -410,6 +412,8 @@ def _schema(s: Obj, path: str, errs: Errs, depth: int, level: str) -> None:
             )
     if s.get("$ref"):
         errs.append(forbidden(f"{path}.$ref", "$ref is not supported"))
+    if "default" in s and level != "root":
+        errs += _default_errors(s, path)
     if s.get("uniqueItems") is True:
         errs.append(
             forbidden(
@@ -450,6 +454,45 @@ def _schema(s: Obj, path: str, errs: Errs, depth: int, level: str) -> None:
             _nested(sub, f"{path}.oneOf[{i}]", errs, depth + 1)
     if isinstance(s.get("not"), dict):
         _nested(s["not"], f"{path}.not", errs, depth + 1)
+
+
+def _holder(name: str, node: Node) -> Node:
+    """A root whose one property is `name`: prune a value as a field of that schema."""
+    return Node(type="object", properties={name: node})
+
+
+def _default_errors(s: Obj, path: str) -> Errs:
+    """A default must be valid for its own schema (upstream validates defaults as objects
+    would be validated, so that defaulting never produces an object it then refuses)."""
+    node = compile_schema(s)
+    value = copy.deepcopy(s["default"])
+    found: Errs = []
+    if isinstance(value, dict | list):
+        holder = {"default": value}
+        pruned = structural.prune(_holder("default", node), holder)
+        if pruned:
+            found.append(
+                invalid(
+                    f"{path}.default",
+                    _shown_default(s["default"]),
+                    "must not have unknown fields: "
+                    + ", ".join(p.removeprefix("default.") for p in pruned),
+                )
+            )
+    checked = structural.validate_value(node, value, "default")
+    found += [
+        FieldError(e.type, f"{path}.default" + e.field[len("default") :], e.detail, e.value)
+        for e in checked
+    ]
+    return found[:10]
+
+
+def _shown_default(value: Any) -> Any:
+    return (
+        GoLiteral(json.dumps(value, separators=(",", ":")))
+        if isinstance(value, dict | list)
+        else value
+    )
 
 
 _FORBIDDEN_NESTED = (
