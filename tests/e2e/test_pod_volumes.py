@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import Cluster, running_cluster
+from tests.e2e.cluster import AGNHOST, Cluster, running_cluster
 from tests.e2e.harness import wait_for
 from tests.e2e.podspecs import apply, busybox_pod, cat, uniq, wait_ready
 
@@ -285,3 +285,59 @@ def test_downward_labels_follow_the_pod_and_host_path_types_are_checked(
         assert not missing.exists()
     finally:
         c.kubectl("delete", "pod", name, bad, "--wait=false", check=False)
+
+
+def test_upstream_style_mounttest_reads_volumes(env: tuple[Cluster, Path]) -> None:
+    """As upstream's ConfigMap and EmptyDir conformance tests check volumes: agnhost
+    mounttest in the pod, its output in the container log."""
+    c, base = env
+    name, cm = uniq("mt"), uniq("cm")
+    c.out("create", "configmap", cm, "--from-literal=data-1=value-1")
+    cfg, mem = f"{base}/{name}/configmap-volume", f"{base}/{name}/test-volume"
+    apply(
+        c,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "agnhost-container",
+                        "image": AGNHOST,
+                        "args": [
+                            "mounttest",
+                            f"--file_content={cfg}/data-1",
+                            f"--file_mode={cfg}/data-1",
+                            f"--fs_type={mem}",
+                            f"--new_file_0644={mem}/test-file",
+                            f"--file_perm={mem}/test-file",
+                        ],
+                        "volumeMounts": [
+                            {"name": "cfg", "mountPath": cfg},
+                            {"name": "mem", "mountPath": mem},
+                        ],
+                    }
+                ],
+                "volumes": [
+                    {"name": "cfg", "configMap": {"name": cm, "defaultMode": 0o400}},
+                    {"name": "mem", "emptyDir": {"medium": "Memory"}},
+                ],
+            },
+        },
+    )
+    try:
+
+        def succeeded() -> bool | None:
+            return c.json("get", "pod", name)["status"].get("phase") == "Succeeded" or None
+
+        wait_for(succeeded, timeout=30, what="mounttest to succeed")
+        out = c.out("logs", name).splitlines()
+        assert f'content of file "{cfg}/data-1": value-1' in out
+        assert f'mode of file "{cfg}/data-1": -r--------' in out
+        assert f'mount type of "{mem}": tmpfs' in out
+        assert f'perms of file "{mem}/test-file": -rw-r--r--' in out
+    finally:
+        c.kubectl("delete", "pod", name, "--wait=false", check=False)
+        c.kubectl("delete", "configmap", cm, check=False)

@@ -1151,3 +1151,50 @@ def test_python_image_runs_the_hosts_python3() -> None:
     assert images.resolve("python", None, None).argv == [py]
     assert images.resolve("python", ["sh", "-c", "true"], None).argv == ["sh", "-c", "true"]
     assert "/venv" not in py and ".venv" not in py
+
+
+@pytest.mark.parametrize(
+    ("mode", "want"),
+    [
+        (0o100644, "-rw-r--r--"),
+        (0o040777, "drwxrwxrwx"),
+        (0o041777, "dtrwxrwxrwx"),
+        (0o120777, "Lrwxrwxrwx"),
+        (0o020666, "Dcrw-rw-rw-"),
+        (0o060660, "Drw-rw----"),
+        (0o104755, "urwxr-xr-x"),
+        (0o010600, "prw-------"),
+        (0o140755, "Srwxr-xr-x"),
+        (0o000, "----------"),
+    ],
+)
+def test_go_file_mode(mode: int, want: str) -> None:
+    from kubesvc.node.images.agnhost import go_file_mode
+
+    assert go_file_mode(mode) == want
+
+
+def test_agnhost_mounttest(tmp_path: Path) -> None:
+    tmp_path.chmod(0o750)
+    f = tmp_path / "f"
+    res = run_image(
+        argv_for(
+            AGN,
+            [
+                "mounttest",
+                f"--new_file_0660={f}",
+                f"--file_perm={f}",
+                f"--file_mode={tmp_path}",
+                f"--file_content={tmp_path}/missing",
+            ],
+        )
+    )
+    assert res.returncode == 1
+    assert res.stdout.splitlines() == [
+        f'content of file "{f}": mount-tester new file',
+        "",
+        f'mode of file "{tmp_path}": drwxr-x---',
+        f'perms of file "{f}": -rw-rw----',
+        f'error reading file content for "{tmp_path}/missing": open {tmp_path}/missing: '
+        "no such file or directory",
+    ]

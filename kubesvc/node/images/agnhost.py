@@ -1101,6 +1101,163 @@ def run_entrypoint_tester(flags: dict[str, object], positional: list[str]) -> in
     return 0
 
 
+# -- mounttest ----------------------------------------------------------------------------
+MOUNTTEST_FLAGS: dict[str, tuple[str, object]] = {
+    "fs_type": ("str", ""),
+    "file_mode": ("str", ""),
+    "file_perm": ("str", ""),
+    "file_owner": ("str", ""),
+    "new_file_0644": ("str", ""),
+    "new_file_0666": ("str", ""),
+    "new_file_0660": ("str", ""),
+    "new_file_0777": ("str", ""),
+    "file_content": ("str", ""),
+    "file_content_in_loop": ("str", ""),
+    "retry_time": ("int", 180),
+    "break_on_expected_content": ("bool", True),
+}
+MOUNTTEST_CONTENT = "mount-tester new file\n"
+TMPFS_MAGIC = 0x01021994
+
+
+def go_file_mode(st_mode: int) -> str:
+    """Go's os.FileMode.String() for a stat mode: type letters, then rwxrwxrwx."""
+    kinds = ""
+    if stat.S_ISDIR(st_mode):
+        kinds += "d"
+    if stat.S_ISLNK(st_mode):
+        kinds += "L"
+    if stat.S_ISBLK(st_mode) or stat.S_ISCHR(st_mode):
+        kinds += "D"
+    if stat.S_ISFIFO(st_mode):
+        kinds += "p"
+    if stat.S_ISSOCK(st_mode):
+        kinds += "S"
+    if st_mode & stat.S_ISUID:
+        kinds += "u"
+    if st_mode & stat.S_ISGID:
+        kinds += "g"
+    if stat.S_ISCHR(st_mode):
+        kinds += "c"
+    if st_mode & stat.S_ISVTX:
+        kinds += "t"
+    rwx = "".join(c if st_mode & (1 << (8 - i)) else "-" for i, c in enumerate("rwxrwxrwx"))
+    return (kinds or "-") + rwx
+
+
+def _go_errno(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+def _statfs_type(path: str) -> int:
+    import ctypes
+    import struct
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(512)
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return int(struct.unpack_from("l", buf, 0)[0])
+
+
+def _mt_read(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            content = fh.read()
+    except OSError as exc:
+        print(f"error reading file content for {_go_quote(path)}: open {path}: {_go_errno(exc)}")
+        return False
+    print(f"content of file {_go_quote(path)}: {content}")
+    return True
+
+
+def run_mounttest(flags: dict[str, object]) -> int:
+    """agnhost mounttest, in upstream's order: fs type, new files, mode, perms, owner,
+    content, content in a loop; exit 1 if any step failed."""
+    os.umask(0)
+    ok = True
+    path = str(flags["fs_type"])
+    if path:
+        try:
+            magic = _statfs_type(path)
+            kind = "tmpfs" if magic == TMPFS_MAGIC else str(magic)
+            print(f"mount type of {_go_quote(path)}: {kind}")
+        except OSError as exc:
+            print(f"error from statfs({_go_quote(path)}): {_go_errno(exc)}")
+            ok = False
+    for perm in (0o644, 0o666, 0o660, 0o777):
+        path = str(flags[f"new_file_{perm:04o}"])
+        if not path:
+            continue
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, perm)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(MOUNTTEST_CONTENT)
+        except OSError as exc:
+            print(f"error writing new file {_go_quote(path)}: open {path}: {_go_errno(exc)}")
+            ok = False
+            continue
+        ok = _mt_read(path) and ok
+    for flag, label, perm_only in (("file_mode", "mode", False), ("file_perm", "perms", True)):
+        path = str(flags[flag])
+        if not path:
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as exc:
+            print(f"error from Stat({_go_quote(path)}): stat {path}: {_go_errno(exc)}")
+            ok = False
+            continue
+        shown = go_file_mode(mode & 0o777) if perm_only else go_file_mode(mode)
+        print(f"{label} of file {_go_quote(path)}: {shown}")
+    path = str(flags["file_owner"])
+    if path:
+        try:
+            st = os.stat(path)
+            print(f"owner UID of {_go_quote(path)}: {st.st_uid}")
+            print(f"owner GID of {_go_quote(path)}: {st.st_gid}")
+        except OSError as exc:
+            print(f"error from stat({_go_quote(path)}): {_go_errno(exc)}")
+            ok = False
+    path = str(flags["file_content"])
+    if path:
+        ok = _mt_read(path) and ok
+    path = str(flags["file_content_in_loop"])
+    if path:
+        ok = (
+            _mt_loop(path, _int(flags, "retry_time"), bool(flags["break_on_expected_content"]))
+            and ok
+        )
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
+def _mt_loop(path: str, retry: int, break_on_expected: bool) -> bool:
+    deadline = time.monotonic() + max(0, retry)
+    ok = False
+    while time.monotonic() < deadline:
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+                content = fh.read()
+            ok = True
+        except OSError as exc:
+            print(f"Error reading file {path}: open {path}: {_go_errno(exc)}, retrying", flush=True)
+            ok = False
+            time.sleep(2)
+            continue
+        print(f"content of file {_go_quote(path)}: {content}", flush=True)
+        if not break_on_expected or content == MOUNTTEST_CONTENT:
+            if break_on_expected:
+                break
+        else:
+            print(
+                f"Unexpected content. Expected: {MOUNTTEST_CONTENT}. Retrying", end="", flush=True
+            )
+        time.sleep(2)
+    return ok
+
+
 # The path the container's command named the binary by (/agnhost, /agnhost-2), and the
 # arguments after it, for entrypoint-tester.
 _ARGV0 = ["/agnhost"]
@@ -1144,6 +1301,12 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         {}, _no_args(run_dns_server_list), short="Prints the DNS server list"
     ),
     "etc-hosts": Subcommand({}, _no_args(run_etc_hosts), short="Prints the /etc/hosts file"),
+    "mounttest": Subcommand(
+        MOUNTTEST_FLAGS,
+        _no_args(run_mounttest),
+        short="Creates files with given permissions and outputs FS type, owner, mode, "
+        "permissions, contents of files",
+    ),
     "test-webserver": Subcommand(
         {"port": ("int", 80)},
         _no_args(run_test_webserver),
