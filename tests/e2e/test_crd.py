@@ -469,3 +469,80 @@ def test_schema_changes_namespace_deletion_and_restart(tmp_path: Path) -> None:
         assert server.out("get", res, "-A", "-o", "name").split() == [f"widget.{group}/w"]
     finally:
         server.stop()
+
+
+def test_official_python_client(api: ApiServerProcess, ns: str) -> None:
+    """The kubernetes client's typed CRD API, CustomObjectsApi and its watch, unchanged."""
+    from kubernetes import client, config, watch
+
+    api_client = config.new_client_from_config(config_file=str(api.kubeconfig))
+    group = f"py{uuid.uuid4().hex[:8]}.example.com"
+    ext = client.ApiextensionsV1Api(api_client)
+    body = client.V1CustomResourceDefinition(
+        metadata=client.V1ObjectMeta(name=f"gizmos.{group}"),
+        spec=client.V1CustomResourceDefinitionSpec(
+            group=group,
+            scope="Namespaced",
+            names=client.V1CustomResourceDefinitionNames(plural="gizmos", kind="Gizmo"),
+            versions=[
+                client.V1CustomResourceDefinitionVersion(
+                    name="v1",
+                    served=True,
+                    storage=True,
+                    schema=client.V1CustomResourceValidation(
+                        open_apiv3_schema=client.V1JSONSchemaProps(
+                            type="object",
+                            properties={
+                                "spec": client.V1JSONSchemaProps(
+                                    type="object",
+                                    properties={
+                                        "level": client.V1JSONSchemaProps(type="integer", default=7)
+                                    },
+                                )
+                            },
+                        )
+                    ),
+                )
+            ],
+        ),
+    )
+    ext.create_custom_resource_definition(body)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            crd = ext.read_custom_resource_definition(f"gizmos.{group}")
+            conditions = {c.type: c.status for c in crd.status.conditions or []}
+            if conditions.get("Established") == "True":
+                break
+            time.sleep(0.05)
+        assert conditions.get("Established") == "True"
+        custom = client.CustomObjectsApi(api_client)
+        gizmo = {"apiVersion": f"{group}/v1", "kind": "Gizmo", "metadata": {"name": "g"}}
+        created = custom.create_namespaced_custom_object(group, "v1", ns, "gizmos", gizmo)
+        assert "spec" not in created  # defaults apply inside objects that are there
+        custom.delete_namespaced_custom_object(group, "v1", ns, "gizmos", "g")
+        gizmo["spec"] = {}
+        created = custom.create_namespaced_custom_object(group, "v1", ns, "gizmos", gizmo)
+        assert created["spec"] == {"level": 7}
+        patched = custom.patch_namespaced_custom_object(
+            group, "v1", ns, "gizmos", "g", {"spec": {"level": 9}}
+        )
+        assert patched["spec"]["level"] == 9
+        listed = custom.list_namespaced_custom_object(group, "v1", ns, "gizmos")
+        rv = listed["metadata"]["resourceVersion"]
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["g"]
+        custom.delete_namespaced_custom_object(group, "v1", ns, "gizmos", "g")
+        events = watch.Watch().stream(
+            custom.list_namespaced_custom_object,
+            group,
+            "v1",
+            ns,
+            "gizmos",
+            resource_version=rv,
+            timeout_seconds=5,
+        )
+        first = next(iter(events))
+        assert first["type"] == "DELETED" and first["object"]["metadata"]["name"] == "g"
+    finally:
+        ext.delete_custom_resource_definition(f"gizmos.{group}")
+        api_client.close()

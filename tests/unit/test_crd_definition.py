@@ -74,6 +74,13 @@ def test_name_group_scope_and_names() -> None:
     ]
 
 
+def test_preserve_unknown_fields_is_per_schema_in_v1() -> None:
+    assert texts(crd(preserveUnknownFields=True)) == [
+        "spec.preserveUnknownFields: Invalid value: true: cannot set to true, set "
+        "x-kubernetes-preserve-unknown-fields to true in openAPIV3Schema instead"
+    ]
+
+
 def test_protected_groups_need_approval() -> None:
     errs = texts(crd(group="things.k8s.io"))
     assert errs == [

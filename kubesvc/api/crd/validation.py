@@ -114,6 +114,15 @@ def _spec(spec: Obj, meta: Obj) -> Errs:
         errs.append(required("spec.scope"))
     elif scope not in ("Cluster", "Namespaced"):
         errs.append(not_supported("spec.scope", scope, ["Cluster", "Namespaced"]))
+    if spec.get("preserveUnknownFields") is True:
+        errs.append(
+            invalid(
+                "spec.preserveUnknownFields",
+                True,
+                "cannot set to true, set x-kubernetes-preserve-unknown-fields to true in "
+                "openAPIV3Schema instead",
+            )
+        )
     errs += _names(as_dict(spec.get("names")), "spec.names")
     errs += _versions(spec)
     conversion = as_dict(spec.get("conversion"))
