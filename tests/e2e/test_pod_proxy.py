@@ -180,6 +180,57 @@ def test_logs_follow(api: ApiServerProcess, pod: tuple[str, str, FakeView]) -> N
         proc.wait()
 
 
+def test_logs_flags_on_cri_records(
+    api: ApiServerProcess, ns: str, node: tuple[str, FakeView]
+) -> None:
+    """--timestamps, --since-time, --since, --limit-bytes, --tail and -f --previous on a log of
+    CRI records, as the kubelet reads them."""
+    node_name, view = node
+    make_pod(api, ns, node_name, "cri", ["app"])
+    view.add(ns, "cri", ["app"])
+    old, new = "2020-01-01T00:00:00.000000001Z", "2099-01-01T00:00:00.5Z"
+    view.write_log(
+        ns, "cri", "app",
+        f"{old} stdout F old line\n{new} stderr P new \n{new} stderr F line\n",
+    )  # fmt: skip
+    view.write_log(ns, "cri", "app", f"{old} stdout F before the restart\n", previous=True)
+    status = {
+        "containerStatuses": [
+            {
+                "name": "app",
+                "ready": True,
+                "restartCount": 1,
+                "image": "busybox",
+                "imageID": "",
+                "state": {"running": {"startedAt": "2024-01-01T00:00:01Z"}},
+                "lastState": {
+                    "terminated": {"exitCode": 1, "reason": "Error", "containerID": "x://1"}
+                },
+            }
+        ]
+    }
+    api.out(
+        "patch", "pod", "cri", "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": status}),
+    )  # fmt: skip
+    assert api.out("logs", "cri", "-n", ns) == "old line\nnew line\n"
+    assert api.out("logs", "cri", "-n", ns, "--timestamps") == (
+        f"{old} old line\n{new} new {new} line\n"
+    )
+    assert api.out("logs", "cri", "-n", ns, "--since-time=2050-01-01T00:00:00Z") == "new line\n"
+    assert api.out("logs", "cri", "-n", ns, "--since=1h") == "new line\n"
+    assert api.out("logs", "cri", "-n", ns, "--limit-bytes=4") == "old "
+    assert api.out("logs", "cri", "-n", ns, "--tail=1") == "line\n"
+    # a previous instance's log does not grow: -f returns at its end
+    res = api.kubectl("logs", "cri", "-n", ns, "-f", "--previous", timeout=15)
+    assert res.stdout == "before the restart\n"
+    # kubectl checks these itself; other clients get the API server's answer
+    raw = api.kubectl(
+        "get", "--raw", f"/api/v1/namespaces/{ns}/pods/cri/log?limitBytes=0", check=False
+    )
+    assert "limitBytes: Invalid value: 0: must be greater than 0" in raw.stderr
+
+
 def test_logs_errors(api: ApiServerProcess, ns: str, node: tuple[str, FakeView]) -> None:
     node_name, view = node
     make_pod(
