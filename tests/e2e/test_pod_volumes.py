@@ -164,6 +164,14 @@ def test_configmap_update_reaches_a_running_pod(env: tuple[Cluster, Path]) -> No
             what="the new ConfigMap content in the pod",
         )
         assert cat(c, name, f"{base}/{name}/new") == "1"
+        # the volume's content is on the node, and goes with the pod
+        pod = c.json("get", "pod", name)
+        pod_dir = (
+            c.home / c.name / "nodes" / pod["spec"]["nodeName"] / "pods" / pod["metadata"]["uid"]
+        )
+        assert (pod_dir / "volumes" / "cm" / "greeting").read_text() == "bonjour"
+        c.out("delete", "pod", name, "--wait=true")
+        wait_for(lambda: not pod_dir.exists() or None, timeout=10, what="the pod's volumes removed")
     finally:
         c.kubectl("delete", "pod", name, "--wait=false", check=False)
         c.kubectl("delete", "configmap", cm, check=False)
