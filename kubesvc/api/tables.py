@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.api.table_docs import FIELD_DOCS
+
 Obj = Mapping[str, Any]
 Cell = str | int
 Column = dict[str, Any]
@@ -1113,12 +1115,7 @@ def _default_cells(obj: Obj, now: datetime) -> list[Cell]:
 
 def _doc(group_version: str, type_name: str, field: str) -> str:
     """A field's description in our OpenAPI documents (upstream's SwaggerDoc text)."""
-    from kubesvc.api import openapi
-
-    key = "api/v1" if group_version == "v1" else f"apis/{group_version}"
-    doc = openapi.parsed(key) or {}
-    schema = doc.get("components", {}).get("schemas", {}).get(type_name, {})
-    return str(schema.get("properties", {}).get(field, {}).get("description", ""))
+    return FIELD_DOCS.get((type_name, field), "")
 
 
 def _core(type_name: str, field: str) -> str:

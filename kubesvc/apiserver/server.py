@@ -17,9 +17,9 @@ import yaml
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import BadHttpMethod, ContentEncodingError, HttpProcessingError
 
-from kubesvc.api import errors, openapi, openapi_v2
+from kubesvc.api import errors, openapi, openapi_v2, tables, typed
 from kubesvc.api.errors import ApiError
-from kubesvc.api.kinds import BY_KIND
+from kubesvc.api.kinds import BY_KIND, KINDS
 from kubesvc.apiserver import discovery, negotiation, offload
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.crds import CrdController
@@ -103,6 +103,9 @@ class ApiServer:
         self._tasks.append(asyncio.create_task(gc.run(), name="gc"))
         self._tasks.append(asyncio.create_task(self._compactor(), name="compactor"))
         self._tasks.append(asyncio.create_task(self._memory_keeper(), name="memory"))
+        # compile every kind's decoder and Table columns before serving: the first request
+        # of a kind would otherwise pay for it on the event loop
+        await asyncio.to_thread(_warm_up)
         app = web.Application(client_max_size=MAX_BODY, middlewares=[self._middleware])
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._handler = ResourceHandler(
@@ -467,3 +470,9 @@ async def serve(config: ServerConfig) -> None:
         await asyncio.Event().wait()
     finally:
         await server.stop()
+
+
+def _warm_up() -> None:
+    for kind in KINDS:
+        typed.kind_type(kind.api_version, kind.kind)
+        tables.column_definitions(kind.kind)

@@ -1355,3 +1355,17 @@ def test_one_cell_per_column(kind: str) -> None:
 def test_naive_now_is_treated_as_utc() -> None:
     naive = NOW.replace(tzinfo=None)
     assert tables.age(CREATED, naive) == "30m"
+
+
+def test_cited_field_descriptions_are_the_documents() -> None:
+    from kubesvc.api import openapi
+    from kubesvc.api.table_docs import FIELD_DOCS
+
+    for (type_name, field), text in FIELD_DOCS.items():
+        found = [
+            doc["components"]["schemas"][type_name]["properties"][field]["description"]
+            for key in openapi.available()
+            if type_name
+            in (doc := openapi.parsed(key) or {}).get("components", {}).get("schemas", {})
+        ]
+        assert found and found[0] == text, (type_name, field)
