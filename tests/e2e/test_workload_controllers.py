@@ -313,9 +313,10 @@ def test_replication_controller_keeps_its_replicas(cluster: Cluster) -> None:
     ref = pods[0]["metadata"]["ownerReferences"][0]
     assert ref["kind"] == "ReplicationController" and ref["apiVersion"] == "v1"
     cluster.out("scale", "rc", "rc-web", "--replicas=1")
-    cluster.running("app=rc-web", 1)
-    cluster.out("delete", "pod", cluster.pods("app=rc-web")[0]["metadata"]["name"], "--wait=false")
-    cluster.running("app=rc-web", 1)
+    (survivor,) = cluster.running("app=rc-web", 1)  # the others may still be terminating
+    cluster.out("delete", "pod", survivor["metadata"]["name"], "--wait=false")
+    (replacement,) = cluster.running("app=rc-web", 1)
+    assert replacement["metadata"]["name"] != survivor["metadata"]["name"]
 
     def counted() -> bool:
         status = cluster.json("get", "rc", "rc-web")["status"]
