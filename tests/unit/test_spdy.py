@@ -1,10 +1,12 @@
-"""The SPDY/3.1 codec (kubelet/spdy) under hostile input: whatever bytes arrive, in whatever
-pieces, feeding them raises nothing but SpdyError, and never spends more than a bounded
-amount of memory or time on one frame."""
+"""The SPDY/3.1 codec (kubelet/spdy), alone: the spec's dictionary, round trips, frames cut
+anywhere, and hostile input (whatever bytes arrive, in whatever pieces, feeding them raises
+nothing but SpdyError, and never spends more than a bounded amount of memory or time on one
+frame)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import struct
 import zlib
 
@@ -13,10 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kubesvc.kubelet.spdy import (
+    FLAG_FIN,
     MAX_FRAME,
     MAX_HEADERS,
+    PING,
+    RST_STREAM,
     SPDY_DICTIONARY,
+    SYN_REPLY,
     SYN_STREAM,
+    Frame,
     SpdyCodec,
     SpdyError,
 )
@@ -96,3 +103,60 @@ def test_an_oversized_frame_is_refused_before_it_is_buffered() -> None:
 def test_not_compressed_header_block() -> None:
     with pytest.raises(SpdyError):
         SpdyCodec().feed(_syn_stream(b"\x00\x00\x00\x01plain", compress=False))
+
+
+def test_spdy_dictionary_is_the_spec_one() -> None:
+    assert len(SPDY_DICTIONARY) == 1423
+    assert (
+        hashlib.sha256(SPDY_DICTIONARY).hexdigest()
+        == "51d27341373f923f3cd88e1eb7162aeaa3723d7585ff2399201dc06498407f02"
+    )
+
+
+def test_spdy_round_trip() -> None:
+    client, server = SpdyCodec(), SpdyCodec()
+    headers = {"streamtype": "data", "port": "80", "requestid": "0"}
+    wire = client.syn_stream(1, headers) + client.syn_stream(3, {"port": "81"}, fin=True)
+    wire += client.data(1, b"payload") + client.ping(7) + client.rst_stream(3, 5)
+    frames = server.feed(wire)
+    assert [(f.type, f.stream_id, f.fin) for f in frames] == [
+        (SYN_STREAM, 1, False),
+        (SYN_STREAM, 3, True),
+        (0, 1, False),
+        (PING, 0, False),
+        (RST_STREAM, 3, False),
+    ]
+    assert frames[0].headers == headers
+    assert frames[1].headers == {"port": "81"}  # shared compression state across blocks
+    assert frames[2].data == b"payload"
+    assert frames[3].value == 7
+    assert frames[4].value == 5
+    reply = server.feed(client.syn_stream(5, {"a": "b"}))  # still in step
+    assert reply[0].headers == {"a": "b"}
+    back = client.feed(server.syn_reply(1) + server.data(1, b"", fin=True))
+    assert [(f.type, f.stream_id, f.fin) for f in back] == [(SYN_REPLY, 1, False), (0, 1, True)]
+
+
+def test_spdy_feed_byte_by_byte() -> None:
+    client, server = SpdyCodec(), SpdyCodec()
+    wire = client.syn_stream(1, {"port": "1"}) + client.data(1, b"xyz", fin=True)
+    frames: list[Frame] = []
+    for i in range(len(wire)):
+        frames += server.feed(wire[i : i + 1])
+    assert [(f.type, f.data, f.flags) for f in frames] == [
+        (SYN_STREAM, b"", 0),
+        (0, b"xyz", FLAG_FIN),
+    ]
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(b"\x80\x02\x00\x01\x00\x00\x00\x00", id="version-2"),
+        pytest.param(b"\x80\x03\x00\x01\x00\x00\x00\x02ab", id="short-syn"),
+        pytest.param(b"\x80\x03\x00\x01\x00\x00\x00\x0c" + b"\x00" * 12, id="bad-zlib"),
+    ],
+)
+def test_spdy_rejects(wire: bytes) -> None:
+    with pytest.raises(SpdyError):
+        SpdyCodec().feed(wire)
