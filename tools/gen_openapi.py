@@ -64,6 +64,7 @@ GROUP_PACKAGE = {
     "storage.k8s.io": "io.k8s.api.storage.v1",
     "rbac.authorization.k8s.io": "io.k8s.api.rbac.v1",
     "apiregistration.k8s.io": "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1",
+    "admissionregistration.k8s.io": "io.k8s.api.admissionregistration.v1",
 }
 
 # JSONSchemaProps fields that hold any JSON value (a schema or a bool, a schema or a list of
@@ -792,6 +793,7 @@ OP_GROUP = {
     "storage.k8s.io": "StorageV1",
     "rbac.authorization.k8s.io": "RbacAuthorizationV1",
     "apiregistration.k8s.io": "ApiregistrationV1",
+    "admissionregistration.k8s.io": "AdmissionregistrationV1",
 }
 
 

@@ -29,6 +29,8 @@ _CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "APIService",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
 }
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -626,6 +628,33 @@ def _api_service(obj: Obj) -> None:
         service["port"] = 443
 
 
+def _match_resources(match: Any) -> None:
+    """SetDefaults_MatchResources and SetDefaults_NamedRuleWithOperations."""
+    if not isinstance(match, dict):
+        return
+    match.setdefault("matchPolicy", "Equivalent")
+    match.setdefault("namespaceSelector", {})
+    match.setdefault("objectSelector", {})
+    rules = match.get("resourceRules")
+    for rule in rules if isinstance(rules, list) else ():
+        if isinstance(rule, dict):
+            rule.setdefault("scope", "*")
+
+
+def _validating_admission_policy(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    spec.setdefault("failurePolicy", "Fail")
+    _match_resources(spec.get("matchConstraints"))
+
+
+def _validating_admission_policy_binding(obj: Obj) -> None:
+    spec = _dict(obj, "spec")
+    _match_resources(spec.get("matchResources"))
+    ref = spec.get("paramRef")
+    if isinstance(ref, dict):
+        ref.setdefault("parameterNotFoundAction", "Deny")
+
+
 _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "DaemonSet": _daemon_set,
     "StatefulSet": _stateful_set,
@@ -642,6 +671,8 @@ _DEFAULTERS: dict[str, Callable[[Obj], None]] = {
     "RoleBinding": _role_binding,
     "ClusterRoleBinding": _role_binding,
     "APIService": _api_service,
+    "ValidatingAdmissionPolicy": _validating_admission_policy,
+    "ValidatingAdmissionPolicyBinding": _validating_admission_policy_binding,
     "Service": _service,
     "Pod": _pod,
     "Deployment": _deployment,

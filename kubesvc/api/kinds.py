@@ -228,6 +228,27 @@ KINDS: tuple[Kind, ...] = (
         ("api-extensions",),
         ("status",),
     ),
+    Kind(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicy",
+        False,
+        (),
+        ("api-extensions",),
+        ("status",),
+    ),
+    Kind(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        "validatingadmissionpolicybinding",
+        False,
+        (),
+        ("api-extensions",),
+    ),
 )
 
 BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}

@@ -59,6 +59,7 @@ _EMPTY_STATUS: dict[str, dict[str, Any]] = {
     "PersistentVolumeClaim": {},
     "PersistentVolume": {},
     "APIService": {},
+    "ValidatingAdmissionPolicy": {},
 }
 
 # the labels a Job's generated selector and its pods carry (batch/v1 jobStrategy)

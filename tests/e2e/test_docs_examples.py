@@ -31,6 +31,8 @@ REJECTED = {
     # CRDs a plain cluster does not have
     "application/volume-snaphot.yaml": 'no matches for kind "VolumeSnapshot"',
     "application/volume-snapshot-class.yaml": 'no matches for kind "VolumeSnapshotClass"',
+    # a template for sed: "$ITEM" is not a valid name
+    "application/job/job-tmpl.yaml": 'metadata.name: Invalid value: "process-item-$ITEM"',
     # the field was removed before dual-stack went GA
     NET + "dual-stack-ipv6-svc.yaml": NO_IP_FAMILY,
     NET + "dual-stack-ipv6-lb-svc.yaml": NO_IP_FAMILY,

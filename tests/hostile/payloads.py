@@ -328,6 +328,24 @@ _BODIES: dict[str, Obj] = {
             "service": {"name": "metrics-server", "namespace": "kube-system", "port": 443},
         }
     },
+    "ValidatingAdmissionPolicy": {
+        "spec": {
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["apps"],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE", "UPDATE"],
+                        "resources": ["deployments"],
+                    }
+                ]
+            },
+            "validations": [{"expression": "object.spec.replicas <= 5"}],
+        }
+    },
+    "ValidatingAdmissionPolicyBinding": {
+        "spec": {"policyName": "demo-policy.example.com", "validationActions": ["Deny"]}
+    },
 }
 
 

@@ -28,6 +28,7 @@ GV_KEYS = {
     "apis/scheduling.k8s.io/v1",
     "apis/storage.k8s.io/v1",
     "apis/rbac.authorization.k8s.io/v1",
+    "apis/admissionregistration.k8s.io/v1",
     "apis/apiregistration.k8s.io/v1",
 }
 PATCH_TYPES = {

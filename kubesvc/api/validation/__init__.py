@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from kubesvc.api.errors import FieldError, invalid
 from kubesvc.api.validation import (
+    admissionregistration,
     apiregistration,
     apps,
     batch,
@@ -90,6 +91,10 @@ _CREATE: dict[str, Create] = {
     "RoleBinding": rbac.validate_role_binding,
     "ClusterRoleBinding": rbac.validate_cluster_role_binding,
     "APIService": apiregistration.validate_api_service,
+    "ValidatingAdmissionPolicy": admissionregistration.validate_validating_admission_policy,
+    "ValidatingAdmissionPolicyBinding": (
+        admissionregistration.validate_validating_admission_policy_binding
+    ),
 }
 
 _UPDATE: dict[str, Update] = {
@@ -129,6 +134,12 @@ _UPDATE: dict[str, Update] = {
     "RoleBinding": rbac.validate_role_binding_update,
     "ClusterRoleBinding": rbac.validate_cluster_role_binding_update,
     "APIService": apiregistration.validate_api_service_update,
+    "ValidatingAdmissionPolicy": (
+        admissionregistration.validate_validating_admission_policy_update
+    ),
+    "ValidatingAdmissionPolicyBinding": (
+        admissionregistration.validate_validating_admission_policy_binding_update
+    ),
 }
 
 _STATUS: dict[str, Update] = {
