@@ -296,7 +296,8 @@ def parse_uint16(text: str) -> int:
     """strconv.ParseUint(text, 10, 16), with Go's error text."""
     if not text or not text.isascii() or not text.isdigit():
         raise ValueError(f"strconv.ParseUint: parsing {_go_quote(text)}: invalid syntax")
-    if len(text) > 5 or int(text) > 0xFFFF:
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 5 or int(digits) > 0xFFFF:
         raise ValueError(f"strconv.ParseUint: parsing {_go_quote(text)}: value out of range")
     return int(text)
 
