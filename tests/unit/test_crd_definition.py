@@ -387,3 +387,30 @@ def test_server_side_apply_merges_list_maps_of_custom_objects() -> None:
     finally:
         ssa.register([])
     assert name not in mergekeys.TYPES
+
+
+@pytest.mark.parametrize(
+    ("replicas", "error"),
+    [
+        (3, None),
+        (-1, "spec.replicas: Invalid value: -1: should be a non-negative integer"),
+        ("x", 'spec.replicas: Invalid value: "x": should be a non-negative integer'),
+        (
+            2**31,
+            "spec.replicas: Invalid value: 2147483648: should be less than or equal to 2147483647",
+        ),
+    ],
+)
+def test_scale_replicas_must_be_an_int32(replicas: Any, error: str | None) -> None:
+    obj = crd()
+    version = obj["spec"]["versions"][0]
+    version["subresources"] = {
+        "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"}
+    }
+    version["schema"]["openAPIV3Schema"]["x-kubernetes-preserve-unknown-fields"] = True
+    kind = kinds_for(obj)[0]
+    widget = {"metadata": {"name": "w", "namespace": "d"}, "spec": {"replicas": replicas}}
+    errs = [str(e) for e in objects.validate(kind, widget)]
+    assert errs == ([error] if error else [])
+    scale = objects.to_scale(kind, {**widget, "status": {"replicas": 2}})
+    assert scale["status"]["replicas"] == 2

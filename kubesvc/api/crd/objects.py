@@ -78,18 +78,17 @@ def validate(kind: CustomKind, obj: Obj, old: Obj | None = None) -> list[FieldEr
 
 
 def _scale_errors(kind: CustomKind, obj: Obj) -> list[FieldError]:
+    """The scale subresource's replicas field must be an int32 (upstream's ValidateScale)."""
     assert kind.scale is not None
     spec_path = kind.scale[0]
     value = get_path(obj, spec_path)
+    field = spec_path.lstrip(".")
     if value is None:
         return []
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
-        field = spec_path.lstrip(".")
-        return (
-            [invalid(field, value, "should be a non-negative integer")]
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
-            else [invalid(field, value, "must be less than or equal to 2147483647")]
-        )
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return [invalid(field, value, "should be a non-negative integer")]
+    if value > 2**31 - 1:
+        return [invalid(field, value, "should be less than or equal to 2147483647")]
     return []
 
 
