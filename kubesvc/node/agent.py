@@ -53,6 +53,7 @@ LEASE_RENEW = 10.0
 STATUS_EVERY = 10.0
 TICK = 0.2
 KUBELET_PORT = 10250
+VOLUME_RESYNC = 60.0  # upstream's kubelet sync period
 MAX_SOURCE_GETS = 16  # per volume set-up: a bound on what one pod spec makes the agent fetch
 
 
@@ -410,6 +411,9 @@ class NodeAgent:
                 pod, sb, self.runtime, d, self.net.ip, self._record, self._status_changed
             )
             worker.adopt()
+            # a ConfigMap or Secret may have changed while no agent ran, and the informers'
+            # first list found no worker to tell
+            worker.volumes_dirty = True
             self.workers[uid] = worker
             adopted.append(worker)
         _kill_unrecorded(adopted)
@@ -703,9 +707,15 @@ class NodeAgent:
         return out
 
     async def _ticker(self) -> None:
-        """Start due containers (restarts after back-off) and run due probes."""
+        """Start due containers (restarts after back-off) and run due probes; every
+        VOLUME_RESYNC seconds, bring every pod's volumes up to date whatever was missed."""
+        resync_at = time.monotonic() + VOLUME_RESYNC
         while True:
             await asyncio.sleep(TICK)
+            if time.monotonic() >= resync_at:
+                resync_at = time.monotonic() + VOLUME_RESYNC
+                for worker in self.workers.values():
+                    worker.volumes_dirty = True
             for worker in list(self.workers.values()):
                 try:
                     # a pod being deleted keeps its readiness probes (and its status) going,

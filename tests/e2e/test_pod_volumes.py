@@ -7,7 +7,9 @@ directory the test creates on the host and removes, since pods share the host fi
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -346,6 +348,58 @@ def test_upstream_style_mounttest_reads_volumes(env: tuple[Cluster, Path]) -> No
         assert f'mode of file "{cfg}/data-1": -r--------' in out
         assert f'mount type of "{mem}": tmpfs' in out
         assert f'perms of file "{mem}/test-file": -rw-r--r--' in out
+    finally:
+        c.kubectl("delete", "pod", name, "--wait=false", check=False)
+        c.kubectl("delete", "configmap", cm, check=False)
+
+
+def test_a_restarted_node_agent_keeps_volumes_current(env: tuple[Cluster, Path]) -> None:
+    c, base = env
+    name, cm = uniq("adopt"), uniq("cm")
+    c.out("create", "configmap", cm, "--from-literal=k=before")
+    mount = f"{base}/{name}"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 0,
+            "containers": [
+                {
+                    "name": "main",
+                    "image": AGNHOST,
+                    "args": ["pause"],
+                    "volumeMounts": [{"name": "cm", "mountPath": mount}],
+                }
+            ],
+            "volumes": [{"name": "cm", "configMap": {"name": cm}}],
+        },
+    }
+    apply(c, pod)
+    try:
+        node = wait_ready(c, name)["spec"]["nodeName"]
+        pids = c.home / c.name / "pids"
+        agent_pid = int((pids / f"{node}.pid").read_text())
+        os.kill(agent_pid, signal.SIGKILL)
+
+        def restarted() -> bool | None:
+            try:
+                pid = int((pids / f"{node}.pid").read_text())
+            except (OSError, ValueError):
+                return None
+            return pid != agent_pid or None
+
+        wait_for(restarted, timeout=30, what="the node agent started again")
+        # changed while no agent runs or while the new one starts: it still arrives
+        c.out("patch", "configmap", cm, "-p", json.dumps({"data": {"k": "after"}}))
+        wait_for(
+            lambda: c.exec(name, "cat", f"{mount}/k", check=False).stdout == "after" or None,
+            timeout=30,
+            what="the update through the new agent",
+        )
+        out = c.exec(name, "/agnhost", "dns-suffix").stdout
+        assert out.startswith("default.svc.cluster.local,")
+        assert c.json("get", "pod", name)["status"]["containerStatuses"][0]["restartCount"] == 0
     finally:
         c.kubectl("delete", "pod", name, "--wait=false", check=False)
         c.kubectl("delete", "configmap", cm, check=False)
