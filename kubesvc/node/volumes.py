@@ -406,8 +406,9 @@ def plan_volumes(
     token: str = "",
     allocatable: Mapping[str, str] | None = None,
 ) -> list[VolumePlan]:
-    """Every volume of the pod that one of its containers mounts (upstream sets up every
-    volume of the pod; an unmounted one is invisible to the containers either way)."""
+    """Every volume of the pod that one of its containers mounts; as upstream's volume
+    manager (GetPodVolumeNames), a volume no container mounts is not set up, so it cannot
+    hold the pod either."""
     spec = pod.get("spec") or {}
     volumes = _items(spec.get("volumes"))[:MAX_VOLUMES]
     mounted = {m.volume for m in plan_mounts(pod)[0]}
