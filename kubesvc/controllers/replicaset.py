@@ -102,16 +102,16 @@ def new_pod(rs: Obj, api_version: str = API_VERSION, kind: str = KIND) -> Obj:
     }
 
 
-def spec_problem(rs: Obj) -> str | None:
+def spec_problem(rs: Obj, kind: str = KIND) -> str | None:
     """Why a ReplicaSet cannot be run at all (the API requires what is checked here, but a
     stored object can lack it): without a selector it would own nothing and create pods
     forever; without a template it has nothing to create."""
     spec = rs.get("spec") or {}
     reqs = selector_from_match_labels(spec.get("selector"))
     if not reqs or reqs is MATCH_NOTHING:
-        return "spec.selector: a ReplicaSet needs a non-empty, readable selector"
+        return f"spec.selector: a {kind} needs a non-empty, readable selector"
     if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
-        return "spec.template.spec.containers: a ReplicaSet needs a pod template"
+        return f"spec.template.spec.containers: a {kind} needs a pod template"
     if replicas_of(rs) < 0:
         return "spec.replicas: must be zero or more"
     return None
@@ -410,7 +410,7 @@ class ReplicaSetController(Controller):
         rs = self._view(copy.deepcopy(cached))
         needs_sync = self.expectations.satisfied(key)
         selector = (rs.get("spec") or {}).get("selector")
-        unusable = spec_problem(rs)
+        unusable = spec_problem(rs, self.kind)
         if unusable:
             self.expectations.delete(key)
             raise Invalid(unusable)
