@@ -390,6 +390,13 @@ KINDS: dict[tuple[str, str], str] = {
     ("batch/v1", "Job"): "batch.Job",
     ("batch/v1", "CronJob"): "batch.CronJob",
     ("scheduling.k8s.io/v1", "PriorityClass"): "scheduling.PriorityClass",
+    ("v1", "ServiceAccount"): "core.ServiceAccount",
+    ("v1", "ResourceQuota"): "core.ResourceQuota",
+    ("policy/v1", "PodDisruptionBudget"): "policy.PodDisruptionBudget",
+    ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "rbac.ClusterRole",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rbac.RoleBinding",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "rbac.ClusterRoleBinding",
 }
 
 SCHEMA: dict[str, dict[int, Field]] = {
@@ -729,6 +736,82 @@ SCHEMA: dict[str, dict[int, Field]] = {
         1: rep("active", "core.ObjectReference"),
         4: opt("lastScheduleTime", "meta.Time"),
         5: opt("lastSuccessfulTime", "meta.Time"),
+    },
+    "core.ServiceAccount": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: rep("secrets", "core.ObjectReference"),
+        3: rep("imagePullSecrets", "core.LocalObjectReference"),
+        4: keep("automountServiceAccountToken", "bool"),
+    },
+    "core.ResourceQuota": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: opt("spec", "core.ResourceQuotaSpec"),
+        3: opt("status", "core.ResourceQuotaStatus"),
+    },
+    "core.ResourceQuotaSpec": {
+        1: mapof("hard", "resource.Quantity"),
+        2: rep("scopes", "string"),
+    },
+    "core.ResourceQuotaStatus": {
+        1: mapof("hard", "resource.Quantity"),
+        2: mapof("used", "resource.Quantity"),
+    },
+    "policy.PodDisruptionBudget": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: opt("spec", "policy.PodDisruptionBudgetSpec"),
+        3: opt("status", "policy.PodDisruptionBudgetStatus"),
+    },
+    "policy.PodDisruptionBudgetSpec": {
+        1: opt("minAvailable", "intstr.IntOrString"),
+        2: opt("selector", "meta.LabelSelector"),
+        3: opt("maxUnavailable", "intstr.IntOrString"),
+        4: keep("unhealthyPodEvictionPolicy", "string"),
+    },
+    "policy.PodDisruptionBudgetStatus": {
+        1: opt("observedGeneration", "int64"),
+        3: keep("disruptionsAllowed", "int32"),
+        4: keep("currentHealthy", "int32"),
+        5: keep("desiredHealthy", "int32"),
+        6: keep("expectedPods", "int32"),
+        7: rep("conditions", "meta.Condition"),
+    },
+    "rbac.Role": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: rep("rules", "rbac.PolicyRule"),
+    },
+    "rbac.ClusterRole": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: rep("rules", "rbac.PolicyRule"),
+        3: opt("aggregationRule", "rbac.AggregationRule"),
+    },
+    "rbac.AggregationRule": {1: rep("clusterRoleSelectors", "meta.LabelSelector")},
+    "rbac.PolicyRule": {
+        1: rep("verbs", "string"),
+        2: rep("apiGroups", "string"),
+        3: rep("resources", "string"),
+        4: rep("resourceNames", "string"),
+        5: rep("nonResourceURLs", "string"),
+    },
+    "rbac.RoleBinding": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: rep("subjects", "rbac.Subject"),
+        3: opt("roleRef", "rbac.RoleRef"),
+    },
+    "rbac.ClusterRoleBinding": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: rep("subjects", "rbac.Subject"),
+        3: opt("roleRef", "rbac.RoleRef"),
+    },
+    "rbac.Subject": {
+        1: keep("kind", "string"),
+        2: opt("apiGroup", "string"),
+        3: keep("name", "string"),
+        4: opt("namespace", "string"),
+    },
+    "rbac.RoleRef": {
+        1: keep("apiGroup", "string"),
+        2: keep("kind", "string"),
+        3: keep("name", "string"),
     },
     "scheduling.PriorityClass": {
         1: opt("metadata", "meta.ObjectMeta"),

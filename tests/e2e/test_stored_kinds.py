@@ -330,3 +330,68 @@ def test_cluster_scoped_kinds_and_seeded_priority_classes(api: ApiServerProcess)
         assert "priority class names with 'system-' prefix are reserved" in err, err
     finally:
         api.kubectl("delete", "-f", "-", input=manifest, check=False)
+
+
+def test_kubectl_create_generators(api: ApiServerProcess, ns: str) -> None:
+    """kubectl's `create` generators send protobuf bodies: each of these kinds decodes."""
+    api.out("-n", ns, "create", "serviceaccount", "robot")
+    api.out("-n", ns, "create", "role", "reader", "--verb=get,list", "--resource=pods")
+    api.out(
+        "-n",
+        ns,
+        "create",
+        "rolebinding",
+        "read",
+        "--role=reader",
+        "--user=jane",
+        f"--serviceaccount={ns}:robot",
+    )
+    api.out("-n", ns, "create", "quota", "q", "--hard=pods=5,requests.cpu=1")
+    api.out("-n", ns, "create", "pdb", "budget", "--selector=app=x", "--min-available=50%")
+    api.out(
+        "-n",
+        ns,
+        "create",
+        "cronjob",
+        "tick",
+        "--image=busybox",
+        "--schedule=*/5 * * * *",
+        "--",
+        "date",
+    )
+    api.out("-n", ns, "create", "job", "once", "--image=busybox", "--", "date")
+    api.out("-n", ns, "create", "job", "from-tick", "--from=cronjob/tick")
+    role = json.loads(api.out("-n", ns, "get", "role", "reader", "-o", "json"))
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    binding = json.loads(api.out("-n", ns, "get", "rolebinding", "read", "-o", "json"))
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "reader",
+    }
+    kinds = sorted(s["kind"] for s in binding["subjects"])
+    assert kinds == ["ServiceAccount", "User"]
+    quota = json.loads(api.out("-n", ns, "get", "quota", "q", "-o", "json"))
+    assert quota["spec"]["hard"] == {"pods": "5", "requests.cpu": "1"}
+    pdb = json.loads(api.out("-n", ns, "get", "pdb", "budget", "-o", "json"))
+    assert pdb["spec"]["minAvailable"] == "50%"
+    cj = json.loads(api.out("-n", ns, "get", "cronjob", "tick", "-o", "json"))
+    assert cj["spec"]["schedule"] == "*/5 * * * *"
+    job = json.loads(api.out("-n", ns, "get", "job", "from-tick", "-o", "json"))
+    assert job["metadata"]["ownerReferences"][0]["name"] == "tick"
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox"
+    cluster_wide = f"reader-{ns}"
+    try:
+        api.out("create", "clusterrole", cluster_wide, "--verb=get", "--resource=nodes")
+        api.out(
+            "create",
+            "clusterrolebinding",
+            cluster_wide,
+            f"--clusterrole={cluster_wide}",
+            "--group=ops",
+        )
+        row = api.out("get", "clusterrolebinding", cluster_wide, "--no-headers").split()
+        assert row[1] == f"ClusterRole/{cluster_wide}"
+    finally:
+        api.kubectl("delete", "clusterrolebinding", cluster_wide, check=False)
+        api.kubectl("delete", "clusterrole", cluster_wide, check=False)

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kubesvc.api import cron
-from kubesvc.api.errors import GoLiteral, forbidden, invalid, not_supported, required
+from kubesvc.api.errors import GoLiteral, invalid, not_supported, required
 from kubesvc.api.validation.core import validate_pod_template_spec
 from kubesvc.api.validation.meta import (
     IMMUTABLE,
     Errs,
     Obj,
     as_dict,
+    go_label_selector,
     go_string_map,
     name_is_dns_subdomain,
     nonnegative,
@@ -154,13 +155,19 @@ def _cron_job_spec(spec: Obj) -> Errs:
     for key in ("successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
         if spec.get(key) is not None:
             errs.extend(nonnegative(f"spec.{key}", spec[key]))
-    template = as_dict(spec.get("jobTemplate"))
-    tmeta = as_dict(template.get("metadata"))
-    if tmeta.get("name") or tmeta.get("generateName"):
-        errs.append(forbidden("spec.jobTemplate.metadata", "name and generateName are not allowed"))
-    errs.extend(
-        _job_spec(as_dict(template.get("spec")), "spec.jobTemplate.spec", require_selector=False)
-    )
+    job_spec = as_dict(as_dict(spec.get("jobTemplate")).get("spec"))
+    errs.extend(_job_spec(job_spec, "spec.jobTemplate.spec", require_selector=False))
+    # ValidateJobTemplateSpec: each Job gets its own generated selector
+    if job_spec.get("selector") is not None:
+        errs.append(
+            invalid(
+                "spec.jobTemplate.spec.selector",
+                go_label_selector(as_dict(job_spec["selector"])),
+                "`selector` will be auto-generated",
+            )
+        )
+    if job_spec.get("manualSelector") is True:
+        errs.append(not_supported("spec.jobTemplate.spec.manualSelector", True, ["nil", "false"]))
     return errs
 
 
