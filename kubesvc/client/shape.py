@@ -479,6 +479,28 @@ KIND_CHECKS: dict[str, Check] = {
             lastSuccessfulTime=string,
         ),
     ),
+    "PersistentVolumeClaim": _kind(
+        spec=fields(
+            accessModes=list_of(string),
+            storageClassName=string,
+            volumeName=string,
+            volumeMode=string,
+            selector=LABEL_SELECTOR,
+            resources=fields(requests=map_of(int_or_string)),
+        ),
+        status=fields(phase=string),
+    ),
+    "PersistentVolume": _kind(
+        spec=fields(
+            accessModes=list_of(string),
+            storageClassName=string,
+            volumeMode=string,
+            capacity=map_of(int_or_string),
+            claimRef=OBJECT_REFERENCE,
+        ),
+        status=fields(phase=string),
+    ),
+    "StorageClass": _kind(volumeBindingMode=string),
 }
 _DEFAULT_CHECK = _kind()
 

@@ -27,6 +27,7 @@ CONTROLLERS: dict[str, str] = {
     "statefulset": "kubesvc.controllers.statefulset:StatefulSetController",
     "replicationcontroller": "kubesvc.controllers.replication:ReplicationManager",
     "serviceaccount": "kubesvc.controllers.serviceaccount:ServiceAccountsController",
+    "persistentvolume-binder": "kubesvc.controllers.volumebinding:VolumeBindingController",
 }
 
 

@@ -395,3 +395,60 @@ def test_kubectl_create_generators(api: ApiServerProcess, ns: str) -> None:
     finally:
         api.kubectl("delete", "clusterrolebinding", cluster_wide, check=False)
         api.kubectl("delete", "clusterrole", cluster_wide, check=False)
+
+
+def test_claim_binds_to_a_matching_volume(cp: ApiServerProcess, cp_ns: str) -> None:
+    """The docs' task-pv-volume / task-pv-claim pair: the claim is bound to the volume."""
+    import secrets
+
+    from tests.e2e.harness import wait_for
+
+    volume = f"task-pv-volume-{secrets.token_hex(3)}"
+    manifest = f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {volume}, labels: {{type: local}}}}
+spec:
+  storageClassName: manual-{cp_ns}
+  capacity: {{storage: 10Gi}}
+  accessModes: [ReadWriteOnce]
+  hostPath: {{path: /mnt/data}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: task-pv-claim, namespace: {cp_ns}}}
+spec:
+  storageClassName: manual-{cp_ns}
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 3Gi}}}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: too-big, namespace: {cp_ns}}}
+spec:
+  storageClassName: manual-{cp_ns}
+  accessModes: [ReadWriteOnce]
+  resources: {{requests: {{storage: 30Gi}}}}
+"""
+    try:
+        cp.out("apply", "-f", "-", input=manifest)
+
+        def bound() -> bool:
+            row = cp.out("-n", cp_ns, "get", "pvc", "task-pv-claim", "--no-headers").split()
+            return row[1] == "Bound"
+
+        wait_for(bound, timeout=30, what="the claim bound")
+        row = cp.out("-n", cp_ns, "get", "pvc", "task-pv-claim", "--no-headers").split()
+        assert row[:5] == ["task-pv-claim", "Bound", volume, "10Gi", "RWO"]
+        pv = cp.out("get", "pv", volume, "--no-headers").split()
+        assert pv[4:6] == ["Bound", f"{cp_ns}/task-pv-claim"]
+        big = cp.out("-n", cp_ns, "get", "pvc", "too-big", "--no-headers").split()
+        assert big[1] == "Pending"
+        cp.out("-n", cp_ns, "delete", "pvc", "task-pv-claim")
+        wait_for(
+            lambda: cp.out("get", "pv", volume, "--no-headers").split()[4] == "Released",
+            timeout=30,
+            what="the volume released",
+        )
+    finally:
+        cp.kubectl("delete", "pv", volume, check=False)
