@@ -28,6 +28,7 @@ CONTROLLERS: dict[str, str] = {
     "replicationcontroller": "kubesvc.controllers.replication:ReplicationManager",
     "serviceaccount": "kubesvc.controllers.serviceaccount:ServiceAccountsController",
     "persistentvolume-binder": "kubesvc.controllers.volumebinding:VolumeBindingController",
+    "resourcequota": "kubesvc.controllers.resourcequota:ResourceQuotaController",
 }
 
 

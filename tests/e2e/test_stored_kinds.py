@@ -452,3 +452,43 @@ spec:
         )
     finally:
         cp.kubectl("delete", "pv", volume, check=False)
+
+
+def test_quota_status_shows_usage(cp: ApiServerProcess, cp_ns: str) -> None:
+    from tests.e2e.harness import wait_for
+
+    manifest = """
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: mem-cpu-demo}
+spec:
+  hard: {requests.cpu: "1", requests.memory: 1Gi, limits.cpu: "2", limits.memory: 2Gi, pods: "10"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quota-mem-cpu-demo}
+spec:
+  containers:
+  - name: quota-mem-cpu-demo-ctr
+    image: nginx
+    resources:
+      limits: {memory: 800Mi, cpu: 800m}
+      requests: {memory: 600Mi, cpu: 400m}
+"""
+    cp.out("-n", cp_ns, "apply", "-f", "-", input=manifest)
+
+    def used() -> dict[str, str]:
+        quota = json.loads(cp.out("-n", cp_ns, "get", "quota", "mem-cpu-demo", "-o", "json"))
+        return dict((quota.get("status") or {}).get("used") or {})
+
+    want = {
+        "limits.cpu": "800m",
+        "limits.memory": "800Mi",
+        "pods": "1",
+        "requests.cpu": "400m",
+        "requests.memory": "600Mi",
+    }
+    wait_for(lambda: used() == want, timeout=30, what="the quota's usage")
+    row = " ".join(cp.out("-n", cp_ns, "get", "quota", "mem-cpu-demo", "--no-headers").split())
+    assert "pods: 1/10, requests.cpu: 400m/1, requests.memory: 600Mi/1Gi" in row, row
+    assert "limits.cpu: 800m/2, limits.memory: 800Mi/2Gi" in row, row
