@@ -23,17 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
-from kubesvc.controllers.base import Context, Controller
-from kubesvc.controllers.replicaset import (
-    Expectations,
-    close_recorder,
-    component_recorder,
-    selector_matches,
-)
+from kubesvc.controllers.base import Context
+from kubesvc.controllers.podowner import PodOwnerController, template_problem
 from kubesvc.controllers.scheduler import matches_node_affinity, untolerated_taint
 
 log = logging.getLogger("kubesvc.controllers.daemonset")
@@ -42,7 +37,6 @@ API_VERSION = "apps/v1"
 KIND = "DaemonSet"
 HASH_LABEL = "controller-revision-hash"
 GENERATION_LABEL = "pod-template-generation"
-_OWNER_INDEX = "daemonset:controller"
 
 # what every daemon pod tolerates (upstream util.AddOrUpdateDaemonPodTolerations)
 DAEMON_TOLERATIONS: list[Obj] = [
@@ -239,49 +233,19 @@ def plan_daemon_set(ds: Obj, nodes: list[Obj], pods: list[Obj], now: datetime) -
 
 
 def spec_problem(ds: Obj) -> str | None:
-    spec = ds.get("spec") or {}
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
-    if not selector_matches(spec.get("selector"), labels):
-        return "spec.selector: a DaemonSet needs a non-empty selector matching its template"
-    if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
-        return "spec.template.spec.containers: a DaemonSet needs a pod template"
-    return None
+    return template_problem(ds, KIND)
 
 
 # -- controller ------------------------------------------------------------------------------
-def _owner_index(pod: Obj) -> list[str]:
-    ref = podutil.controller_ref(pod)
-    if ref is not None and ref.get("kind") == KIND:
-        return [str(ref.get("uid", ""))]
-    return []
-
-
-class DaemonSetController(Controller):
+class DaemonSetController(PodOwnerController):
     name = "daemonset"
-    requeue_conflicts = True
+    kind = KIND
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, "daemonset-controller")
-        self.expectations = Expectations()
-        self.sets = ctx.factory.informer("DaemonSet")
-        self.pods = ctx.factory.informer("Pod")
+        self.sets = self.owners
         self.nodes = ctx.factory.informer("Node")
-        self.pods.add_indexer(_OWNER_INDEX, _owner_index)
-        self.sets.add_handler(self.enqueue, lambda _o, n: self.enqueue(n), self._set_deleted)
-        self.pods.add_handler(
-            lambda p: self._pod_event(p, created=True),
-            lambda _o, n: self._pod_event(n),
-            self._pod_event,
-        )
         self.nodes.add_handler(self._all, lambda o, n: self._node_changed(o, n), self._all)
-
-    async def stop(self) -> None:
-        await super().stop()
-        await close_recorder(self.ctx, self.recorder)
-
-    def _set_deleted(self, ds: Obj) -> None:
-        self.expectations.delete(object_key(ds))
 
     def _all(self, _node: Obj) -> None:
         for ds in self.sets.list():
@@ -294,17 +258,6 @@ class DaemonSetController(Controller):
         if relevant(old) != relevant(new):
             self._all(new)
 
-    def _pod_event(self, pod: Obj, created: bool = False) -> None:
-        ref = podutil.controller_ref(pod)
-        if ref is None or ref.get("kind") != KIND:
-            return
-        key = f"{podutil.meta(pod).get('namespace')}/{ref.get('name')}"
-        ds = self.sets.get(key)
-        if ds is not None and podutil.meta(ds).get("uid") == ref.get("uid"):
-            if created:
-                self.expectations.creation_observed(key)
-            self.queue.add(key)
-
     async def sync(self, key: str) -> None:
         cached = self.sets.get(key)
         if cached is None:
@@ -314,7 +267,7 @@ class DaemonSetController(Controller):
         problem = spec_problem(ds)
         if problem:
             raise Invalid(problem)
-        pods = self.pods.by_index(_OWNER_INDEX, str(podutil.meta(ds).get("uid", "")))
+        pods = self.owned_pods(ds)
         plan = plan_daemon_set(ds, self.nodes.list(), pods, podutil.now_utc())
         if not podutil.meta(ds).get("deletionTimestamp") and self.expectations.satisfied(key):
             revision = template_hash(ds)

@@ -19,23 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
-from kubesvc.controllers.base import Context, Controller
-from kubesvc.controllers.replicaset import (
-    Expectations,
-    close_recorder,
-    component_recorder,
-    selector_matches,
-)
+from kubesvc.controllers.base import Context
+from kubesvc.controllers.podowner import PodOwnerController, template_problem
 
 log = logging.getLogger("kubesvc.controllers.job")
 
 API_VERSION = "batch/v1"
 KIND = "Job"
-_OWNER_INDEX = "job:controller"
 MAX_CREATES_PER_SYNC = 500
 
 
@@ -206,60 +200,18 @@ def new_job_pod(job: Obj) -> Obj:
 
 
 def spec_problem(job: Obj) -> str | None:
-    spec = job.get("spec") or {}
-    if not selector_matches(
-        spec.get("selector"), (((spec.get("template") or {}).get("metadata") or {}).get("labels"))
-    ):
-        return "spec.selector: a Job needs a non-empty selector matching its pod template"
-    if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
-        return "spec.template.spec.containers: a Job needs a pod template"
-    return None
+    return template_problem(job, KIND)
 
 
 # -- controller ------------------------------------------------------------------------------
-def _owner_index(pod: Obj) -> list[str]:
-    ref = podutil.controller_ref(pod)
-    if ref is not None and ref.get("kind") == KIND:
-        return [str(ref.get("uid", ""))]
-    return []
-
-
-class JobController(Controller):
+class JobController(PodOwnerController):
     name = "job"
-    requeue_conflicts = True
+    kind = KIND
     workers = 4
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, "job-controller")
-        self.expectations = Expectations()
-        self.jobs = ctx.factory.informer("Job")
-        self.pods = ctx.factory.informer("Pod")
-        self.pods.add_indexer(_OWNER_INDEX, _owner_index)
-        self.jobs.add_handler(self.enqueue, lambda _o, n: self.enqueue(n), self._job_deleted)
-        self.pods.add_handler(
-            lambda p: self._pod_event(p, created=True),
-            lambda _o, n: self._pod_event(n),
-            self._pod_event,
-        )
-
-    async def stop(self) -> None:
-        await super().stop()
-        await close_recorder(self.ctx, self.recorder)
-
-    def _job_deleted(self, job: Obj) -> None:
-        self.expectations.delete(object_key(job))
-
-    def _pod_event(self, pod: Obj, created: bool = False) -> None:
-        ref = podutil.controller_ref(pod)
-        if ref is None or ref.get("kind") != KIND:
-            return
-        key = f"{podutil.meta(pod).get('namespace')}/{ref.get('name')}"
-        job = self.jobs.get(key)
-        if job is not None and podutil.meta(job).get("uid") == ref.get("uid"):
-            if created:
-                self.expectations.creation_observed(key)
-            self.queue.add(key)
+        self.jobs = self.owners
 
     async def sync(self, key: str) -> None:
         cached = self.jobs.get(key)
@@ -280,7 +232,7 @@ class JobController(Controller):
         problem = spec_problem(job)
         if problem:
             raise Invalid(problem)
-        pods = self.pods.by_index(_OWNER_INDEX, str(podutil.meta(job).get("uid", "")))
+        pods = self.owned_pods(job)
         if not self.expectations.satisfied(key):
             return
         plan = plan_job(job, pods, now)

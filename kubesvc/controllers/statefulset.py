@@ -25,17 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
-from kubesvc.controllers.base import Context, Controller
-from kubesvc.controllers.replicaset import (
-    Expectations,
-    close_recorder,
-    component_recorder,
-    selector_matches,
-)
+from kubesvc.controllers.base import Context
+from kubesvc.controllers.podowner import PodOwnerController, template_problem
 
 log = logging.getLogger("kubesvc.controllers.statefulset")
 
@@ -44,7 +39,6 @@ KIND = "StatefulSet"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
 REVISION_LABEL = "controller-revision-hash"
-_OWNER_INDEX = "statefulset:controller"
 MAX_REPLICAS_PER_SYNC = 500
 
 
@@ -250,58 +244,17 @@ def _status(
 
 
 def spec_problem(sts: Obj) -> str | None:
-    spec = sts.get("spec") or {}
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
-    if not selector_matches(spec.get("selector"), labels):
-        return "spec.selector: a StatefulSet needs a non-empty selector matching its template"
-    if not ((spec.get("template") or {}).get("spec") or {}).get("containers"):
-        return "spec.template.spec.containers: a StatefulSet needs a pod template"
-    return None
+    return template_problem(sts, KIND)
 
 
 # -- controller ------------------------------------------------------------------------------
-def _owner_index(pod: Obj) -> list[str]:
-    ref = podutil.controller_ref(pod)
-    if ref is not None and ref.get("kind") == KIND:
-        return [str(ref.get("uid", ""))]
-    return []
-
-
-class StatefulSetController(Controller):
+class StatefulSetController(PodOwnerController):
     name = "statefulset"
-    requeue_conflicts = True
+    kind = KIND
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, "statefulset-controller")
-        self.expectations = Expectations()
-        self.sets = ctx.factory.informer("StatefulSet")
-        self.pods = ctx.factory.informer("Pod")
-        self.pods.add_indexer(_OWNER_INDEX, _owner_index)
-        self.sets.add_handler(self.enqueue, lambda _o, n: self.enqueue(n), self._set_deleted)
-        self.pods.add_handler(
-            lambda p: self._pod_event(p, created=True),
-            lambda _o, n: self._pod_event(n),
-            self._pod_event,
-        )
-
-    async def stop(self) -> None:
-        await super().stop()
-        await close_recorder(self.ctx, self.recorder)
-
-    def _set_deleted(self, sts: Obj) -> None:
-        self.expectations.delete(object_key(sts))
-
-    def _pod_event(self, pod: Obj, created: bool = False) -> None:
-        ref = podutil.controller_ref(pod)
-        if ref is None or ref.get("kind") != KIND:
-            return
-        key = f"{podutil.meta(pod).get('namespace')}/{ref.get('name')}"
-        sts = self.sets.get(key)
-        if sts is not None and podutil.meta(sts).get("uid") == ref.get("uid"):
-            if created:
-                self.expectations.creation_observed(key)
-            self.queue.add(key)
+        self.sets = self.owners
 
     async def sync(self, key: str) -> None:
         cached = self.sets.get(key)
@@ -312,7 +265,7 @@ class StatefulSetController(Controller):
         problem = spec_problem(sts)
         if problem:
             raise Invalid(problem)
-        pods = self.pods.by_index(_OWNER_INDEX, str(podutil.meta(sts).get("uid", "")))
+        pods = self.owned_pods(sts)
         plan = plan_stateful_set(sts, pods, podutil.now_utc())
         if not podutil.meta(sts).get("deletionTimestamp") and self.expectations.satisfied(key):
             revision = revision_of(sts)
