@@ -807,8 +807,4 @@ def _int_param(request: web.Request, name: str) -> int:
         raise errors.bad_request(f'{name}: Invalid value: "{raw}": must be an integer') from None
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 __all__ = ["BY_KIND", "ResourceHandler", "Target", "json_response", "parse_path"]

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.client import shape
 from kubesvc.client.rest import ApiClient, ApiException
 
@@ -23,14 +23,10 @@ AGGREGATE_WINDOW = 600.0
 MAX_PENDING = 1000
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def involved_object(obj: dict[str, Any]) -> dict[str, Any]:
     """The object reference of an Event; fields of the wrong type (an object read as
     stored can have any) are left empty."""
-    m = shape.meta(obj)
+    m = objmeta.meta(obj)
     ref = {
         "kind": shape.text(obj.get("kind")),
         "apiVersion": shape.text(obj.get("apiVersion")),
@@ -83,7 +79,7 @@ class EventRecorder:
     async def _write(self, ref: dict[str, Any], type_: str, reason: str, message: str) -> None:
         ns = ref.get("namespace") or "default"
         key = (ref.get("uid", ""), type_, reason, message)
-        now, mono = _now(), time.monotonic()
+        now, mono = objmeta.now_text(), time.monotonic()
         seen = self._seen.get(key)
         if seen is not None and mono - seen[3] < AGGREGATE_WINDOW:
             name, ns_seen, count, _ = seen

@@ -25,7 +25,9 @@ from typing import Any
 
 import aiohttp
 
+from kubesvc.api import objmeta
 from kubesvc.api.kinds import BY_KIND, Kind
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
 from kubesvc.client.rest import ApiClient, ApiException
 
@@ -38,18 +40,6 @@ DeleteFn = Callable[[Obj], None]
 Transform = Callable[[Obj], Obj]
 RejectFn = Callable[[Any, str], None]
 IndexFn = Callable[[Obj], Iterable[str]]
-
-
-def object_key(obj: Obj) -> str:
-    """`namespace/name`, or `name` for cluster-scoped objects; "" when the object has no
-    usable name (such an object never enters an informer's cache)."""
-    m = obj.get("metadata") if obj.__class__ is dict else None
-    if m.__class__ is not dict:
-        return ""
-    name, ns = m.get("name"), m.get("namespace")  # type: ignore[union-attr]
-    if name.__class__ is not str or not name:
-        return ""
-    return f"{ns}/{name}" if ns and ns.__class__ is str else name  # type: ignore[no-any-return]
 
 
 def _interned(value: Any) -> Any:
@@ -353,7 +343,7 @@ class Informer:
                 key, obj = self._ingest(raw)
                 if key:
                     fresh[key] = obj
-            meta = shape.meta(body)
+            meta = objmeta.meta(body)
             resource_version = resource_version or shape.text(meta.get("resourceVersion"))
             token = shape.text(meta.get("continue"))
             if not token:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kubesvc.api.objmeta import meta
+
 Check = Callable[[Any], None]
 
 
@@ -534,12 +536,6 @@ def typed_field(obj: Mapping[str, Any], name: str, cls: type, default: Any, *pat
     if value.__class__ is not cls:
         raise Invalid(f"expected {cls.__name__}, got {type(value).__name__}", (*path, name))
     return value
-
-
-def meta(obj: Any) -> Mapping[str, Any]:
-    """`obj.metadata` when both are objects, else an empty map."""
-    m = obj.get("metadata") if obj.__class__ is dict else None
-    return m if m.__class__ is dict else {}
 
 
 def text(value: Any) -> str:

@@ -7,8 +7,9 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from kubesvc.api.objmeta import object_key
 from kubesvc.client.events import EventRecorder
-from kubesvc.client.informer import InformerFactory, Obj, object_key
+from kubesvc.client.informer import InformerFactory, Obj
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
 

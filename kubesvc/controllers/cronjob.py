@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kubesvc.api import cron
+from kubesvc.api import cron, objmeta
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
@@ -57,8 +57,8 @@ def due_time(cj: Obj, now: datetime) -> Due:
     schedule = cron.parse(spec.get("schedule", ""))
     zone = zone_of(cj)
     status = cj.get("status") or {}
-    earliest = podutil.parse_time(status.get("lastScheduleTime")) or podutil.parse_time(
-        podutil.meta(cj).get("creationTimestamp")
+    earliest = objmeta.parse_time(status.get("lastScheduleTime")) or objmeta.parse_time(
+        objmeta.meta(cj).get("creationTimestamp")
     )
     if earliest is None:
         earliest = now
@@ -85,11 +85,11 @@ def _latest_before(schedule: cron.Schedule, zone: Any, now: datetime, floor: dat
 
 def job_name(cj: Obj, scheduled: datetime) -> str:
     """upstream getJobName: the CronJob's name and the scheduled time in minutes."""
-    return f"{podutil.meta(cj).get('name', '')}-{int(scheduled.timestamp()) // 60}"
+    return f"{objmeta.meta(cj).get('name', '')}-{int(scheduled.timestamp()) // 60}"
 
 
 def new_job(cj: Obj, scheduled: datetime) -> Obj:
-    m = podutil.meta(cj)
+    m = objmeta.meta(cj)
     template = (cj.get("spec") or {}).get("jobTemplate") or {}
     tm = template.get("metadata") or {}
     annotations = dict(tm.get("annotations") or {})
@@ -111,7 +111,7 @@ def new_job(cj: Obj, scheduled: datetime) -> Obj:
 
 
 def job_ref(job: Obj) -> Obj:
-    m = podutil.meta(job)
+    m = objmeta.meta(job)
     return {
         "kind": "Job",
         "namespace": m.get("namespace"),
@@ -128,7 +128,7 @@ def _finished_at(job: Obj) -> str:
     return str(
         status.get("completionTime")
         or cond.get("lastTransitionTime")
-        or podutil.meta(job).get("creationTimestamp")
+        or objmeta.meta(job).get("creationTimestamp")
         or ""
     )
 
@@ -157,8 +157,8 @@ def active_status(cj: Obj, jobs: list[Obj]) -> Obj:
     running = [j for j in jobs if finished_condition(j) is None]
     known = {r.get("uid"): r for r in status.get("active") or [] if isinstance(r, dict)}
     refs = [
-        known.get(podutil.meta(j).get("uid")) or job_ref(j)
-        for j in sorted(running, key=lambda j: str(podutil.meta(j).get("name")))
+        known.get(objmeta.meta(j).get("uid")) or job_ref(j)
+        for j in sorted(running, key=lambda j: str(objmeta.meta(j).get("name")))
     ]
     if refs:
         status["active"] = refs
@@ -201,22 +201,22 @@ class CronJobController(Controller):
     def _job_event(self, job: Obj) -> None:
         ref = podutil.controller_ref(job)
         if ref is not None and ref.get("kind") == KIND:
-            self.queue.add(f"{podutil.meta(job).get('namespace')}/{ref.get('name')}")
+            self.queue.add(f"{objmeta.meta(job).get('namespace')}/{ref.get('name')}")
 
     async def sync(self, key: str) -> None:
         cached = self.cronjobs.get(key)
         if cached is None:
             return
         cj = copy.deepcopy(cached)
-        uid = str(podutil.meta(cj).get("uid", ""))
+        uid = str(objmeta.meta(cj).get("uid", ""))
         jobs = [
             j
             for j in self.jobs.by_index(_OWNER_INDEX, uid)
-            if not podutil.meta(j).get("deletionTimestamp")
+            if not objmeta.meta(j).get("deletionTimestamp")
         ]
         status = active_status(cj, jobs)
-        now = podutil.now_utc()
-        if podutil.meta(cj).get("deletionTimestamp"):
+        now = objmeta.now_utc()
+        if objmeta.meta(cj).get("deletionTimestamp"):
             await self._write_status(cj, status)
             return
         try:
@@ -254,9 +254,9 @@ class CronJobController(Controller):
             )
             return
         name = job_name(cj, scheduled)
-        if any(podutil.meta(j).get("name") == name for j in jobs):
+        if any(objmeta.meta(j).get("name") == name for j in jobs):
             return  # this time has its Job
-        last = podutil.parse_time(status.get("lastScheduleTime"))
+        last = objmeta.parse_time(status.get("lastScheduleTime"))
         if last is not None and last >= scheduled:
             return
         running = [j for j in jobs if finished_condition(j) is None]
@@ -268,9 +268,9 @@ class CronJobController(Controller):
             for job in running:
                 await self._delete_job(cj, job)
                 self.recorder.event(
-                    cj, "Normal", "SuccessfulDelete", f"Deleted job {podutil.meta(job).get('name')}"
+                    cj, "Normal", "SuccessfulDelete", f"Deleted job {objmeta.meta(job).get('name')}"
                 )
-        ns = podutil.meta(cj).get("namespace")
+        ns = objmeta.meta(cj).get("namespace")
         try:
             job = await self.client.create("Job", ns, new_job(cj, scheduled))
         except ApiException as e:
@@ -281,13 +281,13 @@ class CronJobController(Controller):
                 raise
             return
         self.recorder.event(
-            cj, "Normal", "SuccessfulCreate", f"Created job {podutil.meta(job).get('name')}"
+            cj, "Normal", "SuccessfulCreate", f"Created job {objmeta.meta(job).get('name')}"
         )
         status["active"] = [*(status.get("active") or []), job_ref(job)]
-        status["lastScheduleTime"] = podutil.format_time(scheduled)
+        status["lastScheduleTime"] = objmeta.format_time(scheduled)
 
     async def _delete_job(self, cj: Obj, job: Obj) -> None:
-        m = podutil.meta(job)
+        m = objmeta.meta(job)
         try:
             await self.client.delete(
                 "Job", m.get("namespace"), m.get("name"), propagation="Background"

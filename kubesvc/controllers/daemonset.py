@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
@@ -102,7 +103,7 @@ def node_of(pod: Obj) -> str:
 
 
 def new_daemon_pod(ds: Obj, node: str, revision: str) -> Obj:
-    m = podutil.meta(ds)
+    m = objmeta.meta(ds)
     template = (ds.get("spec") or {}).get("template") or {}
     tm = template.get("metadata") or {}
     labels = dict(tm.get("labels") or {})
@@ -160,19 +161,19 @@ def plan_daemon_set(ds: Obj, nodes: list[Obj], pods: list[Obj], now: datetime) -
     by_node: dict[str, list[Obj]] = {}
     plan = DaemonPlan()
     for pod in pods:
-        if podutil.meta(pod).get("deletionTimestamp"):
+        if objmeta.meta(pod).get("deletionTimestamp"):
             continue
         if (pod.get("status") or {}).get("phase") == "Failed":
             plan.delete.append(pod)  # upstream kills failed daemon pods and starts anew
             continue
         by_node.setdefault(node_of(pod), []).append(pod)
-    eligible = {str(podutil.meta(n).get("name")) for n in nodes if should_run(ds, n)}
+    eligible = {str(objmeta.meta(n).get("name")) for n in nodes if should_run(ds, n)}
     desired = current = misscheduled = ready = updated = available = 0
     unavailable_nodes = 0
     old_pods: list[tuple[Obj, bool]] = []  # (pod, available)
     for name in sorted({*eligible, *by_node}):
         on_node = sorted(
-            by_node.get(name, []), key=lambda p: str(podutil.meta(p).get("creationTimestamp"))
+            by_node.get(name, []), key=lambda p: str(objmeta.meta(p).get("creationTimestamp"))
         )
         if name not in eligible:
             if on_node:
@@ -187,7 +188,7 @@ def plan_daemon_set(ds: Obj, nodes: list[Obj], pods: list[Obj], now: datetime) -
         current += 1
         plan.delete.extend(on_node[1:])  # one daemon pod per node
         pod = on_node[0]
-        is_updated = (podutil.meta(pod).get("labels") or {}).get(HASH_LABEL) == revision
+        is_updated = (objmeta.meta(pod).get("labels") or {}).get(HASH_LABEL) == revision
         is_available = podutil.is_available(pod, min_ready, now)
         ready += podutil.is_ready(pod)
         updated += is_updated
@@ -222,7 +223,7 @@ def plan_daemon_set(ds: Obj, nodes: list[Obj], pods: list[Obj], now: datetime) -
         numberAvailable=available,
         numberUnavailable=max(0, desired - available),
     )
-    generation = podutil.meta(ds).get("generation")
+    generation = objmeta.meta(ds).get("generation")
     if generation is not None:
         status["observedGeneration"] = int(generation)
     for key in ("updatedNumberScheduled", "numberAvailable", "numberUnavailable"):
@@ -253,7 +254,7 @@ class DaemonSetController(PodOwnerController):
 
     def _node_changed(self, old: Obj, new: Obj) -> None:
         def relevant(n: Obj) -> Any:
-            return (podutil.meta(n).get("labels"), (n.get("spec") or {}).get("taints"))
+            return (objmeta.meta(n).get("labels"), (n.get("spec") or {}).get("taints"))
 
         if relevant(old) != relevant(new):
             self._all(new)
@@ -268,8 +269,8 @@ class DaemonSetController(PodOwnerController):
         if problem:
             raise Invalid(problem)
         pods = self.owned_pods(ds)
-        plan = plan_daemon_set(ds, self.nodes.list(), pods, podutil.now_utc())
-        if not podutil.meta(ds).get("deletionTimestamp") and self.expectations.satisfied(key):
+        plan = plan_daemon_set(ds, self.nodes.list(), pods, objmeta.now_utc())
+        if not objmeta.meta(ds).get("deletionTimestamp") and self.expectations.satisfied(key):
             revision = template_hash(ds)
             if plan.create_on:
                 self.expectations.expect_creations(key, len(plan.create_on))
@@ -282,7 +283,7 @@ class DaemonSetController(PodOwnerController):
             self.queue.add_after(key, plan.requeue_after)
 
     async def _create(self, key: str, ds: Obj, node: str, revision: str) -> None:
-        ns = podutil.meta(ds).get("namespace")
+        ns = objmeta.meta(ds).get("namespace")
         try:
             pod = await self.client.create("Pod", ns, new_daemon_pod(ds, node, revision))
         except ApiException as e:
@@ -290,11 +291,11 @@ class DaemonSetController(PodOwnerController):
             self.recorder.event(ds, "Warning", "FailedCreate", f"Error creating: {e.message}")
             return
         self.recorder.event(
-            ds, "Normal", "SuccessfulCreate", f"Created pod: {podutil.meta(pod).get('name')}"
+            ds, "Normal", "SuccessfulCreate", f"Created pod: {objmeta.meta(pod).get('name')}"
         )
 
     async def _delete(self, ds: Obj, pod: Obj) -> None:
-        pm = podutil.meta(pod)
+        pm = objmeta.meta(pod)
         try:
             await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
         except ApiException as e:

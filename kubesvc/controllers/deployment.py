@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kubesvc.api import objmeta
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
@@ -69,16 +71,14 @@ _POD_INDEX = "deployment:controller"
 
 
 # -- small accessors ------------------------------------------------------------------------
-def _meta(obj: Obj | None) -> Obj:
-    return (obj or {}).get("metadata") or {}
 
 
 def _name(obj: Obj | None) -> str:
-    return str(_meta(obj).get("name", ""))
+    return str(objmeta.meta(obj).get("name", ""))
 
 
 def _uid(obj: Obj | None) -> str:
-    return str(_meta(obj).get("uid", ""))
+    return str(objmeta.meta(obj).get("uid", ""))
 
 
 def _spec(obj: Obj | None) -> Obj:
@@ -90,11 +90,11 @@ def _status_int(obj: Obj | None, field: str) -> int:
 
 
 def _annotations(obj: Obj | None) -> dict[str, str]:
-    return dict(_meta(obj).get("annotations") or {})
+    return dict(objmeta.meta(obj).get("annotations") or {})
 
 
 def _created(obj: Obj) -> datetime | None:
-    return podutil.parse_time(_meta(obj).get("creationTimestamp"))
+    return objmeta.parse_time(objmeta.meta(obj).get("creationTimestamp"))
 
 
 def _by_creation_key(rs: Obj) -> tuple[float, str]:
@@ -335,7 +335,7 @@ def set_new_rs_annotations(d: Obj, rs: Obj, new_revision: int, exists: bool) -> 
 
 def new_replica_set(d: Obj, collision_count: int | None, revision: int, replicas: int) -> Obj:
     """The new ReplicaSet for the Deployment's current template (upstream getNewReplicaSet)."""
-    dm, spec = _meta(d), _spec(d)
+    dm, spec = objmeta.meta(d), _spec(d)
     template = copy.deepcopy(spec.get("template") or {})
     h = template_hash(template, collision_count)
     tmeta = template.setdefault("metadata", {})
@@ -548,7 +548,7 @@ def cleanup_plan(d: Obj, old_rss: list[Obj]) -> list[Obj]:
     limit = _spec(d).get("revisionHistoryLimit")
     if limit is None or int(limit) == MAX_INT32:
         return []
-    alive = [rs for rs in old_rss if not _meta(rs).get("deletionTimestamp")]
+    alive = [rs for rs in old_rss if not objmeta.meta(rs).get("deletionTimestamp")]
     diff = len(alive) - int(limit)
     if diff <= 0:
         return []
@@ -558,7 +558,7 @@ def cleanup_plan(d: Obj, old_rss: list[Obj]) -> list[Obj]:
 
     out = []
     for rs in sorted(alive, key=by_revision)[:diff]:
-        generation = int(_meta(rs).get("generation") or 0)
+        generation = int(objmeta.meta(rs).get("generation") or 0)
         if (
             _status_int(rs, "replicas") != 0
             or replicas_of(rs) != 0
@@ -607,7 +607,7 @@ def get_condition(status: Obj, type_: str) -> Obj | None:
 
 
 def new_condition(type_: str, status: str, reason: str, message: str, now: datetime) -> Obj:
-    ts = podutil.format_time(now)
+    ts = objmeta.format_time(now)
     return {
         "type": type_,
         "status": status,
@@ -643,7 +643,7 @@ def calculate_status(all_rss: list[Obj | None], new_rs: Obj | None, d: Obj, now:
     total = replica_count(all_rss)
     old = d.get("status") or {}
     status: Obj = {
-        "observedGeneration": int(_meta(d).get("generation") or 0),
+        "observedGeneration": int(objmeta.meta(d).get("generation") or 0),
         "replicas": status_count(all_rss, "replicas"),
         "updatedReplicas": status_count([new_rs], "replicas"),
         "readyReplicas": status_count(all_rss, "readyReplicas"),
@@ -676,7 +676,8 @@ def deployment_complete(d: Obj, status: Obj) -> bool:
         int(status.get("updatedReplicas") or 0) == desired
         and int(status.get("replicas") or 0) == desired
         and int(status.get("availableReplicas") or 0) == desired
-        and int(status.get("observedGeneration") or 0) >= int(_meta(d).get("generation") or 0)
+        and int(status.get("observedGeneration") or 0)
+        >= int(objmeta.meta(d).get("generation") or 0)
     )
 
 
@@ -704,7 +705,7 @@ def deployment_timed_out(d: Obj, status: Obj, now: datetime) -> bool:
         return False
     if cond.get("reason") == TIMED_OUT:
         return True
-    since = podutil.parse_time(cond.get("lastUpdateTime"))
+    since = objmeta.parse_time(cond.get("lastUpdateTime"))
     if since is None:
         return False
     deadline = int(_spec(d).get("progressDeadlineSeconds") or 0)
@@ -790,7 +791,7 @@ def progress_requeue_after(d: Obj, status: Obj, now: datetime) -> float | None:
         return None
     if deployment_complete(d, status) or current.get("reason") == TIMED_OUT:
         return None
-    since = podutil.parse_time(current.get("lastUpdateTime"))
+    since = objmeta.parse_time(current.get("lastUpdateTime"))
     if since is None:
         return None
     deadline = int(_spec(d).get("progressDeadlineSeconds") or 0)
@@ -822,7 +823,7 @@ def paused_condition(d: Obj, now: datetime) -> Obj | None:
 
 # -- controller ------------------------------------------------------------------------------
 def _rs_namespace(rs: Obj) -> list[str]:
-    return [str(_meta(rs).get("namespace", ""))]
+    return [str(objmeta.meta(rs).get("namespace", ""))]
 
 
 def _pod_controller(pod: Obj) -> list[str]:
@@ -856,17 +857,17 @@ class DeploymentController(Controller):
         ref = podutil.controller_ref(obj)
         if ref is None or ref.get("kind") != KIND:
             return None
-        d = self.d_informer.get(f"{_meta(obj).get('namespace')}/{ref.get('name')}")
+        d = self.d_informer.get(f"{objmeta.meta(obj).get('namespace')}/{ref.get('name')}")
         if d is None or _uid(d) != ref.get("uid"):
             return None
         return d
 
     def _matching_deployments(self, rs: Obj) -> list[Obj]:
-        ns, labels = _meta(rs).get("namespace"), _meta(rs).get("labels")
+        ns, labels = objmeta.meta(rs).get("namespace"), objmeta.meta(rs).get("labels")
         return [
             d
             for d in self.d_informer.list()
-            if _meta(d).get("namespace") == ns
+            if objmeta.meta(d).get("namespace") == ns
             and selector_matches(_spec(d).get("selector"), labels)
         ]
 
@@ -887,7 +888,7 @@ class DeploymentController(Controller):
         if d is not None:
             self.enqueue(d)
         elif podutil.controller_ref(new) is None and (
-            _meta(old).get("labels") != _meta(new).get("labels")
+            objmeta.meta(old).get("labels") != objmeta.meta(new).get("labels")
             or podutil.controller_ref(old) is not None
         ):
             for d in self._matching_deployments(new):
@@ -903,7 +904,7 @@ class DeploymentController(Controller):
         ref = podutil.controller_ref(pod)
         if ref is None or ref.get("kind") != "ReplicaSet":
             return
-        rs = self.rs_informer.get(f"{_meta(pod).get('namespace')}/{ref.get('name')}")
+        rs = self.rs_informer.get(f"{objmeta.meta(pod).get('namespace')}/{ref.get('name')}")
         d = self._owner(rs) if rs is not None else None
         if d is not None and not is_rolling(d):
             self.enqueue(d)
@@ -914,13 +915,13 @@ class DeploymentController(Controller):
         if cached is None:
             return
         d = copy.deepcopy(cached)
-        now = podutil.now_utc()
+        now = objmeta.now_utc()
         selector = _spec(d).get("selector") or {}
         if not selector.get("matchLabels") and not selector.get("matchExpressions"):
             await self._selecting_all(d)
             return
         rss = await self._claim_replica_sets(d)
-        if _meta(d).get("deletionTimestamp"):
+        if objmeta.meta(d).get("deletionTimestamp"):
             await self._sync_status_only(d, rss, now)
             return
         cond = paused_condition(d, now)
@@ -942,35 +943,37 @@ class DeploymentController(Controller):
             "SelectingAll",
             "This deployment is selecting all pods. A non-empty selector is required.",
         )
-        generation = int(_meta(d).get("generation") or 0)
+        generation = int(objmeta.meta(d).get("generation") or 0)
         if _status_int(d, "observedGeneration") < generation:
             status = {**(d.get("status") or {}), "observedGeneration": generation}
             await self._update_status(d, status)
 
     async def _claim_replica_sets(self, d: Obj) -> list[Obj]:
         """ClaimReplicaSets: adopt matching orphans, release owned ones that stopped matching."""
-        ns, uid = _meta(d).get("namespace"), _uid(d)
+        ns, uid = objmeta.meta(d).get("namespace"), _uid(d)
         selector = _spec(d).get("selector")
-        deleting = bool(_meta(d).get("deletionTimestamp"))
+        deleting = bool(objmeta.meta(d).get("deletionTimestamp"))
         owned: list[Obj] = []
         for rs in self.rs_informer.by_index(_RS_INDEX, str(ns)):
             ref = podutil.controller_ref(rs)
-            matches = selector_matches(selector, _meta(rs).get("labels"))
+            matches = selector_matches(selector, objmeta.meta(rs).get("labels"))
             if ref is not None:
                 if ref.get("uid") != uid:
                     continue
                 if matches:
                     owned.append(copy.deepcopy(rs))
-                elif not _meta(rs).get("deletionTimestamp"):
+                elif not objmeta.meta(rs).get("deletionTimestamp"):
                     refs = [
-                        r for r in _meta(rs).get("ownerReferences") or [] if r.get("uid") != uid
+                        r
+                        for r in objmeta.meta(rs).get("ownerReferences") or []
+                        if r.get("uid") != uid
                     ]
                     await self._patch_owner_refs(rs, refs)
                 continue
-            if deleting or not matches or _meta(rs).get("deletionTimestamp"):
+            if deleting or not matches or objmeta.meta(rs).get("deletionTimestamp"):
                 continue
             refs = [
-                *(_meta(rs).get("ownerReferences") or []),
+                *(objmeta.meta(rs).get("ownerReferences") or []),
                 podutil.make_controller_ref(d, API_VERSION, KIND),
             ]
             adopted = await self._patch_owner_refs(rs, refs)
@@ -979,7 +982,7 @@ class DeploymentController(Controller):
         return owned
 
     async def _patch_owner_refs(self, rs: Obj, refs: list[Obj]) -> Obj | None:
-        m = _meta(rs)
+        m = objmeta.meta(rs)
         body = {
             "metadata": {
                 "ownerReferences": refs or None,
@@ -1079,7 +1082,7 @@ class DeploymentController(Controller):
         rs = new_replica_set(d, collision, revision, 0)
         replicas = new_rs_new_replicas(d, [*old_rss, rs], rs)
         rs["spec"]["replicas"] = replicas
-        ns = _meta(d).get("namespace")
+        ns = objmeta.meta(d).get("namespace")
         already = False
         try:
             created = await self.client.create("ReplicaSet", ns, rs)
@@ -1118,7 +1121,7 @@ class DeploymentController(Controller):
         return created, old_rss, d
 
     async def _existing_or_collision(self, d: Obj, rs: Obj) -> Obj:
-        ns = _meta(d).get("namespace")
+        ns = objmeta.meta(d).get("namespace")
         existing = self.rs_informer.get(f"{ns}/{_name(rs)}")
         if existing is None:
             existing = await self.client.get("ReplicaSet", ns, _name(rs))
@@ -1165,7 +1168,7 @@ class DeploymentController(Controller):
     async def _cleanup(self, d: Obj, old_rss: list[Obj]) -> None:
         for rs in cleanup_plan(d, old_rss):
             try:
-                await self.client.delete("ReplicaSet", _meta(rs).get("namespace"), _name(rs))
+                await self.client.delete("ReplicaSet", objmeta.meta(rs).get("namespace"), _name(rs))
             except ApiException as e:
                 if e.status != 404:
                     raise

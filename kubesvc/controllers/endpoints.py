@@ -10,8 +10,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from kubesvc.api import objmeta
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers import endpointutil as eu
 from kubesvc.controllers.base import Context, Controller, split_key
@@ -181,7 +183,7 @@ def desired_endpoints(service: Obj, pods: Iterable[Obj]) -> Obj | None:
     ExternalName). Annotations carry only the over-capacity marker."""
     if eu.is_external_name(service) or eu.service_selector(service) is None:
         return None
-    m = eu.meta(service)
+    m = objmeta.meta(service)
     subsets = repack_subsets(pod_subsets(service, pods))
     truncated = truncate_subsets(subsets)
     labels = dict(m.get("labels") or {})
@@ -218,14 +220,14 @@ def _subsets_view(subsets: Iterable[Obj] | None) -> list[Any]:
 def endpoints_up_to_date(existing: Obj, desired: Obj, service: Obj) -> bool:
     """Upstream's no-op check: same subsets (pod resourceVersions ignored), labels equal to the
     Service's (headless label aside), and the over-capacity annotation set correctly."""
-    labels = dict(eu.meta(existing).get("labels") or {})
+    labels = dict(objmeta.meta(existing).get("labels") or {})
     labels.pop(eu.LABEL_HEADLESS, None)
-    over = eu.ANNOTATION_OVER_CAPACITY in (eu.meta(existing).get("annotations") or {})
+    over = eu.ANNOTATION_OVER_CAPACITY in (objmeta.meta(existing).get("annotations") or {})
     ready, not_ready = _count(existing.get("subsets") or [])
     capacity_ok = not over and ready + not_ready <= MAX_CAPACITY
     return (
         _subsets_view(existing.get("subsets")) == _subsets_view(desired.get("subsets"))
-        and labels == (eu.meta(service).get("labels") or {})
+        and labels == (objmeta.meta(service).get("labels") or {})
         and capacity_ok
     )
 
@@ -282,22 +284,22 @@ class EndpointsController(Controller):
         return eu.selecting_services(self.services, namespace, *label_sets)
 
     def _pod_added(self, pod: Obj) -> None:
-        m = eu.meta(pod)
+        m = objmeta.meta(pod)
         for key in self._services_for(m.get("namespace", ""), m.get("labels")):
             self.queue.add(key)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if eu.meta(old).get("resourceVersion") == eu.meta(new).get("resourceVersion"):
+        if objmeta.meta(old).get("resourceVersion") == objmeta.meta(new).get("resourceVersion"):
             return
-        ns = eu.meta(new).get("namespace", "")
-        labels = (eu.meta(old).get("labels"), eu.meta(new).get("labels"))
+        ns = objmeta.meta(new).get("namespace", "")
+        labels = (objmeta.meta(old).get("labels"), objmeta.meta(new).get("labels"))
         for key in self._services_for(ns, *labels):
             self.queue.add(key)
 
     async def run(self) -> None:
         # checkLeftoverEndpoints: Endpoints whose Service is gone get deleted on sync
         for ep in self.endpoints.list():
-            if eu.ANNOTATION_LEADER not in (eu.meta(ep).get("annotations") or {}):
+            if eu.ANNOTATION_LEADER not in (objmeta.meta(ep).get("annotations") or {}):
                 self.queue.add(object_key(ep))
         await super().run()
 

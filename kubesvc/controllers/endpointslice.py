@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.client import shape
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
@@ -114,7 +115,7 @@ def desired_slices(service: Obj, pods: Iterable[Obj], nodes: Mapping[str, Obj]) 
             node = nodes.get(node_name)
             if node is None and not publish:
                 # upstream skips pods bound to unknown nodes (and retries when one appears)
-                skipped.add(str(eu.meta(pod).get("name")))
+                skipped.add(str(objmeta.meta(pod).get("name")))
                 continue
             ep = pod_to_endpoint(pod, node, service, address_type)
             if ep["addresses"]:
@@ -129,18 +130,20 @@ def slice_labels(current: Mapping[str, str] | None, service: Obj) -> tuple[dict[
     ones; True when the non-reserved labels differ from the Service's."""
     current_rest = {k: v for k, v in (current or {}).items() if k not in _RESERVED_LABELS}
     labels = {
-        k: v for k, v in (eu.meta(service).get("labels") or {}).items() if k not in _RESERVED_LABELS
+        k: v
+        for k, v in (objmeta.meta(service).get("labels") or {}).items()
+        if k not in _RESERVED_LABELS
     }
     changed = current_rest != labels
     if eu.is_headless(service):
         labels[eu.LABEL_HEADLESS] = ""
-    labels[eu.LABEL_SERVICE_NAME] = str(eu.meta(service).get("name", ""))
+    labels[eu.LABEL_SERVICE_NAME] = str(objmeta.meta(service).get("name", ""))
     labels[eu.LABEL_MANAGED_BY] = CONTROLLER_NAME
     return labels, changed
 
 
 def new_slice(service: Obj, address_type: str, ports: list[Obj]) -> Obj:
-    m = eu.meta(service)
+    m = objmeta.meta(service)
     labels, _ = slice_labels({}, service)
     return {
         "apiVersion": "discovery.k8s.io/v1",
@@ -158,16 +161,16 @@ def new_slice(service: Obj, address_type: str, ports: list[Obj]) -> Obj:
 
 
 def owned_by(s: Obj, service: Obj) -> bool:
-    uid = eu.meta(service).get("uid")
+    uid = objmeta.meta(service).get("uid")
     return any(
         o.get("uid") == uid and o.get("kind") == "Service" and o.get("apiVersion") == "v1"
-        for o in eu.meta(s).get("ownerReferences") or []
+        for o in objmeta.meta(s).get("ownerReferences") or []
     )
 
 
 def _is_placeholder_of(s: Obj, placeholder: Obj) -> bool:
     """placeholderSliceCompare: namespace, labels, owners and an empty body."""
-    m, pm = eu.meta(s), placeholder["metadata"]
+    m, pm = objmeta.meta(s), placeholder["metadata"]
     return (
         m.get("namespace") == pm.get("namespace")
         and (m.get("labels") or {}) == pm["labels"]
@@ -204,7 +207,7 @@ def _reconcile_port_mapping(
     to_delete: list[str] = []
     # 1. drop endpoints no longer desired, refresh changed ones, keep labels in step
     for s in existing:
-        name = eu.meta(s)["name"]
+        name = objmeta.meta(s)["name"]
         by_name[name] = s
         kept: list[Obj] = []
         updated = False
@@ -213,7 +216,7 @@ def _reconcile_port_mapping(
             if want is not None:
                 kept.append(want)
                 updated = updated or eu.endpoint_view(want) != eu.endpoint_view(ep)
-        labels, labels_changed = slice_labels(eu.meta(s).get("labels"), service)
+        labels, labels_changed = slice_labels(objmeta.meta(s).get("labels"), service)
         if updated or len(kept) != len(s.get("endpoints") or []):
             if not kept:
                 to_delete.append(name)
@@ -245,7 +248,7 @@ def _reconcile_port_mapping(
             if candidate is not None:
                 fill = copy.deepcopy(candidate)
                 fill["endpoints"] = list(fill.get("endpoints") or [])
-                by_name[eu.meta(fill)["name"]] = fill
+                by_name[objmeta.meta(fill)["name"]] = fill
         if fill is None:
             fill = new_slice(service, group.address_type, group.ports)
         while desired and len(fill["endpoints"]) < limit:
@@ -294,7 +297,7 @@ def _reconcile_address_type(
 ) -> eu.SliceChanges:
     out = eu.SliceChanges()
     by_key: dict[tuple[Any, ...], list[Obj]] = {}
-    for s in sorted(existing, key=lambda s: str(eu.meta(s).get("name", ""))):
+    for s in sorted(existing, key=lambda s: str(objmeta.meta(s).get("name", ""))):
         if owned_by(s, service):
             by_key.setdefault(eu.slice_port_map_key(s), []).append(s)
         else:
@@ -319,7 +322,7 @@ def _reconcile_address_type(
 
 
 def _zone(node: Obj) -> str | None:
-    return (eu.meta(node).get("labels") or {}).get(LABEL_ZONE)
+    return (objmeta.meta(node).get("labels") or {}).get(LABEL_ZONE)
 
 
 # -- controller ----------------------------------------------------------------------------
@@ -350,21 +353,23 @@ class EndpointSliceController(Controller):
 
     # -- handlers (enqueue only) -----------------------------------------------------------
     def _enqueue_for_pod(self, pod: Obj, *label_sets: Any) -> None:
-        ns = eu.meta(pod).get("namespace", "")
+        ns = objmeta.meta(pod).get("namespace", "")
         for key in eu.selecting_services(self.services, ns, *label_sets):
             self.queue.add(key)
 
     def _pod_added(self, pod: Obj) -> None:
-        self._enqueue_for_pod(pod, eu.meta(pod).get("labels"))
+        self._enqueue_for_pod(pod, objmeta.meta(pod).get("labels"))
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
-        if eu.meta(old).get("resourceVersion") != eu.meta(new).get("resourceVersion"):
-            self._enqueue_for_pod(new, eu.meta(old).get("labels"), eu.meta(new).get("labels"))
+        if objmeta.meta(old).get("resourceVersion") != objmeta.meta(new).get("resourceVersion"):
+            self._enqueue_for_pod(
+                new, objmeta.meta(old).get("labels"), objmeta.meta(new).get("labels")
+            )
 
     def _service_rejected(self, service: Any, why: str) -> None:
         """A Service the informer keeps out: its slices are left as they are, and the
         Service says why (the event upstream records when a sync fails)."""
-        m = shape.meta(service)
+        m = objmeta.meta(service)
         ns, name = shape.text(m.get("namespace")), shape.text(m.get("name"))
         if ns and name:
             self.recorder.event(
@@ -376,7 +381,7 @@ class EndpointSliceController(Controller):
             )
 
     def _node_changed(self, node: Obj) -> None:
-        for pod in self.pods.by_index(eu.INDEX_POD_NODE, str(eu.meta(node).get("name", ""))):
+        for pod in self.pods.by_index(eu.INDEX_POD_NODE, str(objmeta.meta(node).get("name", ""))):
             self._pod_added(pod)
 
     def _node_updated(self, old: Obj, new: Obj) -> None:
@@ -420,7 +425,7 @@ class EndpointSliceController(Controller):
                 self.tracker,
                 ns or "",
                 changes,
-                allow_create=not eu.meta(service).get("deletionTimestamp"),
+                allow_create=not objmeta.meta(service).get("deletionTimestamp"),
             )
         except ApiException as e:
             self.recorder.event(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers import endpointutil as eu
@@ -34,7 +35,7 @@ class MirrorDesired:
 def should_mirror(endpoints: Obj | None) -> bool:
     if endpoints is None:
         return False
-    m = eu.meta(endpoints)
+    m = objmeta.meta(endpoints)
     if (m.get("labels") or {}).get(eu.LABEL_SKIP_MIRROR) == "true":
         return False
     return eu.ANNOTATION_LEADER not in (m.get("annotations") or {})
@@ -105,7 +106,7 @@ def mirror_slices(endpoints: Obj, max_per_subset: int = MAX_ENDPOINTS_PER_SUBSET
 def mirrored_slice(endpoints: Obj, group: DesiredGroup, limit: int) -> Obj:
     """newEndpointSlice: labels and annotations cloned from the Endpoints (minus the trigger
     time and kubectl's last-applied), owned by the Endpoints."""
-    m = eu.meta(endpoints)
+    m = objmeta.meta(endpoints)
     labels = dict(m.get("labels") or {})
     labels[eu.LABEL_SERVICE_NAME] = str(m.get("name", ""))
     labels[eu.LABEL_MANAGED_BY] = CONTROLLER_NAME
@@ -136,7 +137,7 @@ def _same_content(existing: Obj, want: Obj) -> bool:
     def eps(s: Obj) -> list[Any]:
         return sorted(eu.endpoint_view(e) for e in s.get("endpoints") or [])
 
-    em, wm = eu.meta(existing), want["metadata"]
+    em, wm = objmeta.meta(existing), want["metadata"]
     return (
         eps(existing) == eps(want)
         and (em.get("labels") or {}) == wm["labels"]
@@ -154,7 +155,7 @@ def reconcile_mirrored(
     it differs), delete the rest and the slices of groups no longer wanted."""
     out = eu.SliceChanges()
     by_key: dict[tuple[Any, ...], list[Obj]] = {}
-    for s in sorted(existing, key=lambda s: str(eu.meta(s).get("name", ""))):
+    for s in sorted(existing, key=lambda s: str(objmeta.meta(s).get("name", ""))):
         by_key.setdefault(eu.slice_port_map_key(s), []).append(s)
     for group in desired.groups:
         current = by_key.pop(group.key, [])
@@ -170,9 +171,9 @@ def reconcile_mirrored(
         if _same_content(first, want):
             continue
         want["metadata"].pop("generateName")
-        want["metadata"]["name"] = eu.meta(first)["name"]
-        if eu.meta(first).get("resourceVersion"):
-            want["metadata"]["resourceVersion"] = eu.meta(first)["resourceVersion"]
+        want["metadata"]["name"] = objmeta.meta(first)["name"]
+        if objmeta.meta(first).get("resourceVersion"):
+            want["metadata"]["resourceVersion"] = objmeta.meta(first)["resourceVersion"]
         out.update.append(want)
     for slices in by_key.values():
         out.delete.extend(slices)
@@ -198,7 +199,7 @@ class MirroringController(Controller):
         self.slices.add_handler(self.own.added, self.own.updated, self.own.deleted)
 
     def _endpoints_updated(self, old: Obj, new: Obj) -> None:
-        if eu.meta(old).get("resourceVersion") != eu.meta(new).get("resourceVersion"):
+        if objmeta.meta(old).get("resourceVersion") != objmeta.meta(new).get("resourceVersion"):
             self.enqueue(new)
 
     async def sync(self, key: str) -> None:
@@ -230,7 +231,7 @@ class MirroringController(Controller):
                 self.tracker,
                 ns or "",
                 changes,
-                allow_create=not eu.meta(endpoints).get("deletionTimestamp"),
+                allow_create=not objmeta.meta(endpoints).get("deletionTimestamp"),
             )
         except ApiException as e:
             self.recorder.event(
@@ -261,7 +262,7 @@ class MirroringController(Controller):
     async def _delete_all(self, ns: str, slices: list[Obj]) -> None:
         for s in slices:
             try:
-                await self.client.delete("EndpointSlice", ns, eu.meta(s)["name"])
+                await self.client.delete("EndpointSlice", ns, objmeta.meta(s)["name"])
             except ApiException as e:
                 if e.status != 404:
                     raise

@@ -8,12 +8,13 @@ import copy
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from kubesvc.api.kinds import SERVICE_NAME_LABEL, slice_service_key
+from kubesvc.api.objmeta import format_time_nano as format_time
+from kubesvc.api.objmeta import meta, parse_time
 from kubesvc.client.rest import ApiClient, ApiException
-from kubesvc.controllers.podutil import parse_time
 
 Obj = dict[str, Any]
 
@@ -32,10 +33,6 @@ INDEX_SLICE_SERVICE = "endpointutil:slice-service"
 INDEX_POD_NODE = "endpointutil:pod-node"
 INDEX_POD_LABEL = "endpointutil:pod-label"  # "ns/key=value" for each label of a pod
 INDEX_SERVICE_SELECTOR = "endpointutil:service-selector"  # "ns/key=value" per selector term
-
-
-def meta(obj: Obj | None) -> Obj:
-    return (obj or {}).get("metadata") or {}
 
 
 def namespace_index(obj: Obj) -> list[str]:
@@ -225,13 +222,6 @@ def ip_family(ip: str) -> str | None:
 
 
 # -- time ----------------------------------------------------------------------------------
-def format_time(when: datetime) -> str:
-    """RFC 3339 with nanosecond precision trimmed, as Go's time.RFC3339Nano prints it."""
-    when = when.astimezone(UTC)
-    text = when.strftime("%Y-%m-%dT%H:%M:%S")
-    if when.microsecond:
-        text += f".{when.microsecond:06d}".rstrip("0")
-    return text + "Z"
 
 
 @dataclass

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
@@ -83,11 +84,11 @@ def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     pods the Job controls (any phase)."""
     spec = job.get("spec") or {}
     status = copy.deepcopy(job.get("status") or {})
-    stamp = podutil.format_time(now)
+    stamp = objmeta.format_time(now)
     if finished_condition(job) is not None:
         return JobPlan(status, finished=True)
     active = [
-        p for p in pods if _terminal(p) is None and not podutil.meta(p).get("deletionTimestamp")
+        p for p in pods if _terminal(p) is None and not objmeta.meta(p).get("deletionTimestamp")
     ]
     succeeded = sum(1 for p in pods if _terminal(p) == "Succeeded")
     failed = sum(1 for p in pods if _terminal(p) == "Failed")
@@ -105,7 +106,7 @@ def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
         status["startTime"] = stamp
     plan = JobPlan(status)
     conditions: list[Obj] = list(status.get("conditions") or [])
-    start = podutil.parse_time(status.get("startTime"))
+    start = objmeta.parse_time(status.get("startTime"))
     deadline = spec.get("activeDeadlineSeconds")
     failure: tuple[str, str] | None = None
     if failed + restarts > backoff:
@@ -143,7 +144,7 @@ def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     elif len(active) < want:
         plan.create = min(want - len(active), MAX_CREATES_PER_SYNC)
     elif len(active) > want:
-        newest = sorted(active, key=lambda p: str(podutil.meta(p).get("creationTimestamp", "")))
+        newest = sorted(active, key=lambda p: str(objmeta.meta(p).get("creationTimestamp", "")))
         plan.delete = newest[want:]
     remaining = [p for p in active if p not in plan.delete]
     status["active"] = len(remaining) + plan.create if not plan.finished else 0
@@ -151,7 +152,7 @@ def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     status["succeeded"] = succeeded
     status["failed"] = failed
     status["terminating"] = sum(
-        1 for p in pods if podutil.meta(p).get("deletionTimestamp") and _terminal(p) is None
+        1 for p in pods if objmeta.meta(p).get("deletionTimestamp") and _terminal(p) is None
     )
     status.setdefault("uncountedTerminatedPods", {})
     for key in ("active", "succeeded", "failed"):
@@ -169,7 +170,7 @@ def ttl_left(job: Obj, now: datetime) -> float | None:
     cond = finished_condition(job)
     if not isinstance(ttl, int) or isinstance(ttl, bool) or cond is None:
         return None
-    finished = podutil.parse_time(
+    finished = objmeta.parse_time(
         (job.get("status") or {}).get("completionTime") or cond.get("lastTransitionTime")
     )
     if finished is None:
@@ -178,7 +179,7 @@ def ttl_left(job: Obj, now: datetime) -> float | None:
 
 
 def new_job_pod(job: Obj) -> Obj:
-    m = podutil.meta(job)
+    m = objmeta.meta(job)
     template = (job.get("spec") or {}).get("template") or {}
     tm = template.get("metadata") or {}
     pod_meta: Obj = {
@@ -219,9 +220,9 @@ class JobController(PodOwnerController):
             self.expectations.delete(key)
             return
         job = copy.deepcopy(cached)
-        if podutil.meta(job).get("deletionTimestamp"):
+        if objmeta.meta(job).get("deletionTimestamp"):
             return
-        now = podutil.now_utc()
+        now = objmeta.now_utc()
         left = ttl_left(job, now)
         if left is not None:
             if left <= 0:
@@ -257,7 +258,7 @@ class JobController(PodOwnerController):
 
     async def _create(self, key: str, job: Obj, count: int) -> None:
         self.expectations.expect_creations(key, count)
-        ns = podutil.meta(job).get("namespace")
+        ns = objmeta.meta(job).get("namespace")
         results = await asyncio.gather(
             *(self.client.create("Pod", ns, new_job_pod(job)) for _ in range(count)),
             return_exceptions=True,
@@ -272,11 +273,11 @@ class JobController(PodOwnerController):
                     continue
                 raise r
             self.recorder.event(
-                job, "Normal", "SuccessfulCreate", f"Created pod: {podutil.meta(r).get('name')}"
+                job, "Normal", "SuccessfulCreate", f"Created pod: {objmeta.meta(r).get('name')}"
             )
 
     async def _delete_pod(self, job: Obj, pod: Obj) -> None:
-        pm = podutil.meta(pod)
+        pm = objmeta.meta(pod)
         try:
             await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
         except ApiException as e:
@@ -286,7 +287,7 @@ class JobController(PodOwnerController):
         self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pm.get('name')}")
 
     async def _expire(self, job: Obj) -> None:
-        m = podutil.meta(job)
+        m = objmeta.meta(job)
         try:
             await self.client.delete(
                 "Job",

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubesvc.api.objmeta import format_time, object_key, parse_time
 from kubesvc.client.events import EventRecorder
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers.base import Context, Controller, split_key
-from kubesvc.controllers.podutil import format_time, parse_time
 
 log = logging.getLogger("kubesvc.nodelifecycle")
 

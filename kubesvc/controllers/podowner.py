@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.api import objmeta
+from kubesvc.api.objmeta import object_key
+from kubesvc.client.informer import Obj
 from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 from kubesvc.controllers.replicaset import (
@@ -58,7 +60,7 @@ class PodOwnerController(Controller):
         await close_recorder(self.ctx, self.recorder)
 
     def owned_pods(self, owner: Obj) -> list[Obj]:
-        return self.pods.by_index(self._index, str(podutil.meta(owner).get("uid", "")))
+        return self.pods.by_index(self._index, str(objmeta.meta(owner).get("uid", "")))
 
     def _owner_of(self, pod: Obj) -> list[str]:
         ref = podutil.controller_ref(pod)
@@ -73,9 +75,9 @@ class PodOwnerController(Controller):
         ref = podutil.controller_ref(pod)
         if ref is None or ref.get("kind") != self.kind:
             return
-        key = f"{podutil.meta(pod).get('namespace')}/{ref.get('name')}"
+        key = f"{objmeta.meta(pod).get('namespace')}/{ref.get('name')}"
         owner = self.owners.get(key)
-        if owner is not None and podutil.meta(owner).get("uid") == ref.get("uid"):
+        if owner is not None and objmeta.meta(owner).get("uid") == ref.get("uid"):
             if created:
                 self.expectations.creation_observed(key)
             self.queue.add(key)

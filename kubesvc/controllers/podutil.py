@@ -6,36 +6,15 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from kubesvc.api.objmeta import meta, parse_time
 
 Obj = dict[str, Any]
 
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp as an aware datetime, None when absent or unparsable."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)  # no zone written: UTC, as the API's
-
-
-def format_time(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def meta(obj: Obj) -> Obj:
-    return obj.get("metadata") or {}
 
 
 def controller_ref(obj: Obj) -> Obj | None:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubesvc.api import objmeta
+from kubesvc.api.objmeta import object_key
 from kubesvc.api.selectors import MATCH_NOTHING, labels_match, selector_from_match_labels
 from kubesvc.client.events import EventRecorder
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
@@ -55,12 +57,12 @@ class Claim:
 
 def claim_pods(owner: Obj, pods: list[Obj], selector: Obj | None) -> Claim:
     """Upstream's PodControllerRefManager.ClaimPods, as a plan (no writes)."""
-    m = podutil.meta(owner)
+    m = objmeta.meta(owner)
     uid, ns = m.get("uid"), m.get("namespace")
     owner_deleting = bool(m.get("deletionTimestamp"))
     out = Claim()
     for pod in pods:
-        pm = podutil.meta(pod)
+        pm = objmeta.meta(pod)
         if pm.get("namespace") != ns:
             continue
         matches = selector_matches(selector, pm.get("labels"))
@@ -81,7 +83,7 @@ def claim_pods(owner: Obj, pods: list[Obj], selector: Obj | None) -> Claim:
 
 def new_pod(rs: Obj, api_version: str = API_VERSION, kind: str = KIND) -> Obj:
     """A pod from the ReplicaSet's template (upstream GetPodFromTemplate)."""
-    m = podutil.meta(rs)
+    m = objmeta.meta(rs)
     template = (rs.get("spec") or {}).get("template") or {}
     tm = template.get("metadata") or {}
     pod_meta: Obj = {
@@ -150,7 +152,7 @@ def replica_set_status(
     status = copy.deepcopy(rs.get("status") or {})
     fully_labeled = ready = available = 0
     for pod in pods:
-        labels = podutil.meta(pod).get("labels") or {}
+        labels = objmeta.meta(pod).get("labels") or {}
         if all(labels.get(k) == v for k, v in template_labels.items()):
             fully_labeled += 1
         if podutil.is_ready(pod):
@@ -166,7 +168,7 @@ def replica_set_status(
             {
                 "type": "ReplicaFailure",
                 "status": "True",
-                "lastTransitionTime": podutil.format_time(now),
+                "lastTransitionTime": objmeta.format_time(now),
                 "reason": reason,
                 "message": manage_error,
             }
@@ -181,7 +183,7 @@ def replica_set_status(
     status["fullyLabeledReplicas"] = fully_labeled
     status["readyReplicas"] = ready
     status["availableReplicas"] = available
-    generation = podutil.meta(rs).get("generation")
+    generation = objmeta.meta(rs).get("generation")
     if generation is not None:
         status["observedGeneration"] = int(generation)
     return status
@@ -261,7 +263,7 @@ def _owner_index(pod: Obj) -> list[str]:
     ref = podutil.controller_ref(pod)
     if ref is not None:
         return [str(ref.get("uid", ""))]
-    return ["orphan/" + str(podutil.meta(pod).get("namespace", ""))]
+    return ["orphan/" + str(objmeta.meta(pod).get("namespace", ""))]
 
 
 def component_recorder(ctx: Context, component: str) -> Any:
@@ -320,17 +322,17 @@ class ReplicaSetController(Controller):
     def _resolve(self, pod: Obj, ref: Obj | None) -> Obj | None:
         if ref is None or ref.get("kind") != self.kind:
             return None
-        rs = self.rs_informer.get(f"{podutil.meta(pod).get('namespace')}/{ref.get('name')}")
-        if rs is None or podutil.meta(rs).get("uid") != ref.get("uid"):
+        rs = self.rs_informer.get(f"{objmeta.meta(pod).get('namespace')}/{ref.get('name')}")
+        if rs is None or objmeta.meta(rs).get("uid") != ref.get("uid"):
             return None
         return rs
 
     def _matching_rss(self, pod: Obj) -> list[Obj]:
-        pm = podutil.meta(pod)
+        pm = objmeta.meta(pod)
         return [
             rs
             for rs in self.rs_informer.list()
-            if podutil.meta(rs).get("namespace") == pm.get("namespace")
+            if objmeta.meta(rs).get("namespace") == pm.get("namespace")
             and selector_matches(
                 (self._view(rs).get("spec") or {}).get("selector"), pm.get("labels")
             )
@@ -345,7 +347,7 @@ class ReplicaSetController(Controller):
         return dict(view)
 
     def _pod_added(self, pod: Obj) -> None:
-        if podutil.meta(pod).get("deletionTimestamp"):
+        if objmeta.meta(pod).get("deletionTimestamp"):
             self._pod_deleted(pod)
             return
         ref = podutil.controller_ref(pod)
@@ -360,7 +362,7 @@ class ReplicaSetController(Controller):
             self.enqueue(rs)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
-        om, nm = podutil.meta(old), podutil.meta(new)
+        om, nm = objmeta.meta(old), objmeta.meta(new)
         if om.get("resourceVersion") == nm.get("resourceVersion"):
             return  # periodic resync: the ReplicaSet resync covers it
         labels_changed = om.get("labels") != nm.get("labels")
@@ -397,7 +399,7 @@ class ReplicaSetController(Controller):
 
     # -- reconcile ---------------------------------------------------------------------------
     def _candidate_pods(self, rs: Obj) -> list[Obj]:
-        m = podutil.meta(rs)
+        m = objmeta.meta(rs)
         owned = self.pod_informer.by_index(self.owner_index, str(m.get("uid", "")))
         orphans = self.pod_informer.by_index(self.owner_index, f"orphan/{m.get('namespace', '')}")
         return owned + orphans
@@ -417,12 +419,12 @@ class ReplicaSetController(Controller):
         active = [p for p in self._candidate_pods(rs) if podutil.is_active(p)]
         pods = await self._claim(rs, active, selector)
         manage_error: str | None = None
-        if needs_sync and not podutil.meta(rs).get("deletionTimestamp"):
+        if needs_sync and not objmeta.meta(rs).get("deletionTimestamp"):
             try:
                 await self._manage_replicas(key, rs, pods)
             except ApiException as e:
                 manage_error = str(e.message) or str(e)
-        now = podutil.now_utc()
+        now = objmeta.now_utc()
         await self._write_status(rs, replica_set_status(rs, pods, now, manage_error))
         if manage_error is not None:
             raise RuntimeError(manage_error)
@@ -435,14 +437,14 @@ class ReplicaSetController(Controller):
         owned = list(plan.owned)
         ref = podutil.make_controller_ref(rs, self.api_version, self.kind)
         for pod in plan.adopt:
-            refs = [*(podutil.meta(pod).get("ownerReferences") or []), ref]
+            refs = [*(objmeta.meta(pod).get("ownerReferences") or []), ref]
             patched = await self._patch_owner_refs(pod, refs)
             if patched is not None:
                 owned.append(patched)
-        uid = podutil.meta(rs).get("uid")
+        uid = objmeta.meta(rs).get("uid")
         for pod in plan.release:
             refs = [
-                r for r in podutil.meta(pod).get("ownerReferences") or [] if r.get("uid") != uid
+                r for r in objmeta.meta(pod).get("ownerReferences") or [] if r.get("uid") != uid
             ]
             await self._patch_owner_refs(pod, refs)
         return owned
@@ -450,7 +452,7 @@ class ReplicaSetController(Controller):
     async def _patch_owner_refs(self, pod: Obj, refs: list[Obj]) -> Obj | None:
         """Set ownerReferences guarded by resourceVersion; a lost race is retried on the next
         sync (the update event requeues us), a vanished pod is simply skipped."""
-        pm = podutil.meta(pod)
+        pm = objmeta.meta(pod)
         body = {
             "metadata": {
                 "ownerReferences": refs or None,
@@ -493,7 +495,7 @@ class ReplicaSetController(Controller):
             raise error
 
     async def _create_one(self, rs: Obj) -> None:
-        ns = podutil.meta(rs).get("namespace")
+        ns = objmeta.meta(rs).get("namespace")
         try:
             pod = await self.client.create("Pod", ns, new_pod(rs, self.api_version, self.kind))
         except ApiException as e:
@@ -501,30 +503,30 @@ class ReplicaSetController(Controller):
                 self.recorder.event(rs, "Warning", "FailedCreate", f"Error creating: {e.message}")
             raise
         self.recorder.event(
-            rs, "Normal", "SuccessfulCreate", f"Created pod: {podutil.meta(pod).get('name')}"
+            rs, "Normal", "SuccessfulCreate", f"Created pod: {objmeta.meta(pod).get('name')}"
         )
 
     def _related_pods(self, rs: Obj) -> list[Obj]:
         """Pods of every ReplicaSet sharing this one's controller (a Deployment's history)."""
         owner = podutil.controller_ref(rs)
         if owner is None:
-            return self.pod_informer.by_index(self.owner_index, str(podutil.meta(rs).get("uid")))
-        ns = podutil.meta(rs).get("namespace")
+            return self.pod_informer.by_index(self.owner_index, str(objmeta.meta(rs).get("uid")))
+        ns = objmeta.meta(rs).get("namespace")
         out: list[Obj] = []
         for other in self.rs_informer.list():
             ref = podutil.controller_ref(other)
             if (
-                podutil.meta(other).get("namespace") == ns
+                objmeta.meta(other).get("namespace") == ns
                 and ref
                 and ref.get("uid") == owner.get("uid")
             ):
                 out += self.pod_informer.by_index(
-                    self.owner_index, str(podutil.meta(other).get("uid"))
+                    self.owner_index, str(objmeta.meta(other).get("uid"))
                 )
         return out
 
     async def _delete_pods(self, key: str, rs: Obj, pods: list[Obj], count: int) -> None:
-        victims = podutil.pods_to_delete(pods, count, self._related_pods(rs), podutil.now_utc())
+        victims = podutil.pods_to_delete(pods, count, self._related_pods(rs), objmeta.now_utc())
         self.expectations.expect_deletions(key, [object_key(p) for p in victims])
         results = await asyncio.gather(
             *(self._delete_one(key, rs, p) for p in victims), return_exceptions=True
@@ -534,7 +536,7 @@ class ReplicaSetController(Controller):
                 raise r
 
     async def _delete_one(self, key: str, rs: Obj, pod: Obj) -> None:
-        pm = podutil.meta(pod)
+        pm = objmeta.meta(pod)
         try:
             await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
         except ApiException as e:

@@ -13,10 +13,10 @@ import logging
 import math
 from decimal import Decimal
 
+from kubesvc.api import objmeta
 from kubesvc.api.kinds import KINDS
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
-from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 from kubesvc.controllers.volumebinding import quantity
 
@@ -147,19 +147,19 @@ class ResourceQuotaController(Controller):
                 informer.add_handler(self._changed, lambda _o, n: self._changed(n), self._changed)
 
     def _changed(self, obj: Obj) -> None:
-        ns = podutil.meta(obj).get("namespace")
+        ns = objmeta.meta(obj).get("namespace")
         for quota in self.quotas.list():
-            if podutil.meta(quota).get("namespace") == ns:
+            if objmeta.meta(quota).get("namespace") == ns:
                 self.enqueue(quota)
 
     async def sync(self, key: str) -> None:
         quota = self.quotas.get(key)
-        if quota is None or podutil.meta(quota).get("deletionTimestamp"):
+        if quota is None or objmeta.meta(quota).get("deletionTimestamp"):
             return
-        ns = podutil.meta(quota).get("namespace")
+        ns = objmeta.meta(quota).get("namespace")
         hard = dict((quota.get("spec") or {}).get("hard") or {})
         objects = {
-            kind: [o for o in informer.list() if podutil.meta(o).get("namespace") == ns]
+            kind: [o for o in informer.list() if objmeta.meta(o).get("namespace") == ns]
             for kind, informer in self.informers.items()
         }
         status = {"hard": hard, "used": usage(hard, objects)}

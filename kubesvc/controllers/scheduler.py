@@ -19,12 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from kubesvc.api import objmeta
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
 from kubesvc.client.events import EventRecorder
-from kubesvc.client.informer import Obj, object_key
+from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers.base import Context, Controller
 
@@ -56,12 +57,8 @@ def _spec(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return obj.get("spec") or {}
 
 
-def _meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    return obj.get("metadata") or {}
-
-
 def _name(obj: Mapping[str, Any]) -> str:
-    return str(_meta(obj).get("name", ""))
+    return str(objmeta.meta(obj).get("name", ""))
 
 
 def needs_scheduling(pod: Mapping[str, Any]) -> bool:
@@ -71,7 +68,7 @@ def needs_scheduling(pod: Mapping[str, Any]) -> bool:
         return False
     if (spec.get("schedulerName") or SCHEDULER_NAME) != SCHEDULER_NAME:
         return False
-    if _meta(pod).get("deletionTimestamp"):
+    if objmeta.meta(pod).get("deletionTimestamp"):
         return False
     if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
         return False
@@ -84,7 +81,7 @@ def is_active(pod: Mapping[str, Any]) -> bool:
 
 
 def controller_uid(pod: Mapping[str, Any]) -> str:
-    for ref in _meta(pod).get("ownerReferences") or []:
+    for ref in objmeta.meta(pod).get("ownerReferences") or []:
         if ref.get("controller"):
             return str(ref.get("uid", ""))
     return ""
@@ -171,7 +168,7 @@ def _term_matches(term: Mapping[str, Any], labels: Mapping[str, str], name: str)
 
 def matches_node_affinity(pod: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
     """spec.nodeSelector and required node affinity (NodeAffinity's Filter)."""
-    labels = _meta(node).get("labels") or {}
+    labels = objmeta.meta(node).get("labels") or {}
     for k, v in (_spec(pod).get("nodeSelector") or {}).items():
         if labels.get(k) != v:
             return False
@@ -310,13 +307,13 @@ def unschedulable_patch(pod: Mapping[str, Any], message: str, now: str) -> Obj |
         "lastTransitionTime": transition,
     }
     return {
-        "metadata": {"resourceVersion": _meta(pod).get("resourceVersion", "")},
+        "metadata": {"resourceVersion": objmeta.meta(pod).get("resourceVersion", "")},
         "status": {"conditions": [cond]},
     }
 
 
 def binding_body(pod: Mapping[str, Any], node: str) -> Obj:
-    meta = _meta(pod)
+    meta = objmeta.meta(pod)
     return {
         "apiVersion": "v1",
         "kind": "Binding",
@@ -332,7 +329,7 @@ def binding_body(pod: Mapping[str, Any], node: str) -> Obj:
 def scheduling_relevant_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether a node update could make a pod fit where it did not (heartbeats do not)."""
     return (
-        _meta(old).get("labels") != _meta(new).get("labels")
+        objmeta.meta(old).get("labels") != objmeta.meta(new).get("labels")
         or _spec(old).get("taints") != _spec(new).get("taints")
         or bool(_spec(old).get("unschedulable")) != bool(_spec(new).get("unschedulable"))
         or ready_status(old) != ready_status(new)
@@ -344,18 +341,18 @@ def pod_spec_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """A pod update other than to its status (our own status writes must not requeue it)."""
 
     def strip(p: Mapping[str, Any]) -> tuple[Any, Any]:
-        meta = {k: v for k, v in _meta(p).items() if k not in ("resourceVersion", "managedFields")}
+        meta = {
+            k: v
+            for k, v in objmeta.meta(p).items()
+            if k not in ("resourceVersion", "managedFields")
+        }
         return meta, p.get("spec")
 
     return strip(old) != strip(new)
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _pod_ref(pod: Mapping[str, Any]) -> Obj:
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": dict(_meta(pod))}
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": dict(objmeta.meta(pod))}
 
 
 # -- the controller ------------------------------------------------------------------------
@@ -416,7 +413,7 @@ class Scheduler(Controller):
             spec.get("nodeName") or (spec.get("schedulerName") or SCHEDULER_NAME) != SCHEDULER_NAME
         ):
             return  # bound already, or another scheduler's
-        m = shape.meta(pod)
+        m = objmeta.meta(pod)
         if shape.text(m.get("name")) and shape.text(m.get("namespace")):
             ref = {"apiVersion": "v1", "kind": "Pod", "metadata": dict(m)}
             self.events.event(ref, "Warning", "FailedScheduling", f"the pod cannot be read: {why}")
@@ -462,7 +459,7 @@ class Scheduler(Controller):
         await self._bind(pod, node)
 
     async def _bind(self, pod: Obj, node: str) -> None:
-        meta = _meta(pod)
+        meta = objmeta.meta(pod)
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         key = object_key(pod)
         try:
@@ -488,9 +485,9 @@ class Scheduler(Controller):
         attempts = self._unschedulable.setdefault(key, _Attempts())
         attempts.count += 1
         attempts.last = time.monotonic()
-        patch = unschedulable_patch(pod, message, _now())
+        patch = unschedulable_patch(pod, message, objmeta.now_text())
         if patch is not None:
-            meta = _meta(pod)
+            meta = objmeta.meta(pod)
             try:
                 await self.client.patch(
                     "Pod",

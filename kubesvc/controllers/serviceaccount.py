@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
+from kubesvc.api import objmeta
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
-from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 
 log = logging.getLogger("kubesvc.controllers.serviceaccount")
@@ -17,7 +17,7 @@ DEFAULT_ACCOUNT = "default"
 
 def needs_default_account(namespace: Obj | None, accounts: list[str]) -> bool:
     """Whether `namespace` (None: gone) should get its `default` ServiceAccount now."""
-    if namespace is None or podutil.meta(namespace).get("deletionTimestamp"):
+    if namespace is None or objmeta.meta(namespace).get("deletionTimestamp"):
         return False
     if (namespace.get("status") or {}).get("phase") == "Terminating":
         return False
@@ -35,18 +35,18 @@ class ServiceAccountsController(Controller):
         self.accounts.add_handler(lambda _o: None, lambda _o, _n: None, self._account_deleted)
 
     def _ns(self, ns: Obj) -> None:
-        self.queue.add(str(podutil.meta(ns).get("name", "")))
+        self.queue.add(str(objmeta.meta(ns).get("name", "")))
 
     def _account_deleted(self, sa: Obj) -> None:
-        if podutil.meta(sa).get("name") == DEFAULT_ACCOUNT:
-            self.queue.add(str(podutil.meta(sa).get("namespace", "")))
+        if objmeta.meta(sa).get("name") == DEFAULT_ACCOUNT:
+            self.queue.add(str(objmeta.meta(sa).get("namespace", "")))
 
     async def sync(self, key: str) -> None:
         ns = self.namespaces.get(key)
         names = [
-            str(podutil.meta(sa).get("name"))
+            str(objmeta.meta(sa).get("name"))
             for sa in self.accounts.list()
-            if podutil.meta(sa).get("namespace") == key
+            if objmeta.meta(sa).get("namespace") == key
         ]
         if not needs_default_account(ns, names):
             return

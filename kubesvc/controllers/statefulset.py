@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
 from kubesvc.client.shape import Invalid
@@ -46,11 +47,11 @@ MAX_REPLICAS_PER_SYNC = 500
 def revision_of(sts: Obj) -> str:
     template = (sts.get("spec") or {}).get("template") or {}
     digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()
-    return f"{podutil.meta(sts).get('name', '')}-{int(digest[:12], 16) % 10**10}"
+    return f"{objmeta.meta(sts).get('name', '')}-{int(digest[:12], 16) % 10**10}"
 
 
 def ordinal_of(sts_name: str, pod: Obj) -> int | None:
-    name = str(podutil.meta(pod).get("name") or "")
+    name = str(objmeta.meta(pod).get("name") or "")
     match = re.fullmatch(re.escape(sts_name) + r"-(0|[1-9][0-9]{0,8})", name)
     return int(match.group(1)) if match else None
 
@@ -66,7 +67,7 @@ def claim_name(template: Obj, pod_name: str) -> str:
 
 def new_claims(sts: Obj, pod_name: str) -> list[Obj]:
     """The PersistentVolumeClaims a pod of the set has (upstream getPersistentVolumeClaims)."""
-    m = podutil.meta(sts)
+    m = objmeta.meta(sts)
     spec = sts.get("spec") or {}
     selector_labels = (spec.get("selector") or {}).get("matchLabels") or {}
     out = []
@@ -93,7 +94,7 @@ def new_claims(sts: Obj, pod_name: str) -> list[Obj]:
 
 
 def new_stateful_pod(sts: Obj, ordinal: int, revision: str) -> Obj:
-    m = podutil.meta(sts)
+    m = objmeta.meta(sts)
     spec = sts.get("spec") or {}
     template = spec.get("template") or {}
     tm = template.get("metadata") or {}
@@ -144,7 +145,7 @@ def _healthy(pod: Obj, min_ready: int, now: datetime) -> bool:
 
 def plan_stateful_set(sts: Obj, pods: list[Obj], now: datetime) -> StatefulPlan:
     """Pods to create and delete next, and the status. `pods` are the pods it controls."""
-    m = podutil.meta(sts)
+    m = objmeta.meta(sts)
     spec = sts.get("spec") or {}
     name = str(m.get("name") or "")
     replicas = max(0, _spec_int(spec, "replicas", 1))
@@ -174,7 +175,7 @@ def plan_stateful_set(sts: Obj, pods: list[Obj], now: datetime) -> StatefulPlan:
             if ordered or len(plan.create) >= MAX_REPLICAS_PER_SYNC:
                 break
             continue
-        terminating = bool(podutil.meta(pod).get("deletionTimestamp"))
+        terminating = bool(objmeta.meta(pod).get("deletionTimestamp"))
         phase = (pod.get("status") or {}).get("phase")
         if phase in ("Failed", "Succeeded") and not terminating:
             plan.delete.append(pod)  # recreated once it is gone
@@ -190,7 +191,7 @@ def plan_stateful_set(sts: Obj, pods: list[Obj], now: datetime) -> StatefulPlan:
             if ordered:
                 break
     if not (ordered and blocked):
-        gone = [p for _, p in condemned if not podutil.meta(p).get("deletionTimestamp")]
+        gone = [p for _, p in condemned if not objmeta.meta(p).get("deletionTimestamp")]
         if ordered:
             if gone and len(gone) == len(condemned):
                 plan.delete.append(gone[0])  # the highest ordinal, once nothing else is going
@@ -203,7 +204,7 @@ def plan_stateful_set(sts: Obj, pods: list[Obj], now: datetime) -> StatefulPlan:
             if ordinal < partition:
                 break
             pod = by_ordinal[ordinal]
-            if (podutil.meta(pod).get("labels") or {}).get(REVISION_LABEL) != update:
+            if (objmeta.meta(pod).get("labels") or {}).get(REVISION_LABEL) != update:
                 plan.delete.append(pod)
                 break
     plan.status = _status(sts, pods, update, replicas, min_ready, now)
@@ -214,11 +215,11 @@ def _status(
     sts: Obj, pods: list[Obj], update: str, replicas: int, min_ready: int, now: datetime
 ) -> Obj:
     status = copy.deepcopy(sts.get("status") or {})
-    live = [p for p in pods if not podutil.meta(p).get("deletionTimestamp")]
+    live = [p for p in pods if not objmeta.meta(p).get("deletionTimestamp")]
     current = str(status.get("currentRevision") or update)
 
     def revision(p: Obj) -> Any:
-        return (podutil.meta(p).get("labels") or {}).get(REVISION_LABEL)
+        return (objmeta.meta(p).get("labels") or {}).get(REVISION_LABEL)
 
     ready = sum(1 for p in live if podutil.is_ready(p))
     updated = sum(1 for p in live if revision(p) == update)
@@ -234,7 +235,7 @@ def _status(
         updateRevision=update,
         collisionCount=int(status.get("collisionCount") or 0),
     )
-    generation = podutil.meta(sts).get("generation")
+    generation = objmeta.meta(sts).get("generation")
     if generation is not None:
         status["observedGeneration"] = int(generation)
     for key in ("readyReplicas", "currentReplicas", "updatedReplicas"):
@@ -266,8 +267,8 @@ class StatefulSetController(PodOwnerController):
         if problem:
             raise Invalid(problem)
         pods = self.owned_pods(sts)
-        plan = plan_stateful_set(sts, pods, podutil.now_utc())
-        if not podutil.meta(sts).get("deletionTimestamp") and self.expectations.satisfied(key):
+        plan = plan_stateful_set(sts, pods, objmeta.now_utc())
+        if not objmeta.meta(sts).get("deletionTimestamp") and self.expectations.satisfied(key):
             revision = revision_of(sts)
             if plan.create:
                 self.expectations.expect_creations(key, len(plan.create))
@@ -278,7 +279,7 @@ class StatefulSetController(PodOwnerController):
             self.queue.add_after(key, plan.requeue_after)
 
     async def _create(self, key: str, sts: Obj, ordinal: int, revision: str) -> None:
-        ns = podutil.meta(sts).get("namespace")
+        ns = objmeta.meta(sts).get("namespace")
         pod = new_stateful_pod(sts, ordinal, revision)
         pod_name = pod["metadata"]["name"]
         try:
@@ -290,7 +291,7 @@ class StatefulSetController(PodOwnerController):
                         "Normal",
                         "SuccessfulCreate",
                         f"create Claim {claim['metadata']['name']} Pod {pod_name} in StatefulSet "
-                        f"{podutil.meta(sts).get('name')} success",
+                        f"{objmeta.meta(sts).get('name')} success",
                     )
                 except ApiException as e:
                     if e.status != 409:
@@ -308,11 +309,11 @@ class StatefulSetController(PodOwnerController):
             sts,
             "Normal",
             "SuccessfulCreate",
-            f"create Pod {pod_name} in StatefulSet {podutil.meta(sts).get('name')} successful",
+            f"create Pod {pod_name} in StatefulSet {objmeta.meta(sts).get('name')} successful",
         )
 
     async def _delete(self, sts: Obj, pod: Obj) -> None:
-        pm = podutil.meta(pod)
+        pm = objmeta.meta(pod)
         try:
             await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
         except ApiException as e:
@@ -323,7 +324,7 @@ class StatefulSetController(PodOwnerController):
             sts,
             "Normal",
             "SuccessfulDelete",
-            f"delete Pod {pm.get('name')} in StatefulSet {podutil.meta(sts).get('name')} "
+            f"delete Pod {pm.get('name')} in StatefulSet {objmeta.meta(sts).get('name')} "
             "successful",
         )
 

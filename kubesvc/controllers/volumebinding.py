@@ -14,9 +14,9 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.client.informer import Obj
 from kubesvc.client.rest import ApiException
-from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 from kubesvc.controllers.replicaset import selector_matches
 
@@ -71,7 +71,7 @@ def _storage(resources: Any) -> Decimal | None:
 
 
 def _class_of(obj: Obj) -> str:
-    beta = (podutil.meta(obj).get("annotations") or {}).get(
+    beta = (objmeta.meta(obj).get("annotations") or {}).get(
         "volume.beta.kubernetes.io/storage-class"
     )
     if isinstance(beta, str):
@@ -81,7 +81,7 @@ def _class_of(obj: Obj) -> str:
 
 
 def claim_ref(pvc: Obj) -> Obj:
-    m = podutil.meta(pvc)
+    m = objmeta.meta(pvc)
     return {
         "kind": "PersistentVolumeClaim",
         "namespace": m.get("namespace"),
@@ -93,7 +93,7 @@ def claim_ref(pvc: Obj) -> Obj:
 
 
 def _refers_to(ref: Any, pvc: Obj) -> bool:
-    m = podutil.meta(pvc)
+    m = objmeta.meta(pvc)
     return (
         isinstance(ref, dict)
         and ref.get("namespace") == m.get("namespace")
@@ -104,7 +104,7 @@ def _refers_to(ref: Any, pvc: Obj) -> bool:
 
 def satisfies(pv: Obj, pvc: Obj) -> bool:
     spec, want = pv.get("spec") or {}, pvc.get("spec") or {}
-    if podutil.meta(pv).get("deletionTimestamp"):
+    if objmeta.meta(pv).get("deletionTimestamp"):
         return False
     ref = spec.get("claimRef")
     if ref is not None and not _refers_to(ref, pvc):
@@ -117,7 +117,7 @@ def satisfies(pv: Obj, pvc: Obj) -> bool:
     if not {m for m in want.get("accessModes") or [] if isinstance(m, str)} <= modes:
         return False
     selector = want.get("selector")
-    if selector is not None and not selector_matches(selector, podutil.meta(pv).get("labels")):
+    if selector is not None and not selector_matches(selector, objmeta.meta(pv).get("labels")):
         return False
     have = _storage(spec.get("capacity"))
     need = _storage((want.get("resources") or {}).get("requests"))
@@ -139,7 +139,7 @@ def match_volume(pvc: Obj, volumes: list[Obj]) -> Obj | None:
     free.sort(
         key=lambda pv: (
             _storage((pv.get("spec") or {}).get("capacity")),
-            podutil.meta(pv).get("name"),
+            objmeta.meta(pv).get("name"),
         )
     )
     return free[0] if free else None
@@ -155,7 +155,7 @@ def volume_phase(pv: Obj, claims: dict[tuple[str, str], Obj]) -> str:
         return "Released" if ref.get("uid") else "Available"
     return (
         "Bound"
-        if (claim.get("spec") or {}).get("volumeName") == podutil.meta(pv).get("name")
+        if (claim.get("spec") or {}).get("volumeName") == objmeta.meta(pv).get("name")
         else "Available"
     )
 
@@ -180,23 +180,23 @@ class VolumeBindingController(Controller):
         volumes = self.volumes.list()
         bound: set[str] = set()
         claims = {
-            (str(podutil.meta(c).get("namespace")), str(podutil.meta(c).get("name"))): c
+            (str(objmeta.meta(c).get("namespace")), str(objmeta.meta(c).get("name"))): c
             for c in self.claims.list()
         }
         for pvc in sorted(
-            claims.values(), key=lambda c: str(podutil.meta(c).get("creationTimestamp"))
+            claims.values(), key=lambda c: str(objmeta.meta(c).get("creationTimestamp"))
         ):
             if (pvc.get("status") or {}).get("phase") not in (None, "Pending"):
                 continue
-            if podutil.meta(pvc).get("deletionTimestamp") or self._waits_for_consumer(pvc):
+            if objmeta.meta(pvc).get("deletionTimestamp") or self._waits_for_consumer(pvc):
                 continue
             pv = match_volume(pvc, volumes)
             if pv is not None:
                 await self._bind(pv, pvc)
                 volumes = [v for v in volumes if v is not pv]
-                bound.add(str(podutil.meta(pv).get("name")))
+                bound.add(str(objmeta.meta(pv).get("name")))
         for pv in self.volumes.list():
-            if podutil.meta(pv).get("name") in bound:
+            if objmeta.meta(pv).get("name") in bound:
                 continue  # the caches have not seen this pass's writes yet
             phase = volume_phase(pv, claims)
             if (pv.get("status") or {}).get("phase") != phase:
@@ -209,7 +209,7 @@ class VolumeBindingController(Controller):
         return sc is not None and sc.get("volumeBindingMode") == "WaitForFirstConsumer"
 
     async def _bind(self, pv: Obj, pvc: Obj) -> None:
-        pm, cm = podutil.meta(pv), podutil.meta(pvc)
+        pm, cm = objmeta.meta(pv), objmeta.meta(pvc)
         try:
             if (pv.get("spec") or {}).get("claimRef") is None:
                 body = {

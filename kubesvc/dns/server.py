@@ -23,9 +23,11 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from kubesvc.api import objmeta
 from kubesvc.api.kinds import SERVICE_NAME_LABEL, slice_service_key
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
-from kubesvc.client.informer import Informer, Obj, object_key
+from kubesvc.client.informer import Informer, Obj
 from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.client.rest import ApiClient
 from kubesvc.dns import records
@@ -122,7 +124,7 @@ def in_cluster_access() -> ClusterAccess:
 # that cannot be read raises shape.Invalid and the informer keeps it out (one log line per
 # revision), so a broken object never reaches the zone and never stops a sync.
 def _meta(obj: Obj, *, labels: tuple[str, ...] = ()) -> dict[str, Any]:
-    m = shape.meta(obj)
+    m = objmeta.meta(obj)
     out = {k: m[k] for k in ("name", "namespace", "resourceVersion") if m.get(k).__class__ is str}
     have = m.get("labels")
     if have.__class__ is dict:

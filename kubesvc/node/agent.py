@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from kubesvc import netns
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
 from kubesvc.client.events import EventRecorder
-from kubesvc.client.informer import Informer, object_key
+from kubesvc.client.informer import Informer
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
 from kubesvc.node import mounts, podenv, sandbox, volumes

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesvc.api import objmeta
 from kubesvc.api.kinds import SERVICE_NAME_LABEL
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
-from kubesvc.client.informer import object_key
 from kubesvc.client.shape import Invalid
 from kubesvc.client.shape import typed_field as _get
 
@@ -307,7 +308,7 @@ def slice_endpoints(slc: Mapping[str, Any]) -> SliceEndpoints:
 
 def slice_owner(slc: Mapping[str, Any]) -> str | None:
     """`ns/name` of the Service a slice belongs to (its service-name label), if any."""
-    m = shape.meta(slc)
+    m = objmeta.meta(slc)
     labels = m.get("labels")
     svc = labels.get(SERVICE_NAME_LABEL) if labels.__class__ is dict else None  # type: ignore[union-attr]
     if not svc or svc.__class__ is not str:

@@ -25,7 +25,7 @@ from typing import Protocol
 from aiohttp import web
 
 from kubesvc import netns as nsutil
-from kubesvc.client import shape
+from kubesvc.api import objmeta
 from kubesvc.client.informer import Informer, Obj
 from kubesvc.proxy import model
 from kubesvc.proxy.metrics import Metrics
@@ -103,7 +103,7 @@ class Proxier:
     ) -> None:
         record(obj, deleted)
         self.metrics.count_change(kind)
-        annotations = shape.meta(obj).get("annotations")
+        annotations = objmeta.meta(obj).get("annotations")
         trigger = annotations.get(TRIGGER_ANNOTATION) if annotations.__class__ is dict else None  # type: ignore[union-attr]
         if trigger and trigger.__class__ is str:
             with contextlib.suppress(ValueError):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubesvc.api import cron
-from kubesvc.controllers import cronjob, podutil
+from kubesvc.api import cron, objmeta
+from kubesvc.controllers import cronjob
 
 NOW = datetime(2026, 1, 1, 12, 30, 20, tzinfo=UTC)
 
@@ -21,7 +21,7 @@ def a_cronjob(schedule: str = "*/10 * * * *", created: float = 3600, **spec: Any
             "name": "cj",
             "namespace": "ns",
             "uid": "u",
-            "creationTimestamp": podutil.format_time(NOW - timedelta(seconds=created)),
+            "creationTimestamp": objmeta.format_time(NOW - timedelta(seconds=created)),
         },
         "spec": {
             "schedule": schedule,

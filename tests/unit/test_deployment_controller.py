@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from kubesvc.api.objmeta import format_time
 from kubesvc.controllers import deployment as dep
-from kubesvc.controllers.podutil import format_time
 
 NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 TEMPLATE = {

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
-from kubesvc.client.informer import Informer, object_key
+from kubesvc.client.informer import Informer
 from kubesvc.client.shape import Invalid
 from kubesvc.client.workqueue import WorkQueue, run_workers
 

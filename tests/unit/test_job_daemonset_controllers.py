@@ -9,14 +9,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kubesvc.api import objmeta
 from kubesvc.client import shape
-from kubesvc.controllers import daemonset, job, podutil
+from kubesvc.controllers import daemonset, job
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def ts(ago: float) -> str:
-    return podutil.format_time(NOW - timedelta(seconds=ago))
+    return objmeta.format_time(NOW - timedelta(seconds=ago))
 
 
 def a_job(**spec: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kubesvc.api import objmeta
 from kubesvc.client.informer import InformerFactory
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers import podutil
@@ -30,7 +31,7 @@ NOW = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 def ts(seconds_ago: float) -> str:
-    return podutil.format_time(NOW - timedelta(seconds=seconds_ago))
+    return objmeta.format_time(NOW - timedelta(seconds=seconds_ago))
 
 
 def pod(

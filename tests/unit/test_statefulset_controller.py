@@ -9,8 +9,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kubesvc.api import objmeta
 from kubesvc.client import shape
-from kubesvc.controllers import podutil, statefulset
+from kubesvc.controllers import statefulset
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -52,12 +53,12 @@ def pod_of(
             {
                 "type": "Ready",
                 "status": "True" if ready else "False",
-                "lastTransitionTime": podutil.format_time(NOW - timedelta(seconds=60)),
+                "lastTransitionTime": objmeta.format_time(NOW - timedelta(seconds=60)),
             }
         ],
     }
     if deleting:
-        pod["metadata"]["deletionTimestamp"] = podutil.format_time(NOW)
+        pod["metadata"]["deletionTimestamp"] = objmeta.format_time(NOW)
     return pod
 
 
