@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from kubesvc.api import protobuf
-from kubesvc.api.protobuf import MAGIC, SCHEMA, ProtobufError, decode_body
+from kubesvc.api.protobuf import MAGIC, ProtobufError, decode_body
+from kubesvc.api.protobuf_schema import SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "protobuf"
 
