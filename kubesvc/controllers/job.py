@@ -26,6 +26,7 @@ from kubesvc.client.shape import Invalid
 from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context
 from kubesvc.controllers.podowner import PodOwnerController, template_problem
+from kubesvc.controllers.replicaset import new_pod
 
 log = logging.getLogger("kubesvc.controllers.job")
 
@@ -179,25 +180,8 @@ def ttl_left(job: Obj, now: datetime) -> float | None:
 
 
 def new_job_pod(job: Obj) -> Obj:
-    m = objmeta.meta(job)
-    template = (job.get("spec") or {}).get("template") or {}
-    tm = template.get("metadata") or {}
-    pod_meta: Obj = {
-        "generateName": f"{m.get('name', '')}-",
-        "namespace": m.get("namespace"),
-        "labels": dict(tm.get("labels") or {}),
-        "ownerReferences": [podutil.make_controller_ref(job, API_VERSION, KIND)],
-    }
-    if tm.get("annotations"):
-        pod_meta["annotations"] = dict(tm["annotations"])
-    if tm.get("finalizers"):
-        pod_meta["finalizers"] = list(tm["finalizers"])
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": pod_meta,
-        "spec": copy.deepcopy(template.get("spec") or {}),
-    }
+    """A pod from the Job's template, as a ReplicaSet's (upstream GetPodFromTemplate)."""
+    return new_pod(job, API_VERSION, KIND)
 
 
 def spec_problem(job: Obj) -> str | None:
