@@ -277,7 +277,7 @@ class DaemonSetController(PodOwnerController):
                 await asyncio.gather(
                     *(self._create(key, ds, node, revision) for node in plan.create_on)
                 )
-            await asyncio.gather(*(self._delete(ds, p) for p in plan.delete))
+            await asyncio.gather(*(self.delete_pod(ds, p) for p in plan.delete))
         await self._write_status(ds, plan.status)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
@@ -293,16 +293,6 @@ class DaemonSetController(PodOwnerController):
         self.recorder.event(
             ds, "Normal", "SuccessfulCreate", f"Created pod: {objmeta.meta(pod).get('name')}"
         )
-
-    async def _delete(self, ds: Obj, pod: Obj) -> None:
-        pm = objmeta.meta(pod)
-        try:
-            await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            return
-        self.recorder.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {pm.get('name')}")
 
     async def _write_status(self, ds: Obj, status: Obj) -> None:
         if status == (ds.get("status") or {}):

@@ -224,7 +224,7 @@ class JobController(PodOwnerController):
         if plan.create:
             await self._create(key, job, plan.create)
         if plan.delete:
-            await asyncio.gather(*(self._delete_pod(job, p) for p in plan.delete))
+            await asyncio.gather(*(self.delete_pod(job, p) for p in plan.delete))
         await self._write_status(job, plan.status)
         if plan.finished:
             cond = finished_condition({"status": plan.status})
@@ -259,16 +259,6 @@ class JobController(PodOwnerController):
             self.recorder.event(
                 job, "Normal", "SuccessfulCreate", f"Created pod: {objmeta.meta(r).get('name')}"
             )
-
-    async def _delete_pod(self, job: Obj, pod: Obj) -> None:
-        pm = objmeta.meta(pod)
-        try:
-            await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            return
-        self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {pm.get('name')}")
 
     async def _expire(self, job: Obj) -> None:
         m = objmeta.meta(job)

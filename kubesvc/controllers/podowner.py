@@ -10,6 +10,7 @@ from typing import ClassVar
 from kubesvc.api import objmeta
 from kubesvc.api.objmeta import object_key
 from kubesvc.client.informer import Obj
+from kubesvc.client.rest import ApiException
 from kubesvc.controllers import podutil
 from kubesvc.controllers.base import Context, Controller
 from kubesvc.controllers.replicaset import (
@@ -61,6 +62,17 @@ class PodOwnerController(Controller):
 
     def owned_pods(self, owner: Obj) -> list[Obj]:
         return self.pods.by_index(self._index, str(objmeta.meta(owner).get("uid", "")))
+
+    async def delete_pod(self, owner: Obj, pod: Obj) -> None:
+        """Delete one of `owner`'s pods; one already gone is not an error."""
+        pm = objmeta.meta(pod)
+        try:
+            await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
+        except ApiException as e:
+            if e.status != 404:
+                raise
+            return
+        self.recorder.event(owner, "Normal", "SuccessfulDelete", f"Deleted pod: {pm.get('name')}")
 
     def _owner_of(self, pod: Obj) -> list[str]:
         ref = podutil.controller_ref(pod)

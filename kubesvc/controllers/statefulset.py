@@ -273,7 +273,7 @@ class StatefulSetController(PodOwnerController):
             if plan.create:
                 self.expectations.expect_creations(key, len(plan.create))
                 await asyncio.gather(*(self._create(key, sts, o, revision) for o in plan.create))
-            await asyncio.gather(*(self._delete(sts, p) for p in plan.delete))
+            await asyncio.gather(*(self.delete_pod(sts, p) for p in plan.delete))
         await self._write_status(sts, plan.status)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
@@ -310,22 +310,6 @@ class StatefulSetController(PodOwnerController):
             "Normal",
             "SuccessfulCreate",
             f"create Pod {pod_name} in StatefulSet {objmeta.meta(sts).get('name')} successful",
-        )
-
-    async def _delete(self, sts: Obj, pod: Obj) -> None:
-        pm = objmeta.meta(pod)
-        try:
-            await self.client.delete("Pod", pm.get("namespace"), pm.get("name"))
-        except ApiException as e:
-            if e.status != 404:
-                raise
-            return
-        self.recorder.event(
-            sts,
-            "Normal",
-            "SuccessfulDelete",
-            f"delete Pod {pm.get('name')} in StatefulSet {objmeta.meta(sts).get('name')} "
-            "successful",
         )
 
     async def _write_status(self, sts: Obj, status: Obj) -> None:
