@@ -831,7 +831,7 @@ class NodeAgent:
         c = w.by_name(container) if w else None
         if c is None:
             return None
-        proc = c.previous if previous else (c.current or c.previous)
+        proc = c.last_terminated() if previous else (c.current or c.previous)
         return Path(proc.log) if proc else None
 
     def container_env(self, namespace: str, name: str, container: str) -> dict[str, str]:

@@ -43,8 +43,9 @@ class ContainerState:
     spec: dict[str, Any]
     init: bool = False
     current: Proc | None = None
-    previous: Proc | None = None
-    restart_count: int = 0
+    previous: Proc | None = None  # the last instance that ended
+    before: Proc | None = None  # the one that ended before it
+    restart_count: int = 0  # the number the next (or current) instance runs as
     waiting_reason: str = "ContainerCreating"
     waiting_message: str = ""
     next_start: float = 0.0  # monotonic time the next start may happen
@@ -57,6 +58,30 @@ class ContainerState:
     startup: Any = None
     probing: bool = False
     post_start_pending: bool = False  # the postStart hook runs: not ready until it is done
+
+    def ended(self, proc: Proc) -> None:
+        self.before, self.previous, self.current = self.previous, proc, None
+
+    def shows_terminated(self) -> bool:
+        """The status shows the last instance's end as the container's state: it is not
+        running, not waiting for anything, and will not start again (or is about to)."""
+        return (
+            self.current is None
+            and self.previous is not None
+            and not self.waiting_reason
+            and self.next_start <= time.monotonic()
+        )
+
+    def last_terminated(self) -> Proc | None:
+        """The instance the status reports as lastState, which `logs --previous` reads (the
+        kubelet's rule): the last one that ended, unless that one is the state itself."""
+        return self.before if self.shows_terminated() else self.previous
+
+    def shown_restart_count(self) -> int:
+        """restartCount as upstream reports it: the number of the newest instance, so a
+        container that ended counts its restart only once the next instance exists."""
+        newest = self.current or self.previous
+        return newest.restart_count if newest is not None else self.restart_count
 
     @property
     def name(self) -> str:
@@ -112,7 +137,9 @@ class PodWorker:
         return self.state_dir / "procs.json"
 
     def save(self) -> None:
-        procs = [p for c in self.containers for p in (c.previous, c.current) if p is not None]
+        procs = [
+            p for c in self.containers for p in (c.before, c.previous, c.current) if p is not None
+        ]
         save_procs(self.procs_file(), procs)
         meta = {
             "restart_counts": {c.name: c.restart_count for c in self.containers},
@@ -133,7 +160,7 @@ class PodWorker:
         for c in self.containers:
             c.restart_count = int(meta.get("restart_counts", {}).get(c.name, 0))
             c.env = meta.get("env", {}).get(c.name, {})
-        for proc in load_procs(self.procs_file()):
+        for proc in sorted(load_procs(self.procs_file()), key=lambda p: p.restart_count):
             c = self.by_name(proc.container)
             if c is None:
                 continue
@@ -142,7 +169,7 @@ class PodWorker:
                 c.started = True
                 c.waiting_reason = ""
             else:
-                c.previous = proc
+                c.before, c.previous = c.previous, proc
         for c in self.containers:
             self._make_trackers(c)
             if c.current is not None:
@@ -154,12 +181,11 @@ class PodWorker:
         status is what its shim recorded, else 255 (as upstream reports after a reboot), and
         starting it again counts as a restart. Init containers run again."""
         last: dict[str, Proc] = {}
-        for proc in procs:
-            if (
-                proc.container not in last
-                or proc.restart_count >= last[proc.container].restart_count
-            ):
-                last[proc.container] = proc
+        earlier: dict[str, Proc] = {}
+        for proc in sorted(procs, key=lambda p: p.restart_count):
+            if proc.container in last:
+                earlier[proc.container] = last[proc.container]
+            last[proc.container] = proc
         policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
         for c in self.containers:
             c.restart_count = int(restart_counts.get(c.name, 0))
@@ -172,7 +198,7 @@ class PodWorker:
                 except (OSError, ValueError):
                     prev.exit_code = 255
                 prev.finished_at = now_rfc3339()
-            c.previous = prev
+            c.before, c.previous = earlier.get(c.name), prev
             if policy == "Always" or (policy == "OnFailure" and prev.exit_code != 0):
                 c.restart_count += 1
 
@@ -337,7 +363,7 @@ class PodWorker:
         c = self.by_name(proc.container)
         if c is None or c.current is not proc:
             return
-        c.previous, c.current = proc, None
+        c.ended(proc)
         c.ready = False
         ran = time.time() - _parse_time(proc.started_at)
         policy = (self.pod.get("spec") or {}).get("restartPolicy", "Always")
@@ -543,7 +569,7 @@ class PodWorker:
             "image": spec.get("image", ""),
             "imageID": "",
             "ready": c.ready,
-            "restartCount": c.restart_count,
+            "restartCount": c.shown_restart_count(),
             "started": c.current is not None and c.started,
         }
         if c.current is not None:
@@ -555,7 +581,7 @@ class PodWorker:
             elif not known:
                 self.save()  # an adopting agent must report the same containerID
             st["containerID"] = f"kubesvc://{pid or c.current.pid}"
-        elif c.waiting_reason or c.previous is None or c.next_start > time.monotonic():
+        elif not c.shows_terminated() or c.previous is None:
             waiting: dict[str, Any] = {"reason": c.waiting_reason or "ContainerCreating"}
             if c.waiting_message:
                 waiting["message"] = c.waiting_message
@@ -563,10 +589,8 @@ class PodWorker:
         else:
             st["state"] = {"terminated": _terminated(c.previous)}
             st["containerID"] = f"kubesvc://{c.previous.container_pid or c.previous.pid}"
-        if c.previous is not None and (c.current is not None or "terminated" not in st["state"]):
-            st["lastState"] = {"terminated": _terminated(c.previous)}
-        else:
-            st["lastState"] = {}
+        last = c.last_terminated()
+        st["lastState"] = {"terminated": _terminated(last)} if last is not None else {}
         return st
 
 
