@@ -207,7 +207,9 @@ class ResourceProxy:
             raise loc.unreachable(f"malformed or missing HTTP response: {e}") from None
         except (aiohttp.ClientError, ConnectionError) as e:
             raise loc.unreachable(str(e)) from None
-        resp = web.StreamResponse(status=head.status_code, reason=head.reason.decode() or None)
+        # the standard reason phrase, as upstream's Go server writes: the backend's may be
+        # any bytes at all
+        resp = web.StreamResponse(status=head.status_code)
         for name, value in loc.response_headers(
             ((k.decode(), v.decode("latin-1")) for k, v in head.headers),
             backend_host=backend_host,
@@ -219,9 +221,13 @@ class ResourceProxy:
         if length is not None:
             resp.content_length = length
         await resp.prepare(request)
-        with contextlib.suppress(TunnelError, h11.ProtocolError, ConnectionError):
+        try:
             async for data in _body(conn, tunnel):
                 await resp.write(data)
+        except (TunnelError, h11.ProtocolError, ConnectionError):
+            # a body cut short: close the client's connection too, or it would wait for
+            # the rest of an announced length on a kept-alive connection
+            resp.force_close()
         with contextlib.suppress(ConnectionError):
             await resp.write_eof()
         return resp
@@ -260,7 +266,7 @@ class ResourceProxy:
             except (aiohttp.ClientError, OSError, TimeoutError) as e:
                 raise loc.unreachable(str(e) or type(e).__name__) from None
             async with upstream:
-                resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+                resp = web.StreamResponse(status=upstream.status)
                 for name, value in loc.response_headers(
                     upstream.headers.items(),
                     backend_host=f"{host}:{target.port}",
@@ -271,9 +277,11 @@ class ResourceProxy:
                 if upstream.content_length is not None:
                     resp.content_length = upstream.content_length
                 await resp.prepare(request)
-                with contextlib.suppress(aiohttp.ClientError, ConnectionError, TimeoutError):
+                try:
                     async for chunk in upstream.content.iter_chunked(CHUNK):
                         await resp.write(chunk)
+                except (aiohttp.ClientError, ConnectionError, TimeoutError):
+                    resp.force_close()  # cut short: the client must see it end too
                 with contextlib.suppress(ConnectionError):
                     await resp.write_eof()
                 return resp

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import KUBECTL, ApiServerProcess
+from tests.e2e.harness import KUBECTL, ApiServerProcess, wait_for
 from tests.e2e.test_pod_proxy import make_pod, node  # noqa: F401  (node is a fixture)
 from tests.unit.test_kubelet_server import FakeView
 
@@ -229,3 +229,97 @@ def test_kubectl_proxy(api: ApiServerProcess, web: tuple[str, int]) -> None:
         head = urllib.request.Request(base + prefix + "/x", method="HEAD")
         with urllib.request.urlopen(head, timeout=10) as resp:
             assert resp.status == 200 and resp.read() == b""
+
+
+class HostileBackend:
+    """A pod port whose "HTTP server" answers each path with something a real server
+    should never send; `stopped` counts endless answers whose reader went away."""
+
+    ANSWERS = {
+        "/garbage": b"NOT HTTP AT ALL\r\n\r\n",
+        "/endless-head": b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * (1024 * 1024),
+        "/bad-reason": b"HTTP/1.1 200 \xff\xfe\x80\r\nContent-Length: 2\r\n\r\nok",
+        "/short-body": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly 13 bytes",
+        "/bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxx\r\n",
+        "/nothing": b"",
+    }
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.stopped = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                head += data
+            path = head.split(b" ", 2)[1].decode()
+            if path == "/endless-body":
+                self._endless(conn)
+                return
+            with contextlib.suppress(OSError):
+                conn.sendall(self.ANSWERS[path])
+
+    def _endless(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+            while True:
+                conn.sendall(b"y" * 65536)
+        except OSError:
+            self.stopped += 1
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_pod_proxy_survives_a_hostile_backend(
+    api: ApiServerProcess,
+    ns: str,
+    node: tuple[str, FakeView],  # noqa: F811
+) -> None:
+    """A pod that answers with garbage, an endless head, undecodable reason phrases, a body
+    shorter than it announced, broken chunks or nothing gets the client an error or what
+    arrived, never a 500 or a hung request; an endless body stops being read once the
+    client goes away; the API server serves on."""
+    hostile = HostileBackend()
+    try:
+        node_name, view = node
+        make_pod(api, ns, node_name, "hostile", ["app"])
+        patch = {"status": {"podIP": POD_IP, "podIPs": [{"ip": POD_IP}]}}
+        api.out(
+            "patch", "pod", "hostile", "-n", ns, "--subresource=status", "--type=merge",
+            "-p", json.dumps(patch),
+        )  # fmt: skip
+        view.add(ns, "hostile", ["app"])
+        prefix = f"/api/v1/namespaces/{ns}/pods/hostile:{hostile.port}/proxy"
+        for path in ("/garbage", "/endless-head", "/nothing"):
+            res = api.kubectl("get", "--raw", prefix + path, check=False, timeout=30)
+            assert res.returncode != 0, path
+            assert "error trying to reach service" in res.stderr, (path, res.stderr)
+            assert "InternalError" not in res.stderr and "500" not in res.stderr, path
+        assert api.out("get", "--raw", prefix + "/bad-reason") == "ok"
+        for path in ("/short-body", "/bad-chunk"):
+            # what arrived, or an error: but an answer (timeout=30 raises on a hang)
+            res = api.kubectl("get", "--raw", prefix + path, check=False, timeout=30)
+            assert "InternalError" not in res.stderr, (path, res.stderr)
+        with kubectl_proxy(api) as base:
+            with urllib.request.urlopen(base + prefix + "/endless-body", timeout=10) as resp:
+                assert resp.read(1024 * 1024) == b"y" * (1024 * 1024)
+            wait_for(lambda: hostile.stopped == 1, timeout=30, what="the endless body to stop")
+        assert api.out("get", "--raw", "/healthz") == "ok"
+        assert api.out("get", "pod", "hostile", "-n", ns, "-o", "name") == "pod/hostile\n"
+    finally:
+        hostile.close()
