@@ -107,3 +107,10 @@ def pick_node_cidr(
         f"every /24 in {node_range} overlaps a route this host already has; "
         "choose another range with --node-cidr"
     )
+
+
+def lb_pool_range(net: ClusterNet) -> str:
+    """The addresses LoadBalancer Services get by default: .240-.254 of the node network,
+    clear of the host (.1), the nodes (.10 up) and outside hosts (.100-.199)."""
+    base = ipaddress.ip_network(net.node_cidr).network_address
+    return f"{base + 240}-{base + 254}"
