@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +42,9 @@ from common import (
     cpu_seconds,
     exit_status,
     log,
-    machine_info,
-    render_rows,
-    row_dicts,
+    report_rows,
     run_then_clean_up,
     runner,
-    write_json,
 )
 
 RESOURCE_VERSION = re.compile(rb'"resourceVersion":"(\d+)"')
@@ -558,24 +555,6 @@ async def run(wl: Workload, tmp: Path, server: ApiServer, res: Results) -> None:
     await guarded(res, "restart", step_restart(server, wl, probe, res))
 
 
-def report(res: Results, wl: Workload, started: str, json_path: str | None) -> None:
-    info = machine_info(aiohttp=aiohttp.__version__)
-    print(
-        f"kubesvc apiserver benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
-        f"Python {info['python']}\n"
-    )
-    print(render_rows(res), flush=True)
-    if json_path:
-        doc = {
-            "date": started,
-            "machine": info,
-            "workload": asdict(wl),
-            "rows": row_dicts(res.rows),
-            "notes": res.notes,
-        }
-        write_json(json_path, doc)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--services", type=int, default=10_000, help="Services to create (10000)")
@@ -598,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = run_then_clean_up(
         lambda: runner(run(wl, tmp, server, res)), server.stop, tmp, res
     )
-    report(res, wl, started, args.json)
+    report_rows("apiserver", res, wl, started, args.json, aiohttp=aiohttp.__version__)
     return exit_status(interrupted, res)
 
 

@@ -155,6 +155,33 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
     Path(path).write_text(json.dumps(doc, indent=2) + "\n")
 
 
+def report_rows(
+    title: str,
+    results: Results[Row],
+    workload: Any,
+    started: str,
+    json_path: str | None,
+    **versions: Any,
+) -> None:
+    """Print a bench's heading and table of Rows; write the JSON results file if asked.
+    `workload` is the bench's settings dataclass; `versions` go into the machine line."""
+    info = machine_info(**versions)
+    print(
+        f"kubesvc {title} benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
+        f"Python {info['python']}\n"
+    )
+    print(render_rows(results), flush=True)
+    if json_path:
+        doc = {
+            "date": started,
+            "machine": info,
+            "workload": asdict(workload),
+            "rows": row_dicts(results.rows),
+            "notes": results.notes,
+        }
+        write_json(json_path, doc)
+
+
 def exit_status(interrupted: bool, results: Results[Any]) -> int:
     """130 when interrupted, 1 when a target was missed or something was noted, else 0."""
     if interrupted:

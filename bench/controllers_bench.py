@@ -30,7 +30,7 @@ import time
 import tracemalloc
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,15 +47,12 @@ from common import (
     cpu_seconds,
     exit_status,
     log,
-    machine_info,
-    render_rows,
-    row_dicts,
+    report_rows,
     run_then_clean_up,
     runner,
     spawn,
     terminate,
     vm_rss_kb,
-    write_json,
 )
 
 from kubesvc.client.informer import Informer, Transform, compact
@@ -1077,24 +1074,6 @@ async def run(wl: Workload, tmp: Path, procs: Processes, res: Results) -> None:
     await phase_resync(tmp, wl, procs, res)
 
 
-def report(res: Results, wl: Workload, started: str, json_path: str | None) -> None:
-    info = machine_info(aiohttp=aiohttp.__version__)
-    print(
-        f"kubesvc controllers benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
-        f"Python {info['python']}\n"
-    )
-    print(render_rows(res), flush=True)
-    if json_path:
-        doc = {
-            "date": started,
-            "machine": info,
-            "workload": asdict(wl),
-            "rows": row_dicts(res.rows),
-            "notes": res.notes,
-        }
-        write_json(json_path, doc)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--services", type=int, default=1000, help="Services for steps 1-2 (1000)")
@@ -1141,7 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
     res: Results[Row] = Results()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
     interrupted = run_then_clean_up(lambda: runner(run(wl, tmp, procs, res)), procs.stop, tmp, res)
-    report(res, wl, started, args.json)
+    report_rows("controllers", res, wl, started, args.json, aiohttp=aiohttp.__version__)
     return exit_status(interrupted, res)
 
 

@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,9 @@ from bench.common import (
     catch_signals,
     exit_status,
     log,
-    machine_info,
-    render_rows,
-    row_dicts,
+    report_rows,
     run_then_clean_up,
     runner,
-    write_json,
 )
 
 NS = "bench"
@@ -238,24 +235,6 @@ async def run(wl: Workload, server: ApiServer, res: Results[Row]) -> None:
             res.note(f"custom object not defaulted: {obj['spec']}")
 
 
-def report(res: Results[Row], wl: Workload, started: str, json_path: str | None) -> None:
-    info = machine_info(aiohttp=aiohttp.__version__)
-    print(
-        f"kubesvc custom resources benchmark, {started}, {info['cpus']} CPUs "
-        f"({info['cpu_model']}), Python {info['python']}\n"
-    )
-    print(render_rows(res), flush=True)
-    if json_path:
-        doc = {
-            "date": started,
-            "machine": info,
-            "workload": asdict(wl),
-            "rows": row_dicts(res.rows),
-            "notes": res.notes,
-        }
-        write_json(json_path, doc)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--objects", type=int, default=1000, help="custom objects and ConfigMaps (1000)")
@@ -272,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = run_then_clean_up(
         lambda: runner(run(wl, server, res)), server.stop, tmp, res, note_failure=True
     )
-    report(res, wl, started, args.json)
+    report_rows("custom resources", res, wl, started, args.json, aiohttp=aiohttp.__version__)
     return exit_status(interrupted, res)
 
 
