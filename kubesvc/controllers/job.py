@@ -8,6 +8,11 @@ startTime, completionTime and the SuccessCriteriaMet+Complete or FailureTarget+F
 conditions. A finished Job with ttlSecondsAfterFinished is deleted that long after it
 finished (foreground, as the ttl-after-finished controller does). `plan_job` is the pure
 part: what the Job should look like and which pods to create or delete.
+
+In Indexed completion mode each pod runs one index from 0 to completions-1 (annotation
+and label `batch.kubernetes.io/job-completion-index`, env JOB_COMPLETION_INDEX, hostname
+`JOB-INDEX`), a failed index is run again, and the Job is complete once every index has
+succeeded; status.completedIndexes lists them as intervals ("0-2,4").
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ log = logging.getLogger("kubesvc.controllers.job")
 API_VERSION = "batch/v1"
 KIND = "Job"
 MAX_CREATES_PER_SYNC = 500
+INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+INDEX_ENV = "JOB_COMPLETION_INDEX"
+MAX_INDEXED = 100_000  # the API refuses an Indexed Job with more (api/validation/batch.py)
 
 
 # -- pure ------------------------------------------------------------------------------------
@@ -40,6 +48,7 @@ MAX_CREATES_PER_SYNC = 500
 class JobPlan:
     status: Obj
     create: int = 0
+    indexes: list[int] = field(default_factory=list)  # Indexed mode: what the creates run
     delete: list[Obj] = field(default_factory=list)  # active pods to remove
     finished: bool = False
     requeue_after: float | None = None
@@ -80,6 +89,73 @@ def finished_condition(job: Obj) -> Obj | None:
     return None
 
 
+def pod_index(pod: Obj, completions: int) -> int | None:
+    """The completion index a pod runs, if it has a valid one (upstream getCompletionIndex)."""
+    text = (objmeta.meta(pod).get("annotations") or {}).get(INDEX_KEY)
+    if not isinstance(text, str) or not text.isdigit() or len(text) > 9:
+        return None
+    index = int(text)
+    return index if index < completions else None
+
+
+def parse_indexes(text: Any, completions: int) -> set[int]:
+    """status.completedIndexes ("1,3-5") as a set; what does not parse is left out."""
+    out: set[int] = set()
+    if not isinstance(text, str):
+        return out
+    for part in text.split(",")[:completions]:
+        low, _, high = part.partition("-")
+        if not low.isdigit() or (high and not high.isdigit()) or len(part) > 19:
+            continue
+        first, last = int(low), int(high or low)
+        out.update(range(first, min(last, completions - 1) + 1))
+    return out
+
+
+def format_indexes(indexes: set[int]) -> str:
+    """A set of indexes as upstream writes completedIndexes: ascending intervals."""
+    parts: list[str] = []
+    ordered = sorted(indexes)
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def _plan_indexes(
+    plan: JobPlan, active: list[Obj], pods: list[Obj], completions: int, want: int
+) -> set[int]:
+    """Indexed mode: fill in which indexes to start and which active pods to remove (a
+    second pod of an index, one whose index has succeeded, one without a valid index);
+    return the succeeded indexes."""
+    status = plan.status
+    done = parse_indexes(status.get("completedIndexes"), completions)
+    done |= {
+        i
+        for p in pods
+        if _terminal(p) == "Succeeded" and (i := pod_index(p, completions)) is not None
+    }
+    running: dict[int, Obj] = {}
+    oldest_first = sorted(active, key=lambda p: str(objmeta.meta(p).get("creationTimestamp", "")))
+    for p in oldest_first:
+        i = pod_index(p, completions)
+        if i is None or i in done or i in running:
+            plan.delete.append(p)
+        else:
+            running[i] = p
+    for i in sorted(running)[want:]:  # fewer wanted (suspended, parallelism lowered)
+        plan.delete.append(running.pop(i))
+    missing = [i for i in range(completions) if i not in done and i not in running]
+    room = max(0, want - len(running))
+    plan.indexes = missing[: min(room, MAX_CREATES_PER_SYNC)]
+    plan.create = len(plan.indexes)
+    return done
+
+
 def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
     """The Job's next status and the pod creates/deletes that get it there. `pods` are the
     pods the Job controls (any phase)."""
@@ -118,14 +194,24 @@ def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
             failure = ("DeadlineExceeded", "Job was active longer than specified deadline")
         else:
             plan.requeue_after = left + 0.5
-    if completions is None:
+    indexed = spec.get("completionMode") == "Indexed" and completions is not None
+    if indexed and completions is not None:
+        done = _plan_indexes(plan, active, pods, completions, 0 if suspended else parallelism)
+        succeeded = len(done)
+        status["completedIndexes"] = format_indexes(done)
+        if not done:
+            status.pop("completedIndexes")  # omitempty
+        complete = succeeded >= completions
+    elif completions is None:
         complete = succeeded >= 1 and not active
         want = 0 if succeeded >= 1 else parallelism
     else:
         complete = succeeded >= completions
         want = min(parallelism, max(0, completions - succeeded))
-    if suspended:
+    if suspended and not indexed:
         want = 0
+    if failure is not None or complete:
+        plan.create, plan.indexes = 0, []
     if failure is not None:
         plan.delete = active
         if not active:
@@ -142,6 +228,8 @@ def plan_job(job: Obj, pods: list[Obj], now: datetime) -> JobPlan:
             conditions[-1].pop("message")
             status["completionTime"] = stamp
             plan.finished = True
+    elif indexed:
+        pass  # _plan_indexes chose the creates and deletes
     elif len(active) < want:
         plan.create = min(want - len(active), MAX_CREATES_PER_SYNC)
     elif len(active) > want:
@@ -179,12 +267,34 @@ def ttl_left(job: Obj, now: datetime) -> float | None:
     return finished.timestamp() + ttl - now.timestamp()
 
 
-def new_job_pod(job: Obj) -> Obj:
-    """A pod from the Job's template, as a ReplicaSet's (upstream GetPodFromTemplate)."""
-    return new_pod(job, API_VERSION, KIND)
+def new_job_pod(job: Obj, index: int | None = None) -> Obj:
+    """A pod from the Job's template, as a ReplicaSet's (upstream GetPodFromTemplate); in
+    Indexed mode one that runs `index`, as upstream's addCompletionIndex* do."""
+    pod = new_pod(job, API_VERSION, KIND)
+    if index is None:
+        return pod
+    m = pod["metadata"]
+    m["generateName"] = f"{objmeta.meta(job).get('name', '')}-{index}-"
+    m.setdefault("annotations", {})[INDEX_KEY] = str(index)
+    m["labels"][INDEX_KEY] = str(index)
+    spec = pod["spec"]
+    if not spec.get("hostname"):
+        spec["hostname"] = f"{objmeta.meta(job).get('name', '')}-{index}"
+    ref = {"fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_KEY}']"}}
+    for c in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+        env = c.setdefault("env", [])
+        if not any(isinstance(e, dict) and e.get("name") == INDEX_ENV for e in env):
+            env.append({"name": INDEX_ENV, "valueFrom": ref})
+    return pod
 
 
 def spec_problem(job: Obj) -> str | None:
+    spec = job.get("spec") or {}
+    completions = spec.get("completions")
+    if spec.get("completionMode") == "Indexed" and (
+        not isinstance(completions, int) or completions > MAX_INDEXED
+    ):
+        return f"spec.completions: an Indexed Job needs completions from 0 to {MAX_INDEXED}"
     return template_problem(job, KIND)
 
 
@@ -222,7 +332,7 @@ class JobController(PodOwnerController):
             return
         plan = plan_job(job, pods, now)
         if plan.create:
-            await self._create(key, job, plan.create)
+            await self._create(key, job, plan.indexes or [None] * plan.create)
         if plan.delete:
             await asyncio.gather(*(self.delete_pod(job, p) for p in plan.delete))
         await self._write_status(job, plan.status)
@@ -240,11 +350,11 @@ class JobController(PodOwnerController):
         elif plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
 
-    async def _create(self, key: str, job: Obj, count: int) -> None:
-        self.expectations.expect_creations(key, count)
+    async def _create(self, key: str, job: Obj, indexes: list[int | None]) -> None:
+        self.expectations.expect_creations(key, len(indexes))
         ns = objmeta.meta(job).get("namespace")
         results = await asyncio.gather(
-            *(self.client.create("Pod", ns, new_job_pod(job)) for _ in range(count)),
+            *(self.client.create("Pod", ns, new_job_pod(job, i)) for i in indexes),
             return_exceptions=True,
         )
         for r in results:

@@ -78,6 +78,41 @@ def test_job_runs_to_completion_and_failures_hit_the_backoff_limit(cluster: Clus
     assert failed["reason"] == "BackoffLimitExceeded"
 
 
+INDEXED_JOB = """
+apiVersion: batch/v1
+kind: Job
+metadata: {name: indexed}
+spec:
+  completions: 3
+  parallelism: 3
+  completionMode: Indexed
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: busybox
+        command: [sh, -c, 'echo "index=$JOB_COMPLETION_INDEX host=$(hostname)"']
+"""
+
+
+def test_indexed_job_gives_each_pod_its_index(cluster: Cluster) -> None:
+    cluster.out("apply", "-f", "-", input=INDEXED_JOB)
+    cluster.out("wait", "--for=condition=complete", "job/indexed", "--timeout=60s")
+    status = cluster.json("get", "job", "indexed")["status"]
+    assert status["completedIndexes"] == "0-2" and status["succeeded"] == 3
+    pods = cluster.pods("batch.kubernetes.io/job-name=indexed")
+    seen = set()
+    for pod in pods:
+        index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+        assert pod["metadata"]["name"].startswith(f"indexed-{index}-")
+        assert pod["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == index
+        logs = cluster.out("logs", pod["metadata"]["name"]).strip()
+        assert logs == f"index={index} host=indexed-{index}"
+        seen.add(index)
+    assert seen == {"0", "1", "2"}
+
+
 TTL_JOB = """
 apiVersion: batch/v1
 kind: Job

@@ -268,6 +268,9 @@ _LEAF = st.one_of(
             "x%",
             "True",
             "Ready",
+            "Indexed",
+            "0-2,x",
+            "1",
         ]
     ),
 )
@@ -290,6 +293,10 @@ _ANY = st.recursive(
                     "conditions",
                     "restartCount",
                     "containerStatuses",
+                    "completionMode",
+                    "completedIndexes",
+                    "annotations",
+                    "batch.kubernetes.io/job-completion-index",
                     "containers",
                     "nodeName",
                     "taints",
@@ -318,7 +325,10 @@ def test_job_plan_survives_any_usable_objects(spec: Any, pods: list[Any]) -> Non
         obj["status"] = spec.get("status") if isinstance(spec.get("status"), dict) else {}
     pods = [p for p in pods if isinstance(p, dict)]
     for p in pods:
+        annotations = p.get("annotations")
         p["metadata"] = {"name": "p", "namespace": "ns"}
+        if isinstance(annotations, dict):
+            p["metadata"]["annotations"] = annotations
     if not _usable("Job", obj) or not all(_usable("Pod", p) for p in pods):
         return
     if job.spec_problem(obj) is None:
@@ -356,3 +366,78 @@ def test_default_service_account_for_active_namespaces() -> None:
     assert not needs_default_account(ns, ["default"])
     assert not needs_default_account(None, [])
     assert not needs_default_account({**ns, "status": {"phase": "Terminating"}}, [])
+
+
+# -- Indexed Jobs ------------------------------------------------------------------------------
+
+
+def an_indexed_pod(index: int, phase: str = "Running", created: float = 100) -> dict[str, Any]:
+    pod = a_pod(f"j-{index}-x", phase, created=created)
+    pod["metadata"]["annotations"] = {job.INDEX_KEY: str(index)}
+    return pod
+
+
+def test_indexed_job_starts_the_lowest_missing_indexes() -> None:
+    obj = a_job(completionMode="Indexed", completions=5, parallelism=2)
+    plan = job.plan_job(obj, [], NOW)
+    assert plan.indexes == [0, 1] and plan.create == 2
+    pods = [an_indexed_pod(0, "Succeeded"), an_indexed_pod(1, "Failed"), an_indexed_pod(3)]
+    plan = job.plan_job(obj, pods, NOW)
+    assert plan.indexes == [1]  # index 1 failed: it runs again; 3 still runs
+    assert plan.status["completedIndexes"] == "0"
+    assert plan.status["succeeded"] == 1 and plan.status["failed"] == 1
+
+
+def test_indexed_job_completes_when_every_index_succeeded() -> None:
+    obj = a_job(completionMode="Indexed", completions=3, parallelism=3)
+    obj["status"] = {"completedIndexes": "0-1"}
+    plan = job.plan_job(obj, [an_indexed_pod(2, "Succeeded")], NOW)
+    assert plan.finished and plan.create == 0
+    assert plan.status["completedIndexes"] == "0-2"
+    assert plan.status["succeeded"] == 3
+    assert [c["type"] for c in plan.status["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+
+
+def test_indexed_job_removes_duplicates_and_pods_without_a_valid_index() -> None:
+    obj = a_job(completionMode="Indexed", completions=3, parallelism=3)
+    older, newer = an_indexed_pod(1, created=200), an_indexed_pod(1, created=100)
+    stray = a_pod("stray")
+    out_of_range = an_indexed_pod(7)
+    plan = job.plan_job(obj, [newer, older, stray, out_of_range], NOW)
+    assert {p["metadata"]["name"] for p in plan.delete} == {"j-1-x", "stray", "j-7-x"}
+    assert older not in plan.delete and newer in plan.delete  # the older pod of 1 stays
+    assert plan.indexes == [0, 2]
+
+
+def test_suspending_an_indexed_job_removes_its_pods() -> None:
+    obj = a_job(completionMode="Indexed", completions=3, parallelism=2, suspend=True)
+    plan = job.plan_job(obj, [an_indexed_pod(0), an_indexed_pod(1)], NOW)
+    assert len(plan.delete) == 2 and plan.create == 0
+
+
+def test_completed_indexes_round_trip() -> None:
+    assert job.format_indexes({0, 1, 2, 4, 6, 7}) == "0-2,4,6-7"
+    assert job.parse_indexes("0-2,4,6-7", 10) == {0, 1, 2, 4, 6, 7}
+    assert job.parse_indexes("0-999999999,x,-,5-", 4) == {0, 1, 2, 3}
+    assert job.parse_indexes(5, 4) == set()
+
+
+def test_indexed_job_pod() -> None:
+    obj = a_job(completionMode="Indexed", completions=3)
+    obj["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}]
+    pod = job.new_job_pod(obj, 2)
+    m = pod["metadata"]
+    assert m["generateName"] == "j-2-"
+    assert m["annotations"][job.INDEX_KEY] == "2" and m["labels"][job.INDEX_KEY] == "2"
+    assert pod["spec"]["hostname"] == "j-2"
+    env = pod["spec"]["containers"][0]["env"]
+    assert env[0] == {"name": "A", "value": "1"}
+    assert env[1]["name"] == "JOB_COMPLETION_INDEX"
+    field = env[1]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    assert "annotations" not in obj["spec"]["template"].get("metadata", {})  # not shared
+
+
+def test_an_indexed_job_with_too_many_completions_is_not_run() -> None:
+    obj = a_job(completionMode="Indexed", completions=10**9)
+    assert job.spec_problem(obj) is not None

@@ -24,6 +24,7 @@ from kubesvc.api.validation.meta import (
 
 _RESTART_POLICIES = ["OnFailure", "Never"]
 _COMPLETION_MODES = ["NonIndexed", "Indexed"]
+MAX_INDEXED = 100_000  # upstream's maxParallelismForIndexedJob
 _CONCURRENCY = ["Allow", "Forbid", "Replace"]
 # a CronJob's name plus the 11-character suffix of its Jobs must fit a label value
 CRONJOB_NAME_MAX = 52
@@ -46,6 +47,13 @@ def _job_spec(spec: Obj, path: str, *, require_selector: bool) -> Errs:
         errs.append(not_supported(f"{path}.completionMode", mode, _COMPLETION_MODES))
     if mode == "Indexed" and spec.get("completions") is None:
         errs.append(required(f"{path}.completions", "when completion mode is Indexed"))
+    for key in ("parallelism", "completions"):
+        # upstream bounds parallelism; kubesvc bounds completions too (its index
+        # bookkeeping is a set, not upstream's intervals)
+        value = spec.get(key)
+        if mode == "Indexed" and isinstance(value, int) and value > MAX_INDEXED:
+            msg = f"must be less than or equal to {MAX_INDEXED} when completion mode is Indexed"
+            errs.append(invalid(f"{path}.{key}", value, msg))
     selector = spec.get("selector")
     if selector is None:
         if require_selector:
