@@ -1,12 +1,18 @@
 """What `kubesvc up` installs into a new cluster: cluster DNS, the way kubeadm deploys it
-(a `coredns` Deployment labelled k8s-app=kube-dns behind the `kube-dns` Service)."""
+(a `coredns` Deployment labelled k8s-app=kube-dns behind the `kube-dns` Service), and
+MetalLB's CRDs with an IPAddressPool and an L2Advertisement `default` in `metallb-system`
+for LoadBalancer Services (.240-.254 of the node network)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
+from kubesvc.api.crd.kinds import CRD_KIND
 from kubesvc.client.rest import ApiClient, ApiException
-from kubesvc.node.netplan import DNS_SERVICE_IP
+from kubesvc.controllers.lbipam import metallb
+from kubesvc.node.netplan import DNS_SERVICE_IP, ClusterNet, lb_pool_range
 
 DNS_IMAGE = "registry.k8s.io/coredns/coredns:v1.11.3"
 LABELS = {"k8s-app": "kube-dns"}
@@ -72,10 +78,36 @@ def dns_deployment(replicas: int = 2) -> dict[str, Any]:
     }
 
 
-async def install(client: ApiClient) -> None:
+async def install(client: ApiClient, net: ClusterNet) -> None:
     for kind, obj in (("Service", dns_service()), ("Deployment", dns_deployment())):
-        try:
-            await client.create(kind, "kube-system", obj, field_manager="kubesvc-up")
-        except ApiException as e:
-            if e.status != 409:
-                raise
+        await _create(client, kind, "kube-system", obj)
+    await install_metallb(client, lb_pool_range(net))
+
+
+async def install_metallb(client: ApiClient, addresses: str, wait: float = 10.0) -> None:
+    for crd in metallb.crds():
+        await _create(client, CRD_KIND, None, crd)
+    namespace = {"metadata": {"name": metallb.NAMESPACE}}
+    await _create(client, "Namespace", None, namespace)
+    deadline = time.monotonic() + wait
+    for kind, obj in (
+        (metallb.IP_ADDRESS_POOL, metallb.default_pool(addresses)),
+        (metallb.L2_ADVERTISEMENT, metallb.default_l2_advertisement()),
+    ):
+        while True:
+            try:
+                await _create(client, kind, metallb.NAMESPACE, obj)
+                break
+            except ApiException as e:
+                # a CRD is served a moment after it is created
+                if e.status != 404 or time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.02)
+
+
+async def _create(client: ApiClient, kind: Any, namespace: str | None, obj: Any) -> None:
+    try:
+        await client.create(kind, namespace, obj, field_manager="kubesvc-up")
+    except ApiException as e:
+        if e.status != 409:
+            raise

@@ -494,7 +494,7 @@ async def _wait_ready(
     state = cluster.load()
     if not state.get("addons_installed"):
         async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as client:
-            await addons.install(client)
+            await addons.install(client, net)
         state["addons_installed"] = True
         cluster.save(state)
     ready = await _wait_nodes_ready(cluster, state["nodes"], deadline, progress, fresh)

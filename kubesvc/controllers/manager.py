@@ -29,6 +29,7 @@ CONTROLLERS: dict[str, str] = {
     "serviceaccount": "kubesvc.controllers.serviceaccount:ServiceAccountsController",
     "persistentvolume-binder": "kubesvc.controllers.volumebinding:VolumeBindingController",
     "resourcequota": "kubesvc.controllers.resourcequota:ResourceQuotaController",
+    "lbipam": "kubesvc.controllers.lbipam.controller:LoadBalancerIPController",
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kubesvc.controllers.lbipam import metallb
 from kubesvc.controllers.lbipam.model import (
     Allocator,
     PoolError,
@@ -101,6 +102,13 @@ def test_addresses_as_cidr_and_range() -> None:
 def test_bad_addresses(entry: Any, message: str) -> None:
     with pytest.raises(PoolError, match=message.replace("(", r"\(")):
         parse_address(entry)
+
+
+def test_addresses_go_out_in_the_order_listed() -> None:
+    a = allocator(pool("first-pool", "192.168.10.0/24", "192.168.9.1-192.168.9.5", "fc00::/124"))
+    assert run(a, svc("a")).ips == ["192.168.10.0"]
+    assert a.pools["first-pool"].size == 256 + 5
+    assert run(a, svc("b", loadBalancerIP="192.168.9.5")).ips == ["192.168.9.5"]
 
 
 def test_pool_flags_and_size() -> None:
@@ -396,3 +404,12 @@ def test_hostile_pools_and_services_never_raise(raw_pools: list[Any], raw_svcs: 
             assert all(x.sharing_key and x.sharing_key == allocs[0].sharing_key for x in allocs)
             ports = [p for x in allocs for p in x.ports]
             assert len(ports) == len(set(ports)), ip
+
+
+def test_kinds_match_metallbs_crds() -> None:
+    by_name = {c["metadata"]["name"]: c for c in metallb.crds()}
+    for kind in (metallb.IP_ADDRESS_POOL, metallb.L2_ADVERTISEMENT):
+        crd = by_name[f"{kind.plural}.{kind.group}"]["spec"]
+        assert (crd["names"]["kind"], crd["names"]["singular"]) == (kind.kind, kind.singular)
+        assert kind.version in [v["name"] for v in crd["versions"] if v["served"]]
+    assert parse_pool(metallb.default_pool("10.1.2.240-10.1.2.254")).size == 15

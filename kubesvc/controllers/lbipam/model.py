@@ -12,6 +12,7 @@ never raises.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 import itertools
 import re
@@ -64,18 +65,23 @@ class ServiceAllocation:
 @dataclass(frozen=True)
 class Pool:
     name: str
-    ranges: tuple[tuple[int, int], ...]  # IPv4, inclusive, sorted, not overlapping
+    ranges: tuple[tuple[int, int], ...]  # IPv4, inclusive, as listed (the order handed out)
     ipv6: tuple[str, ...] = ()  # accepted, never allocated on this cluster
     auto_assign: bool = True
     avoid_buggy_ips: bool = False
     allocation: ServiceAllocation | None = None
     created: str = ""  # creationTimestamp: the older of two overlapping pools wins
 
+    @functools.cached_property
+    def _sorted(self) -> tuple[tuple[int, int], ...]:
+        return tuple(sorted(self.ranges))
+
     def contains(self, ip: int) -> bool:
         if self.avoid_buggy_ips and buggy(ip):
             return False
-        i = bisect.bisect_right(self.ranges, (ip, 1 << 33)) - 1
-        return i >= 0 and self.ranges[i][0] <= ip <= self.ranges[i][1]
+        ranges = self._sorted
+        i = bisect.bisect_right(ranges, (ip, 1 << 33)) - 1
+        return i >= 0 and ranges[i][0] <= ip <= ranges[i][1]
 
     def addresses(self) -> Iterator[int]:
         """Every IPv4 address it hands out, lowest first (lazily: a /8 is 16M addresses)."""
@@ -233,8 +239,7 @@ def parse_pool(obj: Any) -> Pool:
             v6.append(parsed)
         else:
             v4.append(parsed)
-    v4.sort()
-    for (a_start, a_end), (b_start, b_end) in itertools.pairwise(v4):
+    for (a_start, a_end), (b_start, b_end) in itertools.pairwise(sorted(v4)):
         if b_start <= a_end:
             raise PoolError(
                 f"CIDR {_span(b_start, b_end)} in pool {name!r} overlaps with "
