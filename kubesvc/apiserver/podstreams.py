@@ -5,8 +5,10 @@ The API server looks up the pod and its node (InternalIP, kubeletEndpoint port),
 upstream checks before connecting (container name, node assignment, container state for
 logs), then talks to the node agent's server with its bearer token. For the streaming
 subresources it accepts the client's WebSocket itself, opens one to the node with the same
-subprotocol, and copies messages both ways; a refused upgrade at the node comes back to the
-client as the node's status code and text, as upstream's upgrade-aware proxy passes it on.
+subprotocol, and copies messages both ways. A plain SPDY/3.1 upgrade is passed on as
+upstream's upgrade-aware proxy does it: the same request to the node, and once the node
+has switched protocols (101, with the version it chose), raw bytes both ways. A refused
+upgrade at the node comes back to the client as the node's status code and text.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,6 +29,14 @@ from kubesvc.api.kinds import BY_KIND
 from kubesvc.apiserver.registry import Registry
 from kubesvc.kubelet.errors import ERROR_HEADER
 from kubesvc.kubelet.portforward import MAX_PORTS, parse_uint16
+from kubesvc.kubelet.upgrade import (
+    PROTOCOL_HEADER,
+    UpgradeError,
+    relay,
+    request_upgrade,
+    switch_protocols,
+    wants_upgrade,
+)
 
 log = logging.getLogger("kubesvc.apiserver.podstreams")
 
@@ -350,6 +361,8 @@ class PodProxy:
     ) -> web.StreamResponse:
         host, port = await self._node(pod)
         url = node_url(host, port, path, params)
+        if wants_upgrade(request.headers):
+            return await self._spdy(request, host, port, path, params, url)
         if not wants_websocket(request):
             # e.g. kubectl's SPDY fallback after a refused WebSocket: the node's answer (its
             # reason for refusing, or "Upgrade request required") goes back as it is
@@ -385,6 +398,44 @@ class PodProxy:
                 await _splice(client_ws, node_ws)
                 return client_ws
 
+    async def _spdy(
+        self,
+        request: web.Request,
+        host: str,
+        port: int,
+        path: str,
+        params: list[tuple[str, str]],
+        url: str,
+    ) -> web.StreamResponse:
+        """A SPDY/3.1 upgrade: asked of the node with the client's protocol versions; once
+        the node switches, so does the client's connection, and bytes are copied."""
+        headers = [(k, v) for k, v in self._headers().items()]
+        headers += [("Connection", "Upgrade"), ("Upgrade", request.headers["Upgrade"])]
+        headers += [(PROTOCOL_HEADER, v) for v in request.headers.getall(PROTOCOL_HEADER, [])]
+        target = path + (f"?{urlencode(params)}" if params else "")
+        try:
+            reply = await request_upgrade(host, port, target, headers, _node_tls(), CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, UpgradeError) as e:
+            raise _dial_error(url, e) from None
+        if reply.status != 101:
+            try:
+                body = await reply.body(CONNECT_TIMEOUT)
+            finally:
+                reply.close()
+            return web.Response(status=reply.status, body=body, content_type="text/plain")
+        switched = {
+            name: reply.headers[name]
+            for name in ("Connection", "Upgrade", PROTOCOL_HEADER)
+            if name in reply.headers
+        }
+        try:
+            client = await switch_protocols(request, switched)
+        except BaseException:
+            reply.close()
+            raise
+        await relay(client, reply)
+        return client.response
+
     async def _plain(self, url: str) -> web.Response:
         timeout = aiohttp.ClientTimeout(total=CONNECT_TIMEOUT * 3, sock_connect=CONNECT_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -409,6 +460,14 @@ def _not_allowed() -> ApiError:
     return errors.method_not_allowed(
         "the server does not allow this method on the requested resource"
     )
+
+
+def _node_tls() -> ssl.SSLContext:
+    """TLS to a node without verification (see PodProxy)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def _dial_error(url: str, e: BaseException) -> ApiError:

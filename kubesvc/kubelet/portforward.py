@@ -1,7 +1,9 @@
 """Port-forward (`/portForward`): connections to a pod's ports, as in
 pkg/kubelet/cri/streaming/portforward, in two wire forms:
 - SPDY: each connection is a pair of SPDY streams (error, data) with the same `requestID`;
-  kubectl tunnels that SPDY inside a WebSocket (subprotocol `SPDY/3.1+portforward.k8s.io`);
+  kubectl tunnels that SPDY inside a WebSocket (subprotocol `SPDY/3.1+portforward.k8s.io`),
+  or speaks it on the connection itself after an upgrade (`Upgrade: SPDY/3.1`,
+  `X-Stream-Protocol-Version: portforward.k8s.io`);
 - WebSocket channels (`v4.channel.k8s.io`, its base64 variant, or no subprotocol), as the
   official Python and JavaScript clients speak: the ports come from the `port` query
   parameter and each gets a data and an error channel.
@@ -32,12 +34,14 @@ from kubesvc.kubelet.spdy import (
     SpdyCodec,
     SpdyError,
 )
+from kubesvc.kubelet.upgrade import Duplex
 from kubesvc.kubelet.wschannel import ChannelError, ChannelProtocol
 from kubesvc.node.view import Sandbox
 
 log = logging.getLogger("kubesvc.kubelet.portforward")
 
-PORT_FORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+PORT_FORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"  # WebSocket subprotocol
+PORT_FORWARD_SPDY_VERSION = "portforward.k8s.io"  # X-Stream-Protocol-Version of an upgrade
 STREAM_CHUNK = 32 * 1024
 PAIR_TIMEOUT = 30.0  # as the kubelet's streamCreationTimeout
 MAX_PAIRS = 128  # connections under way in one SPDY session
@@ -128,13 +132,30 @@ def stream_request(headers: dict[str, str], stream_id: int) -> tuple[str, str, i
     return kind, request_id, port
 
 
-class PortForwardSession:
-    """Serves the port-forward protocol over SPDY carried in WebSocket binary messages."""
+class WebSocketBytes:
+    """The bytes of a WebSocket's binary messages, as a Duplex (SPDY tunnelled in it)."""
 
-    def __init__(
-        self, ws: web.WebSocketResponse, sandbox: Sandbox, dial: Dialer = dial_pod
-    ) -> None:
-        self.ws, self.sandbox, self.dial = ws, sandbox, dial
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+
+    async def read(self) -> bytes:
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY and msg.data:
+                return bytes(msg.data)
+        return b""
+
+    async def write(self, data: bytes) -> None:
+        if self.ws.closed:
+            raise ConnectionResetError("the WebSocket is closed")
+        await self.ws.send_bytes(data)
+
+
+class PortForwardSession:
+    """Serves the port-forward protocol over SPDY, on an upgraded connection or carried in
+    WebSocket binary messages."""
+
+    def __init__(self, conn: Duplex, sandbox: Sandbox, dial: Dialer = dial_pod) -> None:
+        self.conn, self.sandbox, self.dial = conn, sandbox, dial
         self.codec = SpdyCodec()
         self.pairs: dict[str, _Pair] = {}
         self.by_stream: dict[int, _Pair] = {}
@@ -144,15 +165,13 @@ class PortForwardSession:
     async def send(self, encode: Callable[[], bytes]) -> None:
         """Encode and send under one lock: header compression state follows send order."""
         async with self._lock:
-            if not self.ws.closed:
-                await self.ws.send_bytes(encode())
+            with contextlib.suppress(ConnectionResetError):  # the client is gone
+                await self.conn.write(encode())
 
     async def run(self) -> None:
         try:
-            async for msg in self.ws:
-                if msg.type != WSMsgType.BINARY:
-                    continue
-                for frame in self.codec.feed(msg.data):
+            while data := await self.conn.read():
+                for frame in self.codec.feed(data):
                     if not await self._on_frame(frame):
                         return
         except SpdyError as e:

@@ -1,11 +1,9 @@
 """exec (`/exec`) and attach (`/attach`): a command run in a pod's container, or the
-container's own output, with the streams carried over a WebSocket, as
-pkg/kubelet/cri/streaming/remotecommand does.
+container's own output, as pkg/kubelet/cri/streaming/remotecommand does.
 
-The WebSocket channel protocol (wschannel: v5, v4, their base64 variants, the first
-version) carries channels 0 stdin, 1 stdout, 2 stderr, 3 error and 4 resize; from v4 on the
-error channel carries a metav1.Status when the command ends, before that only a failure's
-message.
+The streams travel as channels (`channels.py`: WebSocket channels or SPDY streams): 0
+stdin, 1 stdout, 2 stderr, 3 error and 4 resize; from v4 on the error channel carries a
+metav1.Status when the command ends, before that only a failure's message.
 """
 
 from __future__ import annotations
@@ -24,16 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import WSMsgType, web
-
+from kubesvc.kubelet.channels import ERROR, RESIZE, STDERR, STDIN, STDOUT, Channels
 from kubesvc.kubelet.errors import NodeError, flag
 from kubesvc.kubelet.logs import FOLLOW_POLL, parse_log_line, record_stream
-from kubesvc.kubelet.wschannel import ChannelError, ChannelProtocol
 from kubesvc.node.view import Sandbox
 
 STREAM_CHUNK = 32 * 1024
-
-STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -110,44 +104,20 @@ def parse_resize(payload: bytes) -> tuple[int, int] | None:
     return width, height
 
 
-def status_message(protocol: ChannelProtocol, status: dict[str, Any]) -> bytes | None:
-    """What the error channel carries for a finished command: the Status from v4 on; before
-    that a failure's message alone, and nothing for success."""
-    if protocol.status:
-        return json.dumps(status, separators=(",", ":")).encode()
-    if status.get("status") == "Success":
-        return None
-    return str(status.get("message", "")).encode()
-
-
 class ExecSession:
-    """One exec: a process and the WebSocket that carries its streams."""
+    """One exec: a process and the channels that carry its streams."""
 
-    def __init__(
-        self,
-        ws: web.WebSocketResponse,
-        protocol: ChannelProtocol,
-        argv: list[str],
-        opts: ExecOptions,
-    ) -> None:
-        self.ws, self.protocol, self.argv, self.opts = ws, protocol, argv, opts
+    def __init__(self, channels: Channels, argv: list[str], opts: ExecOptions) -> None:
+        self.channels, self.argv, self.opts = channels, argv, opts
         self.proc: asyncio.subprocess.Process | None = None
         self.master: int | None = None  # pty master when tty
         self.stdin_open = opts.stdin
-        self._lock = asyncio.Lock()
 
     async def send(self, channel: int, data: bytes) -> None:
-        message = self.protocol.encode(channel, data)
-        async with self._lock:
-            if isinstance(message, str):
-                await self.ws.send_str(message)
-            else:
-                await self.ws.send_bytes(message)
+        await self.channels.send(channel, data)
 
     async def _send_status(self, status: dict[str, Any]) -> None:
-        message = status_message(self.protocol, status)
-        if message is not None:
-            await self.send(ERROR, message)
+        await self.channels.send_status(status)
 
     async def run(self) -> None:
         try:
@@ -156,8 +126,7 @@ class ExecSession:
             await self._send_status(failure_status(str(e)))
             return
         assert self.proc is not None
-        # an empty message on the first output channel tells the client the streams are up
-        await self.send(STDOUT if self.opts.stdout else STDERR if self.opts.stderr else ERROR, b"")
+        await self.channels.ready(first_channel(self.opts))
         reader = asyncio.create_task(self._read_client())
         try:
             outputs = [asyncio.create_task(p) for p in self._pumps()]
@@ -224,19 +193,14 @@ class ExecSession:
             transport.close()
 
     async def _read_client(self) -> None:
-        async for msg in self.ws:
-            if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
-                continue
-            try:
-                channel, payload = self.protocol.decode(msg.data)
-            except ChannelError:
-                continue  # as upstream: a message it cannot place is dropped
+        async for channel, payload in self.channels.receive():
             if channel == STDIN:
-                await self._write_stdin(payload)
-            elif channel == RESIZE:
+                if payload is None:
+                    await self._close_stdin()
+                else:
+                    await self._write_stdin(payload)
+            elif channel == RESIZE and payload is not None:
                 self._resize(payload)
-            elif self.protocol.closes and self.protocol.closed_channel(channel, payload) == STDIN:
-                await self._close_stdin()
         # the client is gone: nobody reads the output any more
         await self._close_stdin()
         self._kill()
@@ -316,6 +280,12 @@ def parse_attach_options(query: Any) -> ExecOptions:
     return opts
 
 
+def first_channel(opts: ExecOptions) -> int:
+    """The first output channel: an empty message on it tells a WebSocket client that the
+    streams are up."""
+    return STDOUT if opts.stdout else STDERR if opts.stderr else ERROR
+
+
 def output_channel(stream: bytes, opts: ExecOptions) -> int | None:
     """Where a line the container wrote on `stream` goes: with a terminal everything is
     stdout; otherwise stdout and stderr keep apart; None if the client did not ask for it."""
@@ -337,43 +307,33 @@ class AttachSession:
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
-        protocol: ChannelProtocol,
+        channels: Channels,
         log_file: Path,
         opts: ExecOptions,
         still_current: Callable[[], bool],
     ) -> None:
-        self.ws, self.protocol, self.log_file, self.opts = ws, protocol, log_file, opts
+        self.channels, self.log_file, self.opts = channels, log_file, opts
         self.still_current = still_current
-        self._lock = asyncio.Lock()
 
     async def send(self, channel: int, data: bytes) -> None:
-        message = self.protocol.encode(channel, data)
-        async with self._lock:
-            if isinstance(message, str):
-                await self.ws.send_str(message)
-            else:
-                await self.ws.send_bytes(message)
+        await self.channels.send(channel, data)
 
     async def run(self) -> None:
-        await self.send(STDOUT if self.opts.stdout else STDERR if self.opts.stderr else ERROR, b"")
+        await self.channels.ready(first_channel(self.opts))
         reader = asyncio.create_task(self._read_client())
         follower = asyncio.create_task(self._follow())
         try:
             done, _ = await asyncio.wait({reader, follower}, return_when=asyncio.FIRST_COMPLETED)
             if follower in done and follower.exception() is None:
-                message = status_message(self.protocol, {"metadata": {}, "status": "Success"})
-                if message is not None:
-                    await self.send(ERROR, message)
+                await self.channels.send_status({"metadata": {}, "status": "Success"})
         finally:
             for task in (reader, follower):
                 task.cancel()
             await asyncio.gather(reader, follower, return_exceptions=True)
 
     async def _read_client(self) -> None:
-        async for msg in self.ws:
-            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.ERROR):
-                return
+        async for _ in self.channels.receive():
+            pass
 
     async def _emit(self, raw: bytes) -> None:
         stream, line = record_stream(raw), parse_log_line(raw)

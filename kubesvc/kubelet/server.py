@@ -10,28 +10,48 @@ import logging
 import socket
 import ssl
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from kubesvc.kubelet.certs import self_signed
+from kubesvc.kubelet.channels import (
+    SPDY_REMOTECOMMAND_PROTOCOLS,
+    Channels,
+    SpdyChannels,
+    WebSocketChannels,
+    expected_streams,
+    negotiate_version,
+)
 from kubesvc.kubelet.errors import NodeError, error_response
 from kubesvc.kubelet.logs import parse_log_options, stream_log
 from kubesvc.kubelet.portforward import (
     PORT_FORWARD_PROTOCOL,
+    PORT_FORWARD_SPDY_VERSION,
     ChannelPortForwardSession,
     Dialer,
     PortForwardSession,
+    WebSocketBytes,
     dial_pod,
     parse_ports,
 )
 from kubesvc.kubelet.remotecommand import (
     AttachSession,
+    ExecOptions,
     ExecSession,
     exec_argv,
     parse_attach_options,
     parse_exec_options,
+)
+from kubesvc.kubelet.upgrade import (
+    PROTOCOL_HEADER,
+    SPDY_UPGRADE,
+    UpgradedConnection,
+    offered_versions,
+    switch_protocols,
+    wants_upgrade,
 )
 from kubesvc.kubelet.wschannel import (
     PORTFORWARD_PROTOCOLS,
@@ -195,17 +215,21 @@ class KubeletServer:
         opts = parse_exec_options(request.query)
         sandbox = self._pod(ns, pod)
         self._container(ns, pod, container)
-        protocol = self._channel_protocol(request, REMOTECOMMAND_PROTOCOLS)
         argv = exec_argv(
             sandbox,
             self.view.container_env(ns, pod, container),
             self.view.working_dir(ns, pod, container),
             opts,
         )
+        if wants_upgrade(request.headers):
+            return await self._over_spdy(
+                request, opts, lambda channels: ExecSession(channels, argv, opts).run()
+            )
+        protocol = self._channel_protocol(request, REMOTECOMMAND_PROTOCOLS)
         ws = _websocket(protocol.name)
         await ws.prepare(request)
         with contextlib.suppress(ConnectionResetError):
-            await ExecSession(ws, protocol, argv, opts).run()
+            await ExecSession(WebSocketChannels(ws, protocol), argv, opts).run()
             await ws.close()
         return ws
 
@@ -219,7 +243,6 @@ class KubeletServer:
         if path is None or not path.exists():
             # as containerd answers for a container that is not running
             raise NodeError(500, f'container "{container}" is not running')
-        protocol = self._channel_protocol(request, REMOTECOMMAND_PROTOCOLS)
 
         def still_current() -> bool:
             return (
@@ -227,23 +250,59 @@ class KubeletServer:
                 and self.view.log_path(ns, pod, container, False) == path
             )
 
+        if wants_upgrade(request.headers):
+            return await self._over_spdy(
+                request,
+                opts,
+                lambda channels: AttachSession(channels, path, opts, still_current).run(),
+            )
+        protocol = self._channel_protocol(request, REMOTECOMMAND_PROTOCOLS)
         ws = _websocket(protocol.name)
         await ws.prepare(request)
         with contextlib.suppress(ConnectionResetError):
-            await AttachSession(ws, protocol, path, opts, still_current).run()
+            await AttachSession(WebSocketChannels(ws, protocol), path, opts, still_current).run()
             await ws.close()
         return ws
+
+    async def _over_spdy(
+        self,
+        request: web.Request,
+        opts: ExecOptions,
+        session: Callable[[Channels], Awaitable[None]],
+    ) -> web.StreamResponse:
+        """An exec or attach on an upgraded SPDY/3.1 connection."""
+        version = _spdy_handshake(request, SPDY_REMOTECOMMAND_PROTOCOLS)
+        conn = await _switch_to_spdy(request, version)
+        expected = expected_streams(version, opts.stdin, opts.stdout, opts.stderr, opts.tty)
+        channels = SpdyChannels(conn, version, expected)
+        try:
+            if await channels.accept():
+                with contextlib.suppress(ConnectionResetError):
+                    await session(channels)
+        finally:
+            await channels.close()
+            conn.close()
+        return conn.response
 
     # port-forward
     async def _port_forward(self, request: web.Request) -> web.StreamResponse:
         sandbox = self._pod(request.match_info["ns"], request.match_info["pod"])
+        if wants_upgrade(request.headers):
+            version = _spdy_handshake(request, (PORT_FORWARD_SPDY_VERSION,))
+            conn = await _switch_to_spdy(request, version)
+            try:
+                with contextlib.suppress(ConnectionResetError):
+                    await PortForwardSession(conn, sandbox, self.dial).run()
+            finally:
+                conn.close()
+            return conn.response
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
         if PORT_FORWARD_PROTOCOL in offered_protocols(offered):
             # kubectl: SPDY tunnelled in the WebSocket
             ws = _websocket(self._websocket_protocol(request, (PORT_FORWARD_PROTOCOL,)))
             await ws.prepare(request)
             with contextlib.suppress(ConnectionResetError):
-                await PortForwardSession(ws, sandbox, self.dial).run()
+                await PortForwardSession(WebSocketBytes(ws), sandbox, self.dial).run()
                 await ws.close()
             return ws
         protocol = self._channel_protocol(
@@ -280,6 +339,29 @@ class KubeletServer:
         if protocol is None:
             raise _unsupported(offered, (*also, *(p.name for p in supported)))
         return protocol
+
+
+def _spdy_handshake(request: web.Request, supported: tuple[str, ...]) -> str:
+    """The X-Stream-Protocol-Version both sides speak (httpstream.Handshake); the refusal
+    lists what the node accepts, as upstream's does."""
+    offered = offered_versions(request.headers)
+    if not offered:
+        raise NodeError(400, f"unable to upgrade: {PROTOCOL_HEADER} is required")
+    version = negotiate_version(offered, supported)
+    if version is None:
+        raise NodeError(
+            403,
+            "unable to upgrade: unable to negotiate protocol: client supports "
+            f"[{' '.join(offered)}], server accepts [{' '.join(supported)}]",
+        )
+    return version
+
+
+async def _switch_to_spdy(request: web.Request, version: str) -> UpgradedConnection:
+    return await switch_protocols(
+        request,
+        {"Connection": "Upgrade", "Upgrade": SPDY_UPGRADE, PROTOCOL_HEADER: version},
+    )
 
 
 def _unsupported(offered: str, supported: tuple[str, ...]) -> NodeError:
