@@ -411,11 +411,13 @@ class NodeAgent:
             worker = PodWorker(
                 pod, sb, self.runtime, d, self.net.ip, self._record, self._status_changed
             )
+            # registered first: a container that ended while no agent ran is reported by
+            # adopt() at once, through _on_exit, which finds its worker here
+            self.workers[uid] = worker
             worker.adopt()
             # a ConfigMap or Secret may have changed while no agent ran, and the informers'
             # first list found no worker to tell
             worker.volumes_dirty = True
-            self.workers[uid] = worker
             adopted.append(worker)
         _kill_unrecorded(adopted)
         self.ipam.retain(set(live) | set(self.workers))
