@@ -12,6 +12,10 @@ children: a supervisor that finds a live component from a previous supervisor (s
 start time in the state file) adopts it instead of starting a second copy. `stop()` sends
 SIGTERM to every component's process group, SIGKILL after the grace period, and returns
 once they are gone.
+
+A component can be held (`kubesvc node stop`): it is stopped the same way and not started
+again until it is released; its exit then counts as no restart. `set_held()` changes which
+components are held while the supervisor runs (on SIGHUP, from cluster.json).
 """
 
 from __future__ import annotations
@@ -68,13 +72,14 @@ class Component:
     after: tuple[str, ...] = ()  # first started once these components are ready
     ready: Callable[[], Awaitable[bool]] | None = None  # None: ready as soon as it runs
     env: dict[str, str] | None = None
+    held: bool = False  # not run until released (a node stopped on purpose)
 
 
 @dataclass
 class ComponentStatus:
     pid: int = 0
     start_ticks: int | None = None  # tells this process from a later one with the same pid
-    state: str = "waiting"  # waiting, running, restarting, stopped
+    state: str = "waiting"  # waiting, running, restarting, held, stopped
     restarts: int = 0
     started_at: float = 0.0  # wall clock
     last_exit: str = ""
@@ -189,7 +194,11 @@ class Supervisor:
         self.status = {c.name: ComponentStatus() for c in components}
         self._backoff = {c.name: backoff() for c in components}
         self._ready = {c.name: asyncio.Event() for c in components}
+        self._released = {c.name: asyncio.Event() for c in components}
+        self._held: set[str] = set()
+        self._stopping_held: set[asyncio.Task[None]] = set()
         self._runs: dict[str, _Run] = {}
+        self.set_held({c.name for c in components if c.held})
         self._stopping = asyncio.Event()
         self._load()
 
@@ -228,6 +237,20 @@ class Supervisor:
     def stop(self) -> None:
         self._stopping.set()
 
+    def set_held(self, names: set[str]) -> None:
+        """Hold exactly these components: stop the ones newly held, start the released."""
+        for name, released in self._released.items():
+            if name in names and name not in self._held:
+                self._held.add(name)
+                released.clear()
+                run = self._runs.get(name)
+                if run is not None:
+                    log.info("holding", extra={"kv": {"component": name, "pid": run.pid}})
+                    self._stop_in_background(name, run)
+            elif name not in names:
+                self._held.discard(name)
+                released.set()
+
     async def run(self) -> None:
         """Keep every component running until stop(); then stop them all."""
         keepers = [
@@ -243,6 +266,11 @@ class Supervisor:
             await self._stop_all()
             self.save(stopped=True)
 
+    def _stop_in_background(self, name: str, run: _Run) -> None:
+        task = asyncio.get_running_loop().create_task(self._stop_runs({name: run}))
+        self._stopping_held.add(task)
+        task.add_done_callback(self._stopping_held.discard)
+
     async def _keep(self, c: Component) -> None:
         st = self.status[c.name]
         run: _Run | None = None
@@ -255,7 +283,13 @@ class Supervisor:
                 await self._ready[dep].wait()
         while True:
             if run is None:
+                if c.name in self._held:
+                    st.state = "held"
+                    self.save()
+                    await self._released[c.name].wait()
                 run = self._spawn(c)
+            elif c.name in self._held:  # adopted, but held since
+                self._stop_in_background(c.name, run)
             self._runs[c.name] = run
             self.save()
             readiness = asyncio.create_task(self._watch_ready(c))
@@ -263,6 +297,12 @@ class Supervisor:
                 code = await _wait_exit(run)
             finally:
                 readiness.cancel()
+            self._runs.pop(c.name, None)
+            if c.name in self._held:
+                st.state, st.last_exit, st.last_exit_at = "held", describe_exit(code), time.time()
+                log.info("held", extra={"kv": {"component": c.name, "pid": run.pid}})
+                run = None
+                continue
             ran = time.monotonic() - run.started
             delay = self._backoff[c.name].after_exit(ran)
             st.state, st.last_exit, st.last_exit_at = "restarting", describe_exit(code), time.time()
@@ -311,6 +351,16 @@ class Supervisor:
 
     async def _stop_all(self) -> None:
         runs = dict(self._runs)
+        await self._stop_runs(runs)
+        for name in runs:
+            self.status[name].state = "stopped"
+        for name, st in self.status.items():
+            if name not in runs:
+                st.state = "stopped"
+        self._runs.clear()
+
+    async def _stop_runs(self, runs: dict[str, _Run]) -> None:
+        """SIGTERM to each run's process group, SIGKILL after the grace period."""
         for run in runs.values():
             _kill_group(run.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_grace
@@ -319,15 +369,10 @@ class Supervisor:
         for run in runs.values():
             if _running(run):
                 _kill_group(run.pid, signal.SIGKILL)
-        for name, run in runs.items():
+        for run in runs.values():
             if run.child is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     run.child.wait(timeout=5)
-            self.status[name].state = "stopped"
-        for name, st in self.status.items():
-            if name not in runs:
-                st.state = "stopped"
-        self._runs.clear()
 
 
 def _running(run: _Run) -> bool:

@@ -217,3 +217,37 @@ def test_restart_counts_start_over_after_a_stop_on_purpose(tmp_path: Path) -> No
     sup = Supervisor([comp(tmp_path, "a", ["sleep", "60"])], state)
     assert sup.status["a"].restarts == 0
     assert sup.status["a"].pid == 0  # pid 1 is not the process that was recorded
+
+
+def test_a_held_component_stays_stopped_until_released(tmp_path: Path) -> None:
+    """`kubesvc node stop`: a held component is stopped and not started again (its exit is no
+    restart); released, it runs again. One held from the start is never started."""
+    state = tmp_path / "state.json"
+    sup = Supervisor(
+        [
+            comp(tmp_path, "a", ["sleep", "60"]),
+            comp(tmp_path, "b", ["sleep", "60"]),
+            comp(tmp_path, "c", ["sleep", "60"], held=True),
+        ],
+        state,
+        backoff=fast,
+        stop_grace=1.0,
+    )
+
+    async def body() -> None:
+        await until(lambda: sup.status["a"].state == "running" == sup.status["b"].state)
+        assert sup.status["c"].state == "held" and sup.status["c"].pid == 0
+        first = sup.status["a"].pid
+        sup.set_held({"a", "c"})
+        await until(lambda: sup.status["a"].state == "held")
+        assert start_ticks(first) is None
+        await asyncio.sleep(0.5)  # several back-off periods: still not started again
+        assert sup.status["a"].state == "held" and sup.status["a"].restarts == 0
+        assert json.loads(state.read_text())["components"]["a"]["state"] == "held"
+        assert sup.status["b"].state == "running"
+        sup.set_held(set())
+        await until(lambda: all(st.state == "running" for st in sup.status.values()))
+        assert sup.status["a"].pid != first and sup.status["a"].restarts == 0
+        assert sup.status["c"].restarts == 0
+
+    asyncio.run(supervised(sup, body))
