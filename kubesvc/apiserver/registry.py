@@ -40,6 +40,7 @@ from kubesvc.api.validation import validate, validate_status_update
 from kubesvc.apiserver import offload, strategies
 from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
 from kubesvc.apiserver.services import ServiceAllocator
+from kubesvc.apiserver.tolerations import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
 from kubesvc.store.base import KeyExists, KeyNotFound, KeyValue, RevisionMismatch
 
 log = logging.getLogger("kubesvc.apiserver")
@@ -108,6 +109,8 @@ class Registry:
     def __init__(self, store: Any, allocator: ServiceAllocator) -> None:
         self.store = store
         self.allocator = allocator
+        # DefaultTolerationSeconds: (not-ready, unreachable) seconds added to new pods
+        self.toleration_seconds = (DEFAULT_TOLERATION_SECONDS, DEFAULT_TOLERATION_SECONDS)
         self._cache: dict[str, Cached] = {}
         self._deleted: OrderedDict[int, Cached] = OrderedDict()
         self._deleted_bytes = 0
@@ -220,6 +223,8 @@ class Registry:
         m["creationTimestamp"] = now_rfc3339()
         if _is(kind, "Ingress"):
             await self._default_ingress_class(obj)
+        if _is(kind, "Pod"):
+            add_default_tolerations(obj, *self.toleration_seconds)
         heavy = opts.heavy
         errs = await offload.run(heavy, _prepare_create, kind, obj)
         if errs and not _only_allocatable(kind, errs):

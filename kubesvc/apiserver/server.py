@@ -64,6 +64,9 @@ class ServerConfig:
     node_port_range: str = "30000-32767"
     extra_sans: list[str] = field(default_factory=list)
     compaction_interval: float = 300.0  # as kube-apiserver's --etcd-compaction-interval
+    # the DefaultTolerationSeconds admission's --default-*-toleration-seconds
+    not_ready_toleration_seconds: int = 300
+    unreachable_toleration_seconds: int = 300
 
     @property
     def client_host(self) -> str:
@@ -95,6 +98,10 @@ class ApiServer:
         self.store = SQLiteStore(cfg.data_dir / "state.db")
         self.registry = Registry(
             self.store, ServiceAllocator(cfg.service_cidr, cfg.node_port_range)
+        )
+        self.registry.toleration_seconds = (
+            cfg.not_ready_toleration_seconds,
+            cfg.unreachable_toleration_seconds,
         )
         await self.registry.restore_allocations()
         crds = CrdController(self.registry)

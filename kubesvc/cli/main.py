@@ -26,6 +26,8 @@ def _apiserver(args: argparse.Namespace) -> int:
         service_cidr=args.service_cluster_ip_range,
         node_port_range=args.service_node_port_range,
         compaction_interval=args.etcd_compaction_interval,
+        not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+        unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
     )
     _run(serve(config))
     return 0
@@ -85,7 +87,19 @@ def _up(args: argparse.Namespace) -> int:
     if args.nodes is not None and args.nodes < 1:
         print("kubesvc up: --nodes must be at least 1", file=sys.stderr)
         return 2
-    return asyncio.run(up(args.name, args.nodes, args.wait, args.proxy_mode))
+    tunables: dict[str, float] = {}
+    for key in (
+        "node_monitor_grace_period",
+        "default_not_ready_toleration_seconds",
+        "default_unreachable_toleration_seconds",
+    ):
+        value = getattr(args, key)
+        if value is not None:
+            if value < 0 or (key == "node_monitor_grace_period" and value == 0):
+                print(f"kubesvc up: --{key.replace('_', '-')} must be positive", file=sys.stderr)
+                return 2
+            tunables[key] = value
+    return asyncio.run(up(args.name, args.nodes, args.wait, args.proxy_mode, tunables))
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -104,6 +118,48 @@ def _down(args: argparse.Namespace) -> int:
     from kubesvc.cluster.lifecycle import down
 
     return asyncio.run(down(args.name))
+
+
+def _node_stop(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.nodes import stop
+
+    return asyncio.run(stop(args.node, args.name))
+
+
+def _node_start(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.nodes import start
+
+    return asyncio.run(start(args.node, args.name))
+
+
+def _node_list(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.nodes import list_nodes
+
+    return list_nodes(args.name)
+
+
+def _host_add(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.hosts import add
+
+    return asyncio.run(add(args.host, args.name))
+
+
+def _host_exec(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.hosts import exec_in
+
+    return exec_in(args.host, args.name, list(args.command))
+
+
+def _host_list(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.hosts import list_hosts
+
+    return list_hosts(args.name)
+
+
+def _host_rm(args: argparse.Namespace) -> int:
+    from kubesvc.cluster.hosts import rm
+
+    return asyncio.run(rm(args.host, args.name))
 
 
 def _supervise(args: argparse.Namespace) -> int:
@@ -209,6 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     api.add_argument("--service-node-port-range", default="30000-32767")
     api.add_argument(
+        "--default-not-ready-toleration-seconds",
+        type=int,
+        default=300,
+        metavar="SECONDS",
+        help="tolerationSeconds of the not-ready:NoExecute toleration added to pods (default 300)",
+    )
+    api.add_argument(
+        "--default-unreachable-toleration-seconds",
+        type=int,
+        default=300,
+        metavar="SECONDS",
+        help="tolerationSeconds of the unreachable:NoExecute toleration added to pods "
+        "(default 300)",
+    )
+    api.add_argument(
         "--etcd-compaction-interval",
         type=float,
         default=300.0,
@@ -260,6 +331,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="kube-proxy mode of a new cluster (default nftables)",
     )
+    upp.add_argument(
+        "--node-monitor-grace-period",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="a node silent this long goes NotReady/Unknown (default 50, as upstream)",
+    )
+    upp.add_argument(
+        "--default-not-ready-toleration-seconds",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="how long pods stay on a NotReady node before eviction (default 300)",
+    )
+    upp.add_argument(
+        "--default-unreachable-toleration-seconds",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="how long pods stay on an unreachable node before eviction (default 300)",
+    )
     upp.set_defaults(func=_up)
     startp = sub.add_parser("start", help="bring back a stopped cluster with its state")
     startp.add_argument("--name", default="kubesvc")
@@ -273,6 +365,34 @@ def build_parser() -> argparse.ArgumentParser:
     downp = sub.add_parser("down", help="stop a cluster and remove everything it created")
     downp.add_argument("--name", default="kubesvc")
     downp.set_defaults(func=_down)
+    # `kubesvc node stop|start|list ...` (the node agent is `kubesvc node --name ...`; main()
+    # sends the administrative verbs here)
+    nodes = sub.add_parser("node-admin", help=argparse.SUPPRESS)
+    nodes_sub = nodes.add_subparsers(dest="node_command", required=True)
+    nstop = nodes_sub.add_parser("stop", help="fail a node: agent, pods and network go dark")
+    nstart = nodes_sub.add_parser("start", help="bring a stopped node back")
+    for np_, fn in ((nstop, _node_stop), (nstart, _node_start)):
+        np_.add_argument("node")
+        np_.add_argument("--name", default="kubesvc", help="cluster name")
+        np_.set_defaults(func=fn)
+    nlist = nodes_sub.add_parser("list", help="the cluster's nodes and whether they run")
+    nlist.add_argument("--name", default="kubesvc", help="cluster name")
+    nlist.set_defaults(func=_node_list)
+    hostp = sub.add_parser("host", help="machines outside the cluster, on the nodes' network")
+    host_sub = hostp.add_subparsers(dest="host_command", required=True)
+    hadd = host_sub.add_parser("add", help="add a host (its own network namespace)")
+    hrm = host_sub.add_parser("rm", help="remove a host")
+    for hp, fn in ((hadd, _host_add), (hrm, _host_rm)):
+        hp.add_argument("host")
+        hp.add_argument("--name", default="kubesvc", help="cluster name")
+        hp.set_defaults(func=fn)
+    hexec = host_sub.add_parser("exec", help="run a command on a host: kubesvc host exec H -- CMD")
+    hexec.add_argument("host")
+    hexec.add_argument("--name", default="kubesvc", help="cluster name")
+    hexec.set_defaults(func=_host_exec, command=[])  # the words after `--` (see main())
+    hlist = host_sub.add_parser("list", help="the cluster's hosts and their addresses")
+    hlist.add_argument("--name", default="kubesvc", help="cluster name")
+    hlist.set_defaults(func=_host_list)
     # started by up/start, detached: keeps the cluster's processes running
     sup = sub.add_parser("supervise")
     sup.add_argument("--name", default="kubesvc")
@@ -320,8 +440,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NODE_ADMIN_VERBS = ("stop", "start", "list")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `kubesvc node` runs a node agent; `kubesvc node stop NAME` and the like administer one
+    for i, word in enumerate(argv):
+        if not word.startswith("-"):
+            if word == "node" and argv[i + 1 : i + 2] and argv[i + 1] in NODE_ADMIN_VERBS:
+                argv[i] = "node-admin"
+            break
+    # `kubesvc host exec NAME -- CMD...`: what follows `--` is the command, left to no parser
+    command: list[str] = []
+    if "--" in argv:
+        at = argv.index("--")
+        argv, command = argv[:at], argv[at + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.func is _host_exec:
+        args.command = command
+    elif command:
+        parser.error(f"unrecognized arguments: -- {' '.join(command)}")
     setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)

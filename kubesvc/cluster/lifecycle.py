@@ -173,7 +173,7 @@ def _secure(cluster: Cluster) -> None:
 
 
 @contextlib.contextmanager
-def _lifecycle_lock() -> Iterator[None]:
+def lifecycle_lock() -> Iterator[None]:
     """One lifecycle change at a time on this host (two `up`s must not pick one network)."""
     home().mkdir(parents=True, exist_ok=True)
     fd = os.open(home() / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -184,7 +184,7 @@ def _lifecycle_lock() -> Iterator[None]:
         os.close(fd)
 
 
-def _preflight(command: str) -> bool:
+def preflight(command: str) -> bool:
     if os.geteuid() != 0:
         print(
             f"kubesvc {command} needs root: nodes and pods are network namespaces", file=sys.stderr
@@ -213,6 +213,8 @@ def components(cluster: Cluster) -> list[Component]:
             name, argv, cluster.logs / f"{name}.log", cluster.pids / f"{name}.pid", after
         )
 
+    tunables = tunable_flags(state)
+    stopped = set(stopped_nodes(state))
     api = component(
         "apiserver",
         _kubesvc(
@@ -227,6 +229,7 @@ def components(cluster: Cluster) -> list[Component]:
             net.host_ip,
             "--service-cluster-ip-range",
             net.service_cidr,
+            *tunables["apiserver"],
         ),
     )
     api.ready = lambda: _api_answers(cluster)
@@ -234,7 +237,7 @@ def components(cluster: Cluster) -> list[Component]:
         api,
         component(
             "controller-manager",
-            _kubesvc("controller-manager", "--kubeconfig", kcfg),
+            _kubesvc("controller-manager", "--kubeconfig", kcfg, *tunables["controller-manager"]),
             ("apiserver",),
         ),
     ]
@@ -258,8 +261,49 @@ def components(cluster: Cluster) -> list[Component]:
             "--proxy-mode",
             state.get("proxy_mode", "nftables"),
         )
-        out.append(component(node, argv, ("apiserver",)))
+        agent = component(node, argv, ("apiserver",))
+        agent.held = node in stopped  # `kubesvc node stop`
+        out.append(agent)
     return out
+
+
+# cluster.json keys set by `kubesvc up` flags -> the component and flag they are passed as
+TUNABLES = {
+    "node_monitor_grace_period": ("controller-manager", "--node-monitor-grace-period"),
+    "default_not_ready_toleration_seconds": (
+        "apiserver",
+        "--default-not-ready-toleration-seconds",
+    ),
+    "default_unreachable_toleration_seconds": (
+        "apiserver",
+        "--default-unreachable-toleration-seconds",
+    ),
+}
+
+
+def tunable_flags(state: dict[str, Any]) -> dict[str, list[str]]:
+    """The extra flags of the API server and the controller-manager (unset: their defaults,
+    which are upstream's)."""
+    out: dict[str, list[str]] = {"apiserver": [], "controller-manager": []}
+    for key, (comp, flag) in TUNABLES.items():
+        value = state.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            out[comp] += [flag, f"{value:g}"]
+    return out
+
+
+def stopped_nodes(state: dict[str, Any]) -> list[str]:
+    """The nodes stopped with `kubesvc node stop` (what is not a node name is left out)."""
+    raw = state.get("stopped_nodes")
+    nodes = state.get("nodes") or []
+    if not isinstance(raw, list):
+        return []
+    return [n for n in raw if isinstance(n, str) and n in nodes]
+
+
+def running_nodes(state: dict[str, Any]) -> list[str]:
+    stopped = set(stopped_nodes(state))
+    return [n for n in state["nodes"] if n not in stopped]
 
 
 async def _api_answers(cluster: Cluster) -> bool:
@@ -282,6 +326,9 @@ def supervise(name: str) -> int:
     """`kubesvc supervise --name NAME`: run the cluster's components until SIGTERM."""
     from kubesvc.cluster.supervisor import Supervisor
 
+    # a SIGHUP (`kubesvc node stop/start`) before the loop handles it must not end us; the
+    # components are computed from cluster.json when the loop starts anyway
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     cluster = Cluster(name, home() / name)
     if not cluster.exists():
         print(f"kubesvc supervise: no cluster named {name!r}", file=sys.stderr)
@@ -298,6 +345,10 @@ def supervise(name: str) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, sup.stop)
+        # `kubesvc node stop/start` changed which agents are held
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: sup.set_held({c.name for c in components(cluster) if c.held})
+        )
         print(f"kubesvc supervise: cluster {name} (pid {os.getpid()})", flush=True)
         await sup.run()
 
@@ -310,16 +361,20 @@ def supervise(name: str) -> int:
 
 # -- up, start ----------------------------------------------------------------------------
 async def up(
-    name: str, nodes: int | None = None, wait: float = 60.0, proxy_mode: str | None = None
+    name: str,
+    nodes: int | None = None,
+    wait: float = 60.0,
+    proxy_mode: str | None = None,
+    tunables: dict[str, float] | None = None,
 ) -> int:
     """Create the cluster, or bring back the one that exists (never wiping it)."""
-    if not _preflight("up"):
+    if not preflight("up"):
         return 1
     cluster = Cluster(name, home() / name)
     progress = Progress()
     created = False
     try:
-        with _lifecycle_lock():
+        with lifecycle_lock():
             if cluster.exists():
                 state = cluster.load()
                 if nodes is not None and nodes != len(state["nodes"]):
@@ -332,8 +387,16 @@ async def up(
                         f"--proxy-mode {proxy_mode} ignored: cluster {name!r} exists with "
                         f"{state.get('proxy_mode')}"
                     )
+                for key, value in (tunables or {}).items():
+                    if state.get(key) != value:
+                        progress.info(
+                            f"--{key.replace('_', '-')} {value:g} ignored: cluster {name!r} "
+                            "exists; it applies to new clusters"
+                        )
             else:
                 await _create(cluster, nodes or 2, proxy_mode or "nftables", progress)
+                if tunables:
+                    cluster.save({**cluster.load(), **tunables})
                 created = True
             supervisor, fresh = await _bring_back(cluster, progress)
     except ClusterError as e:
@@ -345,7 +408,7 @@ async def up(
 
 async def start(name: str, wait: float = 60.0) -> int:
     """Bring back a stopped (or half-running) cluster with its state."""
-    if not _preflight("start"):
+    if not preflight("start"):
         return 1
     cluster = Cluster(name, home() / name)
     if not cluster.exists():
@@ -356,7 +419,7 @@ async def start(name: str, wait: float = 60.0) -> int:
         return 1
     progress = Progress()
     try:
-        with _lifecycle_lock():
+        with lifecycle_lock():
             supervisor, fresh = await _bring_back(cluster, progress)
     except ClusterError as e:
         print(f"kubesvc start: {e}", file=sys.stderr)
@@ -405,6 +468,9 @@ async def _bring_back(cluster: Cluster, progress: Progress) -> tuple[int, bool]:
         )
     _secure(cluster)
     await _ensure_network(cluster)
+    from kubesvc.cluster import hosts
+
+    await hosts.restore(cluster)
     net = cluster.net()
     progress.step(f"network {net.node_cidr} on bridge {net.bridge}, host at {net.host_ip}")
     _seed_supervisor_state(cluster)
@@ -417,7 +483,8 @@ async def _network_intact(cluster: Cluster) -> bool:
     net = cluster.net()
     if not await netns.link_exists(net.bridge):
         return False
-    return all(netns.exists(net.node_netns(n)) for n in cluster.load()["nodes"])
+    # a stopped node's namespace is gone after a `stop`, and comes back with its agent
+    return all(netns.exists(net.node_netns(n)) for n in running_nodes(cluster.load()))
 
 
 async def _ensure_network(cluster: Cluster) -> None:
@@ -497,7 +564,11 @@ async def _wait_ready(
             await addons.install(client, net)
         state["addons_installed"] = True
         cluster.save(state)
-    ready = await _wait_nodes_ready(cluster, state["nodes"], deadline, progress, fresh)
+    ready = await _wait_nodes_ready(cluster, running_nodes(state), deadline, progress, fresh)
+    for node in stopped_nodes(state):
+        progress.info(
+            f"node {node} is stopped (`kubesvc node start {node} --name {cluster.name}` starts it)"
+        )
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     try:
         kubeconfig.merge(kubeconfig.default_path(), kubeconfig.named(admin, name))
@@ -571,7 +642,7 @@ async def _wait_nodes_ready(
 # -- stop, down ----------------------------------------------------------------------------
 async def stop(name: str) -> int:
     """End the cluster's processes and kernel objects; keep its state for `start`."""
-    if not _preflight("stop"):
+    if not preflight("stop"):
         return 1
     cluster = Cluster(name, home() / name)
     if not cluster.exists():
@@ -581,7 +652,7 @@ async def stop(name: str) -> int:
         )
         return 1
     progress = Progress()
-    with _lifecycle_lock():
+    with lifecycle_lock():
         if not _anything_left(cluster):
             print(f"cluster {name!r} is not running; `kubesvc start --name {name}` starts it")
             return 0
@@ -610,7 +681,7 @@ async def down(name: str, quiet: bool = False) -> int:
         if not quiet:
             print(f"no cluster named {name!r}")
         return 0
-    with _lifecycle_lock():
+    with lifecycle_lock():
         await _teardown(cluster, None)
         try:
             kubeconfig.remove(kubeconfig.default_path(), name)
@@ -650,7 +721,7 @@ async def _teardown(cluster: Cluster, progress: Progress | None) -> None:
     if progress is not None:
         progress.step("stopped the supervisor, the API server, the controllers and the agents")
     prefix = f"ksv-{name}-"
-    pods = await _kill_in_namespaces(netns.names(prefix))
+    pods = await kill_in_namespaces(netns.names(prefix))
     if progress is not None and pods:
         progress.step(f"stopped {pods} pod processes")
     ns_dir = Path("/run/kubesvc") / name
@@ -667,7 +738,7 @@ async def _teardown(cluster: Cluster, progress: Progress | None) -> None:
         links = await netns.run("ip", "-o", "link", "show", check=False)
         for line in links.splitlines():
             link = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-            if link.startswith(f"kn{net.id}") or link == net.bridge:
+            if link.startswith((f"kn{net.id}", f"kh{net.id}")) or link == net.bridge:
                 await netns.run("ip", "link", "del", link, check=False)
     _mark_stopped(cluster)
     if progress is not None:
@@ -701,7 +772,7 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-async def _kill_in_namespaces(names: list[str]) -> int:
+async def kill_in_namespaces(names: list[str]) -> int:
     """Stop every process in the cluster's network namespaces (the pods' processes):
     SIGTERM, then SIGKILL for what is left after POD_STOP_GRACE. Returns how many there were."""
     files = [netns.NETNS_DIR / n for n in names]
@@ -738,6 +809,8 @@ def _print_status(c: Cluster) -> None:
     supervisor = c.supervisor_pid()
     known = c.supervisor_state().get("components") or {}
     pids = c.process_pids()
+    cluster_state = c.load()
+    held = set(stopped_nodes(cluster_state))
     rows = []
     for comp in [x.name for x in components(c)]:
         info = known.get(comp) or {}
@@ -751,7 +824,7 @@ def _print_status(c: Cluster) -> None:
             state = "stopped"
         rows.append((comp, pid, state, int(info.get("restarts") or 0)))
     running = sum(1 for r in rows if r[2] == "running")
-    if supervisor and running == len(rows):
+    if supervisor and running == len(rows) - len(held):
         overall = "running"
     elif not supervisor and running == 0:
         overall = "stopped"
@@ -766,7 +839,16 @@ def _print_status(c: Cluster) -> None:
     print(f"  {'supervisor':<28} pid {supervisor or '-':<8} {sup_state:<10} {'':<12} log {sup_log}")
     for comp, pid, state, restarts in rows:
         log = c.logs / f"{comp}.log"
-        print(f"  {comp:<28} pid {pid or '-':<8} {state:<10} restarts {restarts:<3} log {log}")
+        note = f"  (node stopped: `kubesvc node start {comp}`)" if comp in held else ""
+        print(
+            f"  {comp:<28} pid {pid or '-':<8} {state:<10} restarts {restarts:<3} log {log}{note}"
+        )
+    from kubesvc.cluster import hosts
+
+    for host, index in sorted(hosts.recorded(cluster_state).items()):
+        ns = net.outside_host_netns(host)
+        up = "up" if netns.exists(ns) else "down"
+        print(f"  host {host:<23} ip  {net.outside_host_ip(index):<12} {up:<10} netns {ns}")
     if overall == "stopped":
         print(f"  `kubesvc start --name {c.name}` brings it back")
     elif not supervisor:

@@ -21,6 +21,7 @@ CONTROLLERS: dict[str, str] = {
     "deployment": "kubesvc.controllers.deployment:DeploymentController",
     "scheduler": "kubesvc.controllers.scheduler:Scheduler",
     "nodelifecycle": "kubesvc.controllers.nodelifecycle:NodeLifecycleController",
+    "taint-eviction-controller": "kubesvc.controllers.tainteviction:TaintEvictionController",
     "job": "kubesvc.controllers.job:JobController",
     "daemonset": "kubesvc.controllers.daemonset:DaemonSetController",
     "cronjob": "kubesvc.controllers.cronjob:CronJobController",

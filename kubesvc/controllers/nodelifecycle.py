@@ -9,7 +9,8 @@ Ready so that endpoint controllers stop sending traffic there (MarkPodsNotReady)
 bound to a node that is not Ready are marked too. The taints follow the Ready condition
 (not-ready / unreachable, NoSchedule and NoExecute) and spec.unschedulable; they are removed
 once the kubelet reports Ready again. Pods are never set Ready again here: that is the node
-agent's job. Evicting pods after their tolerationSeconds is not done.
+agent's job. Evicting pods after their tolerationSeconds is the taint eviction
+controller's (tainteviction.py).
 
 Nothing polls: each node is re-checked when it, its Lease or its pods change, and once more
 when its grace period would run out.

@@ -7,18 +7,23 @@ Layout, all inside namespaces kubesvc creates:
            cbr0 10.244.i.1/24 for its pods, host-gw routes to the other nodes' pod CIDRs
     pod:   netns ksv-<cluster>-p-<uid8>, eth0 10.244.i.x/24 (veth into cbr0, hairpin on),
            default via 10.244.i.1
+    outside host (`kubesvc host add`): netns ksv-<cluster>-h-<name>, eth0 172.31.K.(100+j)/24
+           on the host bridge and no other route, like a laptop on the nodes' LAN
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 DEFAULT_NODE_RANGE = "172.31.0.0/16"  # one /24 per cluster is taken from here
 DEFAULT_POD_CIDR = "10.244.0.0/16"
 DEFAULT_SERVICE_CIDR = "10.96.0.0/12"
 DNS_SERVICE_IP = "10.96.0.10"
+OUTSIDE_HOST_FIRST = 100  # outside hosts take .100-.199 of the node network
+OUTSIDE_HOST_COUNT = 100
 
 
 def short_hash(text: str, n: int = 6) -> str:
@@ -68,6 +73,28 @@ class ClusterNet:
     @property
     def netns_prefix(self) -> str:
         return f"ksv-{self.name}-"
+
+    def outside_host_ip(self, index: int) -> str:
+        if not 0 <= index < OUTSIDE_HOST_COUNT:
+            raise ValueError(f"outside host index {index} is not in 0-{OUTSIDE_HOST_COUNT - 1}")
+        net = ipaddress.ip_network(self.node_cidr)
+        return str(net.network_address + OUTSIDE_HOST_FIRST + index)
+
+    def outside_host_netns(self, host: str) -> str:
+        return f"ksv-{self.name}-h-{host}"
+
+    def outside_host_veth(self, host: str) -> str:
+        """Bridge-side end of an outside host's eth0."""
+        return f"kh{self.id}{short_hash(host, 4)}"
+
+
+def pick_outside_host_index(taken: Iterable[int]) -> int:
+    """The lowest free outside-host slot (each is one address of .100-.199)."""
+    used = set(taken)
+    for index in range(OUTSIDE_HOST_COUNT):
+        if index not in used:
+            return index
+    raise ValueError(f"all {OUTSIDE_HOST_COUNT} outside host addresses are taken")
 
 
 def pod_veth(uid: str) -> str:
