@@ -2,11 +2,13 @@
 
 Registers the Node and heartbeats its Lease, keeps the node's namespace and host-gw routes,
 runs the pods bound to it (sandbox, containers, restarts, probes, graceful termination),
-publishes their status, and serves logs/exec/port-forward to the API server. Restarting the
-agent adopts the pods that are already running instead of killing them; what the previous
-agent left half done (a sandbox it was creating, processes it started but had not recorded,
-exec sessions whose client is gone) is removed, and a pod whose sandbox is gone (the cluster
-was stopped, the machine rebooted) gets a new one, as the kubelet does after a reboot.
+publishes their status, serves logs/exec/port-forward to the API server, and runs the
+node's kube-proxy and layer-2 speaker (kubesvc/speaker: ARP for LoadBalancer IPs).
+Restarting the agent adopts the pods that are already running instead of killing them;
+what the previous agent left half done (a sandbox it was creating, processes it started but
+had not recorded, exec sessions whose client is gone) is removed, and a pod whose sandbox is
+gone (the cluster was stopped, the machine rebooted) gets a new one, as the kubelet does
+after a reboot.
 One agent per node: the agent holds a lock on its state directory while it runs.
 """
 
@@ -46,6 +48,7 @@ from kubesvc.node.runtime import (
 from kubesvc.node.sandbox import IPAM, NodeNet
 from kubesvc.node.view import Sandbox
 from kubesvc.proxy.proxier import Proxier, make_backend
+from kubesvc.speaker.speaker import Speaker
 
 log = logging.getLogger("kubesvc.node")
 
@@ -110,6 +113,16 @@ class NodeAgent:
                 cluster_cidr=self.net.cluster_pod_cidr,
                 netns=self.net.netns,
             )
+        # answers ARP for the LoadBalancer IPs this node wins (MetalLB's layer-2 mode)
+        self.speaker = Speaker.for_agent(
+            client=self.client,
+            node=config.name,
+            net=self.net,
+            kubeconfig=config.kubeconfig,
+            services=self.services,
+            slices=self.slices,
+            nodes=self.nodes,
+        )
         self._published: dict[str, str] = {}
         # what pods get as their service account (there is no RBAC: the cluster's token)
         self.sa_token = _token_for(config.kubeconfig)
@@ -138,14 +151,13 @@ class NodeAgent:
         self._routes_dirty = asyncio.Event()
         await self._register()
         informers = [self.pods, self.services, self.nodes, self.configmaps, self.secrets]
-        if self.proxier is not None:
-            informers.append(self.slices)
+        informers.append(self.slices)  # kube-proxy's and the speaker's
         for inf in informers:
             inf.start()
         await asyncio.gather(*(i.wait_for_sync() for i in informers))
         await self._adopt()
         server = await self._serve()
-        tasks = []
+        tasks = [self.speaker.run()]
         metrics = None
         if self.proxier is not None:
             tasks.append(self.proxier.run())

@@ -1,0 +1,225 @@
+"""The layer-2 speaker of one node: MetalLB's speaker in L2 mode, run by the node agent.
+
+It watches Services, EndpointSlices and Nodes (the agent's informers) and MetalLB's
+IPAddressPools and L2Advertisements (in `metallb-system`), hears the other speakers'
+heartbeats (beacon.py), runs the election (model.py) whenever any of these change, and
+makes this node answer ARP for the IPs it wins (announcer.py), with gratuitous ARP when it
+takes one over and an Event `nodeAssigned` on the Service.
+
+It announces nothing until its caches have synced and it has listened for heartbeats for
+DEAD_AFTER (so a starting speaker does not briefly believe it is alone). A speaker cut off
+from the others believes it is alone and announces everything, harmlessly while cut off;
+when it hears the others again the election settles, and every speaker that sees a peer
+(re)appear repeats its gratuitous ARP, so the real owner's MAC is what hosts keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from pathlib import Path
+from typing import Any
+
+from kubesvc.api.kinds import Kind
+from kubesvc.client.events import EventRecorder
+from kubesvc.client.informer import Informer
+from kubesvc.client.rest import ApiClient
+from kubesvc.node.sandbox import NodeNet
+from kubesvc.speaker import heartbeat as hb
+from kubesvc.speaker import model
+from kubesvc.speaker.announcer import Announcer
+from kubesvc.speaker.beacon import Beacon, load_key
+
+log = logging.getLogger("kubesvc.speaker")
+
+NAMESPACE = "metallb-system"  # where MetalLB reads its configuration
+POOL_KIND = Kind("metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools", "ipaddresspool", True)
+L2_KIND = Kind(
+    "metallb.io", "v1beta1", "L2Advertisement", "l2advertisements", "l2advertisement", True
+)
+COALESCE = 0.005  # changes arriving together are one election
+RESYNC = 5.0  # elect again even if nothing said so
+OPEN_RETRY = 1.0
+
+
+def key_path(kubeconfig: str) -> Path:
+    """The cluster's speaker key, beside its other credentials."""
+    return Path(kubeconfig).parent / "pki" / "speaker.key"
+
+
+class Speaker:
+    def __init__(
+        self,
+        *,
+        client: ApiClient,
+        node: str,
+        net: NodeNet,
+        key: bytes,
+        services: Informer,
+        slices: Informer,
+        nodes: Informer,
+    ) -> None:
+        self.client = client
+        self.node = node
+        self.net = net
+        self.network = str(ipaddress.ip_interface(f"{net.ip}/{net.prefix_len}").network)
+        self.services, self.slices, self.nodes = services, slices, nodes
+        self.pools = Informer(client, POOL_KIND, namespace=NAMESPACE)
+        self.advertisements = Informer(client, L2_KIND, namespace=NAMESPACE)
+        self.recorder = EventRecorder(client, "metallb-speaker", node)
+        self.announcer = Announcer(net.netns)
+        broadcast = str(ipaddress.ip_network(self.network).broadcast_address)
+        self.beacon = Beacon(net.netns, node, key, broadcast, self._membership_changed)
+        self.announced: dict[str, tuple[str, ...]] = {}  # service -> IPs this node announces
+        self.decisions: list[model.Decision] = []
+        self._alive: frozenset[str] = frozenset()
+        self._dirty: asyncio.Event | None = None
+        self._logged: dict[str, str] = {}  # problems already logged, once per message
+        self._reannounce = False
+
+    @classmethod
+    def for_agent(
+        cls,
+        *,
+        client: ApiClient,
+        node: str,
+        net: NodeNet,
+        kubeconfig: str,
+        services: Informer,
+        slices: Informer,
+        nodes: Informer,
+    ) -> Speaker:
+        return cls(
+            client=client,
+            node=node,
+            net=net,
+            key=load_key(key_path(kubeconfig)),
+            services=services,
+            slices=slices,
+            nodes=nodes,
+        )
+
+    # -- running -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Runs until cancelled; the caller has started and synced the agent's informers."""
+        self._dirty = asyncio.Event()
+        for inf in (self.services, self.slices, self.nodes, self.pools, self.advertisements):
+            inf.add_handler(
+                lambda _o: self._changed(),
+                lambda _o, _n: self._changed(),
+                lambda _o: self._changed(),
+            )
+        self.pools.start()
+        self.advertisements.start()
+        try:
+            await self._open()
+            await asyncio.sleep(hb.DEAD_AFTER)  # hear the others before electing anyone
+            self._alive = self.beacon.alive()
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._dirty.wait(), RESYNC)
+                await asyncio.sleep(COALESCE)
+                self._dirty.clear()
+                try:
+                    self.sync()
+                except Exception:
+                    log.exception("layer-2 election failed; retrying")
+                    await asyncio.sleep(OPEN_RETRY)
+                    self._dirty.set()
+        finally:
+            await self.close()
+
+    async def _open(self) -> None:
+        while True:
+            try:
+                self.beacon.start()
+                break
+            except OSError as e:
+                log.warning(
+                    "cannot listen for speaker heartbeats; retrying",
+                    extra={"kv": {"port": hb.PORT, "error": str(e)}},
+                )
+                await asyncio.sleep(OPEN_RETRY)
+        while True:
+            try:
+                self.announcer.open()
+                return
+            except OSError as e:
+                log.warning("cannot open the ARP socket; retrying", extra={"kv": {"error": str(e)}})
+                await asyncio.sleep(OPEN_RETRY)
+
+    async def close(self) -> None:
+        self.beacon.stop()
+        self.announcer.close()
+        for inf in (self.pools, self.advertisements):
+            await inf.stop()
+        await self.recorder.close()
+
+    def _changed(self, _obj: object = None) -> None:
+        if self._dirty is not None:
+            self._dirty.set()
+
+    def _membership_changed(self, alive: frozenset[str]) -> None:
+        joined = alive - self._alive
+        if joined:
+            log.info("speakers joined", extra={"kv": {"nodes": ",".join(sorted(joined))}})
+            # whoever announced meanwhile (a node that was cut off and thought it was alone)
+            # may have told hosts its MAC: after this election the owners say theirs again
+            self._reannounce = True
+        left = self._alive - alive
+        if left:
+            log.info("speakers gone", extra={"kv": {"nodes": ",".join(sorted(left))}})
+        self._alive = alive
+        self._changed()
+
+    # -- one election ---------------------------------------------------------------------------
+    def sync(self) -> None:
+        inputs = model.Inputs.build(
+            services=self.services.list(),
+            slices=self.slices.list(),
+            nodes=self.nodes.list(),
+            pools=self.pools.list(),
+            advertisements=self.advertisements.list(),
+        )
+        self._log_problems(inputs.problems)
+        self.decisions = model.decide(inputs, self.beacon.alive(), self.network)
+        mine = model.announced_by(self.decisions, self.node)
+        ips = {ip for svc_ips in mine.values() for ip in svc_ips}
+        added = self.announcer.set_ips(ips)
+        if self._reannounce:
+            self._reannounce = False
+            added = ips
+        if added:
+            self.announcer.announce(added)
+        for key, svc_ips in sorted(mine.items()):
+            if self.announced.get(key) == svc_ips:
+                continue
+            log.info(
+                "announcing",
+                extra={"kv": {"service": key, "ips": ",".join(svc_ips), "node": self.node}},
+            )
+            svc = self.services.get(key)
+            if svc is not None:
+                self.recorder.event(
+                    _ref(svc),
+                    "Normal",
+                    "nodeAssigned",
+                    f'announcing from node "{self.node}" with protocol "{model.PROTOCOL}"',
+                )
+        for key in sorted(set(self.announced) - set(mine)):
+            log.info("withdrawing announcement", extra={"kv": {"service": key}})
+        self.announced = mine
+
+    def _log_problems(self, problems: dict[str, str]) -> None:
+        for what, why in problems.items():
+            if self._logged.get(what) != why:
+                log.warning(
+                    "left out of the layer-2 election", extra={"kv": {"object": what, "error": why}}
+                )
+        self._logged = dict(problems)
+
+
+def _ref(svc: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "Service", "apiVersion": "v1", "metadata": svc.get("metadata", {})}
