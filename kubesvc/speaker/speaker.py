@@ -10,7 +10,8 @@ It announces nothing until its caches have synced and it has listened for heartb
 DEAD_AFTER (so a starting speaker does not briefly believe it is alone). A speaker cut off
 from the others believes it is alone and announces everything, harmlessly while cut off;
 when it hears the others again the election settles, and every speaker that sees a peer
-(re)appear repeats its gratuitous ARP, so the real owner's MAC is what hosts keep.
+(re)appear repeats its gratuitous ARP and its Events, so the real owner's MAC is what hosts
+keep and the latest Event names it. A speaker cut off records no Events.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class Speaker:
         self._dirty: asyncio.Event | None = None
         self._logged: dict[str, str] = {}  # problems already logged, once per message
         self._reannounce = False
+        self._told: dict[str, tuple[str, ...]] = {}  # services whose nodeAssigned is recorded
 
     @classmethod
     def for_agent(
@@ -184,33 +186,40 @@ class Speaker:
             advertisements=self.advertisements.list(),
         )
         self._log_problems(inputs.problems)
-        self.decisions = model.decide(inputs, self.beacon.alive(), self.network)
+        alive = self.beacon.alive()
+        self.decisions = model.decide(inputs, alive, self.network)
         mine = model.announced_by(self.decisions, self.node)
         ips = {ip for svc_ips in mine.values() for ip in svc_ips}
         added = self.announcer.set_ips(ips)
         if self._reannounce:
+            # speakers (re)joined: the owners say so again, on the network and in Events
             self._reannounce = False
             added = ips
+            self._told.clear()
         if added:
             self.announcer.announce(added)
-        for key, svc_ips in sorted(mine.items()):
-            if self.announced.get(key) == svc_ips:
-                continue
-            log.info(
-                "announcing",
-                extra={"kv": {"service": key, "ips": ",".join(svc_ips), "node": self.node}},
-            )
-            svc = self.services.get(key)
-            if svc is not None:
-                self.recorder.event(
-                    _ref(svc),
-                    "Normal",
-                    "nodeAssigned",
-                    f'announcing from node "{self.node}" with protocol "{model.PROTOCOL}"',
-                )
+        for key in sorted(set(mine) - set(self.announced)):
+            log.info("announcing", extra={"kv": {"service": key, "ips": ",".join(mine[key])}})
         for key in sorted(set(self.announced) - set(mine)):
             log.info("withdrawing announcement", extra={"kv": {"service": key}})
         self.announced = mine
+        # a speaker that hears nobody while the API lists other Ready nodes is cut off: what
+        # it announces reaches nobody, and an Event from it would name the wrong node
+        others = any(n.ready for name, n in inputs.nodes.items() if name != self.node)
+        if alive == {self.node} and others:
+            return
+        self._told = {k: v for k, v in self._told.items() if mine.get(k) == v}
+        for key, svc_ips in sorted(mine.items()):
+            svc = self.services.get(key)
+            if self._told.get(key) == svc_ips or svc is None:
+                continue
+            self._told[key] = svc_ips
+            self.recorder.event(
+                _ref(svc),
+                "Normal",
+                "nodeAssigned",
+                f'announcing from node "{self.node}" with protocol "{model.PROTOCOL}"',
+            )
 
     def _log_problems(self, problems: dict[str, str]) -> None:
         for what, why in problems.items():

@@ -201,14 +201,19 @@ def test_failover_when_the_announcing_node_goes_down(net: Net) -> None:
         assert (replies, macs) == (3, {net.node_mac(new_owner)})
     finally:
         subprocess.run(["ip", "link", "set", port, "up"], check=False)
+
     # back on the network, the cut-off node (which announced everything alone) and the
     # others settle on one answer again
-    wait_for(
-        lambda: _arp_answers(net, ip)[0] == 3 and len(_arp_answers(net, ip)[1]) == 1,
-        timeout=20,
-        what="one node answering ARP after the link came back",
-    )
+    def one_answer() -> str:
+        replies, macs = _arp_answers(net, ip)
+        return macs.pop() if replies == 3 and len(macs) == 1 else ""
+
+    mac = wait_for(one_answer, timeout=20, what="one node answering ARP after the link came back")
     assert wait_for(lambda: _curl(net, ip), timeout=20, what="curl after the link came back")
+    # and the latest nodeAssigned Event names that node
+    nodes = [f"{net.cluster.name}-node-{i}" for i in (1, 2, 3)]
+    answering = next(node for node in nodes if net.node_mac(node) == mac)
+    wait_for(lambda: _announcer(net, name) == answering, timeout=20, what=f"{answering} in Events")
 
 
 def test_local_policy_announces_from_the_endpoints_node_and_keeps_the_client_ip(

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from kubesvc.speaker import arp
 from kubesvc.speaker import heartbeat as hb
+from kubesvc.speaker.announcer import REPLY_RATE, Announcer
 from kubesvc.speaker.heartbeat import Heartbeat, Membership
 
 KEY = b"k" * 32
@@ -170,3 +171,21 @@ def test_any_frame_parses_or_is_refused(data: bytes) -> None:
     if pkt is not None:
         assert pkt.op in (1, 2) and len(pkt.sender_mac) == 6
         arp.reply_to(pkt, MAC)  # whatever was read, a reply can be built from it
+
+
+def test_the_responder_answers_only_for_its_ips_and_at_a_bounded_rate() -> None:
+    a = Announcer("unused")  # no socket: what it would send is counted, not sent
+    a.mac = MAC
+    assert a.set_ips({"172.31.7.240"}) == {"172.31.7.240"}
+    a.handle(request("172.31.7.241"))
+    a.handle(request(dst=bytes.fromhex("020000000009")))
+    a.handle(b"\xff" * 10)
+    assert a.replies == 0
+    for _ in range(int(REPLY_RATE) * 3):
+        a.handle(request())
+    assert REPLY_RATE <= a.replies < REPLY_RATE * 1.5
+    assert a.dropped > 0
+    assert a.set_ips(set()) == set()
+    before = a.replies
+    a.handle(request())
+    assert a.replies == before
