@@ -3,8 +3,8 @@
     python bench/loadbalancer_bench.py [--runs 5] [--services 20] [--json FILE]
 
 Runs as root. Starts a 3-node cluster with `kubesvc up` under a unique name (`lbb-<hex>`,
-KUBESVC_HOME, KUBECONFIG and KUBECACHEDIR in a temporary directory) and a client network
-namespace on the cluster's bridge (as an outside host on the node network), then measures:
+KUBESVC_HOME, KUBECONFIG and KUBECACHEDIR in a temporary directory) and an outside host on
+the nodes' LAN (`kubesvc host add client`), then measures:
 
 1. **Failover** (--runs times): a LoadBalancer Service over 3 agnhost netexec pods; the
    client opens a new connection to the LB IP every 20 ms (100 ms timeout, one HTTP request
@@ -14,15 +14,15 @@ namespace on the cluster's bridge (as an outside host on the node network), then
    meanwhile. The NodePort on the dead node is the reference: it stays lost for as long as
    the node is down (5 s here). The link is set up again and the cluster left to settle
    before the next run.
-2. **Service created -> first successful request** (--services times): a LoadBalancer
-   Service is created through the API (the allocator writes its IP), and the client polls
-   it with new connections every 10 ms until one is served. p50 and p99.
-3. **ARP reply time**: `arping` from the client, 20 broadcast requests for an announced
+2. **ARP reply time**: `arping` from the client, 20 broadcast requests for an announced
    IP, one `arping` each.
-
-Progress goes to stderr, the table to stdout. `kubesvc down` runs and the client namespace
-is deleted on exit, including on errors, Ctrl-C and SIGTERM. Traffic goes only between the
-client namespace and the cluster's nodes, on the cluster's own bridge.
+3. **Service created -> first successful request** (--services times): `kubectl expose
+   --type=LoadBalancer` (the allocator writes the IP), and the client polls it with new
+   connections every 10 ms until one is served. p50 and p99, and how long `kubectl expose`
+   itself took.
+Progress goes to stderr, the table to stdout. `kubesvc down` (which removes the host too)
+runs on exit, including on errors, Ctrl-C and SIGTERM. Traffic goes only between the
+outside host and the cluster's nodes, on the cluster's own bridge.
 """
 
 from __future__ import annotations
@@ -70,7 +70,6 @@ class Bench:
             KUBECACHEDIR=str(tmp / "kubecache"),
         )
         self.client_ns = ""
-        self.veth = f"kb{secrets.token_hex(4)}"
         self.plan: ClusterNet | None = None
 
     # -- plumbing --------------------------------------------------------------------------
@@ -90,35 +89,26 @@ class Bench:
             check=True,
             capture_output=True,
         )
-        node = json.loads(self.kubectl("get", "node", f"{self.name}-node-1", "-o", "json"))
-        ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-        self.plan = ClusterNet(self.name, str(ipaddress.ip_network(f"{ip}/24", strict=False)))
-        self.client_ns = f"{self.plan.netns_prefix}bench-client"
-        client_ip = f"{self.addr(150)}/24"
-        for cmd in (
-            ["ip", "netns", "add", self.client_ns],
+        state = json.loads((self.tmp / "home" / self.name / "cluster.json").read_text())
+        self.plan = ClusterNet(self.name, state["node_cidr"])
+        subprocess.run(
             [
-                "ip",
-                "link",
+                sys.executable,
+                "-m",
+                "kubesvc.cli.main",
+                "host",
                 "add",
-                self.veth,
-                "type",
-                "veth",
-                "peer",
-                "eth0",
-                "netns",
-                self.client_ns,
+                "client",
+                "--name",
+                self.name,
             ],
-            ["ip", "link", "set", self.veth, "master", self.plan.bridge, "up"],
-            ["ip", "-n", self.client_ns, "addr", "add", client_ip, "dev", "eth0"],
-            ["ip", "-n", self.client_ns, "link", "set", "eth0", "up"],
-        ):
-            subprocess.run(cmd, check=True, capture_output=True)
+            env=self.env,
+            check=True,
+            capture_output=True,
+        )
+        self.client_ns = self.plan.outside_host_netns("client")
 
     def down(self) -> None:
-        if self.client_ns:
-            subprocess.run(["ip", "netns", "delete", self.client_ns], capture_output=True)
-        subprocess.run(["ip", "link", "delete", self.veth], capture_output=True)
         subprocess.run(
             [sys.executable, "-m", "kubesvc.cli.main", "down", "--name", self.name],
             env=self.env,

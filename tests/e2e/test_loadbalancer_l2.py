@@ -4,17 +4,16 @@ node's link goes down, and with externalTrafficPolicy Local only a node with an 
 announces and the pod sees the client's address.
 
 One 3-node cluster (unique name) is shared by the tests, with the IPAddressPool and
-L2Advertisement `kubesvc up` installs (.240-.254 of the node network); the client is a
-network namespace on the cluster's bridge (under the cluster's netns prefix), removed at
-the end.
+L2Advertisement `kubesvc up` installs (.240-.254 of the node network); the client is an
+outside host on the nodes' LAN (`kubesvc host add`), removed with the cluster.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -66,29 +65,15 @@ class Net:
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
     tmp = Path(tempfile.mkdtemp(prefix="kubesvc-l2-", dir="/tmp"))
-    client_ns, veth = "", f"kc{secrets.token_hex(4)}"
     try:
         with running_cluster(tmp, "l2", "--nodes", "3") as c:
-            addrs = c.json("get", "node", f"{c.name}-node-1")["status"]["addresses"]
-            node_ip = next(a["address"] for a in addrs if a["type"] == "InternalIP")
-            cidr = str(ipaddress.ip_network(f"{node_ip}/24", strict=False))
-            plan = ClusterNet(c.name, cidr)
-            client_ns = f"{plan.netns_prefix}client"
-            client_ip = str(ipaddress.ip_network(cidr).network_address + 150)
-            for cmd in (
-                ["ip", "netns", "add", client_ns],
-                ["ip", "link", "add", veth, "type", "veth", "peer", "eth0", "netns", client_ns],
-                ["ip", "link", "set", veth, "master", plan.bridge, "up"],
-                ["ip", "-n", client_ns, "addr", "add", f"{client_ip}/24", "dev", "eth0"],
-                ["ip", "-n", client_ns, "link", "set", "eth0", "up"],
-                ["ip", "-n", client_ns, "link", "set", "lo", "up"],
-            ):
-                subprocess.run(cmd, check=True, capture_output=True)
-            yield Net(c, plan, client_ns, client_ip)
+            state = json.loads((c.home / c.name / "cluster.json").read_text())
+            plan = ClusterNet(c.name, state["node_cidr"])
+            added = c.kubesvc("host", "add", "client", "--name", c.name).stdout
+            client_ip = re.search(r"added: ([0-9.]+) ", added)
+            assert client_ip, added
+            yield Net(c, plan, plan.outside_host_netns("client"), client_ip.group(1))
     finally:
-        if client_ns:
-            subprocess.run(["ip", "netns", "delete", client_ns], check=False, capture_output=True)
-        subprocess.run(["ip", "link", "delete", veth], check=False, capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -238,3 +223,33 @@ def test_local_policy_announces_from_the_endpoints_node_and_keeps_the_client_ip(
     finally:
         with contextlib.suppress(AssertionError):
             net.cluster.out("uncordon", owner)
+
+
+def test_failover_when_the_announcing_node_is_stopped(net: Net) -> None:
+    """`kubesvc node stop`: the agent (and its speaker) gone and the link down, as a node
+    that fails; `node start` brings it back and one node answers again."""
+    name, ip = uniq("ns"), net.lb_ip(243)
+    _lb_service(net, name, ip, replicas=3)
+    owner = _announcer(net, name)
+    wait_for(lambda: _curl(net, ip), timeout=20, what=f"curl {ip} from the client")
+    c = net.cluster
+    try:
+        c.kubesvc("node", "stop", owner, "--name", c.name)
+        failed = 0
+        while _curl(net, ip, timeout=0.3) is None:
+            failed += 1
+            assert failed < 100, "requests resume once another node announces the IP"
+            time.sleep(0.05)
+        print(f"\nnode stop: {failed} requests failed before one was served")
+        replies, macs = _arp_answers(net, ip)
+        assert replies == 3 and len(macs) == 1 and net.node_mac(owner) not in macs
+    finally:
+        c.kubesvc("node", "start", owner, "--name", c.name)
+    # back, the node wins its IP again (the same hash order) and says so
+    wait_for(
+        lambda: _arp_answers(net, ip) == (3, {net.node_mac(owner)}),
+        timeout=30,
+        what=f"{owner} alone answering ARP after node start",
+    )
+    wait_for(lambda: _announcer(net, name) == owner, timeout=20, what=f"{owner} in Events")
+    assert wait_for(lambda: _curl(net, ip), timeout=20, what="curl after node start")
