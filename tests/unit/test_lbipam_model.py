@@ -15,6 +15,7 @@ from kubesvc.controllers.lbipam.model import (
     PoolError,
     build_pools,
     converge,
+    ip_text,
     parse_address,
     parse_pool,
     read_service,
@@ -413,3 +414,33 @@ def test_kinds_match_metallbs_crds() -> None:
         assert (crd["names"]["kind"], crd["names"]["singular"]) == (kind.kind, kind.singular)
         assert kind.version in [v["name"] for v in crd["versions"] if v["served"]]
     assert parse_pool(metallb.default_pool("10.1.2.240-10.1.2.254")).size == 15
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.booleans(), st.integers(0, 11), st.sampled_from(["", "k"]), st.sampled_from([80, 81])
+        ),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_search_from_the_first_free_address_is_the_full_walk(
+    ops: list[tuple[bool, int, str, int]], avoid_buggy: bool
+) -> None:
+    """The allocator starts looking where every earlier address is held; it must pick what
+    walking the whole pool would (the first address the Service may have, in pool order)."""
+    a = allocator(pool("p", "10.0.1.250-10.0.2.3", "10.0.0.5/32", avoidBuggyIPs=avoid_buggy))
+    p = a.pools["p"]
+    for create, i, key, port in ops:
+        if not create:
+            run(a, svc(f"s{i}", port, type="ClusterIP"))
+            continue
+        obj = svc(f"s{i}", port, annotations={"metallb.io/allow-shared-ip": key} if key else {})
+        req = read_service(obj)
+        assert req is not None
+        a.unassign(req.key)
+        walk = next((ip for _, ip in p.addresses() if a.check_sharing(req, ip) is None), None)
+        out = converge(a, req, {})
+        assert (out.ips or [None])[0] == (ip_text(walk) if walk is not None else None)

@@ -234,6 +234,8 @@ class LoadBalancerIPController(Controller):
                     return  # deleted meanwhile: its delete event frees the address
                 raise
             self.written[key] = obj
+        if out.ips and not out.pool:
+            return  # held while its pool is being fixed: the annotation stays as it was
         annotations = objmeta.meta(obj).get("annotations")
         annotations = annotations if isinstance(annotations, dict) else {}
         want_pool = out.pool if out.ips and out.pool else None

@@ -62,6 +62,9 @@ class ServiceAllocation:
         return True
 
 
+Position = tuple[int, int]  # (place of its range in spec.addresses, address)
+
+
 @dataclass(frozen=True)
 class Pool:
     name: str
@@ -83,13 +86,28 @@ class Pool:
         i = bisect.bisect_right(ranges, (ip, 1 << 33)) - 1
         return i >= 0 and ranges[i][0] <= ip <= ranges[i][1]
 
-    def addresses(self) -> Iterator[int]:
-        """Every IPv4 address it hands out, lowest first (lazily: a /8 is 16M addresses)."""
-        for start, end in self.ranges:
-            ip = start
+    @functools.cached_property
+    def _listed(self) -> tuple[tuple[int, int, int], ...]:
+        """(start, end, place in the list), by start."""
+        return tuple(sorted((s, e, i) for i, (s, e) in enumerate(self.ranges)))
+
+    def position(self, ip: int) -> Position | None:
+        """Where `ip` comes in the order addresses are handed out (None: not in the pool)."""
+        ranges = self._listed
+        i = bisect.bisect_right(ranges, (ip, 1 << 33, 0)) - 1
+        if i >= 0 and ranges[i][0] <= ip <= ranges[i][1]:
+            return ranges[i][2], ip
+        return None
+
+    def addresses(self, start: Position = (0, 0)) -> Iterator[tuple[Position, int]]:
+        """Every IPv4 address it hands out from `start` on, in order (lazily: a /8 is 16M
+        addresses), each with its position."""
+        for i in range(start[0], len(self.ranges)):
+            first, end = self.ranges[i]
+            ip = max(first, start[1]) if i == start[0] else first
             while ip <= end:
                 if not (self.avoid_buggy_ips and buggy(ip)):
-                    yield ip
+                    yield (i, ip), ip
                 ip += 1
 
     @property
@@ -460,6 +478,11 @@ class Allocator:
         self.invalid: dict[str, str] = {}
         self.allocated: dict[str, Alloc] = {}  # service key -> its IP
         self.on_ip: dict[int, set[str]] = {}  # IP -> service keys holding it
+        # sharing key -> the IPs Services with that key hold (how many on each)
+        self.shared: dict[str, dict[int, int]] = {}
+        # pool -> a position before which every address is held, so the search for a free
+        # one starts there and handing out n addresses costs O(n), not O(n^2)
+        self.free_from: dict[str, Position] = {}
 
     # state
     def ip(self, key: str) -> str | None:
@@ -469,9 +492,6 @@ class Allocator:
     def pool(self, key: str) -> str:
         a = self.allocated.get(key)
         return a.pool if a else ""
-
-    def in_use(self, pool: str) -> int:
-        return len({a.ip for a in self.allocated.values() if a.pool == pool})
 
     def pool_for(self, ip: int) -> Pool | None:
         for name in sorted(self.pools):
@@ -484,6 +504,7 @@ class Allocator:
         (released). While some pool is invalid nothing is released: the IP may be in the
         pool being fixed, and taking it away would move a Service for a typo."""
         self.pools, self.invalid = dict(pools.pools), dict(pools.invalid)
+        self.free_from.clear()
         released = []
         for key, a in list(self.allocated.items()):
             pool = self.pool_for(a.ip)
@@ -505,12 +526,32 @@ class Allocator:
             users.discard(key)
             if not users:
                 del self.on_ip[a.ip]
+                self._freed(a)
+        if a.sharing_key:
+            ips = self.shared[a.sharing_key]
+            ips[a.ip] -= 1
+            if not ips[a.ip]:
+                del ips[a.ip]
+                if not ips:
+                    del self.shared[a.sharing_key]
         return True
+
+    def _freed(self, a: Alloc) -> None:
+        pool = self.pools.get(a.pool)
+        hint = self.free_from.get(a.pool)
+        if pool is None or hint is None:
+            return
+        pos = pool.position(a.ip)
+        if pos is not None and pos < hint:
+            self.free_from[a.pool] = pos
 
     def _hold(self, key: str, alloc: Alloc) -> None:
         self.unassign(key)
         self.allocated[key] = alloc
         self.on_ip.setdefault(alloc.ip, set()).add(key)
+        if alloc.sharing_key:
+            ips = self.shared.setdefault(alloc.sharing_key, {})
+            ips[alloc.ip] = ips.get(alloc.ip, 0) + 1
 
     def check_sharing(self, req: ServiceRequest, ip: int) -> str | None:
         """Why `req` cannot have `ip` next to the Services holding it (None: it can)."""
@@ -561,15 +602,27 @@ class Allocator:
         return True
 
     def allocate_from_pool(self, req: ServiceRequest, pool: Pool) -> int | None:
-        """The first address of `pool` that `req` can have (lowest first, as MetalLB).
-        Walks past held addresses only, so it costs at most the pool's usage."""
-        for ip in pool.addresses():
+        """The first address of `pool` that `req` can have, in the pool's order, as
+        MetalLB picks it: the first free one, or an earlier one it may share."""
+        best: tuple[Position, int] | None = None
+        start = self.free_from.get(pool.name, (0, 0))
+        for pos, ip in pool.addresses(start):
+            users = self.on_ip.get(ip)
+            if not users or users == {req.key}:
+                best = pos, ip
+                break
+        if best is not None:
+            self.free_from[pool.name] = best[0]  # every address before it is held
+        for ip in self.shared.get(req.sharing_key, {}) if req.sharing_key else ():
+            pos = pool.position(ip)
+            if pos is None or (best is not None and pos >= best[0]):
+                continue
             if self.check_sharing(req, ip) is None:
-                self._hold(
-                    req.key, Alloc(pool.name, ip, req.ports, req.sharing_key, req.backend_key)
-                )
-                return ip
-        return None
+                best = pos, ip
+        if best is None:
+            return None
+        self._hold(req.key, _alloc(pool.name, best[1], req))
+        return best[1]
 
     def candidate_pools(self, req: ServiceRequest, ns_labels: Mapping[str, str]) -> list[Pool]:
         """Pools for automatic assignment, in order: those whose serviceAllocation admits
