@@ -478,6 +478,7 @@ class Allocator:
         self.invalid: dict[str, str] = {}
         self.allocated: dict[str, Alloc] = {}  # service key -> its IP
         self.on_ip: dict[int, set[str]] = {}  # IP -> service keys holding it
+        self.ports_on_ip: dict[int, dict[tuple[str, int], str]] = {}  # IP -> port -> key
         # sharing key -> the IPs Services with that key hold (how many on each)
         self.shared: dict[str, dict[int, int]] = {}
         # pool -> a position before which every address is held, so the search for a free
@@ -521,6 +522,13 @@ class Allocator:
         a = self.allocated.pop(key, None)
         if a is None:
             return False
+        ports = self.ports_on_ip.get(a.ip)
+        if ports is not None:
+            for port in a.ports:
+                if ports.get(port) == key:
+                    del ports[port]
+            if not ports:
+                del self.ports_on_ip[a.ip]
         users = self.on_ip.get(a.ip)
         if users is not None:
             users.discard(key)
@@ -549,29 +557,32 @@ class Allocator:
         self.unassign(key)
         self.allocated[key] = alloc
         self.on_ip.setdefault(alloc.ip, set()).add(key)
+        ports = self.ports_on_ip.setdefault(alloc.ip, {})
+        for port in alloc.ports:
+            ports.setdefault(port, key)
         if alloc.sharing_key:
             ips = self.shared.setdefault(alloc.sharing_key, {})
             ips[alloc.ip] = ips.get(alloc.ip, 0) + 1
 
     def check_sharing(self, req: ServiceRequest, ip: int) -> str | None:
-        """Why `req` cannot have `ip` next to the Services holding it (None: it can)."""
-        others = [k for k in self.on_ip.get(ip, ()) if k != req.key]
-        if not others:
+        """Why `req` cannot have `ip` next to the Services holding it (None: it can).
+        Costs O(ports), however many Services share the address."""
+        users = self.on_ip.get(ip)
+        other = next((k for k in users if k != req.key), None) if users else None
+        if other is None:
             return None
-        first = self.allocated[others[0]]
+        first = self.allocated[other]
         if (
             not first.sharing_key
             or not req.sharing_key
             or first.sharing_key != req.sharing_key
             or first.backend_key != req.backend_key
         ):
-            return f'can\'t change sharing key for "{req.key}", address also in use by ' + ",".join(
-                sorted(others)
-            )
-        for other in others:
-            clash = self.allocated[other].ports & req.ports
-            if clash:
-                proto, port = sorted(clash)[0]
+            others = ",".join(sorted(k for k in users if k != req.key))
+            return f'can\'t change sharing key for "{req.key}", address also in use by {others}'
+        taken = self.ports_on_ip.get(ip, {})
+        for proto, port in sorted(req.ports):
+            if taken.get((proto, port), req.key) != req.key:
                 return f'port {proto}/{port} is already in use on "{ip_text(ip)}"'
         return None
 
