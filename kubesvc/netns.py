@@ -7,7 +7,6 @@ into other tasks.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import os
@@ -17,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from kubesvc import spawn
 
 T = TypeVar("T")
 NETNS_DIR = Path("/run/netns")
@@ -28,18 +29,18 @@ class CommandError(RuntimeError):
 
 
 async def run(*argv: str, input: str | None = None, check: bool = True) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    done = await spawn.run(
+        argv,
+        input=input.encode() if input is not None else None,
+        stdout=spawn.PIPE,
+        stderr=spawn.PIPE,
     )
-    out, err = await proc.communicate(input.encode() if input is not None else None)
-    if check and proc.returncode != 0:
+    if check and done.returncode != 0:
         cmd = " ".join(argv)
+        out, err = done.stdout, done.stderr
         detail = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
-        raise CommandError(f"{cmd}: exit {proc.returncode}: {detail}")
-    return out.decode(errors="replace")
+        raise CommandError(f"{cmd}: exit {done.returncode}: {detail}")
+    return done.stdout.decode(errors="replace")
 
 
 async def ip_batch(commands: list[str], netns: str | None = None, check: bool = True) -> None:
@@ -135,10 +136,7 @@ async def host_routes() -> list[str]:
 
 async def link_exists(name: str, netns: str | None = None) -> bool:
     argv = ["ip"] + (["-n", netns] if netns else []) + ["link", "show", name]
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
-    return await proc.wait() == 0
+    return (await spawn.run(argv)).returncode == 0
 
 
 def is_mountpoint(path: Path) -> bool:

@@ -11,13 +11,13 @@ share the host's filesystem: a mountPath that does not exist there is created on
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kubesvc import spawn
 from kubesvc.node import atomicwriter, images
 from kubesvc.node.view import Sandbox
 from kubesvc.node.volumes import MountPlan, PathFacts, VolumePlan, host_path_action
@@ -163,20 +163,11 @@ async def mount_all(
 ) -> str | None:
     """Make the pod's mounts inside its mount namespace; the error, if any."""
     script = mount_script(root, plans, mounts, binds)
-    proc = await asyncio.create_subprocess_exec(
-        "nsenter",
-        f"--mount={sandbox.mnt}",
-        "--",
-        "sh",
-        "-c",
-        script,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    done = await spawn.run(
+        ["nsenter", f"--mount={sandbox.mnt}", "--", "sh", "-c", script], stderr=spawn.PIPE
     )
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        return err.decode(errors="replace").strip()[-1024:] or "mount failed"
+    if done.returncode != 0:
+        return done.stderr.decode(errors="replace").strip()[-1024:] or "mount failed"
     return None
 
 

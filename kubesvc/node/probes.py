@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
-import signal
 import socket
 import ssl
 import struct
@@ -23,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
+from kubesvc import spawn
 from kubesvc.netns import socket_in_netns
 
 SUCCESS = "Success"
@@ -324,42 +323,18 @@ async def exec_command(
 ) -> tuple[int | None, str]:
     """(exit status, or None when it ran out of time and was killed; stdout+stderr, first
     10 KiB). OSError/ValueError when it cannot be started."""
-    proc = await asyncio.create_subprocess_exec(
-        *exec_prefix,
-        *command,
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+    # output past the limit is read and dropped, so a chatty command never blocks on a
+    # full pipe; the whole process group is killed when it runs out of time
+    done = await spawn.run(
+        [*exec_prefix, *command],
+        env=env,
+        stdout=spawn.PIPE,
+        stderr=spawn.STDOUT,
         start_new_session=True,
+        limit=MAX_BODY,
+        timeout=timeout,
     )
-    output = bytearray()
-    try:
-        async with asyncio.timeout(timeout):
-            await _drain(proc, output)
-            code = await proc.wait()
-    except TimeoutError:
-        _kill_group(proc)
-        await proc.wait()
-        return None, bytes(output).decode("utf-8", "replace")
-    except BaseException:
-        _kill_group(proc)
-        raise
-    return code, bytes(output).decode("utf-8", "replace")
-
-
-async def _drain(proc: asyncio.subprocess.Process, output: bytearray) -> None:
-    assert proc.stdout is not None
-    while chunk := await proc.stdout.read(65536):
-        # Keep reading past the limit so a chatty command never blocks on a full pipe.
-        output += chunk[: max(0, MAX_BODY - len(output))]
-
-
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
+    return done.returncode, done.stdout.decode("utf-8", "replace")
 
 
 # --- the worker's state machine ---------------------------------------------------------
