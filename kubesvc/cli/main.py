@@ -52,6 +52,7 @@ def _controller_manager(args: argparse.Namespace) -> int:
 
 
 def _node(args: argparse.Namespace) -> int:
+    from kubesvc.client.kubeconfig import wait_for_server
     from kubesvc.node.agent import AgentConfig, NodeAgent
     from kubesvc.node.netplan import ClusterNet
     from kubesvc.node.sandbox import NodeNet
@@ -77,7 +78,13 @@ def _node(args: argparse.Namespace) -> int:
         args.dns_ip,
         proxy_mode=args.proxy_mode,
     )
-    _run(NodeAgent(config).run())
+
+    async def run() -> None:
+        # started together with the API server: wait for it after the imports
+        await wait_for_server(args.kubeconfig)
+        await NodeAgent(config).run()
+
+    _run(run())
     return 0
 
 

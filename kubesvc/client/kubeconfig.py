@@ -1,15 +1,24 @@
-"""Read a kubeconfig file into what an HTTPS client needs."""
+"""Read a kubeconfig file into what an HTTPS client needs, and wait for the server it
+names."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import logging
 import ssl
 import tempfile
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+log = logging.getLogger("kubesvc.client")
+
+SERVER_POLL = 0.02  # seconds between attempts while waiting for the API server
 
 
 @dataclass(frozen=True)
@@ -19,10 +28,13 @@ class ClusterAccess:
     token: str | None = None
 
 
-def _named(items: list[dict[str, Any]], name: str, what: str) -> dict[str, Any]:
-    for item in items or []:
-        if item.get("name") == name:
-            return item.get(what) or {}
+def _named(items: Any, name: Any, what: str) -> dict[str, Any]:
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and item.get("name") == name:
+            section = item.get(what) or {}
+            if not isinstance(section, dict):
+                raise ValueError(f"kubeconfig's {what} {name!r} is not a mapping")
+            return section
     raise ValueError(f"kubeconfig has no {what} named {name!r}")
 
 
@@ -37,20 +49,32 @@ def _material(section: dict[str, Any], key: str, base: Path) -> bytes | None:
     return None
 
 
-def load(path: str | Path, context: str | None = None) -> ClusterAccess:
-    path = Path(path)
+def _sections(path: Path, context: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The cluster and user sections of `context` (default: the current context)."""
     config = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a kubeconfig (no mapping at the top)")
     context_name = context or config.get("current-context")
     if not context_name:
         raise ValueError(f"{path}: no current-context; pass a context name")
     ctx = _named(config.get("contexts", []), context_name, "context")
-    cluster = _named(config.get("clusters", []), ctx["cluster"], "cluster")
-    user = _named(config.get("users", []), ctx["user"], "user")
+    cluster = _named(config.get("clusters", []), ctx.get("cluster"), "cluster")
+    user = _named(config.get("users", []), ctx.get("user"), "user")
+    return cluster, user
+
+
+def load(path: str | Path, context: str | None = None) -> ClusterAccess:
+    path = Path(path)
+    cluster, user = _sections(path, context)
     base = path.parent
-    sslctx = ssl.create_default_context()
     ca = _material(cluster, "certificate-authority", base)
     if ca:
+        # the kubeconfig's CA is the only one trusted, as kubectl does; loading the system's
+        # CAs as well (create_default_context) would cost 20-50 ms in every process
+        sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         sslctx.load_verify_locations(cadata=ca.decode())
+    else:
+        sslctx = ssl.create_default_context()
     if cluster.get("insecure-skip-tls-verify"):
         sslctx.check_hostname = False
         sslctx.verify_mode = ssl.CERT_NONE
@@ -64,3 +88,40 @@ def load(path: str | Path, context: str | None = None) -> ClusterAccess:
             kf.chmod(0o600)
             sslctx.load_cert_chain(cf, kf)
     return ClusterAccess(cluster["server"].rstrip("/"), sslctx, user.get("token"))
+
+
+def server_address(server: str) -> tuple[str, int]:
+    """Host and port of a kubeconfig's `server` URL (https://host[:port])."""
+    url = urllib.parse.urlsplit(server)
+    if not url.hostname:
+        raise ValueError(f"server {server!r} has no host")
+    return url.hostname, url.port or (80 if url.scheme == "http" else 443)
+
+
+async def wait_for_server(
+    path: str | Path, context: str | None = None, poll: float = SERVER_POLL
+) -> None:
+    """Wait until the kubeconfig at `path` exists and its server accepts connections, as
+    upstream's kubelet and controller-manager keep trying until the API server is up: a
+    cluster starts its components together, so they import while the API server starts.
+    A kubeconfig that exists but cannot be read raises."""
+    path = Path(path)
+    said = False
+    while True:
+        try:
+            cluster = _sections(path, context)[0]
+            host, port = server_address(str(cluster.get("server") or ""))
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+        except FileNotFoundError as e:
+            error: str = f"{e.filename}: not written yet"
+        except (OSError, TimeoutError) as e:
+            error = str(e) or type(e).__name__
+        else:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+        if not said:
+            log.info("waiting for the API server", extra={"kv": {"error": error}})
+            said = True
+        await asyncio.sleep(poll)

@@ -208,10 +208,8 @@ def components(cluster: Cluster) -> list[Component]:
     net = cluster.net()
     kcfg = str(cluster.kubeconfig)
 
-    def component(name: str, argv: list[str], after: tuple[str, ...] = ()) -> Component:
-        return Component(
-            name, argv, cluster.logs / f"{name}.log", cluster.pids / f"{name}.pid", after
-        )
+    def component(name: str, argv: list[str]) -> Component:
+        return Component(name, argv, cluster.logs / f"{name}.log", cluster.pids / f"{name}.pid")
 
     tunables = tunable_flags(state)
     stopped = set(stopped_nodes(state))
@@ -232,13 +230,13 @@ def components(cluster: Cluster) -> list[Component]:
             *tunables["apiserver"],
         ),
     )
-    api.ready = lambda: _api_answers(cluster)
+    # all start at once: the controller-manager and the agents wait for the API server
+    # themselves (kubeconfig.wait_for_server), so their imports overlap the server's start
     out = [
         api,
         component(
             "controller-manager",
             _kubesvc("controller-manager", "--kubeconfig", kcfg, *tunables["controller-manager"]),
-            ("apiserver",),
         ),
     ]
     for i, node in enumerate(state["nodes"]):
@@ -261,7 +259,7 @@ def components(cluster: Cluster) -> list[Component]:
             "--proxy-mode",
             state.get("proxy_mode", "nftables"),
         )
-        agent = component(node, argv, ("apiserver",))
+        agent = component(node, argv)
         agent.held = node in stopped  # `kubesvc node stop`
         out.append(agent)
     return out

@@ -7,6 +7,7 @@ import logging
 
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import InformerFactory
+from kubesvc.client.kubeconfig import wait_for_server
 from kubesvc.client.rest import ApiClient
 from kubesvc.controllers.base import Context, Controller, run_all
 
@@ -45,6 +46,7 @@ async def run_controller_manager(
     resync_period: float = 300.0,
     settings: dict[str, float] | None = None,
 ) -> None:
+    await wait_for_server(kubeconfig)
     client = ApiClient.from_kubeconfig(
         kubeconfig, user_agent="kube-controller-manager/v1.32.4 (kubesvc)"
     )
@@ -58,6 +60,7 @@ async def run_controller_manager(
     factory.start()
     while not await factory.wait_for_sync(timeout=10):
         log.warning("waiting for informer caches to sync")
+
     print(f"kubesvc controller-manager running: {', '.join(names)}", flush=True)
     try:
         await run_all(controllers)

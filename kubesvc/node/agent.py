@@ -133,9 +133,6 @@ class NodeAgent:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def run(self) -> None:
-        await sandbox.ensure_node(self.net)
-        await sandbox.ensure_ns_dir(self.net.cluster)
-        mounts.write_launchers(self.cfg.state_dir / "bin")
         self.pods.add_handler(self._pod_event, lambda _o, n: self._pod_event(n), self._pod_event)
         self.nodes.add_handler(
             lambda _o: self._routes_changed(),
@@ -149,14 +146,17 @@ class NodeAgent:
                 lambda o, k=kind: self._source_changed(k, o),  # type: ignore[misc]
             )
         self._routes_dirty = asyncio.Event()
-        await self._register()
+        # the node's namespaces are made while it registers: neither needs the other
+        await asyncio.gather(self._prepare_node(), self._register())
         informers = [self.pods, self.services, self.nodes, self.configmaps, self.secrets]
         informers.append(self.slices)  # kube-proxy's and the speaker's
         for inf in informers:
             inf.start()
+        # the kubelet API's imports and certificate (0.1-0.2 s) overlap the informers' lists
+        serving = asyncio.create_task(self._serve())
         await asyncio.gather(*(i.wait_for_sync() for i in informers))
         await self._adopt()
-        server = await self._serve()
+        server = await serving
         tasks = [self.speaker.run()]
         metrics = None
         if self.proxier is not None:
@@ -183,6 +183,11 @@ class NodeAgent:
             self.runtime.close()
             await self.recorder.close()
             await self.client.close()
+
+    async def _prepare_node(self) -> None:
+        await sandbox.ensure_node(self.net)
+        await sandbox.ensure_ns_dir(self.net.cluster)
+        mounts.write_launchers(self.cfg.state_dir / "bin")
 
     async def _serve(self) -> Any:
         """The kubelet API (logs, exec, port-forward) on the node's address, in its netns."""
