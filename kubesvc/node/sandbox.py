@@ -166,8 +166,11 @@ class IPAM:
         self._save()
 
 
+NS_ROOT = Path("/run/kubesvc")
+
+
 def ns_dir(cluster: str) -> Path:
-    return Path("/run/kubesvc") / cluster / "ns"
+    return NS_ROOT / cluster / "ns"
 
 
 async def ensure_ns_dir(cluster: str) -> Path:
@@ -203,21 +206,54 @@ async def create_pod_sandbox(
     uts, mnt = d / f"{uid}.uts", d / f"{uid}.mnt"
     for f in (uts, mnt):
         f.touch()
-    # inside the new mount namespace: overlay the kubelet-written files, and drop the
-    # copies of other namespaces' files so no namespace keeps another one alive
-    script = (
-        f"hostname {_q(hostname)}; "
-        f"mount --bind {_q(str(files_dir / 'hosts'))} /etc/hosts; "
-        f"mount --bind {_q(str(files_dir / 'resolv.conf'))} /etc/resolv.conf; "
-        f"mount --bind {_q(str(files_dir / 'hostname'))} /etc/hostname; "
-        f"mkdir -p {SA_DIR} && mount --bind {_q(str(files_dir / 'serviceaccount'))} {SA_DIR}; "
-        "umount -R -l /run/kubesvc 2>/dev/null; umount -R -l /run/netns 2>/dev/null; true"
-    )
+    # the mount point is on the host's filesystem, as it would be made from inside
+    Path(SA_DIR).mkdir(parents=True, exist_ok=True)
+    fstab = files_dir / "sandbox.fstab"
+    fstab.write_text(sandbox_fstab(files_dir))
     await netns.run(
-        "unshare", f"--uts={uts}", f"--mount={mnt}", "--propagation", "private", "sh", "-c", script
+        "unshare",
+        f"--uts={uts}",
+        f"--mount={mnt}",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        sandbox_script(hostname, fstab),
     )
     return Sandbox(
         namespace, name, uid, netns.NETNS_DIR / pod_netns, uts, mnt, ip, hostname, host_network
+    )
+
+
+def fstab_path(path: str) -> str:
+    """A path as an fstab field: whitespace and backslashes octal-escaped (libmount reads
+    them back)."""
+    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+
+
+def sandbox_fstab(files_dir: Path) -> str:
+    """The kubelet-written files bind-mounted over the host's in a pod's mount namespace."""
+    binds = [
+        (files_dir / "hosts", "/etc/hosts"),
+        (files_dir / "resolv.conf", "/etc/resolv.conf"),
+        (files_dir / "hostname", "/etc/hostname"),
+        (files_dir / "serviceaccount", SA_DIR),
+    ]
+    return "".join(
+        f"{fstab_path(str(src))} {fstab_path(dst)} none bind 0 0\n" for src, dst in binds
+    )
+
+
+def sandbox_script(hostname: str, fstab: Path) -> str:
+    """What runs inside a new pod's UTS and mount namespaces: its hostname, the binds of
+    `fstab` (one `mount -a` for all of them), and the copies of other namespaces' files
+    dropped so no namespace keeps another one alive: /run/netns and each cluster's
+    /run/kubesvc/CLUSTER/ns (their mount points; /run/kubesvc itself is not one). Five
+    processes in all (there were ten, one per step)."""
+    return (
+        f"hostname {_q(hostname)}; "
+        f"mount -a -T {_q(str(fstab))}; "
+        f"umount -R -l {netns.NETNS_DIR} {NS_ROOT}/*/ns 2>/dev/null; true"
     )
 
 
