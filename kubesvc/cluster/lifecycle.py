@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -43,6 +43,9 @@ from kubesvc.cluster.supervisor import (
     write_atomic,
 )
 from kubesvc.node.netplan import ClusterNet, overlapping, pick_node_cidr
+
+if TYPE_CHECKING:
+    from kubesvc.client.rest import ApiClient
 
 API_PORT = 6443
 REQUIRED_TOOLS = ("ip", "nsenter", "unshare", "nft", "mount")
@@ -545,6 +548,11 @@ async def _wait_ready(
     name = cluster.name
     net = cluster.net()
     deadline = time.monotonic() + wait
+    # the supervisor imports this module too: the client (aiohttp) only where it is used,
+    # imported while the API server starts rather than after
+    from kubesvc.client.rest import ApiClient
+    from kubesvc.cluster import addons
+
     while not await _api_answers(cluster):
         if time.monotonic() > deadline or start_ticks(supervisor) is None:
             what = "in time" if time.monotonic() > deadline else "(its supervisor exited)"
@@ -552,17 +560,21 @@ async def _wait_ready(
             return 1
         await asyncio.sleep(0.02)
     progress.step(f"API server https://{net.host_ip}:{API_PORT}")
-    # the supervisor imports this module too: the client (aiohttp) only where it is used
-    from kubesvc.client.rest import ApiClient
-    from kubesvc.cluster import addons
-
     state = cluster.load()
-    if not state.get("addons_installed"):
-        async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as client:
-            await addons.install(client, net)
-        state["addons_installed"] = True
-        cluster.save(state)
-    ready = await _wait_nodes_ready(cluster, running_nodes(state), deadline, progress, fresh)
+    async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as client:
+        nodes = asyncio.ensure_future(
+            _wait_nodes_ready(client, cluster, running_nodes(state), deadline, progress, fresh)
+        )
+        if not state.get("addons_installed"):
+            # the add-ons go in while the nodes come up (their CRDs take a moment to be served)
+            try:
+                await addons.install(client, net)
+            except BaseException:
+                nodes.cancel()
+                raise
+            state["addons_installed"] = True
+            cluster.save(state)
+        ready = await nodes
     for node in stopped_nodes(state):
         progress.info(
             f"node {node} is stopped (`kubesvc node start {node} --name {cluster.name}` starts it)"
@@ -611,29 +623,33 @@ def agent_ready(cluster: Cluster, node: str) -> bool:
 
 
 async def _wait_nodes_ready(
-    cluster: Cluster, names: list[str], deadline: float, progress: Progress, fresh: bool
+    client: ApiClient,
+    cluster: Cluster,
+    names: list[str],
+    deadline: float,
+    progress: Progress,
+    fresh: bool,
 ) -> bool:
-    from kubesvc.client.rest import ApiClient, ApiException
+    from kubesvc.client.rest import ApiException
 
     seen: set[str] = set()
-    async with ApiClient.from_kubeconfig(str(cluster.kubeconfig)) as client:
-        while time.monotonic() < deadline:
-            try:
-                items = (await client.list("Node"))["items"]
-            except (ApiException, OSError):
-                items = []
-            for n in items:
-                node = n["metadata"]["name"]
-                conds = (n.get("status") or {}).get("conditions") or []
-                ok = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
-                if ok and node in names and node not in seen:
-                    if fresh and not agent_ready(cluster, node):
-                        continue
-                    seen.add(node)
-                    progress.step(f"node {node} Ready")
-            if seen >= set(names):
-                return True
-            await asyncio.sleep(0.05)
+    while time.monotonic() < deadline:
+        try:
+            items = (await client.list("Node"))["items"]
+        except (ApiException, OSError):
+            items = []
+        for n in items:
+            node = n["metadata"]["name"]
+            conds = (n.get("status") or {}).get("conditions") or []
+            ok = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+            if ok and node in names and node not in seen:
+                if fresh and not agent_ready(cluster, node):
+                    continue
+                seen.add(node)
+                progress.step(f"node {node} Ready")
+        if seen >= set(names):
+            return True
+        await asyncio.sleep(0.05)
     return False
 
 
