@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from kubesvc.api import bodies, errors, protobuf, typed
+from kubesvc.api import bodies, errors, typed
 from kubesvc.api.crd import objects as custom
 from kubesvc.api.crd.kinds import CustomKind
 from kubesvc.api.errors import ApiError, bad_request
@@ -209,6 +209,9 @@ def decode_body(raw: bytes, ctype: str) -> bodies.Parsed:
     """Decode a request body; malformed input is a 400 Status, never a crash."""
     ctype = content_type(ctype)
     if ctype == "application/vnd.kubernetes.protobuf":
+        # few clients send protobuf bodies: its schemas are loaded by the first one
+        from kubesvc.api import protobuf
+
         try:
             return bodies.Parsed(protobuf.decode_body(raw))
         except ValueError as e:

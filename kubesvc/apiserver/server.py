@@ -18,7 +18,7 @@ import yaml
 from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import BadHttpMethod, ContentEncodingError, HttpProcessingError
 
-from kubesvc.api import errors, openapi, openapi_v2, tables, typed
+from kubesvc.api import errors, openapi, tables, typed
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, KINDS
 from kubesvc.apiserver import discovery, negotiation, offload
@@ -402,6 +402,8 @@ class ApiServer:
 
     def _openapi(self, path: str, accept: str = "") -> web.Response:
         if path == "/openapi/v2":
+            from kubesvc.api import openapi_v2  # few clients still ask for v2
+
             if "application/com.github.proto-openapi.spec.v2" in accept:
                 body = openapi_v2.document_protobuf()
                 resp = web.Response(body=body)
