@@ -149,10 +149,25 @@ async def run(
         for fd in child:
             os.close(fd)
     pending = list(parent)
-    writer = _Writer(loop, pending.pop(0), input) if input is not None else None
-    out = _Reader(loop, pending.pop(0), limit) if stdout == PIPE else None
-    err = _Reader(loop, pending.pop(0), limit) if stderr == PIPE else None
-    exited = _exit_future(loop, proc)
+    writer: _Writer | None = None
+    out = err = None
+    try:
+        if input is not None:
+            writer = _Writer(loop, pending.pop(0), input)
+        if stdout == PIPE:
+            out = _Reader(loop, pending.pop(0), limit)
+        if stderr == PIPE:
+            err = _Reader(loop, pending.pop(0), limit)
+        exited = _exit_future(loop, proc)
+    except BaseException:  # out of descriptors for the pidfd, say: nothing may be left behind
+        for io in (writer, out, err):
+            if io is not None:
+                io.close()
+        for fd in pending:
+            os.close(fd)
+        _kill(proc, start_new_session)
+        proc.wait()
+        raise
     returncode: int | None = None
     try:
         try:
