@@ -14,6 +14,7 @@ import time
 
 CLUSTER = "demo"
 CONTEXT = f"kubesvc-{CLUSTER}"
+GRACE = 15  # --node-monitor-grace-period
 
 DATABASE = """apiVersion: v1
 kind: Service
@@ -77,6 +78,112 @@ def wait_ready(
     raise SystemExit(f"pods {selector} did not become ready; see `kubesvc status --name {CLUSTER}`")
 
 
+def kubesvc_cli(*args: str, show: bool = True) -> subprocess.CompletedProcess[str]:
+    if show:
+        print(f"$ kubesvc {' '.join(args)}", flush=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "kubesvc.cli.main", *args],
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+    if show:
+        print(res.stdout + res.stderr, end="", flush=True)
+    return res
+
+
+def on_laptop(*cmd: str, show: bool = True) -> subprocess.CompletedProcess[str]:
+    """A command on the demo's host outside the cluster."""
+    if show:
+        print(f"laptop$ {' '.join(cmd)}", flush=True)
+    res = kubesvc_cli("host", "exec", "laptop", "--name", CLUSTER, "--", *cmd, show=False)
+    if show:
+        print(res.stdout, end="" if res.stdout.endswith("\n") or not res.stdout else "\n")
+        if res.returncode:
+            print(f"(failed: exit {res.returncode})", flush=True)
+    return res
+
+
+def node_ips() -> dict[str, str]:
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json", show=False))["items"]
+    return {
+        n["metadata"]["name"]: next(
+            a["address"] for a in n["status"]["addresses"] if a["type"] == "InternalIP"
+        )
+        for n in nodes
+    }
+
+
+def outside_world(node_port: int) -> None:
+    """The seed's chapter 5: NodePort and LoadBalancer seen from outside, and a node that
+    fails."""
+    say("Outside the cluster: a laptop on the nodes' LAN (its own network namespace)")
+    kubesvc_cli("host", "add", "laptop", "--name", CLUSTER)
+    ips = node_ips()
+    for ip in ips.values():
+        on_laptop("curl", "-s", "-m", "3", f"http://{ip}:{node_port}")
+    say("A LoadBalancer Service: one IP in front of all nodes (MetalLB's layer 2 mode)")
+    kubectl(
+        "expose", "deployment", "kubia", "--name=kubia-lb", "--type=LoadBalancer",
+        "--port=80", "--target-port=8080",
+    )  # fmt: skip
+    lb_ip = ""
+    deadline = time.monotonic() + 30
+    while not lb_ip and time.monotonic() < deadline:
+        svc = json.loads(kubectl("get", "svc", "kubia-lb", "-o", "json", show=False))
+        lb_ip = ((svc.get("status", {}).get("loadBalancer", {}).get("ingress") or [{}])[0]).get(
+            "ip", ""
+        )
+        time.sleep(0.2)
+    kubectl("get", "svc", "kubia-lb")
+    if not lb_ip:
+        print("no EXTERNAL-IP: see `kubectl describe svc kubia-lb`")
+        return
+    url = f"http://{lb_ip}"
+    for _ in range(30):  # until a node announces the IP
+        if on_laptop("curl", "-s", "-m", "1", url, show=False).returncode == 0:
+            break
+        time.sleep(0.2)
+    for _ in range(3):
+        on_laptop("curl", "-s", "-m", "3", url)
+    say("Keep-alive: one connection (here curl with four URLs) stays with one pod")
+    on_laptop("curl", "-s", "-m", "5", url, url, url, url)
+    events = json.loads(
+        kubectl("get", "events", "--field-selector", "reason=nodeAssigned", "-o", "json",
+                show=False) or "{}"
+    ).get("items", [])  # fmt: skip
+    events.sort(key=lambda e: e.get("lastTimestamp") or "")
+    announcing = [n for e in events[-1:] for n in ips if f'node "{n}"' in e.get("message", "")]
+    if not announcing:
+        return
+    failing = announcing[0]
+    say(f"{failing} announces {lb_ip} (kubectl describe svc kubia-lb). Now it fails")
+    kubesvc_cli("node", "stop", failing, "--name", CLUSTER)
+    print("The client that only knew that node's address loses the NodePort Service:")
+    on_laptop("curl", "-s", "-m", "2", f"http://{ips[failing]}:{node_port}")
+    print(
+        f"The LoadBalancer IP moves to a node that is left within a second or two; until the\n"
+        f"control plane marks {failing} NotReady ({GRACE} s here, 50 s upstream), kube-proxy\n"
+        f"still sends some connections to the pods on it, which time out:"
+    )
+    for _ in range(4):
+        on_laptop("curl", "-s", "-m", "1", url)
+    deadline = time.monotonic() + GRACE + 30
+    while time.monotonic() < deadline:
+        node = json.loads(kubectl("get", "node", failing, "-o", "json", show=False) or "{}")
+        conditions = node.get("status", {}).get("conditions", [])
+        if any(c.get("type") == "Ready" and c.get("status") != "True" for c in conditions):
+            break
+        time.sleep(0.5)
+    time.sleep(1)  # the endpoint controllers and kube-proxy follow within a moment
+    kubectl("get", "nodes")
+    print("Its pods have left the Service's endpoints: every connection is answered")
+    for _ in range(4):
+        on_laptop("curl", "-s", "-m", "3", url)
+    say(f"{failing} comes back")
+    kubesvc_cli("node", "start", failing, "--name", CLUSTER)
+
+
 def main() -> int:
     if shutil.which("kubectl") is None:
         print("kubectl is not installed: apt-get install kubectl", file=sys.stderr)
@@ -88,9 +195,17 @@ def main() -> int:
         check=False,
         capture_output=True,
     )
+    # a node that fails is noticed in 15 s and its pods evicted 10 s later (upstream: 50 s
+    # and 5 minutes), so the walk-through need not wait
     up = subprocess.run(
-        [sys.executable, "-m", "kubesvc.cli.main", "up", "--name", CLUSTER], check=False
-    )
+        [
+            sys.executable, "-m", "kubesvc.cli.main", "up", "--name", CLUSTER,
+            "--node-monitor-grace-period", str(GRACE),
+            "--default-unreachable-toleration-seconds", "10",
+            "--default-not-ready-toleration-seconds", "10",
+        ],
+        check=False,
+    )  # fmt: skip
     if up.returncode != 0:
         return up.returncode
     kubectl("get", "nodes", "-o", "wide")
@@ -165,6 +280,8 @@ def main() -> int:
         print(f"$ curl http://{ip}:{port}", flush=True)
         time.sleep(0.3)
         subprocess.run(["curl", "-s", "--max-time", "3", f"http://{ip}:{port}"], check=False)
+
+    outside_world(port)
 
     say("Pods are ephemeral: a re-created pod comes back with a different IP")
     old = pods[0]
