@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from kubesvc.api.kinds import BY_KIND
+from kubesvc.api.kinds import BY_KIND, Kind
 from kubesvc.apiserver.registry import key_for
 from kubesvc.apiserver.server import ApiServer, ServerConfig
 from kubesvc.client.rest import ApiClient
@@ -75,11 +75,12 @@ class InProcessApiServer:
         return self._client
 
     # -- raw writes into the store -----------------------------------------------------------
-    def put_raw(self, kind: str, namespace: str | None, name: str, raw: bytes | str) -> None:
+    def put_raw(self, kind: str | Kind, namespace: str | None, name: str, raw: bytes | str) -> None:
         """Create or replace the stored value of an object with `raw` (JSON text without
-        resourceVersion, as the registry stores it), bypassing every check."""
+        resourceVersion, as the registry stores it), bypassing every check. `kind`: a
+        built-in kind's name, or a Kind (a custom resource's)."""
         data = raw.encode() if isinstance(raw, str) else raw
-        key = key_for(BY_KIND[kind], namespace, name)
+        key = key_for(BY_KIND[kind] if isinstance(kind, str) else kind, namespace, name)
 
         async def put() -> None:
             store = self.server.store
@@ -92,7 +93,7 @@ class InProcessApiServer:
 
         self.run(put())
 
-    def put_json(self, kind: str, namespace: str | None, name: str, obj: Any) -> None:
+    def put_json(self, kind: str | Kind, namespace: str | None, name: str, obj: Any) -> None:
         self.put_raw(kind, namespace, name, json.dumps(obj, separators=(",", ":")))
 
     def delete_raw(self, kind: str, namespace: str | None, name: str) -> None:

@@ -260,7 +260,7 @@ def parse_pool(obj: Any) -> Pool:
     for (a_start, a_end), (b_start, b_end) in itertools.pairwise(sorted(v4)):
         if b_start <= a_end:
             raise PoolError(
-                f"CIDR {_span(b_start, b_end)} in pool {name!r} overlaps with "
+                f'CIDR {_span(b_start, b_end)} in pool "{name}" overlaps with '
                 f"already defined CIDR {_span(a_start, a_end)}"
             )
     return Pool(
@@ -304,8 +304,8 @@ def build_pools(parsed: Iterable[Pool | tuple[str, str]]) -> PoolSet:
         if clash is not None:
             (start, end), (o_start, o_end, other) = clash
             out.invalid[pool.name] = (
-                f"CIDR {_span(start, end)} in pool {pool.name!r} overlaps with already "
-                f"defined CIDR {_span(o_start, o_end)} of pool {other!r}"
+                f'CIDR {_span(start, end)} in pool "{pool.name}" overlaps with already '
+                f'defined CIDR {_span(o_start, o_end)} of pool "{other}"'
             )
             continue
         out.pools[pool.name] = pool
