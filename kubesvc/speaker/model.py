@@ -179,6 +179,24 @@ def read_l2advertisement(obj: Mapping[str, Any]) -> L2Advertisement:
     )
 
 
+def is_load_balancer(obj: Any) -> bool:
+    """A Service of `type: LoadBalancer` (a cheap look, for filtering what changed)."""
+    spec = obj.get("spec") if obj.__class__ is dict else None
+    return spec.__class__ is dict and spec.get("type") == "LoadBalancer"
+
+
+def slice_service(obj: Any) -> str:
+    """namespace/name of the Service an EndpointSlice belongs to; "" when it names none."""
+    meta = obj.get("metadata") if obj.__class__ is dict else None
+    if meta.__class__ is not dict:
+        return ""
+    ns, labels = meta.get("namespace"), meta.get("labels")
+    name = labels.get(SERVICE_NAME_LABEL) if labels.__class__ is dict else None
+    if ns.__class__ is not str or name.__class__ is not str or not ns or not name:
+        return ""
+    return f"{ns}/{name}"
+
+
 def serving_nodes(slice_: Mapping[str, Any]) -> tuple[str, set[str], bool]:
     """(namespace/service, nodes with a serving endpoint, any serving endpoint at all) of
     one EndpointSlice. Serving as MetalLB's EndpointCanServe: ready (or unknown), or

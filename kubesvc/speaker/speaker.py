@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kubesvc.api.kinds import Kind
+from kubesvc.api.objmeta import object_key
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Informer
 from kubesvc.client.rest import ApiClient
@@ -40,6 +41,8 @@ POOL_KIND = Kind("metallb.io", "v1beta1", "IPAddressPool", "ipaddresspools", "ip
 L2_KIND = Kind(
     "metallb.io", "v1beta1", "L2Advertisement", "l2advertisements", "l2advertisement", True
 )
+LB_INDEX = "speaker-load-balancers"  # every LoadBalancer Service, under ""
+SERVICE_INDEX = "speaker-service"  # EndpointSlices by namespace/service
 COALESCE = 0.005  # changes arriving together are one election
 RESYNC = 5.0  # elect again even if nothing said so
 OPEN_RETRY = 1.0
@@ -67,6 +70,10 @@ class Speaker:
         self.net = net
         self.network = str(ipaddress.ip_interface(f"{net.ip}/{net.prefix_len}").network)
         self.services, self.slices, self.nodes = services, slices, nodes
+        # the election reads LoadBalancer Services and their slices only: indexed, so that
+        # it costs the same with ten Services or ten thousand
+        self.services.add_indexer(LB_INDEX, _lb_index)
+        self.slices.add_indexer(SERVICE_INDEX, _service_index)
         self.pools = Informer(client, POOL_KIND, namespace=NAMESPACE)
         self.advertisements = Informer(client, L2_KIND, namespace=NAMESPACE)
         self.recorder = EventRecorder(client, "metallb-speaker", node)
@@ -80,6 +87,7 @@ class Speaker:
         self._logged: dict[str, str] = {}  # problems already logged, once per message
         self._reannounce = False
         self._told: dict[str, tuple[str, ...]] = {}  # services whose nodeAssigned is recorded
+        self._lb_keys: set[str] = set()  # the LoadBalancer Services at the last election
 
     @classmethod
     def for_agent(
@@ -107,7 +115,13 @@ class Speaker:
     async def run(self) -> None:
         """Runs until cancelled; the caller has started and synced the agent's informers."""
         self._dirty = asyncio.Event()
-        for inf in (self.services, self.slices, self.nodes, self.pools, self.advertisements):
+        # a change to a Service that is not a LoadBalancer, or to the endpoints of one, cannot
+        # change the election: with thousands of Services, most changes are those
+        self.services.add_handler(
+            self._service_changed, self._service_changed, self._service_changed
+        )
+        self.slices.add_handler(self._slice_changed, self._slice_changed, self._slice_changed)
+        for inf in (self.nodes, self.pools, self.advertisements):
             inf.add_handler(
                 lambda _o: self._changed(),
                 lambda _o, _n: self._changed(),
@@ -163,6 +177,14 @@ class Speaker:
         if self._dirty is not None:
             self._dirty.set()
 
+    def _service_changed(self, obj: Any, new: Any = None) -> None:
+        if model.is_load_balancer(obj) or model.is_load_balancer(new):
+            self._changed()
+
+    def _slice_changed(self, obj: Any, new: Any = None) -> None:
+        if model.slice_service(obj) in self._lb_keys or model.slice_service(new) in self._lb_keys:
+            self._changed()
+
     def _membership_changed(self, alive: frozenset[str]) -> None:
         joined = alive - self._alive
         if joined:
@@ -178,9 +200,11 @@ class Speaker:
 
     # -- one election ---------------------------------------------------------------------------
     def sync(self) -> None:
+        services = self.services.by_index(LB_INDEX, "")
+        self._lb_keys = {k for k in map(_key, services) if k}
         inputs = model.Inputs.build(
-            services=self.services.list(),
-            slices=self.slices.list(),
+            services=services,
+            slices=[x for k in self._lb_keys for x in self.slices.by_index(SERVICE_INDEX, k)],
             nodes=self.nodes.list(),
             pools=self.pools.list(),
             advertisements=self.advertisements.list(),
@@ -210,8 +234,7 @@ class Speaker:
             return
         self._told = {k: v for k, v in self._told.items() if mine.get(k) == v}
         for key, svc_ips in sorted(mine.items()):
-            svc = self.services.get(key)
-            if self._told.get(key) == svc_ips or svc is None:
+            if self._told.get(key) == svc_ips or (svc := self.services.get(key)) is None:
                 continue
             self._told[key] = svc_ips
             self.recorder.event(
@@ -228,6 +251,22 @@ class Speaker:
                     "left out of the layer-2 election", extra={"kv": {"object": what, "error": why}}
                 )
         self._logged = dict(problems)
+
+
+def _lb_index(svc: Any) -> list[str]:
+    return [""] if model.is_load_balancer(svc) else []
+
+
+def _service_index(slice_: Any) -> list[str]:
+    key = model.slice_service(slice_)
+    return [key] if key else []
+
+
+def _key(svc: Any) -> str:
+    try:
+        return object_key(svc)
+    except Exception:  # what the election cannot read, it names as a problem
+        return ""
 
 
 def _ref(svc: dict[str, Any]) -> dict[str, Any]:

@@ -118,12 +118,13 @@ def _announcer(n: Net, service: str, *, other_than: str = "") -> str:
             "get", "events", "--field-selector", f"involvedObject.name={service}"
         )["items"]
         found = [
-            (e.get("lastTimestamp") or "", m.group(1))
+            # the latest write wins: timestamps are whole seconds, resourceVersions grow
+            (e.get("lastTimestamp") or "", int(e["metadata"]["resourceVersion"]), m.group(1))
             for e in events
             if e.get("reason") == "nodeAssigned" and (m := ASSIGNED.fullmatch(e["message"]))
         ]
-        found = [f for f in found if f[1] != other_than]
-        return max(found)[1] if found else ""
+        found = [f for f in found if f[2] != other_than]
+        return max(found)[2] if found else ""
 
     return str(wait_for(latest, timeout=30, what=f"a nodeAssigned Event on {service}"))
 
@@ -207,8 +208,9 @@ def test_local_policy_announces_from_the_endpoints_node_and_keeps_the_client_ip(
     name, ip = uniq("loc"), net.lb_ip(242)
     _lb_service(net, name, ip, replicas=1, local=True)
     pod = net.cluster.pods(f"app={name}")[0]
-    owner = _announcer(net, name)
-    assert owner == pod["spec"]["nodeName"]
+    owner = pod["spec"]["nodeName"]
+    # (exposed with the Cluster policy first, so another node may have announced meanwhile)
+    wait_for(lambda: _announcer(net, name) == owner, timeout=20, what=f"{owner} announcing")
     seen = wait_for(lambda: _curl(net, ip, "clientip"), timeout=20, what="curl /clientip")
     assert seen.rsplit(":", 1)[0] == net.client_ip
     replies, macs = _arp_answers(net, ip)

@@ -20,6 +20,7 @@ IP = "172.31.7.240"
 class FakeInformer:
     def __init__(self, objs: list[dict[str, Any]]) -> None:
         self.objs = objs
+        self.indexers: dict[str, Any] = {}
 
     def list(self) -> list[dict[str, Any]]:
         return list(self.objs)
@@ -33,6 +34,12 @@ class FakeInformer:
 
     def add_handler(self, *_fns: Any) -> None:
         pass
+
+    def add_indexer(self, name: str, fn: Any) -> None:
+        self.indexers[name] = fn
+
+    def by_index(self, name: str, value: str) -> list[dict[str, Any]]:
+        return [o for o in self.objs if value in self.indexers[name](o)]
 
 
 class FakeRecorder:
