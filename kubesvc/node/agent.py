@@ -509,6 +509,13 @@ class NodeAgent:
         if any(before.get(k) != after.get(k) for k in ("labels", "annotations")):
             worker.volumes_dirty = True  # downwardAPI files follow labels and annotations
         worker.pod = pod
+        published = self._published.get(uid)
+        if published is not None and conditions_overwritten(published, pod):
+            # someone else changed what this agent reported (the node controller marks pods
+            # not Ready when the node's lease lapses): report it again, as the kubelet's
+            # status manager reconciles
+            del self._published[uid]
+            self._status_changed(uid)
 
     async def _start_pod(self, pod: dict[str, Any]) -> None:
         uid = pod["metadata"]["uid"]
@@ -886,6 +893,19 @@ def _write_agent_file(state_dir: Path) -> None:
     tmp = state_dir / ".agent.json.tmp"
     tmp.write_text(json.dumps({"pid": pid, "start_ticks": boot_time_ticks(pid)}))
     tmp.replace(state_dir / "agent.json")
+
+
+def conditions_overwritten(published: str, pod: dict[str, Any]) -> bool:
+    """Whether the pod's conditions in the API say otherwise than the status this agent
+    last published (`published`, its JSON) for each condition type it published."""
+    try:
+        mine = json.loads(published).get("conditions") or []
+        theirs = (pod.get("status") or {}).get("conditions") or []
+        reported = {c["type"]: c.get("status") for c in mine if isinstance(c, dict)}
+        now = {c.get("type"): c.get("status") for c in theirs if isinstance(c, dict)}
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return False
+    return any(t in now and now[t] != v for t, v in reported.items())
 
 
 def _sandbox_intact(info: dict[str, Any], mounted: set[str]) -> bool:

@@ -195,6 +195,18 @@ def test_client_source_ip_with_local_and_cluster_policies(cluster: Cluster) -> N
         c.kubectl("delete", "deployment,svc", "echo", check=False)
 
 
+def test_a_node_agent_reports_again_what_others_overwrote(cluster: Cluster) -> None:
+    """A lease renewed late makes the node controller mark a healthy node's pods not Ready;
+    their agent reports them Ready again (the kubelet's status manager reconciles too), or
+    their endpoints would stay gone."""
+    c = cluster
+    pod = c.pods("app=web")[0]["metadata"]["name"]
+    not_ready = {"status": {"conditions": [{"type": "Ready", "status": "False"}]}}
+    c.out("patch", "pod", pod, "--subresource=status", "-p", json.dumps(not_ready))
+    wait_for(lambda: pod_ready(c.json("get", "pod", pod)), what=f"{pod} Ready again")
+    c.running("app=web", 2)
+
+
 def test_a_stopped_node_goes_dark_is_marked_unreachable_and_its_pods_evicted(
     cluster: Cluster,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 from kubesvc.cli.main import build_parser, main
 from kubesvc.cluster.hosts import check_name, recorded
 from kubesvc.cluster.lifecycle import running_nodes, stopped_nodes, tunable_flags
+from kubesvc.node.agent import conditions_overwritten
 from kubesvc.node.netplan import ClusterNet, pick_outside_host_index
 
 NET = ClusterNet("demo", "172.31.7.0/24")
@@ -102,3 +104,20 @@ def test_node_verbs_are_told_from_the_agent(capsys: pytest.CaptureFixture[str]) 
     err = capsys.readouterr().err
     assert code == 1
     assert "nosuch" in err or "needs root" in err
+
+
+def test_the_agent_sees_its_pod_conditions_overwritten() -> None:
+    published = json.dumps(
+        {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"},
+                                            {"type": "Initialized", "status": "True"}]}
+    )  # fmt: skip
+
+    def pod(*conds: tuple[str, str]) -> dict[str, Any]:
+        return {"status": {"conditions": [{"type": t, "status": s} for t, s in conds]}}
+
+    assert not conditions_overwritten(published, pod(("Ready", "True"), ("Initialized", "True")))
+    assert conditions_overwritten(published, pod(("Ready", "False"), ("Initialized", "True")))
+    assert not conditions_overwritten(published, pod())  # nothing to compare yet
+    assert not conditions_overwritten(published, {"status": None})
+    assert not conditions_overwritten("not json", pod(("Ready", "False")))
+    assert not conditions_overwritten(published, {"status": {"conditions": ["x", 3]}})
