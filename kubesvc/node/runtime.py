@@ -1,10 +1,12 @@
 """Container processes: start them in a pod's namespaces, notice when they exit, stop them.
 
-Each container runs under a tiny `sh` shim (conmon's role): the shim starts the container
-command, forwards SIGTERM/SIGINT to it, and writes its exit status to a file. The shim runs
-in its own session, so containers outlive a restart of the node agent; the agent then adopts
-them from their state files and still learns their exit codes. Exits are noticed through
-pidfds, which work for processes that are not the agent's children.
+Each container runs under a shim (`containershim.py`, conmon's role): the shim starts the
+container command, writes its stdout and stderr to the log file as CRI records, forwards
+SIGTERM/SIGINT to it, and writes its exit status to a file. Shims are forked by one shim
+server per agent (no interpreter start per container). A shim runs in its own session, so
+containers outlive a restart of the node agent; the agent then adopts them from
+their state files and still learns their exit codes. Exits are noticed through pidfds,
+which work for processes that are not the agent's children.
 """
 
 from __future__ import annotations
@@ -13,29 +15,22 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kubesvc.node import containershim
 from kubesvc.node.view import Sandbox
 
-SHIM = r"""
-exitfile=$1; shift
-"$@" &
-pid=$!
-trap 'kill -TERM $pid 2>/dev/null' TERM
-trap 'kill -INT $pid 2>/dev/null' INT
-while :; do
-  wait $pid; rc=$?
-  kill -0 $pid 2>/dev/null || break
-done
-echo $rc > "$exitfile.tmp" && mv "$exitfile.tmp" "$exitfile"
-exit $rc
-"""
+# isolated and without site: the container's PYTHON* variables do not reach the shim
+SHIM = [sys.executable, "-I", "-S", containershim.__file__]
+SHIM_SERVER_TIMEOUT = 5.0  # seconds to wait for the shim server's answer
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -74,11 +69,84 @@ class Proc:
         return self.exit_code is None
 
 
+class ShimServer:
+    """The shim server (`containershim.py --serve`): forks a shim per request. Started on
+    first use, again if it has gone; None from `spawn` means it cannot help."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(
+        self,
+        command: list[str],
+        env: dict[str, str],
+        cwd: str | None,
+        exit_file: Path,
+        log_file: Path,
+    ) -> int | None:
+        request = json.dumps(
+            {
+                "command": command,
+                "env": env,
+                "cwd": cwd,
+                "exit_file": str(exit_file),
+                "log_file": str(log_file),
+            }
+        ).encode()
+        for _ in range(2):  # once more with a new server if this one has gone
+            proc = self._server()
+            if proc is None:
+                return None
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(request + b"\n")
+                proc.stdin.flush()
+                ready, _, _ = select.select([proc.stdout], [], [], SHIM_SERVER_TIMEOUT)
+                reply = json.loads(proc.stdout.readline()) if ready else {}
+                return int(reply["pid"])
+            except (OSError, ValueError, KeyError, TypeError):
+                self.close()
+        return None
+
+    def _server(self) -> subprocess.Popen[bytes] | None:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self.close()
+        try:
+            self._proc = subprocess.Popen(
+                [*SHIM, "--serve"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            return None
+        return self._proc
+
+    def close(self) -> None:
+        """Stop the server (its shims, and their containers, go on)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(2)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 class ContainerRuntime:
     def __init__(self, on_exit: Callable[[str, Proc], None]) -> None:
         self.on_exit = on_exit  # (pod uid, proc)
         self._watchers: dict[int, tuple[str, Proc, int]] = {}  # pid -> (uid, proc, pidfd)
         self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self.shims = ShimServer()
 
     def start(
         self,
@@ -97,26 +165,31 @@ class ContainerRuntime:
         exit_file.unlink(missing_ok=True)
         full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": sandbox.hostname, "HOME": "/root"}
         full_env.update(env)
-        with open(log, "ab") as out:
-            child = subprocess.Popen(
-                [*sandbox.nsenter(), "sh", "-c", SHIM, "kubesvc-shim", str(exit_file), *argv],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=full_env,
-                cwd=cwd if cwd and os.path.isdir(cwd) else None,
-                start_new_session=True,
-            )
+        command = [*sandbox.nsenter(), *argv]
+        pid = self.shims.spawn(command, full_env, cwd, exit_file, log)
+        if pid is None:  # no shim server: a shim of its own
+            lc_ctype = full_env.get("LC_CTYPE", "-")
+            with open(log, "ab") as out:  # the shim's own complaints, if it has any
+                child = subprocess.Popen(
+                    [*SHIM, str(exit_file), str(log), lc_ctype, *command],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=full_env,
+                    cwd=cwd if cwd and os.path.isdir(cwd) else None,
+                    start_new_session=True,
+                )
+            pid = child.pid
+            self._children[pid] = child
         proc = Proc(
             container,
             restart_count,
-            child.pid,
-            boot_time_ticks(child.pid),
+            pid,
+            boot_time_ticks(pid),
             now_rfc3339(),
             str(log),
             str(exit_file),
         )
-        self._children[child.pid] = child
         self.watch(uid, proc)
         return proc
 
@@ -206,6 +279,7 @@ class ContainerRuntime:
             loop.remove_reader(pidfd)
             os.close(pidfd)
         self._watchers.clear()
+        self.shims.close()
 
 
 def save_procs(path: Path, procs: list[Proc]) -> None:

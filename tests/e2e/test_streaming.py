@@ -47,6 +47,22 @@ spec:
     command: [sh, -c, 'i=0; while true; do i=$((i+1)); echo "tick $i"; sleep 0.2; done']
 """
 
+BOTH_STREAMS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: both}
+spec:
+  containers:
+  - name: both
+    image: busybox
+    command:
+    - sh
+    - -c
+    - 'i=0; while true; do i=$((i+1)); echo "out $i"; echo "err $i" >&2; sleep 0.2; done'
+"""
+
+SPDY = {"KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false", "KUBECTL_PORT_FORWARD_WEBSOCKETS": "false"}
+
 CRASHER = """
 apiVersion: v1
 kind: Pod
@@ -62,9 +78,9 @@ spec:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with running_cluster(tmp_path_factory.mktemp("streaming"), "s") as c:
-        for manifest in (TWO_SERVERS, TICKER):
+        for manifest in (TWO_SERVERS, TICKER, BOTH_STREAMS):
             c.out("apply", "-f", "-", input=manifest)
-        c.running("!app", 2)  # servers and ticker (the add-ons carry an app label)
+        c.running("!app", 3)  # servers, ticker, both (the add-ons carry an app label)
         yield c
 
 
@@ -299,3 +315,104 @@ def test_kubectl_logs_previous(cluster: Cluster) -> None:
         )
     finally:
         cluster.kubectl("delete", "pod", "crasher", "--wait=false", check=False)
+
+
+def test_kubectl_logs_timestamps_and_since(cluster: Cluster) -> None:
+    """The runtime writes CRI records: each line has the time it was written."""
+    stamped = cluster.out("logs", "ticker", "--timestamps", "--tail=3").splitlines()
+    assert len(stamped) == 3
+    stamps = []
+    for line in stamped:
+        m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) (tick \d+)", line)
+        assert m, line
+        stamps.append(m.group(1))
+    assert stamps == sorted(stamps)
+    # --since-time from the middle one (kubectl sends it in whole seconds): that line and
+    # what follows, nothing from an earlier second
+    since = cluster.out("logs", "ticker", "--timestamps", f"--since-time={stamps[1]}")
+    assert stamped[1] in since.splitlines()
+    assert all(line[:19] >= stamps[1][:19] for line in since.splitlines())
+    everything = cluster.out("logs", "ticker").splitlines()
+    assert len(since.splitlines()) < len(everything)
+    recent = cluster.out("logs", "ticker", "--since=1s").splitlines()
+    assert 0 < len(recent) < len(everything)
+    # stdout and stderr both reach the log, each line whole
+    both = cluster.out("logs", "both", "--tail=20").splitlines()
+    assert any(line.startswith("out ") for line in both)
+    assert any(line.startswith("err ") for line in both)
+    assert all(re.fullmatch(r"(out|err) \d+", line) for line in both)
+
+
+def test_kubectl_attach_keeps_stderr_apart(cluster: Cluster) -> None:
+    proc = subprocess.Popen(
+        [KUBECTL, "attach", "both"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cluster.env,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        out = [proc.stdout.readline() for _ in range(2)]
+        assert all(re.fullmatch(r"out \d+\n", line) for line in out), out
+        # kubectl's own hint comes first on stderr, then the container's stderr
+        err = [proc.stderr.readline() for _ in range(3)]
+        assert err[0].startswith("If you don't see a command prompt"), err
+        assert all(re.fullmatch(r"err \d+\n", line) for line in err[1:]), err
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_kubectl_over_plain_spdy(cluster: Cluster, scratch: tuple[Path, str]) -> None:
+    """kubectl told to use SPDY upgrades (as client-go before 1.30 always does): exec with
+    stdin and an exit code, cp, and port-forward of two ports, into real pods."""
+    env = {**cluster.env, **SPDY}
+
+    def kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [KUBECTL, *args], input=input, capture_output=True, text=True, env=env, timeout=60
+        )
+
+    text = "".join(f"line {i}\n" for i in range(5000))
+    res = kubectl("exec", "-i", "ticker", "--", "cat", input=text)
+    assert (res.returncode, res.stdout) == (0, text), res.stderr
+    res = kubectl("exec", "ticker", "--", "sh", "-c", "echo out; echo err >&2; exit 4")
+    assert (res.returncode, res.stdout) == (4, "out\n")
+    assert "err\n" in res.stderr and "command terminated with exit code 4" in res.stderr
+    local, remote = scratch
+    (local / "up.txt").write_text("through SPDY\n")
+    cluster.out("exec", "ticker", "--", "mkdir", "-p", remote)
+    assert kubectl("cp", str(local / "up.txt"), f"default/ticker:{remote}/up.txt").returncode == 0
+    assert kubectl("exec", "ticker", "--", "cat", f"{remote}/up.txt").stdout == "through SPDY\n"
+
+    proc = subprocess.Popen(
+        [KUBECTL, "port-forward", "pod/servers", ":8080", ":8090"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        ports = {}
+        while len(ports) < 2:
+            line = proc.stdout.readline()
+            m = re.match(r"Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)", line)
+            assert line, "kubectl port-forward ended"
+            if m:
+                ports[int(m.group(2))] = int(m.group(1))
+        for remote_port, path, want in (
+            (8080, "/hostname", "servers"),
+            (8090, "/echo?msg=hi", "hi"),
+        ):
+            out = subprocess.run(
+                ["curl", "-sS", "--max-time", "10", f"http://127.0.0.1:{ports[remote_port]}{path}"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
+            assert out.stdout == want, out.stderr
+    finally:
+        proc.kill()
+        proc.wait()
