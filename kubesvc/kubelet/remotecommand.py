@@ -25,7 +25,7 @@ from typing import Any
 from kubesvc.kubelet.channels import ERROR, RESIZE, STDERR, STDIN, STDOUT, Channels
 from kubesvc.kubelet.errors import NodeError, flag
 from kubesvc.kubelet.logs import FOLLOW_POLL, parse_log_line, record_stream
-from kubesvc.node.view import Sandbox
+from kubesvc.node.view import ContainerStdin, Sandbox
 
 STREAM_CHUNK = 32 * 1024
 
@@ -255,6 +255,38 @@ class ExecSession:
             self.master = None
 
 
+def open_fifo_writer(fifo: Path) -> int:
+    """A non-blocking writer of a container's stdin FIFO; -1 if nothing reads it any more."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
+async def write_nonblocking(fd: int, data: bytes) -> None:
+    """Write all of `data` to a non-blocking fd, waiting while it is full (the reader is
+    slow: the client is held back, not buffered for)."""
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+            continue
+        except BlockingIOError:
+            pass
+        writable = loop.create_future()
+        loop.add_writer(fd, _resolve, writable)
+        try:
+            await writable
+        finally:
+            loop.remove_writer(fd)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -300,10 +332,10 @@ MAX_PENDING = 64 * 1024  # bytes of an unfinished line held before it is sent as
 class AttachSession:
     """An attach to a running container: what the container writes from now on, as its
     log file records it (CRI records say stdout or stderr), until the container instance
-    ends or the client leaves. The container's processes were started with their stdin on
-    /dev/null and their output on the log file, so there is no stdin to attach to: input
-    from the client is read and dropped, as containerd drops it for a container without
-    stdin."""
+    ends or the client leaves. A container with `stdin: true` reads a FIFO: the client's
+    stdin is written to it, and with `stdinOnce` the container's stdin ends when this
+    attach does (or the client closes its stdin). Input for a container without stdin is
+    read and dropped, as containerd drops it."""
 
     def __init__(
         self,
@@ -311,9 +343,12 @@ class AttachSession:
         log_file: Path,
         opts: ExecOptions,
         still_current: Callable[[], bool],
+        stdin: ContainerStdin | None = None,
     ) -> None:
         self.channels, self.log_file, self.opts = channels, log_file, opts
         self.still_current = still_current
+        self.stdin = stdin if opts.stdin else None
+        self._writer = -1  # our end of the container's stdin FIFO
 
     async def send(self, channel: int, data: bytes) -> None:
         await self.channels.send(channel, data)
@@ -330,10 +365,29 @@ class AttachSession:
             for task in (reader, follower):
                 task.cancel()
             await asyncio.gather(reader, follower, return_exceptions=True)
+            self._end_stdin()
 
     async def _read_client(self) -> None:
-        async for _ in self.channels.receive():
-            pass
+        if self.stdin is not None:
+            self._writer = open_fifo_writer(self.stdin.fifo)
+        async for channel, payload in self.channels.receive():
+            if channel != STDIN or self._writer < 0:
+                continue  # nowhere to go: dropped
+            if payload is None:
+                self._end_stdin()
+                continue
+            try:
+                await write_nonblocking(self._writer, payload)
+            except OSError:  # the container is gone
+                self._end_stdin()
+
+    def _end_stdin(self) -> None:
+        """Our writer goes; with stdinOnce the container's stdin ends with it."""
+        if self._writer >= 0:
+            os.close(self._writer)
+            self._writer = -1
+            if self.stdin is not None and self.stdin.once:
+                self.stdin.close()
 
     async def _emit(self, raw: bytes) -> None:
         stream, line = record_stream(raw), parse_log_line(raw)

@@ -248,19 +248,22 @@ class KubeletServer:
             return (
                 self.view.sandbox(ns, pod) is not None
                 and self.view.log_path(ns, pod, container, False) == path
+                and self.view.running(ns, pod, container)
             )
 
+        stdin = self.view.stdin(ns, pod, container)
         if wants_upgrade(request.headers):
             return await self._over_spdy(
                 request,
                 opts,
-                lambda channels: AttachSession(channels, path, opts, still_current).run(),
+                lambda channels: AttachSession(channels, path, opts, still_current, stdin).run(),
             )
         protocol = self._channel_protocol(request, REMOTECOMMAND_PROTOCOLS)
         ws = _websocket(protocol.name)
         await ws.prepare(request)
         with contextlib.suppress(ConnectionResetError):
-            await AttachSession(WebSocketChannels(ws, protocol), path, opts, still_current).run()
+            channels = WebSocketChannels(ws, protocol)
+            await AttachSession(channels, path, opts, still_current, stdin).run()
             await ws.close()
         return ws
 

@@ -46,7 +46,7 @@ from kubesvc.node.runtime import (
     now_rfc3339,
 )
 from kubesvc.node.sandbox import IPAM, NodeNet
-from kubesvc.node.view import Sandbox
+from kubesvc.node.view import ContainerStdin, Sandbox
 from kubesvc.proxy.proxier import Proxier, make_backend
 from kubesvc.speaker.speaker import Speaker
 
@@ -869,6 +869,23 @@ class NodeAgent:
         w = self._worker(namespace, name)
         c = w.by_name(container) if w else None
         return c.spec.get("workingDir") if c else None
+
+    def running(self, namespace: str, name: str, container: str) -> bool:
+        w = self._worker(namespace, name)
+        c = w.by_name(container) if w else None
+        return c is not None and c.current is not None and c.current.running
+
+    def stdin(self, namespace: str, name: str, container: str) -> ContainerStdin | None:
+        w = self._worker(namespace, name)
+        c = w.by_name(container) if w else None
+        proc = c.current if c else None
+        if c is None or proc is None or not proc.stdin:
+            return None
+        return ContainerStdin(
+            Path(proc.stdin),
+            bool(c.spec.get("stdinOnce")),
+            lambda: self.runtime.signal(proc, signal.SIGUSR1),  # the shim lets go
+        )
 
 
 def _lock_state_dir(state_dir: Path) -> Any:

@@ -5,11 +5,17 @@ new interpreter costs 15-20 ms of CPU):
 
     python -I -S containershim.py --serve
 
-reads one JSON request a line (`command`, `env`, `cwd`, `exit_file`, `log_file`) and
-answers `{"pid": N}` with the new shim's pid; it exits when its input ends. A shim can
+reads one JSON request a line (`command`, `env`, `cwd`, `exit_file`, `log_file`, `stdin`)
+and answers `{"pid": N}` with the new shim's pid; it exits when its input ends. A shim can
 also be started directly (the runtime falls back to this):
 
-    python -I -S containershim.py EXIT_FILE LOG_FILE LC_CTYPE COMMAND...
+    python -I -S containershim.py EXIT_FILE LOG_FILE LC_CTYPE STDIN COMMAND...
+
+STDIN ("-" for none) is a FIFO that becomes the command's stdin (a container with `stdin:
+true`; what `kubectl attach -i` writes reaches it). The shim keeps the FIFO open for writing
+so the command does not see its end while nobody is attached, until SIGUSR1 tells it to let
+go (`stdinOnce`: the first attach has ended); the command then reads end of file once the
+last writer is gone. Without STDIN the command's stdin is /dev/null.
 
 It runs COMMAND with stdout and stderr on two pipes and writes what comes out to LOG_FILE
 as CRI records (`<RFC3339Nano> <stdout|stderr> <F|P> <text>`, what containerd writes and
@@ -100,16 +106,48 @@ class CriFramer:
         return b""
 
 
-def _spawn(command: list[str], out_w: int, err_w: int) -> int:
-    """The command with stdout and stderr on the pipes and signals as a fresh process has
-    them (posix_spawn: no copy of this process is made). OSError if it cannot start."""
+def _spawn(command: list[str], stdin: int, out_w: int, err_w: int) -> int:
+    """The command with its stdin, stdout and stderr on these and signals as a fresh
+    process has them (posix_spawn: no copy of this process is made). OSError if it cannot
+    start."""
     return os.posix_spawnp(
         command[0],
         command,
         os.environ,
-        file_actions=[(os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
-        setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGTERM, _signal.SIGINT),
+        file_actions=[
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+        ],
+        setsigdef=(
+            _signal.SIGPIPE,
+            _signal.SIGXFSZ,
+            _signal.SIGTERM,
+            _signal.SIGINT,
+            _signal.SIGUSR1,
+            _signal.SIGCHLD,
+        ),
     )
+
+
+class _Stdin:
+    """The command's end of its stdin FIFO (or /dev/null), and the writer the shim holds."""
+
+    def __init__(self, fifo: str | None) -> None:
+        self.held = -1
+        if not fifo:
+            self.reader = os.open(os.devnull, os.O_RDONLY)
+            return
+        # a reader first (without waiting for a writer), then the writer that keeps it open
+        self.reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        self.held = os.open(fifo, os.O_WRONLY)
+        os.set_blocking(self.reader, True)
+        _signal.signal(_signal.SIGUSR1, lambda _signum, _frame: self.let_go())
+
+    def let_go(self) -> None:
+        if self.held >= 0:
+            os.close(self.held)
+            self.held = -1
 
 
 def _failed_start(log: int, command: list[str], e: OSError) -> int:
@@ -133,17 +171,19 @@ def _write(fd: int, data: bytes) -> None:
             return
 
 
-def run(exit_file: str, log_file: str, command: list[str]) -> int:
+def run(exit_file: str, log_file: str, command: list[str], stdin_fifo: str | None = None) -> int:
     log = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
-        pid = _spawn(command, out_w, err_w)
+        stdin = _Stdin(stdin_fifo)
+        pid = _spawn(command, stdin.reader, out_w, err_w)
     except OSError as e:
         return _finish(exit_file, _failed_start(log, command, e))
     finally:
         os.close(out_w)
         os.close(err_w)
+    os.close(stdin.reader)
     for sig in (_signal.SIGTERM, _signal.SIGINT):
         _signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
     framers = {out_r: CriFramer(b"stdout"), err_r: CriFramer(b"stderr")}
@@ -208,6 +248,7 @@ def serve() -> int:
             command = [str(a) for a in request["command"]]
             env = {str(k): str(v) for k, v in request["env"].items()}
             cwd, exit_file, log_file = request["cwd"], request["exit_file"], request["log_file"]
+            stdin = request.get("stdin")
             if not command:
                 raise ValueError("no command")
             started_r, started_w = os.pipe()
@@ -222,7 +263,7 @@ def serve() -> int:
                 os.close(started_r)
                 os.setsid()  # before the answer: the runtime signals the shim's group
                 os.close(started_w)
-                code = _shim(command, env, cwd, exit_file, log_file)
+                code = _shim(command, env, cwd, exit_file, log_file, stdin)
             finally:
                 os._exit(code)
         os.close(started_w)
@@ -234,7 +275,12 @@ def serve() -> int:
 
 
 def _shim(
-    command: list[str], env: dict[str, str], cwd: str | None, exit_file: str, log_file: str
+    command: list[str],
+    env: dict[str, str],
+    cwd: str | None,
+    exit_file: str,
+    log_file: str,
+    stdin: str | None,
 ) -> int:
     """In a child of the server, in a session of its own: become a shim."""
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
@@ -249,21 +295,21 @@ def _shim(
         os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    return run(exit_file, log_file, command)
+    return run(exit_file, log_file, command, stdin)
 
 
 def main(argv: list[str]) -> int:
     if argv[1:] == ["--serve"]:
         return serve()
-    if len(argv) < 5:
-        sys.stderr.write("usage: containershim.py EXIT_FILE LOG_FILE LC_CTYPE COMMAND...\n")
+    if len(argv) < 6:
+        sys.stderr.write("usage: containershim.py EXIT_FILE LOG_FILE LC_CTYPE STDIN COMMAND...\n")
         return 2
-    exit_file, log_file, lc_ctype, command = argv[1], argv[2], argv[3], argv[4:]
+    exit_file, log_file, lc_ctype, stdin, command = argv[1], argv[2], argv[3], argv[4], argv[5:]
     if lc_ctype == "-":
         os.environ.pop("LC_CTYPE", None)
     else:
         os.environ["LC_CTYPE"] = lc_ctype
-    return run(exit_file, log_file, command)
+    return run(exit_file, log_file, command, None if stdin == "-" else stdin)
 
 
 if __name__ == "__main__":

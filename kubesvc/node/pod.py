@@ -262,6 +262,7 @@ class PodWorker:
             env,
             spec.get("workingDir"),
             self.state_dir / "logs" / c.name,
+            stdin=bool(c.spec.get("stdin")),
         )
         c.current = proc
         c.waiting_reason = c.waiting_message = ""

@@ -63,6 +63,7 @@ class Proc:
     finished_at: str | None = None
     killed: bool = False  # we sent SIGKILL: no exit file is expected
     container_pid: int = 0  # the container's own process (the shim's child), once seen
+    stdin: str = ""  # the FIFO that is its stdin (a container with `stdin: true`)
 
     @property
     def running(self) -> bool:
@@ -83,6 +84,7 @@ class ShimServer:
         cwd: str | None,
         exit_file: Path,
         log_file: Path,
+        stdin: Path | None = None,
     ) -> int | None:
         request = json.dumps(
             {
@@ -91,6 +93,7 @@ class ShimServer:
                 "cwd": cwd,
                 "exit_file": str(exit_file),
                 "log_file": str(log_file),
+                "stdin": str(stdin) if stdin else None,
             }
         ).encode()
         for _ in range(2):  # once more with a new server if this one has gone
@@ -158,20 +161,28 @@ class ContainerRuntime:
         env: dict[str, str],
         cwd: str | None,
         log_dir: Path,
+        stdin: bool = False,
     ) -> Proc:
+        """Start a container instance; with `stdin`, its stdin is a FIFO kept open for
+        attach (Proc.stdin) instead of /dev/null."""
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / f"{restart_count}.log"
         exit_file = log_dir / f"{restart_count}.exit"
         exit_file.unlink(missing_ok=True)
+        fifo: Path | None = None
+        if stdin:
+            fifo = log_dir / f"{restart_count}.stdin"
+            fifo.unlink(missing_ok=True)
+            os.mkfifo(fifo, 0o600)
         full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": sandbox.hostname, "HOME": "/root"}
         full_env.update(env)
         command = [*sandbox.nsenter(), *argv]
-        pid = self.shims.spawn(command, full_env, cwd, exit_file, log)
+        pid = self.shims.spawn(command, full_env, cwd, exit_file, log, fifo)
         if pid is None:  # no shim server: a shim of its own
             lc_ctype = full_env.get("LC_CTYPE", "-")
             with open(log, "ab") as out:  # the shim's own complaints, if it has any
                 child = subprocess.Popen(
-                    [*SHIM, str(exit_file), str(log), lc_ctype, *command],
+                    [*SHIM, str(exit_file), str(log), lc_ctype, str(fifo or "-"), *command],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -189,6 +200,7 @@ class ContainerRuntime:
             now_rfc3339(),
             str(log),
             str(exit_file),
+            stdin=str(fifo or ""),
         )
         self.watch(uid, proc)
         return proc

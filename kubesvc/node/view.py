@@ -3,9 +3,19 @@ port-forward) to use. The agent implements `PodRuntimeView`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ContainerStdin:
+    """A running container's stdin (`stdin: true`): a FIFO that attach writes to."""
+
+    fifo: Path
+    once: bool  # stdinOnce: the container's stdin ends when the first attach does
+    close: Callable[[], None]  # end the container's stdin (once every writer is gone)
 
 
 @dataclass(frozen=True)
@@ -51,3 +61,11 @@ class PodRuntimeView(Protocol):
         ...
 
     def working_dir(self, namespace: str, name: str, container: str) -> str | None: ...
+
+    def stdin(self, namespace: str, name: str, container: str) -> ContainerStdin | None:
+        """The running container's stdin, if it has one (`stdin: true`)."""
+        ...
+
+    def running(self, namespace: str, name: str, container: str) -> bool:
+        """Whether the container's current instance is running (attach ends with it)."""
+        ...

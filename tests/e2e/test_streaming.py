@@ -416,3 +416,40 @@ def test_kubectl_over_plain_spdy(cluster: Cluster, scratch: tuple[Path, str]) ->
     finally:
         proc.kill()
         proc.wait()
+
+
+READER = """
+apiVersion: v1
+kind: Pod
+metadata: {name: reader}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: reader
+    image: busybox
+    stdin: true
+    stdinOnce: true
+    command: [sh, -c, 'while read line; do echo "got $line"; done; echo "stdin closed"']
+"""
+
+
+def test_kubectl_attach_stdin_once(cluster: Cluster) -> None:
+    """A container with stdin reads what `kubectl attach -i` sends; with stdinOnce its
+    stdin ends when that attach's input does, and the container finishes."""
+    cluster.out("apply", "-f", "-", input=READER)
+    try:
+        wait_for(
+            lambda: cluster.json("get", "pod", "reader")["status"].get("phase") == "Running",
+            timeout=60,
+            what="reader running",
+        )
+        res = cluster.kubectl("attach", "-i", "reader", input="hello\nworld\n", timeout=60)
+        assert "got hello\ngot world\n" in res.stdout, (res.stdout, res.stderr)
+        wait_for(
+            lambda: cluster.json("get", "pod", "reader")["status"].get("phase") == "Succeeded",
+            timeout=30,
+            what="reader to finish once its stdin ended",
+        )
+        assert cluster.out("logs", "reader") == "got hello\ngot world\nstdin closed\n"
+    finally:
+        cluster.kubectl("delete", "pod", "reader", "--wait=false", check=False)

@@ -98,7 +98,7 @@ def test_a_flushed_line_is_closed_at_the_end() -> None:
 def run_shim(tmp_path: Path, *command: str, env: dict[str, str] | None = None) -> tuple[int, bytes]:
     exit_file, log = tmp_path / "exit", tmp_path / "log"
     res = subprocess.run(
-        [*SHIM, str(exit_file), str(log), "-", *command],
+        [*SHIM, str(exit_file), str(log), "-", "-", *command],
         env=env or {"PATH": "/usr/bin:/bin"},
         stdin=subprocess.DEVNULL,
         capture_output=True,
@@ -147,7 +147,7 @@ def test_a_missing_command(tmp_path: Path) -> None:
 def test_signals_are_forwarded_and_reported_as_a_shell_does(tmp_path: Path) -> None:
     exit_file, log = tmp_path / "exit", tmp_path / "log"
     shim = subprocess.Popen(
-        [*SHIM, str(exit_file), str(log), "-", "sh", "-c", "echo up; exec sleep 30"],
+        [*SHIM, str(exit_file), str(log), "-", "-", "sh", "-c", "echo up; exec sleep 30"],
         env={"PATH": "/usr/bin:/bin"},
     )
     try:
@@ -168,7 +168,7 @@ def test_an_unfinished_line_is_written_while_the_command_waits(tmp_path: Path) -
     attach shows it; the line reads back whole."""
     exit_file, log = tmp_path / "exit", tmp_path / "log"
     shim = subprocess.Popen(
-        [*SHIM, str(exit_file), str(log), "-", "sh", "-c", "printf 'name? '; sleep 2; echo x"],
+        [*SHIM, str(exit_file), str(log), "-", "-", "sh", "-c", "printf 'name? '; sleep 2; echo x"],
         env={"PATH": "/usr/bin:/bin"},
     )
     try:
@@ -278,6 +278,52 @@ def test_the_runtime_starts_containers_through_the_server(tmp_path: Path) -> Non
             assert ContainerRuntime.alive(third) and third.running
             await runtime.stop([third], 5)
             assert third.exit_code == 128 + signal.SIGTERM
+        finally:
+            runtime.close()
+
+    asyncio.run(main())
+
+
+def test_a_container_with_stdin_reads_what_attach_writes(tmp_path: Path) -> None:
+    """`stdin: true`: the container's stdin is a FIFO the shim keeps open (a writer that
+    comes and goes is not its end), until the runtime tells the shim to let go
+    (stdinOnce); then the container reads end of file."""
+
+    async def main() -> None:
+        exits: list[Proc] = []
+        runtime = ContainerRuntime(lambda _uid, proc: exits.append(proc))
+        try:
+            proc = runtime.start(
+                "u",
+                _sandbox(),
+                "c",
+                0,
+                ["sh", "-c", "cat; echo eof"],
+                {},
+                None,
+                tmp_path,
+                stdin=True,
+            )
+            assert proc.stdin and Path(proc.stdin).is_fifo()
+            for text in (b"first\n", b"second\n"):  # two attaches, one after the other
+                writer = os.open(proc.stdin, os.O_WRONLY)
+                os.write(writer, text)
+                os.close(writer)
+            await asyncio.sleep(0.3)
+            assert not exits, "the container saw the end of its stdin too early"
+            runtime.signal(proc, signal.SIGUSR1)
+            deadline = time.monotonic() + 10
+            while not exits:
+                assert time.monotonic() < deadline, "the container did not see its stdin end"
+                await asyncio.sleep(0.05)
+            assert exits[0].exit_code == 0
+            assert _read_back(Path(proc.log).read_bytes()) == b"first\nsecond\neof\n"
+            # without stdin it is /dev/null, as before
+            plain = runtime.start("u", _sandbox(), "d", 0, ["cat"], {}, None, tmp_path / "d")
+            assert plain.stdin == ""
+            while len(exits) < 2:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
         finally:
             runtime.close()
 

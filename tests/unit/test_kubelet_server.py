@@ -59,7 +59,7 @@ from kubesvc.kubelet.spdy import (
     SpdyCodec,
 )
 from kubesvc.kubelet.wschannel import REMOTECOMMAND_PROTOCOLS, negotiate
-from kubesvc.node.view import Sandbox
+from kubesvc.node.view import ContainerStdin, Sandbox
 
 TOKEN = "test-token"
 
@@ -82,6 +82,7 @@ class FakePod:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
     running: bool = True
+    stdin: dict[str, ContainerStdin] = field(default_factory=dict)
 
 
 class FakeView:
@@ -137,6 +138,14 @@ class FakeView:
     def working_dir(self, namespace: str, name: str, container: str) -> str | None:
         pod = self.pods.get((namespace, name))
         return pod.workdir if pod else None
+
+    def running(self, namespace: str, name: str, container: str) -> bool:
+        pod = self.pods.get((namespace, name))
+        return pod is not None and pod.running and container in pod.containers
+
+    def stdin(self, namespace: str, name: str, container: str) -> ContainerStdin | None:
+        pod = self.pods.get((namespace, name))
+        return pod.stdin.get(container) if pod else None
 
 
 HOST_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
@@ -1255,3 +1264,43 @@ def test_attach_refused(view: FakeView, path: str, code: int, message: str) -> N
         assert message in (info.value.headers or {}).get(ERROR_HEADER, "")
 
     run(view, body)
+
+
+def test_attach_writes_to_the_containers_stdin(view: FakeView, tmp_path: Path) -> None:
+    """A container with stdin reads a FIFO: what the client sends reaches it, and with
+    stdinOnce its stdin ends when the client closes its own."""
+    fifo = tmp_path / "stdin"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # the container's end
+    held = os.open(fifo, os.O_WRONLY)  # what the shim holds
+    closed: list[bool] = []
+
+    def close() -> None:
+        closed.append(True)
+        os.close(held)
+
+    view.pods[("ns", "p")].stdin["app"] = ContainerStdin(fifo, True, close)
+
+    async def body(base: str, session: aiohttp.ClientSession) -> None:
+        ws = await session.ws_connect(
+            f"{base}/attach/ns/p/app?stdout=1&stdin=1", protocols=["v5.channel.k8s.io"], ssl=False
+        )
+        await ws.send_bytes(b"\x00hello ")
+        await ws.send_str("\x00world\n")
+        await ws.send_bytes(b"\xff\x00")  # the client's stdin has ended
+        got = b""
+        for _ in range(100):
+            with contextlib.suppress(BlockingIOError):
+                chunk = os.read(reader, 100)
+                if not chunk and closed:
+                    break  # end of file: every writer is gone
+                got += chunk
+            await asyncio.sleep(0.05)
+        assert got == b"hello world\n"
+        assert closed == [True]
+        await ws.close()
+
+    try:
+        run(view, body)
+    finally:
+        os.close(reader)
