@@ -951,8 +951,9 @@ def run_liveness(flags: dict[str, object]) -> int:
 
 
 def run_pause(flags: dict[str, object]) -> int:
-    emit(sys.stdout, "Paused")
+    # the handlers first: a signal sent as soon as "Paused" shows must find them
     waiter = SignalWaiter((signal.SIGINT, signal.SIGTERM))
+    emit(sys.stdout, "Paused")
     sig = waiter.wait()
     _exit_now(1 if sig == signal.SIGINT else 2)
     return 0
