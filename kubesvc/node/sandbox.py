@@ -315,18 +315,19 @@ async def remove_pod_sandbox(
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    for suffix in ("uts", "mnt"):
-        f = d / f"{uid}.{suffix}"
-        if f.exists():
-            await netns.run("umount", str(f), check=False)
+    files = [f for f in (d / f"{uid}.uts", d / f"{uid}.mnt") if f.exists()]
+    if files:
+        # one umount for both (a file no longer mounted fails alone)
+        await netns.run("umount", *(str(f) for f in files), check=False)
+        for f in files:
             with contextlib.suppress(OSError):
                 f.unlink()
     if host_network:
         return
     await netns.delete(pod_netns)
-    veth = pod_veth(uid)
-    if await netns.link_exists(veth, node_netns):
-        await netns.run("ip", "-n", node_netns, "link", "del", veth, check=False)
+    # the veth goes with the pod's namespace once the kernel frees it, maybe later: delete
+    # it now (one command, failing harmlessly when it is gone, instead of a check and a del)
+    await netns.run("ip", "-n", node_netns, "link", "del", pod_veth(uid), check=False)
 
 
 def _q(text: str) -> str:
