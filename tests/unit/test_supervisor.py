@@ -132,12 +132,18 @@ def test_crash_loop_backs_off(tmp_path: Path) -> None:
         [comp(tmp_path, "bad", ["sh", "-c", "exit 3"])], tmp_path / "s.json", backoff=fast
     )
 
+    took = 0.0
+
     async def body() -> None:
-        await asyncio.sleep(1.5)
+        nonlocal took
+        start = time.monotonic()
+        await until(lambda: sup.status["bad"].restarts >= 4, timeout=30)
+        took = time.monotonic() - start
 
     asyncio.run(supervised(sup, body))
-    # without back-off this would be hundreds; with 0.05 s doubling to 0.4 s it is a handful
-    assert 2 <= sup.status["bad"].restarts <= 10, sup.status["bad"]
+    # four restarts wait 0.05 + 0.1 + 0.2 + 0.4 s at least (without back-off: milliseconds);
+    # a slow machine only makes it longer
+    assert took >= 0.75, took
     assert sup.status["bad"].last_exit == "exit code 3"
 
 
