@@ -219,8 +219,9 @@ def test_local_policy_announces_from_the_endpoints_node_and_keeps_the_client_ip(
     net.cluster.out("cordon", owner)
     try:
         net.cluster.out("delete", "pod", pod["metadata"]["name"], "--wait=false")
-        moved = _announcer(net, name, other_than=owner)
-        assert moved == net.cluster.running(f"app={name}", 1)[0]["spec"]["nodeName"]
+        moved = net.cluster.running(f"app={name}", 1)[0]["spec"]["nodeName"]
+        assert moved != owner
+        wait_for(lambda: _announcer(net, name) == moved, timeout=20, what=f"{moved} announcing")
         assert wait_for(lambda: _arp_answers(net, ip)[1] == {net.node_mac(moved)}, timeout=20)
     finally:
         with contextlib.suppress(AssertionError):
