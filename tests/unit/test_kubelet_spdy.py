@@ -516,3 +516,39 @@ def test_fuzz_bytes_against_the_node(view: FakeView) -> None:
         assert client.data[ids["stdout"]] == b"ok\n"
 
     run(view, body)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([("Content-Length", "10")], id="a-body-that-never-comes"),
+        pytest.param([("Transfer-Encoding", "chunked")], id="chunked"),
+        pytest.param([("Connection", "close")], id="two-connection-headers"),
+    ],
+)
+def test_odd_upgrade_requests_end_cleanly(view: FakeView, extra: list[tuple[str, str]]) -> None:
+    """An upgrade request that also claims a body: the node answers, and whatever follows
+    is SPDY or nothing; the connection ends when the client leaves, the node serves on."""
+
+    async def body(port: int) -> None:
+        headers = [
+            ("Authorization", f"Bearer {TOKEN}"),
+            ("Connection", "Upgrade"),
+            ("Upgrade", "SPDY/3.1"),
+            (PROTOCOL_HEADER, SPDY4),
+            *extra,
+        ]
+        target = _exec_target(["cat"], "stdin", "stdout")
+        reply = await request_upgrade("127.0.0.1", port, target, headers, _insecure(), 10)
+        assert reply.status in (101, 400)
+        reply.writer.write(b"0123456789" * 3)
+        await reply.writer.drain()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reply.reader.read(), 3)
+        reply.close()
+        client = SpdyClient(await upgrade(port, _exec_target(["echo", "ok"], "stdout"), [SPDY4]))
+        ids = await open_streams(client, "stdout")
+        await client.pump_to_end()
+        assert client.data[ids["stdout"]] == b"ok\n"
+
+    run(view, body)
