@@ -16,10 +16,11 @@ the nodes' LAN (`kubesvc host add client`), then measures:
    before the next run.
 2. **ARP reply time**: `arping` from the client, 20 broadcast requests for an announced
    IP, one `arping` each.
-3. **Service created -> first successful request** (--services times): `kubectl expose
-   --type=LoadBalancer` (the allocator writes the IP), and the client polls it with new
-   connections every 10 ms until one is served. p50 and p99, and how long `kubectl expose`
-   itself took.
+3. **Service created -> first successful request** (--services times): a LoadBalancer
+   Service POSTed to the API (through one `kubectl proxy`, so no kubectl process per
+   Service), the allocator writes the IP, a speaker announces it, and the client polls it
+   with new connections every 10 ms until one is served. p50 and p99 (target p99 < 200
+   ms), and how long the POST itself took.
 Progress goes to stderr, the table to stdout. `kubesvc down` (which removes the host too)
 runs on exit, including on errors, Ctrl-C and SIGTERM. Traffic goes only between the
 outside host and the cluster's nodes, on the cluster's own bridge.
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,8 @@ class Bench:
         )
         self.client_ns = ""
         self.plan: ClusterNet | None = None
+        self._proxy: subprocess.Popen[str] | None = None
+        self._proxy_url = ""
 
     # -- plumbing --------------------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None) -> str:
@@ -109,6 +113,9 @@ class Bench:
         self.client_ns = self.plan.outside_host_netns("client")
 
     def down(self) -> None:
+        if self._proxy is not None:
+            self._proxy.kill()
+            self._proxy.wait()
         subprocess.run(
             [sys.executable, "-m", "kubesvc.cli.main", "down", "--name", self.name],
             env=self.env,
@@ -125,6 +132,46 @@ class Bench:
             "--", "/agnhost", "netexec", "--http-port=8080",
         )  # fmt: skip
         self.kubectl("rollout", "status", "deployment/web", "--timeout=60s")
+
+    def api_base(self) -> str:
+        """The API through `kubectl proxy` (started once): plain HTTP on loopback, so a
+        create costs one local request, not a kubectl process and its discovery."""
+        if self._proxy is None:
+            self._proxy = subprocess.Popen(
+                ["kubectl", "proxy", "--port=0", "--address=127.0.0.1"],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert self._proxy.stdout is not None
+            line = self._proxy.stdout.readline()
+            m = re.search(r"127\.0\.0\.1:(\d+)", line)
+            if not m:
+                raise RuntimeError(f"kubectl proxy: {line!r}")
+            self._proxy_url = f"http://127.0.0.1:{m.group(1)}"
+        return self._proxy_url
+
+    def create_service(self, name: str, ip: str) -> None:
+        """A LoadBalancer Service over the web pods asking for `ip`, POSTed to the API."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {
+                "type": "LoadBalancer",
+                "loadBalancerIP": ip,
+                "selector": {"app": "web"},
+                "ports": [{"port": 80, "targetPort": 8080}],
+            },
+        }
+        req = urllib.request.Request(
+            self.api_base() + "/api/v1/namespaces/default/services",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            resp.read()
 
     def service(self, name: str, ip: str) -> None:
         self.kubectl(
@@ -233,7 +280,7 @@ class Bench:
         for i in range(n):
             name, ip = f"fresh{i}", self.addr(242 + i % 12)
             t0 = time.monotonic()
-            self.service(name, ip)
+            self.create_service(name, ip)
             created.append(time.monotonic() - t0)
             while not self.request(ip, 80, 0.1):
                 if time.monotonic() - t0 > 30:
@@ -322,14 +369,17 @@ def main() -> int:
         first, created = out["first"]
         rows.append(
             [
-                f"`kubectl expose` -> first request served ({len(first)} Services)",
-                f"{pct(first, 50) * 1000:.0f} ms p50, {pct(first, 99) * 1000:.0f} ms p99",
+                f"Service created (POST) -> first request served ({len(first)} Services)",
+                f"{pct(first, 50) * 1000:.0f} ms p50, {pct(first, 99) * 1000:.0f} ms p99"
+                f" (target p99 < 200 ms)",
                 "-",
             ]
         )
+        if pct(first, 99) >= 0.2:
+            results.note("Service created -> first request: p99 missed its 200 ms target")
         rows.append(
             [
-                "  of which `kubectl expose` itself (until it returned)",
+                "  of which the POST itself (until the API answered)",
                 f"{pct(created, 50) * 1000:.0f} ms p50, {pct(created, 99) * 1000:.0f} ms p99",
                 "-",
             ]
