@@ -18,7 +18,7 @@ from typing import Any
 
 from kubesvc import netns
 from kubesvc.cluster.lifecycle import Cluster, ClusterError, home, lifecycle_lock, preflight
-from kubesvc.node.netplan import ClusterNet, pick_outside_host_index
+from kubesvc.node.netplan import OUTSIDE_HOST_COUNT, ClusterNet, pick_outside_host_index
 
 # a DNS label, short enough for the namespace name to stay readable
 HOST_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
@@ -42,7 +42,10 @@ def recorded(state: dict[str, Any]) -> dict[str, int]:
     return {
         str(k): v
         for k, v in hosts.items()
-        if isinstance(v, int) and not isinstance(v, bool) and check_name(str(k)) is None
+        if isinstance(v, int)
+        and not isinstance(v, bool)
+        and 0 <= v < OUTSIDE_HOST_COUNT
+        and check_name(str(k)) is None
     }
 
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import math
 import os
 import shutil
 import signal
@@ -288,7 +289,12 @@ def tunable_flags(state: dict[str, Any]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {"apiserver": [], "controller-manager": []}
     for key, (comp, flag) in TUNABLES.items():
         value = state.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and value >= 0
+        ):
             out[comp] += [flag, f"{value:g}"]
     return out
 

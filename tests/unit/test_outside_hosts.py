@@ -53,6 +53,8 @@ def test_bad_host_names(name: str) -> None:
 def test_recorded_hosts_read_defensively(hosts: Any) -> None:
     out = recorded({"hosts": hosts})
     assert all(check_name(k) is None and isinstance(v, int) for k, v in out.items())
+    for index in out.values():
+        NET.outside_host_ip(index)  # every slot read back is one that has an address
 
 
 def test_stopped_nodes_and_tunables() -> None:
@@ -68,6 +70,7 @@ def test_stopped_nodes_and_tunables() -> None:
             "default_unreachable_toleration_seconds": "x",
         }
     )
+    assert tunable_flags({"node_monitor_grace_period": float("inf")})["controller-manager"] == []
     assert flags == {
         "apiserver": ["--default-not-ready-toleration-seconds", "10"],
         "controller-manager": ["--node-monitor-grace-period", "8"],
