@@ -42,6 +42,7 @@ from kubesvc.node.runtime import (
     ContainerRuntime,
     Proc,
     boot_time_ticks,
+    container_environment,
     load_procs,
     now_rfc3339,
 )
@@ -863,7 +864,9 @@ class NodeAgent:
     def container_env(self, namespace: str, name: str, container: str) -> dict[str, str]:
         w = self._worker(namespace, name)
         c = w.by_name(container) if w else None
-        return dict(c.env) if c else {}
+        if w is None or c is None:
+            return {}
+        return container_environment(w.sandbox.hostname, c.env)
 
     def working_dir(self, namespace: str, name: str, container: str) -> str | None:
         w = self._worker(namespace, name)

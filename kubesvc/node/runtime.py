@@ -35,6 +35,12 @@ SHIM_SERVER_TIMEOUT = 5.0  # seconds to wait for the shim server's answer
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def container_environment(hostname: str, env: dict[str, str]) -> dict[str, str]:
+    """What a container's processes (and what is exec'd in it) see: the image's defaults,
+    the pod's hostname, then the container's own env."""
+    return {"PATH": DEFAULT_PATH, "HOSTNAME": hostname, "HOME": "/root", **env}
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -174,8 +180,7 @@ class ContainerRuntime:
             fifo = log_dir / f"{restart_count}.stdin"
             fifo.unlink(missing_ok=True)
             os.mkfifo(fifo, 0o600)
-        full_env = {"PATH": DEFAULT_PATH, "HOSTNAME": sandbox.hostname, "HOME": "/root"}
-        full_env.update(env)
+        full_env = container_environment(sandbox.hostname, env)
         command = [*sandbox.nsenter(), *argv]
         pid = self.shims.spawn(command, full_env, cwd, exit_file, log, fifo)
         if pid is None:  # no shim server: a shim of its own

@@ -125,6 +125,10 @@ def test_exec_stdin_in_text_frames_from_the_python_client(core: client.CoreV1Api
 
 def test_exec_runs_in_the_pod(cluster: Cluster) -> None:
     assert cluster.out("exec", "servers", "-c", "two", "--", "hostname") == "servers\n"
+    # what is exec'd sees the container's environment: the image's PATH, HOSTNAME, HOME
+    env = cluster.out("exec", "servers", "-c", "two", "--", "env").splitlines()
+    assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in env
+    assert "HOSTNAME=servers" in env and "HOME=/root" in env
     res = cluster.kubectl("exec", "servers", "-c", "nope", "--", "true", check=False)
     assert res.returncode != 0
     assert "container nope is not valid for pod servers" in res.stderr
