@@ -1,0 +1,186 @@
+"""Runs HAProxy in master-worker mode and brings it to a rendered state: a reload (SIGUSR2
+to the master: new workers take the listening sockets over, old ones finish their
+requests) only when the skeleton changed; endpoint changes through the runtime API
+(`set server BE/SRV addr IP port N`, `set server BE/SRV state ready|maint`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+
+from kubesvc.ingress.haproxy import (
+    PARKED,
+    Paths,
+    Ports,
+    Rendered,
+    Slots,
+    assign_slots,
+    backend_name,
+    render,
+)
+from kubesvc.ingress.model import RoutingTable
+
+log = logging.getLogger("kubesvc.ingress")
+
+MAX_COMMANDS_PER_CALL = 200  # runtime commands sent on one connection
+
+
+def runtime_commands(old: Mapping[str, Slots], new: Mapping[str, Slots]) -> list[str]:
+    """The runtime API commands that turn the servers of `old` into those of `new` (for
+    backends in both with as many slots: anything else is a reload)."""
+    out = []
+    for name, slots in new.items():
+        before = old.get(name)
+        if before is None or len(before) != len(slots):
+            continue
+        for i, (was, now) in enumerate(zip(before, slots, strict=True), 1):
+            if was == now:
+                continue
+            server = f"{name}/s{i}"
+            if now is None:
+                host, port = PARKED.split(":")
+                out.append(f"set server {server} state maint")
+                out.append(f"set server {server} addr {host} port {port}")
+            else:
+                out.append(f"set server {server} addr {now[0]} port {now[1]}")
+                out.append(f"set server {server} state ready")
+    return out
+
+
+class HAProxy:
+    """One HAProxy master process and the state it was last brought to."""
+
+    def __init__(self, paths: Paths, ports: Ports = Ports(), binary: str = "haproxy") -> None:
+        self.paths = paths
+        self.ports = ports
+        self.binary = binary
+        self.proc: asyncio.subprocess.Process | None = None
+        self.current: Rendered | None = None
+        self.reloads = 0
+        self.runtime_updates = 0
+
+    def plan(self, table: RoutingTable) -> Rendered:
+        """What `table` renders to, with endpoints kept in the slots they hold now."""
+        held = self.current.slots if self.current else {}
+        slots = {}
+        for ref in table.backends:
+            name = backend_name(ref)
+            slots[name] = assign_slots(held.get(name, ()), table.endpoints.get(ref.key, ()))
+        return render(table, slots, self.paths, self.ports)
+
+    async def apply(self, table: RoutingTable) -> str:
+        """Bring HAProxy to `table`; returns "start", "reload", "runtime" or "none"."""
+        want = self.plan(table)
+        if self.proc is None or self.proc.returncode is not None:
+            self._write(want)
+            await self._start()
+            self.current = want
+            return "start"
+        if self.current is not None and want.skeleton == self.current.skeleton:
+            commands = runtime_commands(self.current.slots, want.slots)
+            if not commands:
+                return "none"
+            try:
+                await self._runtime(commands)
+            except OSError as e:
+                log.warning("runtime API failed (%s); reloading instead", e)
+            else:
+                self.current = want
+                self.runtime_updates += 1
+                return "runtime"
+        self._write(want)
+        await self._check()
+        assert self.proc is not None
+        before = await self._worker_pid()
+        self.proc.send_signal(signal.SIGUSR2)
+        await self._new_worker(before)
+        self.reloads += 1
+        log.info("haproxy reloaded (reload %d)", self.reloads)
+        self.current = want
+        return "reload"
+
+    def _write(self, rendered: Rendered) -> None:
+        os.makedirs(self.paths.dir, mode=0o700, exist_ok=True)
+        for path, text in {**rendered.maps, self.paths.config: rendered.config}.items():
+            tmp = path + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(text)
+            os.replace(tmp, path)
+
+    async def _check(self) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            self.binary,
+            "-c",
+            "-q",
+            "-f",
+            self.paths.config,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"haproxy refused its configuration: {out.decode(errors='replace')}")
+
+    async def _start(self) -> None:
+        await self._check()
+        self.proc = await asyncio.create_subprocess_exec(
+            self.binary, "-W", "-S", self.paths.master_socket, "-f", self.paths.config
+        )
+        # ready once the worker answers on the runtime socket
+        for _ in range(200):
+            try:
+                await self._runtime(["show info"])
+                return
+            except OSError:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"haproxy exited with {self.proc.returncode}") from None
+                await asyncio.sleep(0.025)
+        raise RuntimeError("haproxy did not open its runtime socket")
+
+    async def _worker_pid(self) -> str:
+        for line in (await self._runtime(["show info"])).splitlines():
+            if line.startswith("Pid:"):
+                return line.split(":", 1)[1].strip()
+        return ""
+
+    async def _new_worker(self, old_pid: str, timeout: float = 10.0) -> None:
+        """Wait until a new worker answers on the runtime socket (it has taken over the
+        listening sockets by then)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            try:
+                if await self._worker_pid() not in ("", old_pid):
+                    return
+            except OSError:
+                pass
+            await asyncio.sleep(0.01)
+        log.warning("no new haproxy worker %.0f s after a reload", timeout)
+
+    async def _runtime(self, commands: list[str]) -> str:
+        out = []
+        for i in range(0, len(commands), MAX_COMMANDS_PER_CALL):
+            batch = commands[i : i + MAX_COMMANDS_PER_CALL]
+            reader, writer = await asyncio.open_unix_connection(self.paths.admin_socket)
+            try:
+                writer.write(("; ".join(batch) + "\n").encode())
+                await writer.drain()
+                out.append((await reader.read()).decode(errors="replace"))
+            finally:
+                writer.close()
+        text = "".join(out)
+        if "No such" in text or "Unknown" in text or "not found" in text:
+            raise OSError(f"runtime API refused a command: {text.strip()[:200]}")
+        return text
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()

@@ -1,0 +1,202 @@
+"""HAProxy's configuration for a routing table (pure functions, no I/O).
+
+Routing lives in two map files looked up per request, so the configuration's text does not
+grow with routes:
+- `exact.map`: `host + path` -> backend, for Exact paths and for a Prefix's own path
+  (`/foo` itself); an Exact path wins over the Prefix with the same text;
+- `prefix.map`: `host + prefix + "/"` -> backend, longest first (HAProxy walks a `map_beg`
+  file in order, so the first hit is the longest prefix): element-wise by construction,
+  since `/foo/` never matches `/foobar`.
+Keys of exact hosts start with the host, wildcards with `*.`, host-less rules with `/`, so
+the three never collide. A request tries its host, then its wildcard (`*.` + all but the
+first label), then no host; then the default backend; then the built-in 404.
+
+Each backend is one (Service, port) with a fixed number of server slots; endpoints move
+in and out of slots through the runtime API (see applier.py), so endpoint churn never
+changes `skeleton`, the configuration with server addresses left out, which is what decides
+a reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from kubesvc.ingress.model import BackendRef, RoutingTable
+
+DEFAULT_404 = "be_default_404"
+MIN_SLOTS = 4
+PARKED = "127.0.0.1:1"  # an empty slot's address; the slot is in maintenance
+
+Addr = tuple[str, int]
+Slots = tuple[Addr | None, ...]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the controller keeps HAProxy's files (a private directory)."""
+
+    dir: str
+
+    @property
+    def config(self) -> str:
+        return f"{self.dir}/haproxy.cfg"
+
+    @property
+    def exact_map(self) -> str:
+        return f"{self.dir}/exact.map"
+
+    @property
+    def prefix_map(self) -> str:
+        return f"{self.dir}/prefix.map"
+
+    @property
+    def admin_socket(self) -> str:
+        return f"{self.dir}/admin.sock"
+
+    @property
+    def master_socket(self) -> str:
+        return f"{self.dir}/master.sock"
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 80
+    health: int = 10254
+
+
+@dataclass(frozen=True)
+class Rendered:
+    config: str
+    skeleton: str  # config and maps without server addresses: a change here needs a reload
+    maps: Mapping[str, str]  # path -> contents
+    slots: Mapping[str, Slots]  # backend name -> what each slot holds
+
+
+def backend_name(ref: BackendRef) -> str:
+    # names, namespaces and port names hold no "_" (the model checks), so this is unique
+    return f"be_{ref.namespace}_{ref.service}_{ref.port}"
+
+
+def slot_count(n: int) -> int:
+    """Slots for n endpoints: a power of two, at least MIN_SLOTS."""
+    size = MIN_SLOTS
+    while size < n:
+        size *= 2
+    return size
+
+
+def assign_slots(previous: Slots, endpoints: Sequence[Addr]) -> Slots:
+    """Endpoints into slots, each kept where it was: only changed slots differ, so a change
+    of endpoints is a few runtime commands. Grows (a reload) only when they do not fit."""
+    wanted = set(endpoints)
+    size = max(len(previous), slot_count(len(wanted)))
+    slots: list[Addr | None] = [a if a in wanted else None for a in previous]
+    slots += [None] * (size - len(slots))
+    placed = {a for a in slots if a is not None}
+    free = (i for i, a in enumerate(slots) if a is None)
+    for addr in sorted(wanted - placed):
+        slots[next(free)] = addr
+    return tuple(slots)
+
+
+def route_maps(table: RoutingTable) -> tuple[str, str]:
+    """(exact.map, prefix.map) contents."""
+    exact: dict[str, str] = {}
+    prefix: dict[str, str] = {}
+    for r in table.routes:  # Exact routes come before Prefix ones of the same host
+        be = backend_name(r.backend)
+        exact.setdefault(r.host + r.path, be)
+        if not r.exact:
+            prefix.setdefault(r.host + (r.path if r.path == "/" else r.path + "/"), be)
+    exact_text = "".join(f"{k} {v}\n" for k, v in sorted(exact.items()))
+    longest_first = sorted(prefix.items(), key=lambda kv: (-len(kv[0]), kv[0]))
+    return exact_text, "".join(f"{k} {v}\n" for k, v in longest_first)
+
+
+def render(
+    table: RoutingTable, slots: Mapping[str, Slots], paths: Paths, ports: Ports = Ports()
+) -> Rendered:
+    """HAProxy's files for `table`; `slots` maps each backend's name to its slots (from
+    assign_slots; a backend not in it gets empty slots)."""
+    exact_map, prefix_map = route_maps(table)
+    default = backend_name(table.default_backend) if table.default_backend else DEFAULT_404
+    names = [backend_name(b) for b in table.backends]
+    full = {n: slots.get(n) or (None,) * MIN_SLOTS for n in names}
+    head = _head(paths, ports, default)
+    config = head + "".join(_backend(n, s, True) for n, s in full.items())
+    skeleton = head + "".join(_backend(n, s, False) for n, s in full.items())
+    maps = {paths.exact_map: exact_map, paths.prefix_map: prefix_map}
+    skeleton += "".join(f"\n# {p}\n{text}" for p, text in maps.items())
+    return Rendered(config, skeleton, maps, full)
+
+
+def _backend(name: str, slots: Slots, addresses: bool) -> str:
+    lines = [f"\nbackend {name}\n", "    balance roundrobin\n"]
+    for i, addr in enumerate(slots, 1):
+        if addr is None or not addresses:
+            lines.append(f"    server s{i} {PARKED} disabled\n")
+        else:
+            lines.append(f"    server s{i} {addr[0]}:{addr[1]}\n")
+    return "".join(lines)
+
+
+def _head(paths: Paths, ports: Ports, default: str) -> str:
+    exact, prefix = paths.exact_map, paths.prefix_map
+    return f"""\
+# written by kubesvc's ingress controller; changes are overwritten
+global
+    master-worker
+    stats socket {paths.admin_socket} mode 600 level admin expose-fd listeners
+    stats timeout 30s
+    log stdout format raw local0
+    maxconn 4000
+
+defaults
+    mode http
+    log global
+    option httplog
+    option forwardfor
+    option redispatch
+    retries 2
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+
+frontend health
+    bind :{ports.health}
+    monitor-uri /healthz
+    http-request return status 404
+
+frontend http
+    bind :{ports.http}
+    unique-id-format %[uuid()]
+    http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(x-request-id) -m found }}
+    http-request set-header X-Real-IP %[src]
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    # the host without its port, lower case; a Host that is not a DNS name matches no host
+    http-request set-var(txn.host) req.hdr(host),field(1,:),lower
+    http-request unset-var(txn.host) unless {{ var(txn.host) -m reg ^[a-z0-9][a-z0-9.-]*$ }}
+    acl dotted var(txn.host) -m sub .
+    http-request set-var(txn.wild) var(txn.host),regsub(^[^.]+[.],*.) if dotted
+    http-request set-var(txn.path) path
+    acl routed var(txn.be) -m found
+    acl has_host var(txn.k) -m found
+    acl has_wild var(txn.w) -m found
+    http-request set-var(txn.k) var(txn.host),concat(,txn.path,) if {{ var(txn.host) -m found }}
+    http-request set-var(txn.be) var(txn.k),map_str({exact}) if has_host
+    http-request set-var(txn.be) var(txn.k),map_beg({prefix}) if !routed has_host
+    http-request set-var(txn.w) var(txn.wild),concat(,txn.path,) if {{ var(txn.wild) -m found }}
+    http-request set-var(txn.be) var(txn.w),map_str({exact}) if !routed has_wild
+    http-request set-var(txn.be) var(txn.w),map_beg({prefix}) if !routed has_wild
+    http-request set-var(txn.be) var(txn.path),map_str({exact}) if !routed
+    http-request set-var(txn.be) var(txn.path),map_beg({prefix}) if !routed
+    use_backend %[var(txn.be)] if {{ var(txn.be) -m found }}
+    default_backend {default}
+
+backend {DEFAULT_404}
+    http-request return status 404 content-type text/plain string "default backend - 404"
+"""

@@ -1,0 +1,189 @@
+"""The ingress data plane without a cluster: the real HAProxy, driven by the applier from
+routing tables, in front of HTTP servers on loopback. Routing by host and path
+(precedence, element-wise prefixes, wildcards), the default backend and 404, 503 with no
+endpoints, the headers upstream controllers set, and endpoint changes through the runtime
+API with no reload."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubesvc.ingress.applier import HAProxy
+from kubesvc.ingress.haproxy import Paths, Ports
+from kubesvc.ingress.model import RoutingTable, routing_table
+from tests.unit.test_ingress_model import OURS, backend, endpoint_slice, ingress, rule, service
+
+
+class Echo(BaseHTTPRequestHandler):
+    """Answers with its server's name, the path and the request headers, as JSON."""
+
+    def do_GET(self) -> None:
+        body = json.dumps(
+            {"name": self.server.name, "path": self.path, "headers": dict(self.headers)}  # type: ignore[attr-defined]
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def echoes() -> Iterator[dict[str, int]]:
+    """Six named HTTP servers on loopback: name -> port."""
+    servers = []
+    for name in ("web1", "web2", "web3", "api1", "wild1", "dflt1"):
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+        srv.name = name  # type: ignore[attr-defined]
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+    try:
+        yield {s.name: s.server_address[1] for s in servers}  # type: ignore[attr-defined]
+    finally:
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[tuple[HAProxy, asyncio.AbstractEventLoop]]:
+    loop = asyncio.new_event_loop()
+    hap = HAProxy(Paths(str(tmp_path / "haproxy")), Ports(http=free_port(), health=free_port()))
+    try:
+        yield hap, loop
+    finally:
+        loop.run_until_complete(hap.stop())
+        loop.close()
+
+
+def get(hap: HAProxy, host: str, path: str, port: int | None = None) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port or hap.ports.http, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        body = resp.read()
+        try:
+            return resp.status, json.loads(body)
+        except ValueError:
+            return resp.status, body.decode()
+    finally:
+        conn.close()
+
+
+def served_by(hap: HAProxy, host: str, path: str) -> str:
+    status, body = get(hap, host, path)
+    return body["name"] if status == 200 else str(status)
+
+
+def test_routing_headers_and_live_endpoints(
+    echoes: dict[str, int], proxy: tuple[HAProxy, asyncio.AbstractEventLoop]
+) -> None:
+    hap, loop = proxy
+    assert loop.run_until_complete(hap.apply(table_of(echoes))) == "start"
+
+    assert served_by(hap, "foo.test", "/") == "web1"
+    assert served_by(hap, "foo.test", "/apix") == "web1"  # element-wise: not /api
+    assert served_by(hap, "foo.test", "/api") == "api1"
+    assert served_by(hap, "foo.test", "/api/") == "api1"
+    assert served_by(hap, "FOO.test:8080", "/api/v2") == "api1"
+    assert served_by(hap, "foo.test", "/api/v1") == "wild1"  # Exact beats Prefix /api
+    assert served_by(hap, "foo.test", "/api/v1/x") == "api1"
+    assert served_by(hap, "a.wild.test", "/x") == "wild1"
+    assert served_by(hap, "a.b.wild.test", "/x") == "dflt1"  # one label only
+    assert served_by(hap, "wild.test", "/x") == "dflt1"
+    assert served_by(hap, "bar.test", "/none/x") == "api1"  # host-less rule
+    assert served_by(hap, "foo.test", "/none") == "web1"  # the host's own / comes first
+    assert served_by(hap, "foo.test", "/other") == "web1"  # another class is ignored
+    assert served_by(hap, "empty.test", "/") == "503"  # a Service with no endpoints
+
+    _, body = get(hap, "foo.test", "/api")
+    headers = {k.lower(): v for k, v in body["headers"].items()}
+    assert headers["x-forwarded-for"] == "127.0.0.1"
+    assert headers["x-real-ip"] == "127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == "foo.test"
+    assert len(headers["x-request-id"]) == 36
+
+    assert get(hap, "", "/healthz", hap.ports.health)[0] == 200
+
+    # endpoints scaled 1 -> 3 -> 0 -> 3: the runtime API, no reload
+    for web, want in (
+        (("web1", "web2", "web3"), {"web1", "web2", "web3"}),
+        ((), {"503"}),
+        (("web3", "web2", "web1"), {"web1", "web2", "web3"}),
+    ):
+        assert loop.run_until_complete(hap.apply(table_of(echoes, web))) == "runtime"
+        assert {served_by(hap, "foo.test", "/") for _ in range(12)} == want
+    assert hap.reloads == 0
+
+    # five endpoints do not fit four slots: a reload, and routing goes on
+    more = ("web1", "web2", "web3", "api1", "wild1")
+    assert loop.run_until_complete(hap.apply(table_of(echoes, more))) == "reload"
+    assert hap.reloads == 1
+    assert {served_by(hap, "foo.test", "/") for _ in range(20)} == set(more)
+
+
+def test_without_default_backend_unmatched_is_404(
+    echoes: dict[str, int], proxy: tuple[HAProxy, asyncio.AbstractEventLoop]
+) -> None:
+    hap, loop = proxy
+    table = routing_table(
+        [
+            ingress(
+                "a", rule("foo.test", ("/x", "Exact", "web")), rule(None, ("/n", "Exact", "web"))
+            )
+        ],
+        [service("web", ("", 80))],
+        [endpoint_slice("web", "", echoes["web1"], "127.0.0.1")],
+        [OURS],
+    )
+    loop.run_until_complete(hap.apply(table))
+    assert served_by(hap, "foo.test", "/x") == "web1"
+    status, body = get(hap, "foo.test", "/x/")
+    assert (status, body) == (404, "default backend - 404")
+    assert get(hap, "foo.test", "/y")[0] == 404
+    assert served_by(hap, "foo.test", "/n") == "web1"  # the host's paths fall through
+    assert served_by(hap, "", "/n") == "web1"
+
+
+def table_of(echoes: dict[str, int], web: tuple[str, ...] = ("web1",)) -> RoutingTable:
+    ings = [
+        ingress(
+            "a",
+            rule(
+                "foo.test",
+                ("/", "Prefix", "web"),
+                ("/api", "Prefix", "api"),
+                ("/api/v1", "Exact", "wild"),
+            ),
+            rule("*.wild.test", ("/", "Prefix", "wild")),
+            rule(None, ("/none", "Prefix", "api")),
+        ),
+        ingress("other", rule("foo.test", ("/other", "Prefix", "api")), cls="nginx"),
+        ingress("empty", rule("empty.test", ("/", "Prefix", "nobody"))),
+        ingress("d", default=backend("dflt"), created="2026-05-01T00:00:00Z"),
+    ]
+    services = [service(n, ("", 80)) for n in ("web", "api", "wild", "nobody", "dflt")]
+    slices = [endpoint_slice(n, "", echoes[n + "1"], "127.0.0.1") for n in ("api", "wild", "dflt")]
+    # loopback endpoints differ by port (pods differ by IP): one slice per port
+    slices += [endpoint_slice("web", "", echoes[w], "127.0.0.1") for w in web]
+    return routing_table(ings, services, slices, [OURS])

@@ -1,0 +1,93 @@
+"""HAProxy's configuration for a routing table: the route maps (longest prefix first,
+element-wise entries), server slots that keep each endpoint where it is, a skeleton that
+endpoint churn leaves alone, and the runtime commands between two slot layouts."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubesvc.ingress.applier import runtime_commands
+from kubesvc.ingress.haproxy import Paths, assign_slots, render, route_maps
+from kubesvc.ingress.model import routing_table
+from tests.unit.test_ingress_model import OURS, endpoint_slice, ingress, rule, service
+from tests.unit.test_poison_properties import PROPERTY
+
+PATHS = Paths("/run/ingress")
+
+
+def table(*ips: str):  # type: ignore[no-untyped-def]
+    ing = ingress(
+        "a",
+        rule("a.test", ("/", "Prefix", "web"), ("/api/", "Prefix", "web"), ("/x", "Exact", "web")),
+        rule("*.w.test", ("/api", "ImplementationSpecific", "web")),
+        rule(None, ("/", "Prefix", "web")),
+    )
+    return routing_table(
+        [ing], [service("web", ("http", 80))], [endpoint_slice("web", "http", 8080, *ips)], [OURS]
+    )
+
+
+def test_route_maps() -> None:
+    exact, prefix = route_maps(table())
+    be = "be_default_web_80"
+    assert exact.splitlines() == [
+        f"*.w.test/api {be}",
+        f"/ {be}",
+        f"a.test/ {be}",
+        f"a.test/api {be}",
+        f"a.test/x {be}",
+    ]
+    # longest first: HAProxy takes the first map_beg hit
+    assert prefix.splitlines() == [
+        f"*.w.test/api/ {be}",
+        f"a.test/api/ {be}",
+        f"a.test/ {be}",
+        f"/ {be}",
+    ]
+
+
+def test_endpoint_churn_keeps_the_skeleton() -> None:
+    one = render(table("10.0.0.1"), {}, PATHS)
+    slots = {"be_default_web_80": assign_slots((), [("10.0.0.1", 8080), ("10.0.0.2", 8080)])}
+    two = render(table("10.0.0.1", "10.0.0.2"), slots, PATHS)
+    assert one.skeleton == two.skeleton
+    assert "server s2 10.0.0.2:8080\n" in two.config
+    assert "server s1 127.0.0.1:1 disabled\n" in one.config
+
+
+def test_slots_keep_endpoints_in_place_and_grow_by_powers_of_two() -> None:
+    a, b, c = ("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.3", 80)
+    s = assign_slots((), [b, a])
+    assert s == (a, b, None, None)
+    s = assign_slots(s, [b, c])
+    assert s == (c, b, None, None)
+    many = [(f"10.0.1.{i}", 80) for i in range(5)]
+    assert len(assign_slots(s, many)) == 8
+    assert runtime_commands({"be": (a, b, None, None)}, {"be": (c, b, None, None)}) == [
+        "set server be/s1 addr 10.0.0.3 port 80",
+        "set server be/s1 state ready",
+    ]
+    assert runtime_commands({"be": (a, None)}, {"be": (None, None)}) == [
+        "set server be/s1 state maint",
+        "set server be/s1 addr 127.0.0.1 port 1",
+    ]
+
+
+addrs = st.lists(
+    st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"]), st.integers(1, 3)), max_size=12
+)
+
+
+@PROPERTY
+@given(st.lists(addrs, min_size=1, max_size=5))
+def test_slots_hold_exactly_the_endpoints(steps: list[list[tuple[str, int]]]) -> None:
+    slots: tuple = ()  # type: ignore[type-arg]
+    for eps in steps:
+        new = assign_slots(slots, eps)
+        assert {a for a in new if a is not None} == set(eps)
+        assert len([a for a in new if a is not None]) == len(set(eps))
+        for was, now in zip(slots, new, strict=False):
+            if was is not None and was in set(eps):
+                assert now == was
+        slots = new
