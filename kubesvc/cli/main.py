@@ -106,7 +106,9 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"kubesvc up: --{key.replace('_', '-')} must be positive", file=sys.stderr)
                 return 2
             tunables[key] = value
-    return asyncio.run(up(args.name, args.nodes, args.wait, args.proxy_mode, tunables))
+    return asyncio.run(
+        up(args.name, args.nodes, args.wait, args.proxy_mode, tunables, not args.no_ingress)
+    )
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -211,6 +213,21 @@ def _proxy_rules(args: argparse.Namespace) -> int:
         print(asyncio.run(backend.rules(args.service)), end="")
     finally:
         backend.close()
+    return 0
+
+
+def _ingress_controller(args: argparse.Namespace) -> int:
+    from kubesvc.client.kubeconfig import load
+    from kubesvc.dns.server import in_cluster_access
+    from kubesvc.ingress.controller import run
+    from kubesvc.ingress.haproxy import Ports
+
+    if not args.kubeconfig and not args.in_cluster:
+        print("kubesvc: ingress-controller needs --kubeconfig or --in-cluster", file=sys.stderr)
+        return 2
+    access = in_cluster_access() if args.in_cluster else load(args.kubeconfig)
+    ports = Ports(http=args.http_port, health=args.health_port)
+    _run(run(access, args.publish_service, args.ingress_class, ports, args.metrics_port))
     return 0
 
 
@@ -359,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how long pods stay on an unreachable node before eviction (default 300)",
     )
+    upp.add_argument(
+        "--no-ingress",
+        action="store_true",
+        help="a new cluster without the ingress controller (docs/ingress.md)",
+    )
     upp.set_defaults(func=_up)
     startp = sub.add_parser("start", help="bring back a stopped cluster with its state")
     startp.add_argument("--name", default="kubesvc")
@@ -441,6 +463,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dnsp.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     dnsp.set_defaults(func=_dns)
+    ing = sub.add_parser("ingress-controller", help="run the ingress controller in the foreground")
+    ing.add_argument("--kubeconfig", default="", help="how to reach the API server")
+    ing.add_argument("--in-cluster", action="store_true", help="use the pod's service account")
+    ing.add_argument(
+        "--publish-service",
+        default="ingress-kubesvc/ingress-kubesvc-controller",
+        metavar="NS/NAME",
+        help="the Service whose LoadBalancer IPs Ingresses' status shows",
+    )
+    ing.add_argument("--ingress-class", default="kubesvc")
+    ing.add_argument("--http-port", type=int, default=80)
+    ing.add_argument("--health-port", type=int, default=10254, help="GET /healthz")
+    ing.add_argument("--metrics-port", type=int, default=10255, help="GET /metrics")
+    ing.set_defaults(func=_ingress_controller)
     kc = sub.add_parser("kubeconfig", help="print a cluster's kubeconfig")
     kc.add_argument("--name", default="kubesvc")
     kc.set_defaults(func=_kubeconfig)

@@ -1,7 +1,8 @@
 """What `kubesvc up` installs into a new cluster: cluster DNS, the way kubeadm deploys it
 (a `coredns` Deployment labelled k8s-app=kube-dns behind the `kube-dns` Service), and
 MetalLB's CRDs with an IPAddressPool and an L2Advertisement `default` in `metallb-system`
-for LoadBalancer Services (.240-.254 of the node network)."""
+for LoadBalancer Services (.240-.254 of the node network), and the ingress controller
+(docs/ingress.md) unless `kubesvc up --no-ingress`."""
 
 from __future__ import annotations
 
@@ -78,10 +79,93 @@ def dns_deployment(replicas: int = 2) -> dict[str, Any]:
     }
 
 
-async def install(client: ApiClient, net: ClusterNet) -> None:
+async def install(client: ApiClient, net: ClusterNet, ingress: bool = True) -> None:
     for kind, obj in (("Service", dns_service()), ("Deployment", dns_deployment())):
         await _create(client, kind, "kube-system", obj)
     await install_metallb(client, lb_pool_range(net))
+    if ingress:
+        await install_ingress(client)
+
+
+INGRESS_NAMESPACE = "ingress-kubesvc"
+INGRESS_NAME = "ingress-kubesvc-controller"
+INGRESS_IMAGE = "kubesvc/ingress-controller:v0.1"
+INGRESS_LABELS = {"app.kubernetes.io/name": "ingress-kubesvc"}
+
+
+def ingress_class() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "kubesvc",
+            "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"},
+        },
+        "spec": {"controller": "kubesvc.io/ingress-controller"},
+    }
+
+
+def ingress_service() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": INGRESS_NAME,
+            "namespace": INGRESS_NAMESPACE,
+            "labels": dict(INGRESS_LABELS),
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "selector": dict(INGRESS_LABELS),
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}],
+        },
+    }
+
+
+def ingress_deployment() -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": INGRESS_NAME,
+            "namespace": INGRESS_NAMESPACE,
+            "labels": dict(INGRESS_LABELS),
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": dict(INGRESS_LABELS)},
+            "template": {
+                "metadata": {"labels": dict(INGRESS_LABELS)},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "controller",
+                            "image": INGRESS_IMAGE,
+                            "args": [f"--publish-service={INGRESS_NAMESPACE}/{INGRESS_NAME}"],
+                            "ports": [
+                                {"name": "http", "containerPort": 80, "protocol": "TCP"},
+                                {"name": "health", "containerPort": 10254, "protocol": "TCP"},
+                                {"name": "metrics", "containerPort": 10255, "protocol": "TCP"},
+                            ],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/healthz", "port": 10254},
+                                "periodSeconds": 1,
+                            },
+                            "livenessProbe": {
+                                "httpGet": {"path": "/healthz", "port": 10254},
+                                "periodSeconds": 10,
+                                "failureThreshold": 5,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+async def install_ingress(client: ApiClient) -> None:
+    """kubesvc's ingress controller as ingress-nginx is deployed: its namespace, the
+    default IngressClass, a LoadBalancer Service (NodePorts too) and a Deployment. Only
+    objects are created here: `kubesvc up` does not wait for the pod."""
+    await _create(client, "IngressClass", None, ingress_class())
+    await _create(client, "Namespace", None, {"metadata": {"name": INGRESS_NAMESPACE}})
+    for kind, obj in (("Service", ingress_service()), ("Deployment", ingress_deployment())):
+        await _create(client, kind, INGRESS_NAMESPACE, obj)
 
 
 async def install_metallb(client: ApiClient, addresses: str, wait: float = 10.0) -> None:

@@ -373,6 +373,7 @@ async def up(
     wait: float = 60.0,
     proxy_mode: str | None = None,
     tunables: dict[str, float] | None = None,
+    ingress: bool = True,
 ) -> int:
     """Create the cluster, or bring back the one that exists (never wiping it)."""
     if not preflight("up"):
@@ -402,8 +403,9 @@ async def up(
                         )
             else:
                 await _create(cluster, nodes or 2, proxy_mode or "nftables", progress)
-                if tunables:
-                    cluster.save({**cluster.load(), **tunables})
+                if tunables or not ingress:
+                    opt_out = {} if ingress else {"no_ingress": True}
+                    cluster.save({**cluster.load(), **(tunables or {}), **opt_out})
                 created = True
             supervisor, fresh = await _bring_back(cluster, progress)
     except ClusterError as e:
@@ -574,7 +576,7 @@ async def _wait_ready(
         if not state.get("addons_installed"):
             # the add-ons go in while the nodes come up (their CRDs take a moment to be served)
             try:
-                await addons.install(client, net)
+                await addons.install(client, net, ingress=not state.get("no_ingress"))
             except BaseException:
                 nodes.cancel()
                 raise

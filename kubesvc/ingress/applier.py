@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from collections.abc import Mapping
 
 from kubesvc.ingress.haproxy import (
@@ -98,7 +99,8 @@ class HAProxy:
         self.proc.send_signal(signal.SIGUSR2)
         await self._new_worker(before)
         self.reloads += 1
-        log.info("haproxy reloaded (reload %d)", self.reloads)
+        # one line per reload in the controller's log (kubectl logs): they should be rare
+        print(f"kubesvc ingress: haproxy reloaded (reload {self.reloads})", file=sys.stderr)
         self.current = want
         return "reload"
 

@@ -242,3 +242,18 @@ def test_hostile_objects_never_raise_and_never_hide_good_ones(
     for r in t.routes:
         assert r.path.startswith("/") and " " not in r.path and "\n" not in r.path
         assert r.backend.key in t.endpoints
+
+
+NODE = {"status": {"addresses": [{"type": "InternalIP", "address": "172.31.2.10"}]}}
+LB_SERVICE = {"status": {"loadBalancer": {"ingress": [{"ip": "172.31.2.240"}]}}}
+
+
+@PROPERTY
+@given(mutated(LB_SERVICE), st.lists(mutated(NODE), max_size=3))
+def test_status_addresses_survive_hostile_objects(svc: Any, nodes: list[Any]) -> None:
+    from kubesvc.ingress.controller import lb_addresses, node_addresses
+
+    assert all(isinstance(ip, str) for ip in lb_addresses(svc))
+    assert all(isinstance(ip, str) for ip in node_addresses(nodes))
+    assert lb_addresses(LB_SERVICE) == ["172.31.2.240"]
+    assert node_addresses([*nodes, NODE])[-1:] != []

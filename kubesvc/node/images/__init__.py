@@ -38,6 +38,7 @@ BUILT_IN = (
     "alpine",
     "curlimages/curl",
     "coredns/coredns",
+    "kubesvc/ingress-controller",
     "python",
 )
 
@@ -262,6 +263,13 @@ def _coredns(ref: ImageRef, args: list[str]) -> Resolved:
     return Resolved(argv, default_ports=[53, 9153])
 
 
+def _ingress_controller(ref: ImageRef, args: list[str]) -> Resolved:
+    """kubesvc's ingress controller (HAProxy driven by the cluster, docs/ingress.md),
+    reading the cluster through the in-pod service account."""
+    argv = [sys.executable, "-m", "kubesvc.cli.main", "ingress-controller", "--in-cluster"]
+    return Resolved([*argv, *args], default_ports=[80, 10254, 10255])
+
+
 def host_python() -> str:
     """The host's own interpreter (not kubesvc's virtual environment): what the official
     `python` image offers is a plain Python with its standard library."""
@@ -286,6 +294,7 @@ HANDLERS: dict[str, Handler] = {
     "shell": _shell,
     "curl": _curl,
     "coredns": _coredns,
+    "ingress-controller": _ingress_controller,
     "python": _python,
 }
 
@@ -310,6 +319,8 @@ def builtin_kind(ref: ImageRef) -> str | None:
         return "coredns"
     if name == "python":
         return "python"
+    if ref.path == "kubesvc/ingress-controller":
+        return "ingress-controller"
     return None
 
 

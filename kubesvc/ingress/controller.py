@@ -1,0 +1,216 @@
+"""The ingress controller process: informers on Ingresses, IngressClasses, Services,
+EndpointSlices and Nodes; each burst of changes recomputes the routing table (model.py)
+and brings HAProxy to it (applier.py); each served Ingress's `status.loadBalancer.ingress`
+gets the controller Service's LoadBalancer IPs, or the nodes' InternalIPs before one
+exists; conflicts, missing Services and unreadable Ingresses become Events on the Ingress.
+`/metrics` counts reloads and runtime updates."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+from typing import Any
+
+from kubesvc.client.events import EventRecorder
+from kubesvc.client.informer import Informer
+from kubesvc.client.kubeconfig import ClusterAccess
+from kubesvc.client.rest import ApiClient, ApiException
+from kubesvc.ingress.applier import HAProxy
+from kubesvc.ingress.haproxy import Paths, Ports
+from kubesvc.ingress.model import CLASS_NAME, RoutingTable, routing_table
+
+log = logging.getLogger("kubesvc.ingress")
+
+MAX_WARNED = 10_000  # distinct Event messages remembered (one Event per message)
+
+
+def lb_addresses(svc: Any) -> list[str]:
+    """The LoadBalancer IPs of the controller's Service, from its status."""
+    status = svc.get("status") if svc.__class__ is dict else None
+    lb = status.get("loadBalancer") if status.__class__ is dict else None
+    ingress = lb.get("ingress") if lb.__class__ is dict else None
+    out = []
+    for entry in ingress if ingress.__class__ is list else ():
+        ip = entry.get("ip") if entry.__class__ is dict else None
+        if ip.__class__ is str and ip:
+            out.append(ip)
+    return out
+
+
+def node_addresses(nodes: list[Any]) -> list[str]:
+    out = []
+    for node in nodes:
+        status = node.get("status") if node.__class__ is dict else None
+        addrs = status.get("addresses") if status.__class__ is dict else None
+        for a in addrs if addrs.__class__ is list else ():
+            if a.__class__ is dict and a.get("type") == "InternalIP":
+                ip = a.get("address")
+                if ip.__class__ is str and ip:
+                    out.append(ip)
+    return sorted(set(out))
+
+
+def status_for(ips: list[str]) -> dict[str, Any]:
+    return {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}
+
+
+class IngressController:
+    def __init__(
+        self,
+        client: ApiClient,
+        haproxy: HAProxy,
+        publish_service: str,
+        class_name: str = CLASS_NAME,
+    ) -> None:
+        self.client = client
+        self.haproxy = haproxy
+        self.publish_service = publish_service  # ns/name of the controller's Service
+        self.class_name = class_name
+        self.ingresses = Informer(client, "Ingress", transform=None)
+        self.classes = Informer(client, "IngressClass", transform=None)
+        self.services = Informer(client, "Service", transform=None)
+        self.slices = Informer(client, "EndpointSlice", transform=None)
+        self.nodes = Informer(client, "Node", transform=None)
+        self.informers = (self.ingresses, self.classes, self.services, self.slices, self.nodes)
+        self.events = EventRecorder(client, "kubesvc-ingress-controller")
+        self._dirty = asyncio.Event()
+        self._warned: set[tuple[str, str]] = set()
+        self.table = RoutingTable()
+
+    async def run(self) -> None:
+        for inf in self.informers:
+            inf.add_handler(self._mark, lambda old, new: self._mark(new), self._mark)
+            inf.start()
+        await asyncio.gather(*(inf.wait_for_sync() for inf in self.informers))
+        log.info("ingress controller caches synced")
+        self._dirty.set()
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(0)  # one sync for the events already read
+            self._dirty.clear()
+            try:
+                await self.sync()
+            except Exception:
+                log.exception("ingress sync failed; retrying")
+                await asyncio.sleep(1)
+                self._dirty.set()
+
+    def _mark(self, _obj: Any) -> None:
+        self._dirty.set()
+
+    async def sync(self) -> None:
+        table = routing_table(
+            self.ingresses.list(),
+            self.services.list(),
+            self.slices.list(),
+            self.classes.list(),
+            self.class_name,
+        )
+        how = await self.haproxy.apply(table)
+        if how != "none":
+            log.info(
+                "haproxy %s: %d routes, %d backends", how, len(table.routes), len(table.backends)
+            )
+        self.table = table
+        self._report(table)
+        await self._write_status(table)
+
+    def _report(self, table: RoutingTable) -> None:
+        for key, why in table.rejected:
+            self._warn(key, "Rejected", f"not served: {why}")
+        for key, why in table.missing:
+            self._warn(key, "ServiceNotFound", f"{why}: requests for it get 503")
+        for c in table.conflicts:
+            self._warn(c.loser, "Conflict", f"{c.what} is served from {c.winner} (older)")
+
+    def _warn(self, key: str, reason: str, message: str) -> None:
+        if (key, message) in self._warned or len(self._warned) >= MAX_WARNED:
+            return
+        obj = self.ingresses.get(key)
+        if obj is None:
+            return
+        self._warned.add((key, message))
+        self.events.event(obj, "Warning", reason, message)
+
+    def addresses(self) -> list[str]:
+        svc = self.services.get(self.publish_service)
+        return lb_addresses(svc) or node_addresses(self.nodes.list())
+
+    async def _write_status(self, table: RoutingTable) -> None:
+        want = status_for(self.addresses())
+        for key in table.served:
+            ing = self.ingresses.get(key)
+            if ing is None or ing.get("status") == want:
+                continue
+            ns, name = key.split("/", 1)
+            try:
+                await self.client.patch("Ingress", ns, name, {"status": want}, subresource="status")
+            except ApiException as e:
+                if e.status != 404:
+                    log.warning("status of ingress %s not written: %s", key, e)
+
+    async def stop(self) -> None:
+        for inf in self.informers:
+            await inf.stop()
+        await self.events.close()
+
+
+async def serve_metrics(haproxy: HAProxy, port: int) -> asyncio.Server:
+    """`GET /metrics`: reload and runtime-update counters, in Prometheus' text format."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            body = (
+                "# TYPE kubesvc_ingress_reloads_total counter\n"
+                f"kubesvc_ingress_reloads_total {haproxy.reloads}\n"
+                "# TYPE kubesvc_ingress_runtime_updates_total counter\n"
+                f"kubesvc_ingress_runtime_updates_total {haproxy.runtime_updates}\n"
+            ).encode()
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "0.0.0.0", port)
+
+
+async def run(
+    access: ClusterAccess,
+    publish_service: str,
+    class_name: str = CLASS_NAME,
+    ports: Ports = Ports(),
+    metrics_port: int = 10255,
+) -> None:
+    workdir = tempfile.mkdtemp(prefix="kubesvc-ingress-")  # 0700: the runtime API's home
+    haproxy = HAProxy(Paths(workdir), ports)
+    client = ApiClient(access, user_agent="kubesvc-ingress/0.1")
+    controller = IngressController(client, haproxy, publish_service, class_name)
+    metrics = await serve_metrics(haproxy, metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("kubesvc ingress controller starting", file=sys.stderr, flush=True)
+    task = asyncio.create_task(controller.run())
+    try:
+        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+        if task.done():
+            task.result()
+    finally:
+        task.cancel()
+        metrics.close()
+        await controller.stop()
+        await haproxy.stop()
+        await client.close()
+        shutil.rmtree(workdir, ignore_errors=True)
