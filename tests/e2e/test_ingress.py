@@ -237,3 +237,35 @@ def test_scaling_3_0_3_goes_through_the_runtime_api(cluster: Cluster) -> None:
 
     wait_for(three, timeout=120, what="three web pods answering")
     assert reloads(c) == before
+
+
+def test_default_backend_of_an_ingress(cluster: Cluster) -> None:
+    c = cluster
+    url = f"http://{net(c).node_ip(0)}:{node_port(c)}"
+    default = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "fallback"},
+        "spec": {"defaultBackend": {"service": {"name": "api", "port": {"number": 80}}}},
+    }
+    c.out("apply", "-f", "-", input=json.dumps(default))
+    try:
+        wait_for(lambda: get(url + "/x", "nowhere.test") == (200, "api\n"), what="defaultBackend")
+        assert get(url + "/hostname", "foo.test")[1].startswith("web-")  # rules still first
+    finally:
+        c.out("delete", "ingress", "fallback")
+    wait_for(lambda: get(url + "/x", "nowhere.test")[0] == 404, what="the built-in 404 again")
+
+
+def test_no_ingress_opts_out() -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="kubesvc-noing-", dir="/tmp"))
+    try:
+        with running_cluster(tmp, "noing", "--no-ingress") as c:
+            assert c.kubectl("get", "ns", NS, check=False).returncode != 0
+            assert c.out("get", "ingressclass", "-o", "name").strip() == ""
+            assert (
+                c.out("get", "ns", "metallb-system", "-o", "name").strip()
+                == "namespace/metallb-system"
+            )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
