@@ -112,6 +112,9 @@ def ingress_service() -> dict[str, Any]:
         },
         "spec": {
             "type": "LoadBalancer",
+            # as ingress-nginx's manifests: the client's address reaches the controller (for
+            # X-Forwarded-For); only nodes with a controller pod answer
+            "externalTrafficPolicy": "Local",
             "selector": dict(INGRESS_LABELS),
             "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}],
         },

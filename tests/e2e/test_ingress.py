@@ -122,6 +122,13 @@ def controller_pod(c: Cluster) -> dict[str, Any]:
     return pods[0] if pods else {}
 
 
+def node_url(c: Cluster) -> str:
+    """The controller's NodePort on the node running it (the Service's traffic policy is
+    Local: other nodes do not answer)."""
+    node_ip = controller_pod(c)["status"]["hostIP"]
+    return f"http://{node_ip}:{node_port(c)}"
+
+
 def node_port(c: Cluster) -> int:
     return int(c.out("get", "svc", "-n", NS, CONTROLLER, "-o",
                      "jsonpath={.spec.ports[0].nodePort}"))  # fmt: skip
@@ -164,7 +171,7 @@ def reloads(c: Cluster) -> int:
 
 def test_routing_through_the_node_port(cluster: Cluster) -> None:
     c = cluster
-    url = f"http://{net(c).node_ip(0)}:{node_port(c)}"
+    url = node_url(c)
     wait_for(lambda: pod_of(c, url, "foo.test", "/") == "web", what="foo.test served")
 
     def body(path: str, host: str = "foo.test") -> str:
@@ -218,13 +225,19 @@ def test_status_address_and_the_lb_ip_from_outside(cluster: Cluster) -> None:
         what="the LB IP from the laptop",
     )
     assert res.stdout.startswith("web-")
+    # the client's own address, as the backend sees it
+    laptop = net(c).outside_host_ip(0)
+    for header in ("X-Forwarded-For", "X-Real-IP"):
+        res = host(c, "laptop", "curl", "-s", "-m", "3", "-H", "Host: foo.test",
+                   f"http://{ip}/header?key={header}")  # fmt: skip
+        assert res.stdout.strip() == laptop, (header, res)
     other = c.json("get", "ingress", "other-class")
     assert not other.get("status", {}).get("loadBalancer", {}).get("ingress")
 
 
 def test_scaling_3_0_3_goes_through_the_runtime_api(cluster: Cluster) -> None:
     c = cluster
-    url = f"http://{net(c).node_ip(0)}:{node_port(c)}"
+    url = node_url(c)
     wait_for(lambda: pod_of(c, url, "foo.test", "/") == "web", what="foo.test served")
     before = reloads(c)
     c.out("scale", "deployment", "web", "--replicas=0")
@@ -241,7 +254,7 @@ def test_scaling_3_0_3_goes_through_the_runtime_api(cluster: Cluster) -> None:
 
 def test_default_backend_of_an_ingress(cluster: Cluster) -> None:
     c = cluster
-    url = f"http://{net(c).node_ip(0)}:{node_port(c)}"
+    url = node_url(c)
     default = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
