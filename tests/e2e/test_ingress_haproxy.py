@@ -10,6 +10,7 @@ import asyncio
 import http.client
 import json
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubesvc.ingress.applier import HAProxy
 from kubesvc.ingress.haproxy import Paths, Ports
@@ -187,3 +190,30 @@ def table_of(echoes: dict[str, int], web: tuple[str, ...] = ("web1",)) -> Routin
     # loopback endpoints differ by port (pods differ by IP): one slice per port
     slices += [endpoint_slice("web", "", echoes[w], "127.0.0.1") for w in web]
     return routing_table(ings, services, slices, [OURS])
+
+
+# any host and path the model accepts renders into a configuration (and map files) that
+# HAProxy loads
+_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?", fullmatch=True)
+_hosts = st.one_of(
+    st.just(""),
+    st.lists(_label, min_size=1, max_size=3).map(".".join),
+    st.lists(_label, min_size=1, max_size=2).map(lambda ls: "*." + ".".join(ls)),
+)
+_paths = st.from_regex(r"/[-A-Za-z0-9._~!$&'()*+,;=:@%/]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=25, deadline=None, database=None)
+@given(st.lists(st.tuples(_hosts, _paths, st.sampled_from(["Exact", "Prefix"])), max_size=8))
+def test_any_accepted_route_renders_a_configuration_haproxy_loads(
+    tmp_path_factory: pytest.TempPathFactory, routes: list[tuple[str, str, str]]
+) -> None:
+    rules = [rule(h or None, (p, t, f"svc{i}")) for i, (h, p, t) in enumerate(routes)]
+    table = routing_table([ingress("a", *rules)], [], [], [OURS])
+    assert table.rejected == ()
+    d = tmp_path_factory.mktemp("render")
+    hap = HAProxy(Paths(str(d)), Ports(http=free_port(), health=free_port()))
+    rendered = hap.plan(table)
+    hap._write(rendered)
+    res = subprocess.run(["haproxy", "-c", "-f", hap.paths.config], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
