@@ -51,6 +51,12 @@ def runtime_commands(old: Mapping[str, Slots], new: Mapping[str, Slots]) -> list
     return out
 
 
+def _cli_word(text: str) -> str:
+    """One word of a runtime API command: `;` ends a command, spaces end a word (paths hold
+    neither space nor backslash, the model checks)."""
+    return text.replace(";", "\\;")
+
+
 class HAProxy:
     """One HAProxy master process and the state it was last brought to."""
 
@@ -82,10 +88,15 @@ class HAProxy:
             return "start"
         if self.current is not None and want.skeleton == self.current.skeleton:
             commands = runtime_commands(self.current.slots, want.slots)
-            if not commands:
+            maps = {p: t for p, t in want.maps.items() if self.current.maps.get(p) != t}
+            if not commands and not maps:
                 return "none"
             try:
-                await self._runtime(commands)
+                if maps:
+                    self._write(want)  # what a later reload loads
+                    await self._replace_maps(maps)
+                if commands:
+                    await self._runtime(commands)
             except OSError as e:
                 log.warning("runtime API failed (%s); reloading instead", e)
             else:
@@ -141,6 +152,20 @@ class HAProxy:
                     raise RuntimeError(f"haproxy exited with {self.proc.returncode}") from None
                 await asyncio.sleep(0.025)
         raise RuntimeError("haproxy did not open its runtime socket")
+
+    async def _replace_maps(self, maps: Mapping[str, str]) -> None:
+        """Each map's new contents, in order, swapped in atomically (prepare/commit map)."""
+        commands = []
+        for path, text in maps.items():
+            reply = await self._runtime([f"prepare map {path}"])
+            version = reply.rsplit(":", 1)[-1].strip()
+            if not version.isdigit():
+                raise OSError(f"prepare map answered {reply.strip()[:100]!r}")
+            for line in text.splitlines():
+                key, value = line.rsplit(" ", 1)
+                commands.append(f"add map @{version} {path} {_cli_word(key)} {value}")
+            commands.append(f"commit map @{version} {path}")
+        await self._runtime(commands)
 
     async def _worker_pid(self) -> str:
         for line in (await self._runtime(["show info"])).splitlines():

@@ -14,7 +14,8 @@ first label), then no host; then the default backend; then the built-in 404.
 Each backend is one (Service, port) with a fixed number of server slots; endpoints move
 in and out of slots through the runtime API (see applier.py), so endpoint churn never
 changes `skeleton`, the configuration with server addresses left out, which is what decides
-a reload.
+a reload. The maps are replaced through the runtime API too, so a route to a backend that
+exists does not reload either.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class Ports:
 @dataclass(frozen=True)
 class Rendered:
     config: str
-    skeleton: str  # config and maps without server addresses: a change here needs a reload
+    skeleton: str  # config without server addresses: a change here needs a reload
     maps: Mapping[str, str]  # path -> contents
     slots: Mapping[str, Slots]  # backend name -> what each slot holds
 
@@ -127,7 +128,6 @@ def render(
     config = head + "".join(_backend(n, s, True) for n, s in full.items())
     skeleton = head + "".join(_backend(n, s, False) for n, s in full.items())
     maps = {paths.exact_map: exact_map, paths.prefix_map: prefix_map}
-    skeleton += "".join(f"\n# {p}\n{text}" for p, text in maps.items())
     return Rendered(config, skeleton, maps, full)
 
 

@@ -138,6 +138,17 @@ def test_routing_headers_and_live_endpoints(
         assert {served_by(hap, "foo.test", "/") for _ in range(12)} == want
     assert hap.reloads == 0
 
+    # a new Ingress whose backends exist: the maps are swapped through the runtime API
+    late = ingress("late", rule("late.test", ("/", "Prefix", "api"), ("/a;b", "Exact", "wild")))
+    assert loop.run_until_complete(hap.apply(table_of(echoes, ("web1",), late))) == "runtime"
+    assert served_by(hap, "late.test", "/x") == "api1"
+    assert served_by(hap, "late.test", "/a;b") == "wild1"
+    assert served_by(hap, "foo.test", "/api/v1") == "wild1"  # the old routes, in order
+    assert served_by(hap, "foo.test", "/api/v1/x") == "api1"
+    assert loop.run_until_complete(hap.apply(table_of(echoes))) == "runtime"
+    assert served_by(hap, "late.test", "/x") == "dflt1"
+    assert hap.reloads == 0
+
     # five endpoints do not fit four slots: a reload, and routing goes on
     more = ("web1", "web2", "web3", "api1", "wild1")
     assert loop.run_until_complete(hap.apply(table_of(echoes, more))) == "reload"
@@ -168,7 +179,9 @@ def test_without_default_backend_unmatched_is_404(
     assert served_by(hap, "", "/n") == "web1"
 
 
-def table_of(echoes: dict[str, int], web: tuple[str, ...] = ("web1",)) -> RoutingTable:
+def table_of(
+    echoes: dict[str, int], web: tuple[str, ...] = ("web1",), *extra: dict[str, Any]
+) -> RoutingTable:
     ings = [
         ingress(
             "a",
@@ -184,6 +197,7 @@ def table_of(echoes: dict[str, int], web: tuple[str, ...] = ("web1",)) -> Routin
         ingress("other", rule("foo.test", ("/other", "Prefix", "api")), cls="nginx"),
         ingress("empty", rule("empty.test", ("/", "Prefix", "nobody"))),
         ingress("d", default=backend("dflt"), created="2026-05-01T00:00:00Z"),
+        *extra,
     ]
     services = [service(n, ("", 80)) for n in ("web", "api", "wild", "nobody", "dflt")]
     slices = [endpoint_slice(n, "", echoes[n + "1"], "127.0.0.1") for n in ("api", "wild", "dflt")]

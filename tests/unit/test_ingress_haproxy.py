@@ -56,6 +56,22 @@ def test_endpoint_churn_keeps_the_skeleton() -> None:
     assert "server s1 127.0.0.1:1 disabled\n" in one.config
 
 
+def test_route_changes_between_existing_backends_keep_the_skeleton() -> None:
+    one = render(table("10.0.0.1"), {}, PATHS)
+    ing = ingress("b", rule("b.test", ("/z", "Exact", "web")))
+    two = render(
+        routing_table(
+            [ing],
+            [service("web", ("http", 80))],
+            [endpoint_slice("web", "http", 8080, "10.0.0.1")],
+            [OURS],
+        ),
+        {},
+        PATHS,
+    )
+    assert one.skeleton == two.skeleton and one.maps != two.maps
+
+
 def test_slots_keep_endpoints_in_place_and_grow_by_powers_of_two() -> None:
     a, b, c = ("10.0.0.1", 80), ("10.0.0.2", 80), ("10.0.0.3", 80)
     s = assign_slots((), [b, a])
