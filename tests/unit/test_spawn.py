@@ -29,8 +29,23 @@ def loop_kind(request: pytest.FixtureRequest) -> Iterator[None]:
         asyncio.set_event_loop_policy(None)
 
 
+_EARLIER: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def earlier_children() -> None:
+    """What this process already had running before the test (a session's API server, in
+    a run that includes the e2e tests), which children() leaves out."""
+    _EARLIER.clear()
+    _EARLIER.update(_all_children())
+
+
 def children() -> set[int]:
-    """Pids whose parent is this process (zombies included)."""
+    """Pids whose parent is this process (zombies included), started during this test."""
+    return _all_children() - _EARLIER
+
+
+def _all_children() -> set[int]:
     me = str(os.getpid())
     out = set()
     for entry in os.listdir("/proc"):
