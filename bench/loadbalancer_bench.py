@@ -88,7 +88,18 @@ class Bench:
     def up(self) -> None:
         common.log(f"kubesvc up --name {self.name} --nodes 3")
         subprocess.run(
-            [sys.executable, "-m", "kubesvc.cli.main", "up", "--name", self.name, "--nodes", "3"],
+            # without the ingress controller, whose Service would hold the pool's first IP
+            [
+                sys.executable,
+                "-m",
+                "kubesvc.cli.main",
+                "up",
+                "--name",
+                self.name,
+                "--nodes",
+                "3",
+                "--no-ingress",
+            ],
             env=self.env,
             check=True,
             capture_output=True,
