@@ -214,16 +214,20 @@ class ContainerRuntime:
         """Be told when `proc` exits (works for adopted, non-child processes too)."""
         if proc.exit_code is not None:
             return
+        loop = asyncio.get_running_loop()
+        # a process that is already gone (a container that exits at once, its shim reaped
+        # by the shim server at once) is reported on the next turn of the loop, never from
+        # inside this call: the caller has not recorded `proc` as its current one yet
         if not self.alive(proc):
-            self._finish(uid, proc)
+            loop.call_soon(self._finish, uid, proc)
             return
         try:
             pidfd = os.pidfd_open(proc.pid)
         except ProcessLookupError:
-            self._finish(uid, proc)
+            loop.call_soon(self._finish, uid, proc)
             return
         self._watchers[proc.pid] = (uid, proc, pidfd)
-        asyncio.get_running_loop().add_reader(pidfd, self._exited, proc.pid)
+        loop.add_reader(pidfd, self._exited, proc.pid)
 
     @staticmethod
     def alive(proc: Proc) -> bool:

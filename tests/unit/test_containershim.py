@@ -284,6 +284,42 @@ def test_the_runtime_starts_containers_through_the_server(tmp_path: Path) -> Non
     asyncio.run(main())
 
 
+def test_an_exit_is_reported_after_start_returns_however_fast(tmp_path: Path) -> None:
+    """A container that has exited (and whose shim the server has reaped) before start()
+    looks at it is reported on a later turn of the loop, not from inside start(): the
+    caller records the Proc as its current one first, and ignores exits of others."""
+
+    async def main() -> None:
+        current: list[Proc] = []
+        exits: list[Proc] = []
+
+        def on_exit(_uid: str, proc: Proc) -> None:
+            assert any(p is proc for p in current), "an exit reported before start returned"
+            exits.append(proc)
+
+        runtime = ContainerRuntime(on_exit)
+        try:
+            for n in range(20):
+                proc = runtime.start("u", _sandbox(), "c", n, ["true"], {}, None, tmp_path)
+                current.append(proc)
+                await asyncio.sleep(0)
+            deadline = time.monotonic() + 10
+            while len(exits) < 20:
+                assert time.monotonic() < deadline, "exits were not noticed"
+                await asyncio.sleep(0.05)
+            # and one already gone when it is watched (as after an agent restart)
+            gone = Proc("c", 99, 2**22 + 1, None, "", str(tmp_path / "x.log"), "/nonexistent")
+            current.append(gone)
+            runtime.watch("u", gone)
+            assert gone.exit_code is None  # not yet: on the next turn
+            await asyncio.sleep(0)
+            assert gone.exit_code == 137 and exits[-1] is gone
+        finally:
+            runtime.close()
+
+    asyncio.run(main())
+
+
 def test_a_container_with_stdin_reads_what_attach_writes(tmp_path: Path) -> None:
     """`stdin: true`: the container's stdin is a FIFO the shim keeps open (a writer that
     comes and goes is not its end), until the runtime tells the shim to let go
