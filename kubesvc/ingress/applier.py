@@ -1,7 +1,8 @@
 """Runs HAProxy in master-worker mode and brings it to a rendered state: a reload (SIGUSR2
 to the master: new workers take the listening sockets over, old ones finish their
 requests) only when the skeleton changed; endpoint changes through the runtime API
-(`set server BE/SRV addr IP port N`, `set server BE/SRV state ready|maint`)."""
+(`set server BE/SRV addr IP port N`, `set server BE/SRV state ready|maint`), route
+changes (new and removed Services too) by swapping the map files' contents through it."""
 
 from __future__ import annotations
 
@@ -14,12 +15,12 @@ from collections.abc import Mapping
 
 from kubesvc.ingress.haproxy import (
     PARKED,
+    Layout,
     Paths,
     Ports,
     Rendered,
     Slots,
-    assign_slots,
-    backend_name,
+    plan_layout,
     render,
 )
 from kubesvc.ingress.model import RoutingTable
@@ -29,16 +30,19 @@ log = logging.getLogger("kubesvc.ingress")
 MAX_COMMANDS_PER_CALL = 200  # runtime commands sent on one connection
 
 
-def runtime_commands(old: Mapping[str, Slots], new: Mapping[str, Slots]) -> list[str]:
+def runtime_commands(
+    old: Mapping[str, Slots], new: Mapping[str, Slots], which: str = "all"
+) -> list[str]:
     """The runtime API commands that turn the servers of `old` into those of `new` (for
-    backends in both with as many slots: anything else is a reload)."""
+    backends in both with as many slots: anything else is a reload). `which`: "fill" (slots
+    that get an endpoint), "park" (slots emptied) or "all"."""
     out = []
     for name, slots in new.items():
         before = old.get(name)
         if before is None or len(before) != len(slots):
             continue
         for i, (was, now) in enumerate(zip(before, slots, strict=True), 1):
-            if was == now:
+            if was == now or which == ("fill" if now is None else "park"):
                 continue
             server = f"{name}/s{i}"
             if now is None:
@@ -71,12 +75,8 @@ class HAProxy:
 
     def plan(self, table: RoutingTable) -> Rendered:
         """What `table` renders to, with endpoints kept in the slots they hold now."""
-        held = self.current.slots if self.current else {}
-        slots = {}
-        for ref in table.backends:
-            name = backend_name(ref)
-            slots[name] = assign_slots(held.get(name, ()), table.endpoints.get(ref.key, ()))
-        return render(table, slots, self.paths, self.ports)
+        held = self.current.layout if self.current else Layout()
+        return render(table, plan_layout(held, table), self.paths, self.ports)
 
     async def apply(self, table: RoutingTable) -> str:
         """Bring HAProxy to `table`; returns "start", "reload", "runtime" or "none"."""
@@ -87,16 +87,20 @@ class HAProxy:
             self.current = want
             return "start"
         if self.current is not None and want.skeleton == self.current.skeleton:
-            commands = runtime_commands(self.current.slots, want.slots)
+            fill = runtime_commands(self.current.slots, want.slots, "fill")
+            park = runtime_commands(self.current.slots, want.slots, "park")
             maps = {p: t for p, t in want.maps.items() if self.current.maps.get(p) != t}
-            if not commands and not maps:
+            if not fill and not park and not maps:
                 return "none"
             try:
+                # servers before the routes that lead to them; routes away before parking
+                if fill:
+                    await self._runtime(fill)
                 if maps:
                     self._write(want)  # what a later reload loads
                     await self._replace_maps(maps)
-                if commands:
-                    await self._runtime(commands)
+                if park:
+                    await self._runtime(park)
             except OSError as e:
                 log.warning("runtime API failed (%s); reloading instead", e)
             else:

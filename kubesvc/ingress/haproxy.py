@@ -11,22 +11,27 @@ Keys of exact hosts start with the host, wildcards with `*.`, host-less rules wi
 the three never collide. A request tries its host, then its wildcard (`*.` + all but the
 first label), then no host; then the default backend; then the built-in 404.
 
-Each backend is one (Service, port) with a fixed number of server slots; endpoints move
-in and out of slots through the runtime API (see applier.py), so endpoint churn never
-changes `skeleton`, the configuration with server addresses left out, which is what decides
-a reload. The maps are replaced through the runtime API too, so a route to a backend that
-exists does not reload either.
+HAProxy cannot add a backend at run time, so the configuration holds a **pool** of generic
+backends (`be0`, `be1`, ...; a power of two, at least MIN_POOL) and the maps name which one
+serves a route: a (Service, port) seen for the first time takes a free pool backend, and one
+no route uses any more frees its backend. Each pool backend has a fixed number of server
+slots; endpoints move in and out of slots through the runtime API (see applier.py). So
+endpoint churn, new and removed Services and route changes never change `skeleton`, the
+configuration with server addresses left out, which is what decides a reload: only a pool
+or a backend's slots growing do. The default backend is a map entry too (`default.map`).
+`services.map` names each pool backend's Service, for the access log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from kubesvc.ingress.model import BackendRef, RoutingTable
+from kubesvc.ingress.model import RoutingTable
 
 DEFAULT_404 = "be_default_404"
 MIN_SLOTS = 4
+MIN_POOL = 16  # pool backends rendered at least: new Services take one with no reload
 PARKED = "127.0.0.1:1"  # an empty slot's address; the slot is in maintenance
 
 Addr = tuple[str, int]
@@ -52,6 +57,14 @@ class Paths:
         return f"{self.dir}/prefix.map"
 
     @property
+    def default_map(self) -> str:
+        return f"{self.dir}/default.map"
+
+    @property
+    def services_map(self) -> str:
+        return f"{self.dir}/services.map"
+
+    @property
     def admin_socket(self) -> str:
         return f"{self.dir}/admin.sock"
 
@@ -67,16 +80,64 @@ class Ports:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Which pool backend serves each (Service, port), and what every pool backend's slots
+    hold (a free backend's are all empty)."""
+
+    assigned: Mapping[str, str] = field(default_factory=dict)  # BackendRef.key -> backend
+    slots: Mapping[str, Slots] = field(default_factory=dict)  # backend -> its slots
+
+
+@dataclass(frozen=True)
 class Rendered:
     config: str
     skeleton: str  # config without server addresses: a change here needs a reload
     maps: Mapping[str, str]  # path -> contents
-    slots: Mapping[str, Slots]  # backend name -> what each slot holds
+    layout: Layout
+
+    @property
+    def slots(self) -> Mapping[str, Slots]:
+        return self.layout.slots
 
 
-def backend_name(ref: BackendRef) -> str:
-    # names, namespaces and port names hold no "_" (the model checks), so this is unique
-    return f"be_{ref.namespace}_{ref.service}_{ref.port}"
+def pool_name(i: int) -> str:
+    return f"be{i}"
+
+
+def pool_size(n: int) -> int:
+    """Pool backends for n (Service, port)s: a power of two above n, at least MIN_POOL, so
+    the next new Service still finds a free one."""
+    size = MIN_POOL
+    while size <= n:
+        size *= 2
+    return size
+
+
+def plan_layout(previous: Layout, table: RoutingTable) -> Layout:
+    """Pool backends for `table`'s backends, each (Service, port) kept on the backend and
+    each endpoint in the slot it holds; a new (Service, port) takes a free backend (first
+    one that was free before, so a backend freed now is not reused in the same change)."""
+    keys = sorted(b.key for b in table.backends)
+    assigned = {k: previous.assigned[k] for k in keys if k in previous.assigned}
+    size = max(len(previous.slots), pool_size(len(keys)))
+    names = [pool_name(i) for i in range(size)]
+    held_before = set(previous.assigned.values())
+    taken = set(assigned.values())
+    free = [n for n in names if n not in taken and n not in held_before]
+    free += [n for n in names if n not in taken and n in held_before]
+    for key in keys:
+        if key not in assigned:
+            assigned[key] = free.pop(0)
+    owner = {n: k for k, n in assigned.items()}
+    slots: dict[str, Slots] = {}
+    for name in names:
+        before = previous.slots.get(name, ())
+        key = owner.get(name)
+        if key is None or previous.assigned.get(key) != name:
+            before = (None,) * len(before)  # free, or another Service's until now
+        eps = table.endpoints.get(key, ()) if key is not None else ()
+        slots[name] = assign_slots(before, eps)
+    return Layout(assigned, slots)
 
 
 def slot_count(n: int) -> int:
@@ -101,12 +162,13 @@ def assign_slots(previous: Slots, endpoints: Sequence[Addr]) -> Slots:
     return tuple(slots)
 
 
-def route_maps(table: RoutingTable) -> tuple[str, str]:
-    """(exact.map, prefix.map) contents."""
+def route_maps(table: RoutingTable, assigned: Mapping[str, str]) -> tuple[str, str]:
+    """(exact.map, prefix.map) contents; `assigned` maps each backend's key to its pool
+    backend (plan_layout)."""
     exact: dict[str, str] = {}
     prefix: dict[str, str] = {}
     for r in table.routes:  # Exact routes come before Prefix ones of the same host
-        be = backend_name(r.backend)
+        be = assigned[r.backend.key]
         exact.setdefault(r.host + r.path, be)
         if not r.exact:
             prefix.setdefault(r.host + (r.path if r.path == "/" else r.path + "/"), be)
@@ -115,20 +177,28 @@ def route_maps(table: RoutingTable) -> tuple[str, str]:
     return exact_text, "".join(f"{k} {v}\n" for k, v in longest_first)
 
 
-def render(
-    table: RoutingTable, slots: Mapping[str, Slots], paths: Paths, ports: Ports = Ports()
-) -> Rendered:
-    """HAProxy's files for `table`; `slots` maps each backend's name to its slots (from
-    assign_slots; a backend not in it gets empty slots)."""
-    exact_map, prefix_map = route_maps(table)
-    default = backend_name(table.default_backend) if table.default_backend else DEFAULT_404
-    names = [backend_name(b) for b in table.backends]
-    full = {n: slots.get(n) or (None,) * MIN_SLOTS for n in names}
-    head = _head(paths, ports, default)
-    config = head + "".join(_backend(n, s, True) for n, s in full.items())
-    skeleton = head + "".join(_backend(n, s, False) for n, s in full.items())
-    maps = {paths.exact_map: exact_map, paths.prefix_map: prefix_map}
-    return Rendered(config, skeleton, maps, full)
+def render(table: RoutingTable, layout: Layout, paths: Paths, ports: Ports = Ports()) -> Rendered:
+    """HAProxy's files for `table`, with its backends where `layout` (plan_layout) puts
+    them."""
+    exact_map, prefix_map = route_maps(table, layout.assigned)
+    default = ""
+    if table.default_backend is not None:
+        default = f"default {layout.assigned[table.default_backend.key]}\n"
+    services = "".join(f"{n} {k}\n" for k, n in sorted(layout.assigned.items(), key=_by_pool))
+    head = _head(paths, ports)
+    config = head + "".join(_backend(n, s, True) for n, s in layout.slots.items())
+    skeleton = head + "".join(_backend(n, s, False) for n, s in layout.slots.items())
+    maps = {
+        paths.exact_map: exact_map,
+        paths.prefix_map: prefix_map,
+        paths.default_map: default,
+        paths.services_map: services,
+    }
+    return Rendered(config, skeleton, maps, layout)
+
+
+def _by_pool(item: tuple[str, str]) -> int:
+    return int(item[1][2:])
 
 
 def _backend(name: str, slots: Slots, addresses: bool) -> str:
@@ -141,8 +211,9 @@ def _backend(name: str, slots: Slots, addresses: bool) -> str:
     return "".join(lines)
 
 
-def _head(paths: Paths, ports: Ports, default: str) -> str:
+def _head(paths: Paths, ports: Ports) -> str:
     exact, prefix = paths.exact_map, paths.prefix_map
+    default, services = paths.default_map, paths.services_map
     return f"""\
 # written by kubesvc's ingress controller; changes are overwritten
 global
@@ -194,8 +265,11 @@ frontend http
     http-request set-var(txn.be) var(txn.w),map_beg({prefix}) if !routed has_wild
     http-request set-var(txn.be) var(txn.path),map_str({exact}) if !routed
     http-request set-var(txn.be) var(txn.path),map_beg({prefix}) if !routed
+    http-request set-var(txn.be) str(default),map_str({default}) if !routed
+    # the Service in the access log (httplog's captured fields: {{ns/name:port}})
+    http-request capture var(txn.be),map_str({services}) len 160
     use_backend %[var(txn.be)] if {{ var(txn.be) -m found }}
-    default_backend {default}
+    default_backend {DEFAULT_404}
 
 backend {DEFAULT_404}
     http-request return status 404 content-type text/plain string "default backend - 404"

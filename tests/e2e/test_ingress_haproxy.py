@@ -52,9 +52,9 @@ def free_port() -> int:
 
 @pytest.fixture
 def echoes() -> Iterator[dict[str, int]]:
-    """Six named HTTP servers on loopback: name -> port."""
+    """Seven named HTTP servers on loopback: name -> port."""
     servers = []
-    for name in ("web1", "web2", "web3", "api1", "wild1", "dflt1"):
+    for name in ("web1", "web2", "web3", "api1", "wild1", "dflt1", "fresh1"):
         srv = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
         srv.name = name  # type: ignore[attr-defined]
         threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -149,6 +149,22 @@ def test_routing_headers_and_live_endpoints(
     assert served_by(hap, "late.test", "/x") == "dflt1"
     assert hap.reloads == 0
 
+    # a rule to a Service no route used before takes a free pool backend: no reload either,
+    # and removing it frees the backend again
+    fresh = ingress("fresh", rule("fresh.test", ("/", "Prefix", "fresh")))
+    assert loop.run_until_complete(hap.apply(table_of(echoes, ("web1",), fresh))) == "runtime"
+    assert served_by(hap, "fresh.test", "/x") == "fresh1"
+    assert served_by(hap, "foo.test", "/api") == "api1"
+    assert loop.run_until_complete(hap.apply(table_of(echoes))) == "runtime"
+    assert served_by(hap, "fresh.test", "/x") == "dflt1"
+    # so is a changed default backend
+    d = ingress("d0", default=backend("fresh"), created="2026-01-01T00:00:00Z")
+    assert loop.run_until_complete(hap.apply(table_of(echoes, ("web1",), d))) == "runtime"
+    assert served_by(hap, "nothing.test", "/") == "fresh1"
+    assert loop.run_until_complete(hap.apply(table_of(echoes))) == "runtime"
+    assert served_by(hap, "nothing.test", "/") == "dflt1"
+    assert hap.reloads == 0
+
     # five endpoints do not fit four slots: a reload, and routing goes on
     more = ("web1", "web2", "web3", "api1", "wild1")
     assert loop.run_until_complete(hap.apply(table_of(echoes, more))) == "reload"
@@ -199,8 +215,10 @@ def table_of(
         ingress("d", default=backend("dflt"), created="2026-05-01T00:00:00Z"),
         *extra,
     ]
-    services = [service(n, ("", 80)) for n in ("web", "api", "wild", "nobody", "dflt")]
-    slices = [endpoint_slice(n, "", echoes[n + "1"], "127.0.0.1") for n in ("api", "wild", "dflt")]
+    names = ("web", "api", "wild", "nobody", "dflt", "fresh")
+    services = [service(n, ("", 80)) for n in names]
+    one_each = ("api", "wild", "dflt", "fresh")
+    slices = [endpoint_slice(n, "", echoes[n + "1"], "127.0.0.1") for n in one_each]
     # loopback endpoints differ by port (pods differ by IP): one slice per port
     slices += [endpoint_slice("web", "", echoes[w], "127.0.0.1") for w in web]
     return routing_table(ings, services, slices, [OURS])

@@ -1,6 +1,7 @@
 """HAProxy's configuration for a routing table: the route maps (longest prefix first,
-element-wise entries), server slots that keep each endpoint where it is, a skeleton that
-endpoint churn leaves alone, and the runtime commands between two slot layouts."""
+element-wise entries), the pool of backends that new and removed Services move through,
+server slots that keep each endpoint where it is, a skeleton that endpoint churn and
+Service changes leave alone, and the runtime commands between two slot layouts."""
 
 from __future__ import annotations
 
@@ -8,9 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kubesvc.ingress.applier import runtime_commands
-from kubesvc.ingress.haproxy import Paths, assign_slots, render, route_maps
-from kubesvc.ingress.model import routing_table
-from tests.unit.test_ingress_model import OURS, endpoint_slice, ingress, rule, service
+from kubesvc.ingress.haproxy import (
+    MIN_POOL,
+    Layout,
+    Paths,
+    assign_slots,
+    plan_layout,
+    render,
+    route_maps,
+)
+from kubesvc.ingress.model import RoutingTable, routing_table
+from tests.unit.test_ingress_model import OURS, backend, endpoint_slice, ingress, rule, service
 from tests.unit.test_poison_properties import PROPERTY
 
 PATHS = Paths("/run/ingress")
@@ -28,9 +37,14 @@ def table(*ips: str):  # type: ignore[no-untyped-def]
     )
 
 
+def rendered(t: RoutingTable, before: Layout = Layout()):  # type: ignore[no-untyped-def]
+    return render(t, plan_layout(before, t), PATHS)
+
+
 def test_route_maps() -> None:
-    exact, prefix = route_maps(table())
-    be = "be_default_web_80"
+    t = table()
+    exact, prefix = route_maps(t, plan_layout(Layout(), t).assigned)
+    be = "be0"
     assert exact.splitlines() == [
         f"*.w.test/api {be}",
         f"/ {be}",
@@ -48,28 +62,47 @@ def test_route_maps() -> None:
 
 
 def test_endpoint_churn_keeps_the_skeleton() -> None:
-    one = render(table("10.0.0.1"), {}, PATHS)
-    slots = {"be_default_web_80": assign_slots((), [("10.0.0.1", 8080), ("10.0.0.2", 8080)])}
-    two = render(table("10.0.0.1", "10.0.0.2"), slots, PATHS)
+    one = rendered(table("10.0.0.1"))
+    two = rendered(table("10.0.0.1", "10.0.0.2"), one.layout)
     assert one.skeleton == two.skeleton
+    assert "server s1 10.0.0.1:8080\n" in two.config
     assert "server s2 10.0.0.2:8080\n" in two.config
-    assert "server s1 127.0.0.1:1 disabled\n" in one.config
+    assert "server s2 127.0.0.1:1 disabled\n" in one.config
 
 
 def test_route_changes_between_existing_backends_keep_the_skeleton() -> None:
-    one = render(table("10.0.0.1"), {}, PATHS)
+    one = rendered(table("10.0.0.1"))
     ing = ingress("b", rule("b.test", ("/z", "Exact", "web")))
-    two = render(
-        routing_table(
-            [ing],
-            [service("web", ("http", 80))],
-            [endpoint_slice("web", "http", 8080, "10.0.0.1")],
-            [OURS],
-        ),
-        {},
-        PATHS,
-    )
+    svc, slc = service("web", ("http", 80)), endpoint_slice("web", "http", 8080, "10.0.0.1")
+    two = rendered(routing_table([ing], [svc], [slc], [OURS]), one.layout)
     assert one.skeleton == two.skeleton and one.maps != two.maps
+
+
+def test_new_and_removed_services_take_and_free_pool_backends_without_a_reload() -> None:
+    def services_table(*names: str) -> RoutingTable:
+        ing = ingress("a", rule("a.test", *((f"/{n}", "Prefix", n) for n in names)))
+        svcs = [service(n, ("http", 80)) for n in names]
+        slices = [endpoint_slice(n, "http", 8080, f"10.0.0.{i}") for i, n in enumerate(names)]
+        return routing_table([ing], svcs, slices, [OURS])
+
+    one = rendered(services_table("a", "b"))
+    assert dict(one.layout.assigned) == {"default/a:80": "be0", "default/b:80": "be1"}
+    two = rendered(services_table("b", "c"), one.layout)
+    # b stays; c does not take a's backend in the same change (a's requests may be in flight)
+    assert dict(two.layout.assigned) == {"default/b:80": "be1", "default/c:80": "be2"}
+    assert two.skeleton == one.skeleton
+    assert two.slots["be0"] == (None,) * 4 and two.slots["be2"][0] == ("10.0.0.1", 8080)
+    assert "be2 default/c:80\n" in two.maps[PATHS.services_map]
+    # a default backend is a map entry too
+    d = ingress("d", default=backend("b"))
+    three_t = routing_table(
+        [d], [service("b", ("http", 80))], [endpoint_slice("b", "http", 8080, "10.0.0.9")], [OURS]
+    )
+    three = rendered(three_t, two.layout)
+    assert three.maps[PATHS.default_map] == "default be1\n" and three.skeleton == one.skeleton
+    # a pool that is full grows (a reload), by powers of two
+    many = rendered(services_table(*(f"s{i}" for i in range(MIN_POOL))), three.layout)
+    assert len(many.slots) == 2 * MIN_POOL and many.skeleton != one.skeleton
 
 
 def test_slots_keep_endpoints_in_place_and_grow_by_powers_of_two() -> None:
