@@ -15,6 +15,7 @@ import time
 CLUSTER = "demo"
 CONTEXT = f"kubesvc-{CLUSTER}"
 GRACE = 15  # --node-monitor-grace-period
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.47"
 
 DATABASE = """apiVersion: v1
 kind: Service
@@ -184,6 +185,65 @@ def outside_world(node_port: int) -> None:
     kubesvc_cli("node", "start", failing, "--name", CLUSTER)
 
 
+def ingress() -> None:
+    """The seed's chapter 6: one address for many Services, chosen by host and path; the
+    controller sends each request to a pod it found through the endpoints."""
+    say("Ingress: one address in front of many Services (the controller `kubesvc up` deployed)")
+    wait_ready("app.kubernetes.io/name=ingress-kubesvc", 1, namespace="ingress-kubesvc")
+    kubectl("get", "pods,svc", "-n", "ingress-kubesvc")
+    kubectl("create", "deployment", "echo", f"--image={AGNHOST}", "--", "/agnhost", "netexec",
+            "--http-port=8080")  # fmt: skip
+    # headless: the Service only selects the pods; the controller never connects to it
+    kubectl("create", "service", "clusterip", "echo", "--clusterip=None", "--tcp=80:8080")
+    kubectl(
+        "create", "ingress", "kubia",
+        "--rule=kubia.example.com/*=kubia:80", "--rule=kubia.example.com/echo*=echo:80",
+        "--rule=echo.example.com/*=echo:80",
+    )  # fmt: skip
+    wait_ready("app=echo", 1)
+    address = ""
+    deadline = time.monotonic() + 30
+    while not address and time.monotonic() < deadline:
+        ing = json.loads(kubectl("get", "ingress", "kubia", "-o", "json", show=False) or "{}")
+        lb = ing.get("status", {}).get("loadBalancer", {}).get("ingress") or [{}]
+        address = lb[0].get("ip", "")
+        time.sleep(0.2)
+    kubectl("get", "ingress", "kubia")
+    if not address:
+        print("no ADDRESS: see `kubectl logs -n ingress-kubesvc deploy/ingress-kubesvc-controller`")
+        return
+
+    def browse(name: str, path: str = "/", show: bool = True) -> str:
+        # --resolve plays the laptop's hosts file: the name is at the controller's address
+        res = on_laptop("curl", "-s", "-m", "3", "--resolve", f"{name}:80:{address}",
+                        f"http://{name}{path}", show=show)  # fmt: skip
+        return res.stdout
+
+    for _ in range(30):  # until the controller has the echo pod's endpoint
+        if browse("echo.example.com", "/hostname", show=False).startswith("echo-"):
+            break
+        time.sleep(0.2)
+    say(f"The Host header and the path choose the Service; all at {address}")
+    for _ in range(3):
+        browse("kubia.example.com")
+    browse("echo.example.com", "/hostname")
+    browse("kubia.example.com", "/echo?msg=routed-by-path")
+    say("The controller sends the request to the pod itself, not to the Service")
+    print("echo's pod sees the request come from the controller pod's address (no NAT),")
+    browse("echo.example.com", "/clientip")
+    kubectl("get", "pods", "-n", "ingress-kubesvc", "-o", "wide")
+    print("and the laptop's address in X-Forwarded-For:")
+    browse("echo.example.com", "/header?key=X-Forwarded-For")
+    kubectl("get", "svc", "echo")
+    say("An Ingress no controller serves is only stored: no ADDRESS, no route")
+    kubectl("create", "ingress", "elsewhere", "--class=nginx",
+            "--rule=nginx.example.com/*=kubia:80")  # fmt: skip
+    time.sleep(0.5)
+    kubectl("get", "ingress")
+    browse("nginx.example.com")
+    print()
+
+
 def main() -> int:
     if shutil.which("kubectl") is None:
         print("kubectl is not installed: apt-get install kubectl", file=sys.stderr)
@@ -282,6 +342,7 @@ def main() -> int:
         subprocess.run(["curl", "-s", "--max-time", "3", f"http://{ip}:{port}"], check=False)
 
     outside_world(port)
+    ingress()
 
     say("Pods are ephemeral: a re-created pod comes back with a different IP")
     old = pods[0]
