@@ -248,6 +248,8 @@ frontend http
     http-request set-header X-Real-IP %[src]
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    # a Server header, as other controllers' proxies answer, unless the backend sent one
+    http-after-response set-header Server haproxy unless {{ res.hdr(server) -m found }}
     # the host without its port, lower case; a Host that is not a DNS name matches no host
     http-request set-var(txn.host) req.hdr(host),field(1,:),lower
     http-request unset-var(txn.host) unless {{ var(txn.host) -m reg ^[a-z0-9][a-z0-9.-]*$ }}
