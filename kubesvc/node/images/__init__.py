@@ -40,6 +40,7 @@ BUILT_IN = (
     "coredns/coredns",
     "kubesvc/ingress-controller",
     "python",
+    "k8s.gcr.io/ingressconformance/echoserver",
 )
 
 
@@ -270,6 +271,11 @@ def _ingress_controller(ref: ImageRef, args: list[str]) -> Resolved:
     return Resolved([*argv, *args], default_ports=[80, 10254, 10255])
 
 
+def _echoserver(ref: ImageRef, args: list[str]) -> Resolved:
+    # ENTRYPOINT ["/echoserver"]; it takes no arguments, its env says everything
+    return Resolved([*_module("echoserver"), *args], default_ports=[3000])
+
+
 def host_python() -> str:
     """The host's own interpreter (not kubesvc's virtual environment): what the official
     `python` image offers is a plain Python with its standard library."""
@@ -296,6 +302,7 @@ HANDLERS: dict[str, Handler] = {
     "coredns": _coredns,
     "ingress-controller": _ingress_controller,
     "python": _python,
+    "echoserver": _echoserver,
 }
 
 
@@ -321,7 +328,13 @@ def builtin_kind(ref: ImageRef) -> str | None:
         return "python"
     if ref.path == "kubesvc/ingress-controller":
         return "ingress-controller"
+    if ref.path in ECHOSERVER_PATHS:
+        return "echoserver"
     return None
+
+
+# ingress-controller-conformance's echoserver, by the names its releases and staging use
+ECHOSERVER_PATHS = ("ingressconformance/echoserver", "k8s-staging-ingressconformance/echoserver")
 
 
 def _with_command(
@@ -355,6 +368,8 @@ def _with_command(
         return _nginx(ref, rest)
     if kind == "curl" and exe == "/entrypoint.sh":
         return _curl(ref, rest)
+    if kind == "echoserver" and exe == "/echoserver":
+        return _echoserver(ref, rest)
     if kind == "python" and _PYTHON_EXE.fullmatch(base):
         # the image's `python` is its python3, which the host may not call `python`
         return Resolved([host_python(), *rest])
