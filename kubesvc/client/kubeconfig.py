@@ -90,6 +90,13 @@ def load(path: str | Path, context: str | None = None) -> ClusterAccess:
     return ClusterAccess(cluster["server"].rstrip("/"), sslctx, user.get("token"))
 
 
+def cluster_ca(path: str | Path, context: str | None = None) -> str:
+    """The CA certificates (PEM) a kubeconfig trusts for its server, or "" when it names none."""
+    path = Path(path)
+    ca = _material(_sections(path, context)[0], "certificate-authority", path.parent)
+    return ca.decode() if ca else ""
+
+
 def server_address(server: str) -> tuple[str, int]:
     """Host and port of a kubeconfig's `server` URL (https://host[:port])."""
     url = urllib.parse.urlsplit(server)

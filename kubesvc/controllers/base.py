@@ -24,6 +24,7 @@ class Context:
     factory: InformerFactory
     recorder: EventRecorder
     settings: dict[str, float] = field(default_factory=dict)  # command-line tunables
+    root_ca: str = ""  # the cluster CA (PEM) that the root CA publisher hands to namespaces
 
 
 class Controller:

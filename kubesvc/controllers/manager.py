@@ -7,7 +7,7 @@ import logging
 
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import InformerFactory
-from kubesvc.client.kubeconfig import wait_for_server
+from kubesvc.client.kubeconfig import cluster_ca, wait_for_server
 from kubesvc.client.rest import ApiClient
 from kubesvc.controllers.base import Context, Controller, run_all
 
@@ -29,6 +29,7 @@ CONTROLLERS: dict[str, str] = {
     "statefulset": "kubesvc.controllers.statefulset:StatefulSetController",
     "replicationcontroller": "kubesvc.controllers.replication:ReplicationManager",
     "serviceaccount": "kubesvc.controllers.serviceaccount:ServiceAccountsController",
+    "root-ca-cert-publisher": "kubesvc.controllers.rootca:RootCAPublisher",
     "persistentvolume-binder": "kubesvc.controllers.volumebinding:VolumeBindingController",
     "resourcequota": "kubesvc.controllers.resourcequota:ResourceQuotaController",
     "lbipam": "kubesvc.controllers.lbipam.controller:LoadBalancerIPController",
@@ -54,7 +55,9 @@ async def run_controller_manager(
     # API describes, and an object that is not one is left out (logged once per revision)
     factory = InformerFactory(client, resync_period=resync_period, checked=True)
     recorder = EventRecorder(client, "controller-manager")
-    ctx = Context(client, factory, recorder, dict(settings or {}))
+    # upstream's --root-ca-file; here the CA the kubeconfig trusts, the cluster's
+    root_ca = cluster_ca(kubeconfig)
+    ctx = Context(client, factory, recorder, dict(settings or {}), root_ca)
     names = enabled or list(CONTROLLERS)
     controllers = [load(n)(ctx) for n in names]
     factory.start()
