@@ -692,7 +692,11 @@ class Bench:
         finally:
             stats = load.stop()
         reloads = self.reloads() - before
-        common.log(f"the controller's HAProxy backends, server slots: {self.slots()}")
+        sizes = Counter(n for n in self.slots().values() if n)
+        common.log(
+            "the controller's HAProxy backends: "
+            + ", ".join(f"{k} with {n} server slots" for n, k in sorted(sizes.items()))
+        )
         common.log(
             f"{change}: {took:.1f} s, {stats.requests} requests, {sum(stats.failed.values())} "
             f"failed {dict(stats.failed)}, {stats.resent} resent, {reloads} reloads"
