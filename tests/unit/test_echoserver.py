@@ -7,12 +7,18 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +26,7 @@ from kubesvc.node.images import resolve
 from kubesvc.node.images._runtime import BIND_ENV, Request
 from kubesvc.node.images.echoserver import EchoServer, canonical_header_key, clean_path
 from tests.e2e.ingress_conformance import client
+from tests.e2e.ingress_conformance.steps import self_signed
 
 SUITE_IMAGE = (
     "k8s.gcr.io/ingressconformance/echoserver:v0.0.1"
@@ -205,3 +212,84 @@ def test_the_process_answers_the_suites_client(tmp_path: Path) -> None:
             proc.wait(10)
         out.close()
     assert "Starting server, listening on port" in (tmp_path / "out").read_text()
+
+
+def client_cert() -> tuple[bytes, bytes]:
+    """A self-signed certificate a client may present (clientAuth)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "me")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def test_https_with_the_tls_state_and_an_optional_client_certificate(tmp_path: Path) -> None:
+    files = {}
+    for name, cert, key in (("server", *self_signed(["foo.bar.com"])), ("client", *client_cert())):
+        files[name] = (tmp_path / f"{name}.crt", tmp_path / f"{name}.key")
+        files[name][0].write_bytes(cert)
+        files[name][1].write_bytes(key)
+    http_port, https_port = free_port(), free_port()
+    env = {**os.environ, BIND_ENV: "127.0.0.1", "HTTP_PORT": str(http_port),
+           "HTTPS_PORT": str(https_port), "TLS_SERVER_CERT": str(files["server"][0]),
+           "TLS_SERVER_PRIVKEY": str(files["server"][1]),
+           "TLS_CLIENT_CACERTS": str(files["client"][0])}  # fmt: skip
+    argv = resolve(SUITE_IMAGE, None, None).argv
+    assert argv is not None
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for port in (http_port, https_port):
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and proc.poll() is None, "never listened"
+                    time.sleep(0.02)
+
+        def ask(with_cert: bool) -> dict:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            if with_cert:
+                ctx.load_cert_chain(*files["client"])
+            raw = socket.create_connection(("127.0.0.1", https_port), timeout=10)
+            with ctx.wrap_socket(raw, server_hostname="foo.bar.com") as tls:
+                tls.sendall(b"GET /x HTTP/1.1\r\nHost: foo.bar.com\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := tls.recv(65536):
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head
+            return dict(json.loads(body))
+
+        # a client that does not speak TLS is dropped, and the server goes on
+        with socket.create_connection(("127.0.0.1", https_port), timeout=10) as raw:
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert not raw.recv(65536).startswith(b"HTTP/1.1 200")
+        plain = ask(False)
+        assert plain["path"] == "/x" and plain["tls"]["serverName"] == "foo.bar.com"
+        assert plain["tls"]["version"].startswith("TLSv1.")
+        assert plain["tls"]["cipherSuite"].startswith("TLS_")
+        assert "peerCertificates" not in plain["tls"]
+        mine = files["client"][0].read_text()
+        assert ask(True)["tls"]["peerCertificates"] == [mine]
+        # plain HTTP has no tls field
+        req, _ = client.capture_round_trip("GET", "http", "h", "/", f"127.0.0.1:{http_port}")
+        assert req.host == "h"
+    finally:
+        proc.kill()
+        proc.wait(10)

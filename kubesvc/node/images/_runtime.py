@@ -138,6 +138,7 @@ class Request:
     version: str
     body: bytes = b""
     form: dict[str, list[str]] = field(default_factory=dict)
+    connection: object = None  # the socket it came on (an ssl.SSLSocket over TLS)
 
     def header(self, name: str) -> str:
         lname = name.lower()
@@ -266,6 +267,7 @@ class _Handler(BaseHTTPRequestHandler):
             version=self.request_version,
             body=body,
             form=form,
+            connection=self.connection,
         )
 
     def _read_body(self) -> bytes:
@@ -309,16 +311,33 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
+# What an accepted connection is wrapped in (ssl.SSLContext.wrap_socket for HTTPS)
+Wrap = Callable[[socket.socket], socket.socket]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: App, server_header: str | None) -> None:
+    def __init__(
+        self, address: tuple[str, int], app: App, server_header: str | None, wrap: Wrap | None
+    ) -> None:
         self.app = app
         self.server_header = server_header
+        self.wrap = wrap
         self.inflight = 0
         self.inflight_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, addr = super().get_request()
+        if self.wrap is not None:  # TLS: the handshake happens on the handler's thread
+            try:
+                sock = self.wrap(sock)
+            except OSError:
+                sock.close()
+                raise
+        return sock, addr
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a broken client connection is not worth a traceback
@@ -328,9 +347,15 @@ class HttpService:
     """A threaded HTTP/1.1 server with keep-alive, run on a background thread."""
 
     def __init__(
-        self, app: App, port: int, *, host: str | None = None, server_header: str | None = None
+        self,
+        app: App,
+        port: int,
+        *,
+        host: str | None = None,
+        server_header: str | None = None,
+        wrap: Wrap | None = None,
     ) -> None:
-        self._server = _Server((host or bind_address(), port), app, server_header)
+        self._server = _Server((host or bind_address(), port), app, server_header, wrap)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
         )
