@@ -4,10 +4,10 @@ kubectl and sending requests with the suite's client from an outside host.
 
 Where this departs from the Go code, for time only: polls are every 0.2 s (not 5 s); the
 Deployments and Services of an Ingress's backends are all created before waiting for their
-endpoints (the Go code waits after each); scaling a backend does not sleep 60 s once its
-endpoints are ready (the controller applies endpoint changes as they come, the scenario's
-requests check that); and "should not contain the IP address" waits ABSENT_WAIT, not the
-5-minute status timeout.
+endpoints (the Go code waits after each); scaling a backend sleeps SCALE_SETTLE, not 60 s,
+once its endpoints are ready, for the controller to catch up (1 -> 10 endpoints outgrows
+HAProxy's server slots: a reload); and "should not contain the IP address" waits
+ABSENT_WAIT, not the 5-minute status timeout.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ POLL = 0.2
 STATUS_TIMEOUT = 60.0  # --wait-time-for-ingress-status (5m upstream)
 READY_TIMEOUT = 120.0  # --wait-time-for-ready (5m upstream)
 ABSENT_WAIT = 5.0  # an Ingress the controller serves has its status in well under a second
+SCALE_SETTLE = 5.0  # 60 s upstream
 
 
 class StepFailed(AssertionError):
@@ -567,6 +568,7 @@ def the_backend_deployment_is_scaled_to(
         return
     wait(f"{n} endpoints of {service}", READY_TIMEOUT,
          lambda: ready_endpoints(c, state.namespace).get(service) == n)  # fmt: skip
+    time.sleep(SCALE_SETTLE)
 
 
 @step(
