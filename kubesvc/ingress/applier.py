@@ -2,7 +2,8 @@
 to the master: new workers take the listening sockets over, old ones finish their
 requests) only when the skeleton changed; endpoint changes through the runtime API
 (`set server BE/SRV addr IP port N`, `set server BE/SRV state ready|maint`), route
-changes (new and removed Services too) by swapping the map files' contents through it."""
+changes (new and removed Services too) by swapping the map files' contents through it,
+certificates through it too (`set ssl cert` + `commit ssl cert`, `add|del ssl crt-list`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import signal
 import sys
 from collections.abc import Mapping
 
+from kubesvc.ingress import tls
+from kubesvc.ingress.certs import default_certificate
 from kubesvc.ingress.haproxy import (
     PARKED,
     Layout,
@@ -55,6 +58,15 @@ def runtime_commands(
     return out
 
 
+def _write_private(path: str, text: str) -> None:
+    """Write a file only its owner reads (keys among them), replacing it atomically."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
 def _cli_word(text: str) -> str:
     """One word of a runtime API command: `;` ends a command, spaces end a word (paths hold
     neither space nor backslash, the model checks)."""
@@ -64,8 +76,16 @@ def _cli_word(text: str) -> str:
 class HAProxy:
     """One HAProxy master process and the state it was last brought to."""
 
-    def __init__(self, paths: Paths, ports: Ports = Ports(), binary: str = "haproxy") -> None:
+    def __init__(
+        self,
+        paths: Paths,
+        ports: Ports = Ports(),
+        binary: str = "haproxy",
+        default_pem: str = "",
+    ) -> None:
         self.paths = paths
+        # for unknown names and hosts whose Secret is not usable; new with each controller
+        self.default_pem = default_pem or default_certificate()
         self.ports = ports
         self.binary = binary
         self.proc: asyncio.subprocess.Process | None = None
@@ -73,14 +93,15 @@ class HAProxy:
         self.reloads = 0
         self.runtime_updates = 0
 
-    def plan(self, table: RoutingTable) -> Rendered:
+    def plan(self, table: RoutingTable, tls_table: tls.TLSTable = tls.TLSTable()) -> Rendered:
         """What `table` renders to, with endpoints kept in the slots they hold now."""
         held = self.current.layout if self.current else Layout()
-        return render(table, plan_layout(held, table), self.paths, self.ports)
+        return render(table, plan_layout(held, table), self.paths, self.ports, tls_table)
 
-    async def apply(self, table: RoutingTable) -> str:
-        """Bring HAProxy to `table`; returns "start", "reload", "runtime" or "none"."""
-        want = self.plan(table)
+    async def apply(self, table: RoutingTable, tls_table: tls.TLSTable = tls.TLSTable()) -> str:
+        """Bring HAProxy to `table` and `tls_table`; returns "start", "reload", "runtime" or
+        "none"."""
+        want = self.plan(table, tls_table)
         if self.proc is None or self.proc.returncode is not None:
             self._write(want)
             await self._start()
@@ -90,9 +111,14 @@ class HAProxy:
             fill = runtime_commands(self.current.slots, want.slots, "fill")
             park = runtime_commands(self.current.slots, want.slots, "park")
             maps = {p: t for p, t in want.maps.items() if self.current.maps.get(p) != t}
-            if not fill and not park and not maps:
+            certs = want.certs != self.current.certs
+            if not fill and not park and not maps and not certs:
                 return "none"
             try:
+                # certificates before the redirects that lead to them
+                if certs:
+                    self._write(want)  # what a later reload loads
+                    await self._replace_certs(self.current.certs, want.certs)
                 # servers before the routes that lead to them; routes away before parking
                 if fill:
                     await self._runtime(fill)
@@ -121,11 +147,45 @@ class HAProxy:
 
     def _write(self, rendered: Rendered) -> None:
         os.makedirs(self.paths.dir, mode=0o700, exist_ok=True)
+        self._write_tls(rendered)
         for path, text in {**rendered.maps, self.paths.config: rendered.config}.items():
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(text)
-            os.replace(tmp, path)
+            _write_private(path, text)
+
+    def _write_tls(self, rendered: Rendered) -> None:
+        """The default certificate, each host's file and the crt-list (0600); files of
+        hosts gone are removed."""
+        os.makedirs(self.paths.certs_dir, mode=0o700, exist_ok=True)
+        _write_private(self.paths.default_cert, self.default_pem)
+        for path, pem in rendered.certs.items():
+            _write_private(path, pem)
+        _write_private(self.paths.crt_list, tls.crt_list(rendered.certs))
+        for name in os.listdir(self.paths.certs_dir):
+            path = f"{self.paths.certs_dir}/{name}"
+            if path not in rendered.certs:
+                os.unlink(path)
+
+    async def _replace_certs(self, old: Mapping[str, str], new: Mapping[str, str]) -> None:
+        """Certificates changed, added and removed, each in one runtime transaction; a new
+        host's crt-list line only once its file is loaded."""
+        for step in tls.cert_steps(old, new, self.paths.crt_list):
+            await self._runtime_step(step)
+
+    async def _runtime_step(self, step: tls.Step) -> str:
+        """One command (with its payload) on its own connection; OSError when the answer
+        does not say it worked."""
+        text = step.command + "\n"
+        if step.payload:
+            text = f"{step.command} <<\n{step.payload.rstrip(chr(10))}\n\n"
+        reader, writer = await asyncio.open_unix_connection(self.paths.admin_socket)
+        try:
+            writer.write(text.encode())
+            await writer.drain()
+            reply = (await reader.read()).decode(errors="replace")
+        finally:
+            writer.close()
+        if step.expect not in reply:
+            raise OSError(f"{step.command.split(' <<')[0]!r} answered {reply.strip()[:200]!r}")
+        return reply
 
     async def _check(self) -> None:
         proc = await asyncio.create_subprocess_exec(

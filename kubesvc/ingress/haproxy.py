@@ -20,6 +20,12 @@ endpoint churn, new and removed Services and route changes never change `skeleto
 configuration with server addresses left out, which is what decides a reload: only a pool
 or a backend's slots growing do. The default backend is a map entry too (`default.map`).
 `services.map` names each pool backend's Service, for the access log.
+
+The `https` frontend routes with the same lines as `http` (rendered once): its
+certificates are one file per host listed in a crt-list (tls.py), the controller's default
+certificate first on the bind line for any other name. Plain HTTP to a host that redirects
+(`redirect.map`) answers 308 before routing. Certificates, crt-list and redirect map are not
+in the skeleton: they change through the runtime API too.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from kubesvc.ingress import tls
 from kubesvc.ingress.model import RoutingTable
 
 DEFAULT_404 = "be_default_404"
@@ -65,6 +72,22 @@ class Paths:
         return f"{self.dir}/services.map"
 
     @property
+    def redirect_map(self) -> str:
+        return f"{self.dir}/redirect.map"
+
+    @property
+    def crt_list(self) -> str:
+        return f"{self.dir}/crt-list"
+
+    @property
+    def certs_dir(self) -> str:
+        return f"{self.dir}/certs"
+
+    @property
+    def default_cert(self) -> str:
+        return f"{self.dir}/default.pem"
+
+    @property
     def admin_socket(self) -> str:
         return f"{self.dir}/admin.sock"
 
@@ -77,6 +100,7 @@ class Paths:
 class Ports:
     http: int = 80
     health: int = 10254
+    https: int = 443
 
 
 @dataclass(frozen=True)
@@ -94,6 +118,7 @@ class Rendered:
     skeleton: str  # config without server addresses: a change here needs a reload
     maps: Mapping[str, str]  # path -> contents
     layout: Layout
+    certs: Mapping[str, str] = field(default_factory=dict)  # cert file -> PEM (tls.py)
 
     @property
     def slots(self) -> Mapping[str, Slots]:
@@ -177,15 +202,21 @@ def route_maps(table: RoutingTable, assigned: Mapping[str, str]) -> tuple[str, s
     return exact_text, "".join(f"{k} {v}\n" for k, v in longest_first)
 
 
-def render(table: RoutingTable, layout: Layout, paths: Paths, ports: Ports = Ports()) -> Rendered:
-    """HAProxy's files for `table`, with its backends where `layout` (plan_layout) puts
-    them."""
+def render(
+    table: RoutingTable,
+    layout: Layout,
+    paths: Paths,
+    ports: Ports = Ports(),
+    tls_table: tls.TLSTable = tls.TLSTable(),
+) -> Rendered:
+    """HAProxy's files for `table` and `tls_table`, with its backends where `layout`
+    (plan_layout) puts them."""
     exact_map, prefix_map = route_maps(table, layout.assigned)
     default = ""
     if table.default_backend is not None:
         default = f"default {layout.assigned[table.default_backend.key]}\n"
     services = "".join(f"{n} {k}\n" for k, n in sorted(layout.assigned.items(), key=_by_pool))
-    head = _head(paths, ports)
+    head = _head(paths, ports) + _frontends(paths, ports)
     config = head + "".join(_backend(n, s, True) for n, s in layout.slots.items())
     skeleton = head + "".join(_backend(n, s, False) for n, s in layout.slots.items())
     maps = {
@@ -193,8 +224,10 @@ def render(table: RoutingTable, layout: Layout, paths: Paths, ports: Ports = Por
         paths.prefix_map: prefix_map,
         paths.default_map: default,
         paths.services_map: services,
+        paths.redirect_map: tls.redirect_map(tls_table),
     }
-    return Rendered(config, skeleton, maps, layout)
+    certs = tls.cert_files(tls_table, paths.certs_dir)
+    return Rendered(config, skeleton, maps, layout, certs)
 
 
 def _by_pool(item: tuple[str, str]) -> int:
@@ -212,8 +245,6 @@ def _backend(name: str, slots: Slots, addresses: bool) -> str:
 
 
 def _head(paths: Paths, ports: Ports) -> str:
-    exact, prefix = paths.exact_map, paths.prefix_map
-    default, services = paths.default_map, paths.services_map
     return f"""\
 # written by kubesvc's ingress controller; changes are overwritten
 global
@@ -240,21 +271,67 @@ frontend health
     bind :{ports.health}
     monitor-uri /healthz
     http-request return status 404
+"""
 
-frontend http
-    bind :{ports.http}
+
+def _frontends(paths: Paths, ports: Ports) -> str:
+    """`http` and `https`: the same request headers and routing (rendered once), plain
+    HTTP's redirect to HTTPS, TLS by SNI with the default certificate first."""
+    routing = _routing(paths)
+    https_bind = (
+        f"bind :{ports.https} ssl crt {paths.default_cert} crt-list {paths.crt_list}"
+        " alpn h2,http/1.1"
+    )
+    return (
+        f"\nfrontend http\n    bind :{ports.http}\n"
+        + _request_headers("http")
+        + _redirect(paths, ports)
+        + routing
+        + f"\nfrontend https\n    {https_bind}\n"
+        + _request_headers("https")
+        + routing
+        + f"""
+backend {DEFAULT_404}
+    http-request return status 404 content-type text/plain string "default backend - 404"
+"""
+    )
+
+
+def _request_headers(proto: str) -> str:
+    """The headers upstream controllers set, and the request's host as a variable (without
+    its port, lower case; a Host that is not a DNS name matches no host)."""
+    return f"""\
     unique-id-format %[uuid()]
     http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(x-request-id) -m found }}
     http-request set-header X-Real-IP %[src]
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto {proto}
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     # a Server header, as other controllers' proxies answer, unless the backend sent one
     http-after-response set-header Server haproxy unless {{ res.hdr(server) -m found }}
-    # the host without its port, lower case; a Host that is not a DNS name matches no host
     http-request set-var(txn.host) req.hdr(host),field(1,:),lower
     http-request unset-var(txn.host) unless {{ var(txn.host) -m reg ^[a-z0-9][a-z0-9.-]*$ }}
     acl dotted var(txn.host) -m sub .
     http-request set-var(txn.wild) var(txn.host),regsub(^[^.]+[.],*.) if dotted
+"""
+
+
+def _redirect(paths: Paths, ports: Ports) -> str:
+    """308 to HTTPS for a host whose redirect.map entry (exact host first, then its
+    wildcard) is 1; the Location holds the validated host, never the raw Host header."""
+    redirect = paths.redirect_map
+    port = "" if ports.https == 443 else f":{ports.https}"
+    return f"""\
+    http-request set-var(txn.redir) var(txn.host),map_str({redirect}) if {{ var(txn.host) -m found }}
+    http-request set-var(txn.redir) var(txn.wild),map_str({redirect}) if !{{ var(txn.redir) -m found }} {{ var(txn.wild) -m found }}
+    http-request redirect location https://%[var(txn.host)]{port}%[pathq] code 308 if {{ var(txn.redir) -m str 1 }}
+"""  # noqa: E501
+
+
+def _routing(paths: Paths) -> str:
+    """Host and path to a backend through the route maps (after _request_headers)."""
+    exact, prefix = paths.exact_map, paths.prefix_map
+    default, services = paths.default_map, paths.services_map
+    return f"""\
     http-request set-var(txn.path) path
     acl routed var(txn.be) -m found
     acl has_host var(txn.k) -m found
@@ -272,7 +349,4 @@ frontend http
     http-request capture var(txn.be),map_str({services}) len 160
     use_backend %[var(txn.be)] if {{ var(txn.be) -m found }}
     default_backend {DEFAULT_404}
-
-backend {DEFAULT_404}
-    http-request return status 404 content-type text/plain string "default backend - 404"
 """
