@@ -31,25 +31,38 @@ from kubesvc.ingress.model import RoutingTable
 log = logging.getLogger("kubesvc.ingress")
 
 MAX_COMMANDS_PER_CALL = 200  # runtime commands sent on one connection
+# what HAProxy's answers to a refused runtime command contain
+REFUSALS = ("No such", "Unknown", "not found", "Already exists", "must use", "nvalid")
 
 
 def runtime_commands(
     old: Mapping[str, Slots], new: Mapping[str, Slots], which: str = "all"
 ) -> list[str]:
-    """The runtime API commands that turn the servers of `old` into those of `new` (for
-    backends in both with as many slots: anything else is a reload). `which`: "fill" (slots
-    that get an endpoint), "park" (slots emptied) or "all"."""
+    """The runtime API commands that turn the servers of `old` into those of `new`, for
+    backends in both (a new backend is a reload); slots a backend gains are added with
+    `add server`. `which`: "fill" (slots added or given an endpoint), "park" (slots
+    emptied) or "all"."""
     out = []
+    host, port = PARKED.split(":")
     for name, slots in new.items():
         before = old.get(name)
-        if before is None or len(before) != len(slots):
-            continue
-        for i, (was, now) in enumerate(zip(before, slots, strict=True), 1):
+        if before is None or len(before) > len(slots):
+            continue  # slots never shrink (plan_layout)
+        for i, now in enumerate(slots, 1):
+            server = f"{name}/s{i}"
+            if i > len(before):  # a slot this backend gains: HAProxy adds it in maintenance
+                if which == "park":
+                    continue
+                if now is None:
+                    out.append(f"add server {server} {PARKED} disabled")
+                else:
+                    out.append(f"add server {server} {now[0]}:{now[1]}")
+                    out.append(f"set server {server} state ready")
+                continue
+            was = before[i - 1]
             if was == now or which == ("fill" if now is None else "park"):
                 continue
-            server = f"{name}/s{i}"
             if now is None:
-                host, port = PARKED.split(":")
                 out.append(f"set server {server} state maint")
                 out.append(f"set server {server} addr {host} port {port}")
             else:
@@ -133,6 +146,16 @@ class HAProxy:
                 self.current = want
                 self.runtime_updates += 1
                 return "runtime"
+        await self._reload(want)
+        return "reload"
+
+    async def reload(self) -> None:
+        """Reload HAProxy with the state it has now (what a skeleton change does)."""
+        if self.current is None or self.proc is None or self.proc.returncode is not None:
+            raise RuntimeError("haproxy is not running")
+        await self._reload(self.current)
+
+    async def _reload(self, want: Rendered) -> None:
         self._write(want)
         await self._check()
         assert self.proc is not None
@@ -143,7 +166,6 @@ class HAProxy:
         # one line per reload in the controller's log (kubectl logs): they should be rare
         print(f"kubesvc ingress: haproxy reloaded (reload {self.reloads})", file=sys.stderr)
         self.current = want
-        return "reload"
 
     def _write(self, rendered: Rendered) -> None:
         os.makedirs(self.paths.dir, mode=0o700, exist_ok=True)
@@ -263,7 +285,7 @@ class HAProxy:
             finally:
                 writer.close()
         text = "".join(out)
-        if "No such" in text or "Unknown" in text or "not found" in text:
+        if any(word in text for word in REFUSALS):
             raise OSError(f"runtime API refused a command: {text.strip()[:200]}")
         return text
 

@@ -14,12 +14,13 @@ first label), then no host; then the default backend; then the built-in 404.
 HAProxy cannot add a backend at run time, so the configuration holds a **pool** of generic
 backends (`be0`, `be1`, ...; a power of two, at least MIN_POOL) and the maps name which one
 serves a route: a (Service, port) seen for the first time takes a free pool backend, and one
-no route uses any more frees its backend. Each pool backend has a fixed number of server
-slots; endpoints move in and out of slots through the runtime API (see applier.py). So
-endpoint churn, new and removed Services and route changes never change `skeleton`, the
-configuration with server addresses left out, which is what decides a reload: only a pool
-or a backend's slots growing do. The default backend is a map entry too (`default.map`).
-`services.map` names each pool backend's Service, for the access log.
+no route uses any more frees its backend. Each pool backend has a power-of-two number of
+server slots; endpoints move in and out of slots through the runtime API, and a backend
+outgrowing its slots gets more with `add server` (see applier.py). So endpoint churn, new
+and removed Services and route changes never change `skeleton`, the configuration with the
+servers left out, which is what decides a reload: only the pool growing does. The default
+backend is a map entry too (`default.map`). `services.map` names each pool backend's
+Service, for the access log.
 
 The `https` frontend routes with the same lines as `http` (rendered once): its
 certificates are one file per host listed in a crt-list (tls.py), the controller's default
@@ -234,10 +235,10 @@ def _by_pool(item: tuple[str, str]) -> int:
     return int(item[1][2:])
 
 
-def _backend(name: str, slots: Slots, addresses: bool) -> str:
+def _backend(name: str, slots: Slots, servers: bool) -> str:
     lines = [f"\nbackend {name}\n", "    balance roundrobin\n"]
-    for i, addr in enumerate(slots, 1):
-        if addr is None or not addresses:
+    for i, addr in enumerate(slots if servers else (), 1):
+        if addr is None:
             lines.append(f"    server s{i} {PARKED} disabled\n")
         else:
             lines.append(f"    server s{i} {addr[0]}:{addr[1]}\n")

@@ -165,11 +165,17 @@ def test_routing_headers_and_live_endpoints(
     assert served_by(hap, "nothing.test", "/") == "dflt1"
     assert hap.reloads == 0
 
-    # five endpoints do not fit four slots: a reload, and routing goes on
+    # five endpoints do not fit four slots: servers are added at run time
     more = ("web1", "web2", "web3", "api1", "wild1")
-    assert loop.run_until_complete(hap.apply(table_of(echoes, more))) == "reload"
+    assert loop.run_until_complete(hap.apply(table_of(echoes, more))) == "runtime"
+    assert {served_by(hap, "foo.test", "/") for _ in range(20)} == set(more)
+    assert hap.reloads == 0
+    # a reload loads the same servers from the files
+    loop.run_until_complete(hap.reload())
     assert hap.reloads == 1
     assert {served_by(hap, "foo.test", "/") for _ in range(20)} == set(more)
+    assert loop.run_until_complete(hap.apply(table_of(echoes, ("web2",)))) == "runtime"
+    assert {served_by(hap, "foo.test", "/") for _ in range(8)} == {"web2"}
 
 
 def test_without_default_backend_unmatched_is_404(

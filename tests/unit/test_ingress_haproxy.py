@@ -68,6 +68,9 @@ def test_endpoint_churn_keeps_the_skeleton() -> None:
     assert "server s1 10.0.0.1:8080\n" in two.config
     assert "server s2 10.0.0.2:8080\n" in two.config
     assert "server s2 127.0.0.1:1 disabled\n" in one.config
+    # outgrowing its slots does not change the skeleton either (servers are added live)
+    five = rendered(table(*(f"10.0.0.{i}" for i in range(1, 6))), two.layout)
+    assert five.skeleton == one.skeleton and len(five.slots["be0"]) == 8
 
 
 def test_route_changes_between_existing_backends_keep_the_skeleton() -> None:
@@ -120,6 +123,24 @@ def test_slots_keep_endpoints_in_place_and_grow_by_powers_of_two() -> None:
     assert runtime_commands({"be": (a, None)}, {"be": (None, None)}) == [
         "set server be/s1 state maint",
         "set server be/s1 addr 127.0.0.1 port 1",
+    ]
+    # slots a backend gains are added at run time: filled ones before the maps change,
+    # parking only what was emptied
+    grown = (a, None, b, c, ("10.0.0.4", 80), None, None, None)
+    assert runtime_commands({"be": (a, b, c, None)}, {"be": grown}, "fill") == [
+        "set server be/s3 addr 10.0.0.2 port 80",
+        "set server be/s3 state ready",
+        "set server be/s4 addr 10.0.0.3 port 80",
+        "set server be/s4 state ready",
+        "add server be/s5 10.0.0.4:80",
+        "set server be/s5 state ready",
+        "add server be/s6 127.0.0.1:1 disabled",
+        "add server be/s7 127.0.0.1:1 disabled",
+        "add server be/s8 127.0.0.1:1 disabled",
+    ]
+    assert runtime_commands({"be": (a, b, c, None)}, {"be": grown}, "park") == [
+        "set server be/s2 state maint",
+        "set server be/s2 addr 127.0.0.1 port 1",
     ]
 
 
