@@ -39,7 +39,7 @@ from kubesvc.ingress.model import RoutingTable
 
 DEFAULT_404 = "be_default_404"
 MIN_SLOTS = 4
-MIN_POOL = 16  # pool backends rendered at least: new Services take one with no reload
+MIN_POOL = 128  # pool backends rendered at least: new Services take one with no reload
 PARKED = "127.0.0.1:1"  # an empty slot's address; the slot is in maintenance
 
 Addr = tuple[str, int]
