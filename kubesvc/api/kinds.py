@@ -136,7 +136,17 @@ KINDS: tuple[Kind, ...] = (
         (),
         ("status",),
     ),
-    Kind("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", True, ("sa",)),
+    Kind(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        True,
+        ("sa",),
+        (),
+        ("token",),
+    ),
     Kind(
         "",
         "v1",

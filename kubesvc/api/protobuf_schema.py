@@ -63,6 +63,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("batch/v1", "CronJob"): "batch.CronJob",
     ("scheduling.k8s.io/v1", "PriorityClass"): "scheduling.PriorityClass",
     ("v1", "ServiceAccount"): "core.ServiceAccount",
+    ("authentication.k8s.io/v1", "TokenRequest"): "authentication.TokenRequest",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "authentication.SelfSubjectReview",
     ("v1", "ResourceQuota"): "core.ResourceQuota",
     ("policy/v1", "PodDisruptionBudget"): "policy.PodDisruptionBudget",
     ("rbac.authorization.k8s.io/v1", "Role"): "rbac.Role",
@@ -158,6 +160,38 @@ SCHEMA: dict[str, dict[int, Field]] = {
     "coordination.Lease": {
         1: opt("metadata", "meta.ObjectMeta"),
         2: opt("spec", "coordination.LeaseSpec"),
+    },
+    "authentication.TokenRequest": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: opt("spec", "authentication.TokenRequestSpec"),
+        3: opt("status", "authentication.TokenRequestStatus"),
+    },
+    "authentication.TokenRequestSpec": {
+        1: Field("audiences", "string", repeated=True, keep_zero=True),
+        3: opt("boundObjectRef", "authentication.BoundObjectReference"),
+        4: keep("expirationSeconds", "int64"),
+    },
+    "authentication.BoundObjectReference": {
+        1: opt("kind", "string"),
+        2: opt("apiVersion", "string"),
+        3: opt("name", "string"),
+        4: opt("uid", "string"),
+    },
+    "authentication.TokenRequestStatus": {
+        1: keep("token", "string"),
+        2: opt("expirationTimestamp", "meta.Time"),
+    },
+    "authentication.SelfSubjectReview": {
+        1: opt("metadata", "meta.ObjectMeta"),
+        2: opt("status", "authentication.SelfSubjectReviewStatus"),
+    },
+    "authentication.SelfSubjectReviewStatus": {
+        1: opt("userInfo", "authentication.UserInfo"),
+    },
+    "authentication.UserInfo": {
+        1: opt("username", "string"),
+        2: opt("uid", "string"),
+        3: rep("groups", "string"),
     },
     "policy.Eviction": {
         1: opt("metadata", "meta.ObjectMeta"),

@@ -572,6 +572,32 @@ def _extra(api_version: str, kind: str) -> _Type | None:
         t.fields.update(apiVersion=_String(), kind=_String(), metadata=meta)
         t.fields.update(spec=spec, status=status)
         return t
+    if (api_version, kind) == ("authentication.k8s.io/v1", "TokenRequest"):
+        ref = _Struct("BoundObjectReference", "v1.BoundObjectReference")
+        ref.fields.update(kind=_String(), apiVersion=_String(), name=_String(), uid=_String())
+        spec = _Struct("TokenRequestSpec", "v1.TokenRequestSpec")
+        spec.fields.update(
+            audiences=_List(_String()), expirationSeconds=_Int("int64"), boundObjectRef=ref
+        )
+        status = _Struct("TokenRequestStatus", "v1.TokenRequestStatus")
+        status.fields.update(token=_String(), expirationTimestamp=_Time())
+        t = _Struct("TokenRequest", "v1.TokenRequest")
+        t.fields.update(apiVersion=_String(), kind=_String(), metadata=meta)
+        t.fields.update(spec=spec, status=status)
+        return t
+    if (api_version, kind) == ("authentication.k8s.io/v1", "SelfSubjectReview"):
+        info = _Struct("UserInfo", "v1.UserInfo")
+        info.fields.update(
+            username=_String(),
+            uid=_String(),
+            groups=_List(_String()),
+            extra=_Map(_List(_String())),
+        )
+        status = _Struct("SelfSubjectReviewStatus", "v1.SelfSubjectReviewStatus")
+        status.fields["userInfo"] = info
+        t = _Struct("SelfSubjectReview", "v1.SelfSubjectReview")
+        t.fields.update(apiVersion=_String(), kind=_String(), metadata=meta, status=status)
+        return t
     if (api_version, kind) == ("v1", "Binding"):
         t = _Struct("Binding", "v1.Binding")
         t.fields.update(apiVersion=_String(), kind=_String(), metadata=meta)

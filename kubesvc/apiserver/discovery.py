@@ -13,6 +13,7 @@ _SUBRESOURCE_VERBS = {
     "status": ["get", "patch", "update"],
     "scale": ["get", "patch", "update"],
     "binding": ["create"],
+    "token": ["create"],
     "finalize": ["update"],
     "log": ["get"],
     "exec": ["create", "get"],
@@ -24,6 +25,13 @@ _PROXY_OPTIONS = {
     "Pod": "PodProxyOptions",
     "Service": "ServiceProxyOptions",
     "Node": "NodeProxyOptions",
+}
+
+
+# groups served by handlers rather than stored kinds: (group, version) -> (resource, kind,
+# verbs), as upstream lists them (create-only reviews, no storage)
+VIRTUAL: dict[tuple[str, str], list[tuple[str, str, list[str]]]] = {
+    ("authentication.k8s.io", "v1"): [("selfsubjectreviews", "SelfSubjectReview", ["create"])],
 }
 
 
@@ -51,6 +59,8 @@ def _subresource_kind(kind: Kind, sub: str) -> tuple[str, str, str]:
         return "autoscaling", "v1", "Scale"
     if sub == "binding":
         return "", "v1", "Binding"
+    if sub == "token":
+        return "authentication.k8s.io", "v1", "TokenRequest"
     if sub == "proxy":
         return "", "v1", _PROXY_OPTIONS[kind.kind]
     return kind.group, kind.version, kind.kind
@@ -73,11 +83,24 @@ def api_group_list() -> dict[str, Any]:
             continue
         gvs = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
         items.append({"name": group, "versions": gvs, "preferredVersion": gvs[0]})
+    for group, version in VIRTUAL:
+        gv = {"groupVersion": f"{group}/{version}", "version": version}
+        items.append({"name": group, "versions": [gv], "preferredVersion": gv})
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": items}
 
 
 def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
     kinds = catalog.groups().get(group, {}).get(version, [])
+    if (group, version) in VIRTUAL:
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}",
+            "resources": [
+                {"name": r, "singularName": "", "namespaced": False, "kind": k, "verbs": verbs}
+                for r, k, verbs in VIRTUAL[(group, version)]
+            ],
+        }
     if not kinds:
         return None
     resources: list[dict[str, Any]] = []
@@ -142,6 +165,29 @@ def aggregated(core: bool, version: str) -> dict[str, Any]:
                 ],
             }
         )
+    if not core:
+        for (group, version), resources in VIRTUAL.items():
+            items.append(
+                {
+                    "metadata": {"name": group, "creationTimestamp": None},
+                    "versions": [
+                        {
+                            "version": version,
+                            "resources": [
+                                {
+                                    "resource": r,
+                                    "responseKind": {"group": group, "version": version, "kind": k},
+                                    "scope": "Cluster",
+                                    "singularResource": r[:-1],
+                                    "verbs": verbs,
+                                }
+                                for r, k, verbs in resources
+                            ],
+                            "freshness": "Current",
+                        }
+                    ],
+                }
+            )
     return {
         "kind": "APIGroupDiscoveryList",
         "apiVersion": f"apidiscovery.k8s.io/{version}",

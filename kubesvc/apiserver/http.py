@@ -12,7 +12,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -42,6 +42,9 @@ from kubesvc.apiserver.proxy_handler import ResourceProxy
 from kubesvc.apiserver.proxy_location import split_proxy_path
 from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
 from kubesvc.store.base import Compacted
+
+if TYPE_CHECKING:
+    from kubesvc.apiserver.tokens import TokenIssuer
 
 log = logging.getLogger("kubesvc.apiserver")
 
@@ -139,8 +142,10 @@ class ResourceHandler:
         registry: Registry,
         pod_proxy: PodProxy | None = None,
         resource_proxy: ResourceProxy | None = None,
+        token_issuer: TokenIssuer | None = None,
     ) -> None:
         self.registry = registry
+        self.token_issuer = token_issuer
         self.pod_proxy = pod_proxy or PodProxy(registry)
         self.resource_proxy = resource_proxy or ResourceProxy(registry)
 
@@ -159,6 +164,14 @@ class ResourceHandler:
             raise ApiError(404, "NotFound", "the server could not find the requested resource", {})
         if target.subresource in PROXY_SUBRESOURCES and target.name:
             return await self.pod_proxy.handle(request, target)
+        if target.subresource == "token":
+            if method != "POST" or self.token_issuer is None:
+                raise errors.method_not_allowed(
+                    "the server does not allow this method on the requested resource"
+                )
+            return await self.token_issuer.token_request(
+                request, target.namespace or "", target.name or ""
+            )
         if method == "GET":
             if target.name and not target.legacy_watch:
                 return await self._get(request, target)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
-import hmac
 import ipaddress
 import logging
 import re
@@ -31,6 +30,10 @@ from kubesvc.apiserver.podstreams import PodProxy
 from kubesvc.apiserver.proxy_handler import ResourceProxy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
+from kubesvc.apiserver.tokens import TokenIssuer
+from kubesvc.auth import serviceaccount
+from kubesvc.auth.authenticator import Authenticator, Unauthorized
+from kubesvc.auth.user import ANONYMOUS, UNAUTHENTICATED, UserInfo
 from kubesvc.store.sqlite import SQLiteStore
 
 log = logging.getLogger("kubesvc.apiserver")
@@ -39,6 +42,8 @@ MEMORY_TRIM_INTERVAL = 5.0  # seconds
 REQUEST_TIMEOUT = 60.0  # seconds, as kube-apiserver's --request-timeout
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 PUBLIC_PATHS = {"/version", "/version/", "/healthz", "/livez", "/readyz"}
+ANONYMOUS_USER = UserInfo(ANONYMOUS, "", (UNAUTHENTICATED,))
+SELF_SUBJECT_REVIEWS = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
 SEED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 # upstream's scheduling post-start hook creates these (pkg/apis/scheduling SystemPriorityClasses)
 SYSTEM_PRIORITY_CLASSES = {
@@ -104,6 +109,9 @@ class ApiServer:
             cfg.unreachable_toleration_seconds,
         )
         await self.registry.restore_allocations()
+        sa_key = serviceaccount.load_or_create_key(cfg.data_dir / "pki")
+        self.tokens = TokenIssuer(self.registry, sa_key)
+        self.authenticator = Authenticator(self.creds.token, sa_key.public_key(), self._lookup)
         crds = CrdController(self.registry)
         await crds.start()
         self._tasks.append(asyncio.create_task(crds.run(), name="crds"))
@@ -125,6 +133,7 @@ class ApiServer:
             self.registry,
             PodProxy(self.registry, self.creds.token),
             ResourceProxy(self.registry, self.creds.token),
+            self.tokens,
         )
         # bodies are decompressed by read_body, after authentication and within MAX_BODY
         self._runner = web.AppRunner(
@@ -320,8 +329,10 @@ class ApiServer:
                 resp = status_response(err)
                 resp.force_close()  # what follows a CONNECT is not a request
                 return resp
-            if request.path not in PUBLIC_PATHS and not self._authenticated(request):
+            user = await self._authenticate(request)
+            if user is None:
                 return status_response(ApiError(401, "Unauthorized", "Unauthorized"))
+            request["user"] = user
             if _long_running(request):
                 return await handler(request)
             try:
@@ -351,16 +362,26 @@ class ApiServer:
             err = errors.internal(str(e))
             return status_response(err)
 
-    def _authenticated(self, request: web.Request) -> bool:
-        assert self.creds is not None
-        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), self.creds.token.encode()
-        ):
-            return True
+    async def _authenticate(self, request: web.Request) -> UserInfo | None:
+        """The request's user (kept as request["user"] for authorization); None: a 401.
+        /version and the health checks answer anyone, as upstream's public-info role."""
         transport = request.transport
         ssl_obj = transport.get_extra_info("ssl_object") if transport else None
-        return bool(ssl_obj is not None and ssl_obj.getpeercert())
+        peer = ssl_obj.getpeercert() if ssl_obj is not None else None
+        public = request.path in PUBLIC_PATHS
+        try:
+            user = await self.authenticator.authenticate(
+                request.headers.get("Authorization", ""), peer
+            )
+        except Unauthorized:
+            return ANONYMOUS_USER if public else None
+        if user is None and public:
+            return ANONYMOUS_USER
+        return user
+
+    async def _lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        assert self.registry is not None
+        return await self.registry.try_get(BY_KIND[kind], namespace, name)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
@@ -384,6 +405,15 @@ class ApiServer:
             return json_response(discovery.api_group_list())
         if path.startswith("/openapi"):
             return self._openapi(path, accept)
+        if path == SELF_SUBJECT_REVIEWS and request.method == "POST":
+            return await self.tokens.self_subject_review(request, request["user"])
+        if path == "/.well-known/openid-configuration" and request.method == "GET":
+            server = f"https://{self.config.client_host}:{self.port}"
+            return json_response(self.tokens.openid_configuration(server))
+        if path == "/openid/v1/jwks" and request.method == "GET":
+            resp = json_response(self.tokens.jwks())
+            resp.content_type = "application/jwk-set+json"
+            return resp
         parts = path.strip("/").split("/")
         if request.method == "GET" and (
             (parts[0] == "api" and len(parts) == 2) or (parts[0] == "apis" and len(parts) == 3)
