@@ -5,9 +5,10 @@ kubectl and sending requests with the suite's client from an outside host.
 Where this departs from the Go code, for time only: polls are every 0.2 s (not 5 s); the
 Deployments and Services of an Ingress's backends are all created before waiting for their
 endpoints (the Go code waits after each); scaling a backend sleeps SCALE_SETTLE, not 60 s,
-once its endpoints are ready, for the controller to catch up (1 -> 10 endpoints outgrows
-HAProxy's server slots: a reload); and "should not contain the IP address" waits
-ABSENT_WAIT, not the 5-minute status timeout.
+once its endpoints are ready, for the controller to catch up (the Endpoints the step waits
+for and the EndpointSlices the controller reads are written apart, and 100 requests take
+about a second); and "should not contain the IP address" waits ABSENT_WAIT, not the
+5-minute status timeout.
 """
 
 from __future__ import annotations
