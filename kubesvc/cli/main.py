@@ -226,7 +226,7 @@ def _ingress_controller(args: argparse.Namespace) -> int:
         print("kubesvc: ingress-controller needs --kubeconfig or --in-cluster", file=sys.stderr)
         return 2
     access = in_cluster_access() if args.in_cluster else load(args.kubeconfig)
-    ports = Ports(http=args.http_port, health=args.health_port)
+    ports = Ports(http=args.http_port, health=args.health_port, https=args.https_port)
     _run(run(access, args.publish_service, args.ingress_class, ports, args.metrics_port))
     return 0
 
@@ -474,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ing.add_argument("--ingress-class", default="kubesvc")
     ing.add_argument("--http-port", type=int, default=80)
+    ing.add_argument("--https-port", type=int, default=443)
     ing.add_argument("--health-port", type=int, default=10254, help="GET /healthz")
     ing.add_argument("--metrics-port", type=int, default=10255, help="GET /metrics")
     ing.set_defaults(func=_ingress_controller)

@@ -116,7 +116,10 @@ def ingress_service() -> dict[str, Any]:
             # X-Forwarded-For); only nodes with a controller pod answer
             "externalTrafficPolicy": "Local",
             "selector": dict(INGRESS_LABELS),
-            "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"}],
+            "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP", "targetPort": "http"},
+                {"name": "https", "port": 443, "protocol": "TCP", "targetPort": "https"},
+            ],
         },
     }
 
@@ -141,6 +144,7 @@ def ingress_deployment() -> dict[str, Any]:
                             "args": [f"--publish-service={INGRESS_NAMESPACE}/{INGRESS_NAME}"],
                             "ports": [
                                 {"name": "http", "containerPort": 80, "protocol": "TCP"},
+                                {"name": "https", "containerPort": 443, "protocol": "TCP"},
                                 {"name": "health", "containerPort": 10254, "protocol": "TCP"},
                                 {"name": "metrics", "containerPort": 10255, "protocol": "TCP"},
                             ],

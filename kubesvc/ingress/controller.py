@@ -1,9 +1,11 @@
 """The ingress controller process: informers on Ingresses, IngressClasses, Services,
-EndpointSlices and Nodes; each burst of changes recomputes the routing table (model.py)
-and brings HAProxy to it (applier.py); each served Ingress's `status.loadBalancer.ingress`
-gets the controller Service's LoadBalancer IPs, or the nodes' InternalIPs before one
-exists; conflicts, missing Services and unreadable Ingresses become Events on the Ingress.
-`/metrics` counts reloads and runtime updates."""
+EndpointSlices, Nodes and Secrets; each burst of changes recomputes the routing table
+(model.py) and the TLS table (tls.py: only the Secrets served Ingresses name; a change to
+another Secret makes no sync) and brings HAProxy to them (applier.py); each served
+Ingress's `status.loadBalancer.ingress` gets the controller Service's LoadBalancer IPs, or
+the nodes' InternalIPs before one exists; conflicts, missing Services, unreadable Ingresses
+and unusable TLS Secrets become Events on the Ingress. `/metrics` counts reloads and
+runtime updates."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.ingress.applier import HAProxy
 from kubesvc.ingress.haproxy import Paths, Ports
 from kubesvc.ingress.model import CLASS_NAME, RoutingTable, routing_table
+from kubesvc.ingress.tls import TLSTable, tls_table
 
 log = logging.getLogger("kubesvc.ingress")
 
@@ -75,15 +78,25 @@ class IngressController:
         self.services = Informer(client, "Service", transform=None)
         self.slices = Informer(client, "EndpointSlice", transform=None)
         self.nodes = Informer(client, "Node", transform=None)
-        self.informers = (self.ingresses, self.classes, self.services, self.slices, self.nodes)
+        self.secrets = Informer(client, "Secret", transform=None)
+        self.informers = (
+            self.ingresses,
+            self.classes,
+            self.services,
+            self.slices,
+            self.nodes,
+            self.secrets,
+        )
         self.events = EventRecorder(client, "kubesvc-ingress-controller")
         self._dirty = asyncio.Event()
         self._warned: set[tuple[str, str]] = set()
         self.table = RoutingTable()
+        self.tls = TLSTable()
 
     async def run(self) -> None:
         for inf in self.informers:
-            inf.add_handler(self._mark, lambda old, new: self._mark(new), self._mark)
+            mark = self._mark_secret if inf is self.secrets else self._mark
+            inf.add_handler(mark, lambda old, new, mark=mark: mark(new), mark)
             inf.start()
         await asyncio.gather(*(inf.wait_for_sync() for inf in self.informers))
         log.info("ingress controller caches synced")
@@ -102,6 +115,16 @@ class IngressController:
     def _mark(self, _obj: Any) -> None:
         self._dirty.set()
 
+    def _mark_secret(self, obj: Any) -> None:
+        """A Secret no served Ingress names changes nothing (a new reference comes with an
+        Ingress change, which syncs)."""
+        meta = obj.get("metadata") if obj.__class__ is dict else None
+        if (
+            meta.__class__ is dict
+            and f"{meta.get('namespace')}/{meta.get('name')}" in self.tls.secrets
+        ):
+            self._dirty.set()
+
     async def sync(self) -> None:
         table = routing_table(
             self.ingresses.list(),
@@ -110,13 +133,21 @@ class IngressController:
             self.classes.list(),
             self.class_name,
         )
-        how = await self.haproxy.apply(table)
+        served = (self.ingresses.get(key) for key in table.served)
+        tls = tls_table(served, self.secrets.get)
+        how = await self.haproxy.apply(table, tls)
         if how != "none":
             log.info(
-                "haproxy %s: %d routes, %d backends", how, len(table.routes), len(table.backends)
+                "haproxy %s: %d routes, %d backends, %d TLS hosts",
+                how,
+                len(table.routes),
+                len(table.backends),
+                len(tls.certs),
             )
-        self.table = table
+        self.table, self.tls = table, tls
         self._report(table)
+        for key, reason, message in tls.problems:
+            self._warn(key, reason, message)
         await self._write_status(table)
 
     def _report(self, table: RoutingTable) -> None:

@@ -268,7 +268,7 @@ def _ingress_controller(ref: ImageRef, args: list[str]) -> Resolved:
     """kubesvc's ingress controller (HAProxy driven by the cluster, docs/ingress.md),
     reading the cluster through the in-pod service account."""
     argv = [sys.executable, "-m", "kubesvc.cli.main", "ingress-controller", "--in-cluster"]
-    return Resolved([*argv, *args], default_ports=[80, 10254, 10255])
+    return Resolved([*argv, *args], default_ports=[80, 443, 10254, 10255])
 
 
 def _echoserver(ref: ImageRef, args: list[str]) -> Resolved:
