@@ -39,22 +39,12 @@ FEATURES = Path(__file__).parent / "ingress_conformance"
 INGRESS_CLASS = "kubesvc"
 CLIENT_HOST = "client"
 
-# Not collected until the controller terminates TLS (an https frontend on 443); everything
-# else in the features is.
-PENDING = {
-    (
-        "host_rules",
-        "An Ingress with a host rule should send TLS traffic to the matching backend service",
-    ),
-}
-
 
 def scenarios() -> Iterator[object]:
     for path in sorted(FEATURES.glob("*.feature")):
         feature = gherkin.parse(path.read_text())
         for pickle in gherkin.pickles(feature):
-            if (path.stem, pickle.name) not in PENDING:
-                yield pytest.param(path.stem, feature, pickle, id=f"{path.stem}:{pickle.line}")
+            yield pytest.param(path.stem, feature, pickle, id=f"{path.stem}:{pickle.line}")
 
 
 class Runner:
