@@ -198,6 +198,7 @@ class Policy:
         self._cluster_index: dict[str, list[tuple[int, int]]] = {}
         # (namespace, subject key) -> the same, for RoleBindings
         self._namespace_index: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self._sources: dict[tuple[int, int], str] = {}
         for obj in cluster_role_bindings:
             self._add(obj, "ClusterRoleBinding")
         for obj in role_bindings:
@@ -243,11 +244,12 @@ class Policy:
             return (rules, "") if rules is not None else ((), _not_found("clusterrole", name))
         return (), f"unsupported role reference kind: {go_quote(kind)}"
 
-    def _applicable(self, user: UserInfo, namespace: str) -> list[tuple[_Binding, _Subject]]:
+    def _applicable(self, user: UserInfo, namespace: str) -> list[tuple[int, int]]:
         """The bindings that apply to the user, ClusterRoleBindings first, each in the order
-        given, with the first of its subjects that names the user (upstream's order)."""
+        given, with the first of its subjects that names the user (upstream's order), as
+        (binding index, subject position)."""
         keys = ["u:" + user.name, *("g:" + g for g in user.groups)]
-        found: list[tuple[_Binding, _Subject]] = []
+        found: list[tuple[int, int]] = []
         for lists in (
             [self._cluster_index.get(k, ()) for k in keys],
             [self._namespace_index.get((namespace, k), ()) for k in keys] if namespace else [],
@@ -257,10 +259,17 @@ class Policy:
                 for index, position in entries:
                     if position < first.get(index, position + 1):
                         first[index] = position
-            for index in sorted(first):
-                binding = self._bindings[index]
-                found.append((binding, binding.subjects[first[index]]))
+            found.extend(sorted(first.items()))
         return found
+
+    def _source(self, index: int, position: int) -> str:
+        """The binding and subject that allowed a request, formatted once."""
+        key = (index, position)
+        text = self._sources.get(key)
+        if text is None:
+            binding = self._bindings[index]
+            text = self._sources[key] = binding.source(binding.subjects[position])
+        return text
 
     def authorize(self, user: UserInfo, attrs: RequestInfo) -> Decision:
         """Allowed, with the binding that allows it; else denied, with the roles that could
@@ -269,13 +278,14 @@ class Policy:
         if SYSTEM_MASTERS in user.groups:
             return Decision(True)
         errors: list[str] = []
-        for binding, subject in self._applicable(user, attrs.namespace):
+        for index, position in self._applicable(user, attrs.namespace):
+            binding = self._bindings[index]
             if binding.error:
                 errors.append(binding.error)
                 continue
             for rule in binding.rules:
                 if rule.allows(attrs):
-                    return Decision(True, f"RBAC: allowed by {binding.source(subject)}")
+                    return Decision(True, f"RBAC: allowed by {self._source(index, position)}")
         return Decision(False, f"RBAC: {aggregate_errors(errors)}" if errors else "")
 
     def rules_for(self, user: UserInfo, namespace: str) -> RulesReview:
@@ -284,7 +294,8 @@ class Policy:
         resource: list[Rule] = []
         non_resource: list[Rule] = []
         errors: list[str] = []
-        for binding, _ in self._applicable(user, namespace):
+        for index, _ in self._applicable(user, namespace):
+            binding = self._bindings[index]
             if binding.error:
                 errors.append(binding.error)
             for rule in binding.rules:
