@@ -33,13 +33,16 @@ def label_selector(raw: Any) -> list[Requirement] | None:
         return None
     reqs: list[Requirement] = []
     for key, value in match_labels.items():
-        if value.__class__ is not str or is_qualified_name(key) or is_label_value(value):
+        if key.__class__ is not str or value.__class__ is not str:
+            return None
+        if is_qualified_name(key) or is_label_value(value):
             return None
         reqs.append(Requirement(key, "=", (value,)))
     for expr in expressions:
         if expr.__class__ is not dict:
             return None
-        key, op = expr.get("key"), _OPERATORS.get(expr.get("operator"))  # type: ignore[arg-type]
+        key, operator = expr.get("key"), expr.get("operator")
+        op = _OPERATORS.get(operator) if operator.__class__ is str else None
         values = expr.get("values") or []
         if key.__class__ is not str or op is None or values.__class__ is not list:
             return None

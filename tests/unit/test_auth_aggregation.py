@@ -71,6 +71,9 @@ def test_no_aggregation_rule_or_a_bad_selector_changes_nothing() -> None:
         {"matchExpressions": [{"key": "a", "operator": "In", "values": []}]},
         {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]},
         {"matchExpressions": [{"key": "a", "operator": "Near"}]},
+        {"matchExpressions": [{"key": "a", "operator": ["In"], "values": ["x"]}]},
+        {"matchExpressions": [{"key": 1, "operator": "Exists"}]},
+        {"matchLabels": {"a": 1}},
         "tier=a",
     ):
         agg = role("agg", selectors=[bad])
@@ -122,7 +125,24 @@ JUNK = st.recursive(
     max_leaves=10,
 )
 LABELS = st.dictionaries(st.sampled_from(["x", "y"]), st.sampled_from(["1", "2"]), max_size=2)
-SELECTOR = st.fixed_dictionaries({}, optional={"matchLabels": LABELS | JUNK}) | JUNK
+EXPRESSION = st.fixed_dictionaries(
+    {},
+    optional={
+        "key": st.sampled_from(["x", "y"]) | JUNK,
+        "operator": st.sampled_from(["In", "NotIn", "Exists", "DoesNotExist"]) | JUNK,
+        "values": st.lists(st.sampled_from(["1", "2"]), max_size=2) | JUNK,
+    },
+)
+SELECTOR = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "matchLabels": LABELS | JUNK,
+            "matchExpressions": st.lists(EXPRESSION | JUNK, max_size=2) | JUNK,
+        },
+    )
+    | JUNK
+)
 ROLE = (
     st.fixed_dictionaries(
         {
