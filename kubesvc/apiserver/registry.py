@@ -37,7 +37,7 @@ from kubesvc.api.patch import (
     strategic_merge_patch,
 )
 from kubesvc.api.validation import validate, validate_status_update
-from kubesvc.apiserver import offload, strategies
+from kubesvc.apiserver import offload, serviceaccounts, strategies
 from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.apiserver.tolerations import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
@@ -211,6 +211,9 @@ class Registry:
             m["namespace"] = namespace
         else:
             m.pop("namespace", None)
+        if _is(kind, "Pod"):
+            # before the name is generated: a refusal names the pod as upstream's does
+            await serviceaccounts.admit(obj, namespace or "", self._service_account)
         if not m.get("name") and m.get("generateName"):
             m["name"] = generate_name(m["generateName"])
         if not m.get("name"):
@@ -261,6 +264,9 @@ class Registry:
                 self.allocator.undo(taken)
             raise
         return self._remember(kv, obj, template)
+
+    async def _service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.try_get(BY_KIND["ServiceAccount"], namespace, name)
 
     async def _default_ingress_class(self, ingress: dict[str, Any]) -> None:
         """The DefaultIngressClass admission: an Ingress created without a class gets the

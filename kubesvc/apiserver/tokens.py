@@ -127,14 +127,23 @@ class TokenIssuer:
         if not spec["audiences"]:
             spec["audiences"] = list(serviceaccount.API_AUDIENCES)
         now = int(time.time())
+        requested = int(spec["expirationSeconds"])
+        lifetime, warn_after = requested, None
+        if (
+            pod is not None
+            and requested == serviceaccount.EXTENDED_REQUEST_SECONDS
+            and all(a in serviceaccount.API_AUDIENCES for a in spec["audiences"])
+        ):
+            lifetime, warn_after = serviceaccount.EXTENSION_SECONDS, now + requested
         claims = serviceaccount.claims(
             account,
             now=now,
-            expiration_seconds=int(spec["expirationSeconds"]),
+            expiration_seconds=lifetime,
             audiences=spec["audiences"],
             pod=pod,
             secret=secret,
             node=node,
+            warn_after=warn_after,
         )
         token = jwt.sign(claims, self.key)
         meta = dict(tr.get("metadata") or {})
@@ -144,7 +153,9 @@ class TokenIssuer:
             "apiVersion": API_VERSION,
             "metadata": meta,
             "spec": spec,
-            "status": {"token": token, "expirationTimestamp": _rfc3339(claims["exp"])},
+            # the lifetime asked for, also when the token's own is extended (the node
+            # renews it by this)
+            "status": {"token": token, "expirationTimestamp": _rfc3339(now + requested)},
         }
         return json_response(body, 201)
 

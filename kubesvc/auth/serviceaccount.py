@@ -26,6 +26,11 @@ LEEWAY = 60  # seconds of clock skew allowed on exp and nbf, as go-jose's Defaul
 # a deleted (terminating) ServiceAccount, Pod or Secret still backs its tokens this long after
 # its deletionTimestamp, as upstream's validator allows for graceful deletion
 DELETION_GRACE = 60
+# the kubelet's tokens (3607 s) are extended to a year, as kube-apiserver's
+# --service-account-extend-token-expiration (default true) does: clients that read their
+# token once keep working, while the pod binding still ends the token with its pod
+EXTENDED_REQUEST_SECONDS = 3607
+EXTENSION_SECONDS = 365 * 24 * 3600
 KEY_FILE = "sa.key"
 PUBLIC_KEY_FILE = "sa.pub"
 # the user's extra attributes upstream's authenticator adds for a bound token
@@ -86,8 +91,10 @@ def claims(
     pod: dict[str, Any] | None = None,
     secret: dict[str, Any] | None = None,
     node: dict[str, Any] | None = None,
+    warn_after: int | None = None,
 ) -> dict[str, Any]:
-    """The claims of a token for `account`, bound to `pod` (and its `node`) or `secret`."""
+    """The claims of a token for `account`, bound to `pod` (and its `node`) or `secret`;
+    `warn_after` marks a token whose lifetime was extended (upstream's `warnafter`)."""
     meta = account.get("metadata") or {}
     namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
     private: dict[str, Any] = {"namespace": namespace, "serviceaccount": _ref(account)}
@@ -97,6 +104,8 @@ def claims(
             private["node"] = _ref(node)
     if secret is not None:
         private["secret"] = _ref(secret)
+    if warn_after is not None:
+        private["warnafter"] = warn_after
     return {
         "aud": list(audiences),
         "exp": now + expiration_seconds,

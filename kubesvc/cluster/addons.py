@@ -51,6 +51,7 @@ def dns_deployment(replicas: int = 2) -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": dict(LABELS)},
                 "spec": {
+                    "serviceAccountName": DNS_ACCOUNT,
                     "dnsPolicy": "Default",
                     "containers": [
                         {
@@ -79,8 +80,20 @@ def dns_deployment(replicas: int = 2) -> dict[str, Any]:
     }
 
 
+DNS_ACCOUNT = "coredns"  # as CoreDNS's own manifests name its ServiceAccount
+
+
+def service_account(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}
+
+
 async def install(client: ApiClient, net: ClusterNet, ingress: bool = True) -> None:
-    for kind, obj in (("Service", dns_service()), ("Deployment", dns_deployment())):
+    # the ServiceAccount first: its pods are refused while it does not exist
+    for kind, obj in (
+        ("ServiceAccount", service_account(DNS_ACCOUNT)),
+        ("Service", dns_service()),
+        ("Deployment", dns_deployment()),
+    ):
         await _create(client, kind, "kube-system", obj)
     await install_metallb(client, lb_pool_range(net))
     if ingress:
@@ -91,6 +104,7 @@ INGRESS_NAMESPACE = "ingress-kubesvc"
 INGRESS_NAME = "ingress-kubesvc-controller"
 INGRESS_IMAGE = "kubesvc/ingress-controller:v0.1"
 INGRESS_LABELS = {"app.kubernetes.io/name": "ingress-kubesvc"}
+INGRESS_ACCOUNT = "ingress-kubesvc"  # as ingress-nginx's manifests name theirs ingress-nginx
 
 
 def ingress_class() -> dict[str, Any]:
@@ -137,6 +151,7 @@ def ingress_deployment() -> dict[str, Any]:
             "template": {
                 "metadata": {"labels": dict(INGRESS_LABELS)},
                 "spec": {
+                    "serviceAccountName": INGRESS_ACCOUNT,
                     "containers": [
                         {
                             "name": "controller",
@@ -171,7 +186,11 @@ async def install_ingress(client: ApiClient) -> None:
     objects are created here: `kubesvc up` does not wait for the pod."""
     await _create(client, "IngressClass", None, ingress_class())
     await _create(client, "Namespace", None, {"metadata": {"name": INGRESS_NAMESPACE}})
-    for kind, obj in (("Service", ingress_service()), ("Deployment", ingress_deployment())):
+    for kind, obj in (
+        ("ServiceAccount", service_account(INGRESS_ACCOUNT)),
+        ("Service", ingress_service()),
+        ("Deployment", ingress_deployment()),
+    ):
         await _create(client, kind, INGRESS_NAMESPACE, obj)
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from kubesvc import netns
 from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
@@ -47,6 +49,7 @@ from kubesvc.node.runtime import (
     now_rfc3339,
 )
 from kubesvc.node.sandbox import IPAM, NodeNet
+from kubesvc.node.tokens import TokenKey, TokenManager
 from kubesvc.node.view import ContainerStdin, Sandbox
 from kubesvc.proxy.proxier import Proxier, make_backend
 from kubesvc.speaker.speaker import Speaker
@@ -125,9 +128,8 @@ class NodeAgent:
             nodes=self.nodes,
         )
         self._published: dict[str, str] = {}
-        # what pods get as their service account (there is no RBAC: the cluster's token)
-        self.sa_token = _token_for(config.kubeconfig)
-        self.sa_ca = _ca_for(config.kubeconfig)
+        # pods' service-account tokens, from the TokenRequest API and bound to each pod
+        self.tokens = TokenManager(self.client)
         self._starting: set[str] = set()
         # pods whose sandbox was lost: what their containers' runs were, to carry over
         self._lost: dict[str, tuple[dict[str, int], list[Proc]]] = {}
@@ -540,8 +542,6 @@ class NodeAgent:
                 ip,
                 self.cfg.dns_ip,
                 self.cfg.cluster_domain,
-                self.sa_token,
-                self.sa_ca,
             )
             sb = await sandbox.create_pod_sandbox(
                 self.net,
@@ -668,9 +668,32 @@ class NodeAgent:
             if obj is not None:
                 found[kind][(ns, name)] = obj
         lookup = podenv.DictLookup(found["configMap"], found["secret"])
-        plans = volumes.plan_volumes(pod, lookup, token=self.sa_token)
+        tokens = await self._pod_tokens(pod)
+        plans = volumes.plan_volumes(pod, lookup, tokens=tokens)
         mount_plans, errors = volumes.plan_mounts(pod)
         return plans, mount_plans, errors
+
+    async def _pod_tokens(self, pod: dict[str, Any]) -> dict[volumes.TokenSource, str]:
+        """The service-account tokens the pod's projected volumes need, bound to the pod
+        (cached by the token manager until 80 % of their lifetime has passed)."""
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        out: dict[volumes.TokenSource, str] = {}
+        for audience, seconds in sorted(volumes.token_sources(pod)):
+            key = TokenKey(
+                meta["namespace"],
+                str(spec.get("serviceAccountName") or "default"),
+                meta["name"],
+                meta["uid"],
+                audience,
+                seconds,
+            )
+            try:
+                out[(audience, seconds)] = await self.tokens.get(key)
+            except ApiException as e:
+                out[(audience, seconds)] = volumes.TokenError(e.message or str(e.status))
+            except (ValueError, aiohttp.ClientError, TimeoutError, OSError) as e:
+                out[(audience, seconds)] = volumes.TokenError(str(e) or type(e).__name__)
+        return out
 
     async def _setup_volumes(self, worker: PodWorker) -> bool:
         """Write the pod's volumes and mount them in its mount namespace; False (with a
@@ -815,6 +838,7 @@ class NodeAgent:
             return
         await worker.stop(grace)
         self.workers.pop(worker.uid, None)
+        self.tokens.forget_pod(worker.uid)
         self._published.pop(worker.uid, None)
         await sandbox.remove_pod_sandbox(
             self.net.cluster,
@@ -969,19 +993,6 @@ def _kill_unrecorded(workers: list[PodWorker]) -> None:
 def _token_for(kubeconfig: str) -> str:
     pki = Path(kubeconfig).parent / "pki" / "token"
     return pki.read_text().strip() if pki.exists() else ""
-
-
-def _ca_for(kubeconfig: str) -> bytes:
-    import base64
-
-    import yaml
-
-    try:
-        cfg = yaml.safe_load(Path(kubeconfig).read_text()) or {}
-        data = cfg["clusters"][0]["cluster"].get("certificate-authority-data", "")
-        return base64.b64decode(data)
-    except (OSError, KeyError, IndexError, ValueError, TypeError):
-        return b""
 
 
 def _mem_kib() -> int:

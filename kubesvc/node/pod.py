@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -646,8 +645,6 @@ def write_pod_files(
     ip: str,
     dns_ip: str,
     cluster_domain: str,
-    token: str = "",
-    ca: bytes = b"",
 ) -> None:
     files_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -665,12 +662,11 @@ def write_pod_files(
         podfiles.resolv_conf(pod, dns_ip, cluster_domain, host_resolv)
     )
     (files_dir / "hostname").write_text(podfiles.hostname_file(pod))
+    # what the sandbox binds at the service-account path: empty, so a pod without the token
+    # volume (automountServiceAccountToken: false) has no credentials there; the ServiceAccount
+    # admission's projected volume is mounted over it with the pod's own token
     sa = files_dir / "serviceaccount"
     sa.mkdir(mode=0o700, exist_ok=True)
     sa.chmod(0o700)
-    fd = os.open(sa / "token", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
-    (sa / "token").chmod(0o600)
-    (sa / "ca.crt").write_bytes(ca)
-    (sa / "namespace").write_text(pod["metadata"].get("namespace", "default"))
+    for stale in ("token", "ca.crt", "namespace"):  # what earlier versions wrote there
+        (sa / stale).unlink(missing_ok=True)

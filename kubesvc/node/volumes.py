@@ -41,6 +41,15 @@ HOST_PATH_TYPES = (
 )
 
 
+DEFAULT_TOKEN_EXPIRATION = 3600  # ServiceAccountTokenProjection's default
+# a projected serviceAccountToken source: (audience, "" for the API server's; lifetime)
+TokenSource = tuple[str, int]
+
+
+class TokenError(str):
+    """Why the token of a source could not be had (shown in the FailedMount event)."""
+
+
 @dataclass(frozen=True)
 class FileEntry:
     path: str  # relative to the volume's root, validated
@@ -290,7 +299,7 @@ def _projected_payload(
     pod: Obj,
     lookup: podenv.EnvLookup,
     namespace: str,
-    token: str,
+    tokens: Mapping[TokenSource, str],
     allocatable: Mapping[str, str],
 ) -> tuple[list[FileEntry], set[tuple[str, str]]]:
     default_mode = _mode(source.get("defaultMode"), DEFAULT_MODE)
@@ -307,8 +316,36 @@ def _projected_payload(
             out += _downward_payload(items, pod, default_mode, allocatable)
         sat = src.get("serviceAccountToken")
         if isinstance(sat, dict):
+            token = tokens.get(token_source(sat))
+            if token is None or isinstance(token, TokenError):
+                raise _Failed(f"failed to fetch token: {token or 'not requested'}")
+            # readable by the pod's user only, whatever the volume's mode says
             out.append(FileEntry(str(sat.get("path") or ""), token.encode(), 0o600))
     return out, refs
+
+
+def token_source(sat: Obj) -> TokenSource:
+    """What a serviceAccountToken projection asks for (the API server fills the default
+    lifetime; a stored value of the wrong type gets it too)."""
+    audience = sat.get("audience")
+    seconds = sat.get("expirationSeconds")
+    if type(seconds) is not int or seconds <= 0:
+        seconds = DEFAULT_TOKEN_EXPIRATION
+    return (audience if isinstance(audience, str) else "", seconds)
+
+
+def token_sources(pod: Obj) -> set[TokenSource]:
+    """The tokens the pod's mounted projected volumes need."""
+    spec = pod.get("spec") or {}
+    mounted = {m.volume for m in plan_mounts(pod)[0]}
+    out: set[TokenSource] = set()
+    for v in _items(spec.get("volumes"))[:MAX_VOLUMES]:
+        if str(v.get("name") or "") not in mounted or not isinstance(v.get("projected"), dict):
+            continue
+        for src in _items(v["projected"].get("sources")):
+            if isinstance(src.get("serviceAccountToken"), dict):
+                out.add(token_source(src["serviceAccountToken"]))
+    return out
 
 
 def _check_files(files: list[FileEntry]) -> tuple[FileEntry, ...]:
@@ -346,7 +383,7 @@ def plan_volume(
     pod: Obj,
     lookup: podenv.EnvLookup,
     *,
-    token: str = "",
+    tokens: Mapping[TokenSource, str] | None = None,
     allocatable: Mapping[str, str] | None = None,
 ) -> VolumePlan:
     name = str(volume.get("name") or "")
@@ -374,7 +411,7 @@ def plan_volume(
                 for kind in ("configMap", "secret"):
                     if isinstance(src.get(kind), dict):
                         refs.add((kind, str(src[kind].get("name") or "")))
-            files, _ = _projected_payload(source, pod, lookup, namespace, token, alloc)
+            files, _ = _projected_payload(source, pod, lookup, namespace, tokens or {}, alloc)
             return VolumePlan(name, "files", _check_files(files), sources=frozenset(refs))
         if isinstance(volume.get("emptyDir"), dict):
             source = volume["emptyDir"]
@@ -403,7 +440,7 @@ def plan_volumes(
     pod: Obj,
     lookup: podenv.EnvLookup,
     *,
-    token: str = "",
+    tokens: Mapping[TokenSource, str] | None = None,
     allocatable: Mapping[str, str] | None = None,
 ) -> list[VolumePlan]:
     """Every volume of the pod that one of its containers mounts; as upstream's volume
@@ -413,7 +450,7 @@ def plan_volumes(
     volumes = _items(spec.get("volumes"))[:MAX_VOLUMES]
     mounted = {m.volume for m in plan_mounts(pod)[0]}
     return [
-        plan_volume(v, pod, lookup, token=token, allocatable=allocatable)
+        plan_volume(v, pod, lookup, tokens=tokens, allocatable=allocatable)
         for v in volumes
         if str(v.get("name") or "") in mounted
     ]

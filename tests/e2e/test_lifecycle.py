@@ -219,19 +219,22 @@ def test_files_are_private(cluster: Cluster) -> None:
     api = d / "apiserver"
     assert mode(d) == 0o700
     assert mode(api) == 0o700 and mode(api / "pki") == 0o700
-    for key in ("ca.key", "apiserver.key", "admin.key", "token"):
+    for key in ("ca.key", "apiserver.key", "admin.key", "token", "sa.key"):
         assert mode(api / "pki" / key) == 0o600, key
     dbs = [api / "state.db", api / "state.db-wal", api / "state.db-shm"]
     assert [mode(p) for p in dbs] == [0o600] * 3
     assert mode(api / "kubeconfig") == 0o600
-    tokens = sorted(d.glob("nodes/*/pods/*/files/serviceaccount/token"))
+    # each pod's own token, in its kube-api-access volume (the atomic writer's ..data)
+    tokens = sorted(d.glob("nodes/*/pods/*/volumes/kube-api-access-*/..data/token"))
     assert len(tokens) >= 5  # client, 2 web, 2 coredns
     for t in tokens:
-        assert mode(t) == 0o600 and mode(t.parent) == 0o700, t
-    # what the pod reads through its service account mount is still its credentials
-    token = (api / "pki" / "token").read_text().strip()
+        assert mode(t) == 0o600, t
+    # what the pod reads through its service account mount is its own token, not the admin's
+    admin = (api / "pki" / "token").read_text().strip()
     sa = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-    assert c.exec("client", "cat", sa).stdout.strip() == token
+    token = c.exec("client", "cat", sa).stdout.strip()
+    assert token != admin and token.count(".") == 2
+    assert token.encode() in {t.read_bytes() for t in tokens}
     assert mode(Path(c.env["KUBECONFIG"])) == 0o600
 
 

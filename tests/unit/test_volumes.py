@@ -42,7 +42,7 @@ LOOKUP = DictLookup(
 
 
 def plan(vol: dict[str, Any], **meta: Any) -> volumes.VolumePlan:
-    return volumes.plan_volume(vol, pod([vol], **meta), LOOKUP, token="tok")
+    return volumes.plan_volume(vol, pod([vol], **meta), LOOKUP, tokens={("", 3600): "tok"})
 
 
 def files(p: volumes.VolumePlan) -> dict[str, tuple[bytes, int]]:
@@ -336,7 +336,7 @@ def test_hostile_specs_never_raise(vols: Any, mounts_: Any, meta: Any) -> None:
     }
     for vol in vols if isinstance(vols, list) else [vols]:
         if isinstance(vol, dict):
-            got = volumes.plan_volume(vol, p, LOOKUP, token="t")
+            got = volumes.plan_volume(vol, p, LOOKUP, tokens={("", 3600): "t"})
             for f in got.files:
                 assert volumes.validate_path(f.path) is None
     planned = volumes.plan_volumes(p, LOOKUP)  # type: ignore[arg-type]
@@ -370,3 +370,23 @@ def test_agnhost_pods_get_the_launcher_at_slash_agnhost(tmp_path: Path) -> None:
     text = launcher.read_text()
     assert text.startswith("#!/bin/sh\nexec ")
     assert '-m kubesvc.node.images.agnhost --kubesvc-argv0=/agnhost "$@"' in text
+
+
+def test_projected_tokens_are_the_ones_asked_for() -> None:
+    sources = [
+        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+        {"serviceAccountToken": {"path": "vault", "audience": "vault"}},
+    ]
+    vol = {"name": "v", "projected": {"sources": sources}}
+    p = pod([vol])
+    assert volumes.token_sources(p) == {("", 3607), ("vault", 3600)}
+    tokens = {("", 3607): "api", ("vault", 3600): "v"}
+    got = volumes.plan_volume(vol, p, LOOKUP, tokens=tokens)
+    assert files(got) == {"token": (b"api", 0o600), "vault": (b"v", 0o600)}
+    failed = volumes.plan_volume(
+        vol, p, LOOKUP, tokens={("", 3607): "api", ("vault", 3600): volumes.TokenError("boom")}
+    )
+    assert failed.error == "failed to fetch token: boom"
+    assert volumes.plan_volume(vol, p, LOOKUP).error == "failed to fetch token: not requested"
+    unmounted = {**p, "spec": {**p["spec"], "containers": [{"name": "c"}]}}
+    assert volumes.token_sources(unmounted) == set()
