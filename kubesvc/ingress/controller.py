@@ -22,6 +22,7 @@ from kubesvc.client.informer import Informer
 from kubesvc.client.kubeconfig import ClusterAccess
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.ingress.applier import HAProxy
+from kubesvc.ingress.certs import SECRET_TYPE
 from kubesvc.ingress.haproxy import Paths, Ports
 from kubesvc.ingress.model import CLASS_NAME, RoutingTable, routing_table
 from kubesvc.ingress.tls import TLSTable, tls_table
@@ -57,6 +58,14 @@ def node_addresses(nodes: list[Any]) -> list[str]:
     return sorted(set(out))
 
 
+def tls_secrets_only(secret: Any) -> Any:
+    """A Secret as the controller caches it: the data of TLS Secrets only (a token or a
+    password has no business in its memory, nor a large Opaque Secret in its size)."""
+    if secret.__class__ is dict and secret.get("type") != SECRET_TYPE:
+        return {k: v for k, v in secret.items() if k not in ("data", "stringData")}
+    return secret
+
+
 def status_for(ips: list[str]) -> dict[str, Any]:
     return {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}
 
@@ -78,7 +87,7 @@ class IngressController:
         self.services = Informer(client, "Service", transform=None)
         self.slices = Informer(client, "EndpointSlice", transform=None)
         self.nodes = Informer(client, "Node", transform=None)
-        self.secrets = Informer(client, "Secret", transform=None)
+        self.secrets = Informer(client, "Secret", transform=tls_secrets_only)
         self.informers = (
             self.ingresses,
             self.classes,

@@ -333,3 +333,15 @@ def test_hostile_ingresses_and_secrets_never_raise_nor_hide_good_ones(
     for obj in (secret, other):
         with contextlib.suppress(BadCertificate):
             secret_pem(obj)
+
+
+@PROPERTY
+@given(mutated({"type": "Opaque", "metadata": {"name": "x"}, "data": {"password": "cw=="}}))
+def test_the_controller_caches_no_data_of_other_secrets(secret: Any) -> None:
+    from kubesvc.ingress.controller import tls_secrets_only
+
+    kept = tls_secrets_only(secret)
+    if isinstance(secret, dict) and secret.get("type") != "kubernetes.io/tls":
+        assert "data" not in kept and "stringData" not in kept
+        assert kept.get("metadata") == secret.get("metadata")
+    assert tls_secrets_only(SECRET) is SECRET
