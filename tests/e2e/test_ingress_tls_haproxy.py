@@ -24,6 +24,8 @@ import websocket
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubesvc.ingress.applier import HAProxy
 from kubesvc.ingress.haproxy import Paths, Ports
@@ -232,3 +234,37 @@ def test_tls_by_sni_rotation_redirect_h2_and_websocket(
     mode = {p.name: p.stat().st_mode & 0o777 for p in Path(hap.paths.dir).rglob("*.pem")}
     assert mode and set(mode.values()) == {0o600}, mode
     assert Path(hap.paths.dir).stat().st_mode & 0o777 == 0o700
+
+
+# any TLS hosts the model accepts (wildcards, redirects on and off) render into files
+# HAProxy loads: the crt-list's SNI filters, one certificate file per host, the redirect map
+_label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,8}[a-z0-9])?", fullmatch=True)
+_host = st.one_of(
+    st.lists(_label, min_size=1, max_size=3).map(".".join),
+    st.lists(_label, min_size=1, max_size=2).map(lambda ls: "*." + ".".join(ls)),
+)
+_CERT = make_cert("any.test")
+
+
+@settings(max_examples=15, deadline=None, database=None)
+@given(st.lists(st.tuples(st.lists(_host, min_size=1, max_size=4), st.booleans()), max_size=4))
+def test_any_accepted_tls_renders_files_haproxy_loads(
+    tmp_path_factory: pytest.TempPathFactory, entries: list[tuple[list[str], bool]]
+) -> None:
+    ings = [
+        with_tls(
+            ingress(f"i{n}", *(rule(h, ("/", "Prefix", "web")) for h in hosts)),
+            (hosts, "s"),
+            **({"nginx.ingress.kubernetes.io/ssl-redirect": "false"} if off else {}),
+        )
+        for n, (hosts, off) in enumerate(entries)
+    ]
+    secrets = {"default/s": tls_secret("s", _CERT[0], _CERT[1])}
+    table = routing_table(ings, [service("web", ("", 80))], [], [OURS])
+    tls = tls_table(ings, secrets.get)
+    assert set(tls.certs) == {h for hosts, _ in entries for h in hosts}
+    d = tmp_path_factory.mktemp("tls")
+    hap = HAProxy(Paths(str(d)), Ports(http=free_port(), health=free_port(), https=free_port()))
+    hap._write(hap.plan(table, tls))
+    res = subprocess.run(["haproxy", "-c", "-f", hap.paths.config], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
