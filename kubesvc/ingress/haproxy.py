@@ -260,8 +260,12 @@ defaults
     log global
     option httplog
     option forwardfor
-    option redispatch
-    retries 2
+    # a request that finds its pod gone (refused, or closed with no answer: a pod that
+    # exits on SIGTERM before its endpoint left) is sent again, to another pod each time;
+    # only idempotent ones when the request may have reached the pod (see frontend http)
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -302,6 +306,7 @@ def _request_headers(proto: str) -> str:
     """The headers upstream controllers set, and the request's host as a variable (without
     its port, lower case; a Host that is not a DNS name matches no host)."""
     return f"""\
+    http-request disable-l7-retry unless METH_GET or METH_OPTIONS or {{ method PUT DELETE TRACE }}
     unique-id-format %[uuid()]
     http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(x-request-id) -m found }}
     http-request set-header X-Real-IP %[src]
