@@ -10,22 +10,27 @@ so this is much of what they cost.
 `run` starts the process with Popen, feeds its stdin and collects its output through
 non-blocking pipes on the event loop, and notices its exit through a pidfd, so nothing
 blocks the loop and no thread is needed.
+
+`die_with_parent` is for the other kind, a long-lived child (HAProxy under the ingress
+controller) that must not outlive its parent, even one killed with SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 STDOUT = subprocess.STDOUT
 CHUNK = 65536
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,22 @@ def _reap_later(
         proc.wait()
     else:
         exited.add_done_callback(reap)
+
+
+def die_with_parent(signum: int) -> Callable[[], None]:
+    """A preexec_fn for a long-lived child that must not outlive this process: the kernel
+    sends it `signum` when this process dies (PR_SET_PDEATHSIG, kept across exec), and it
+    exits at once if this process died before it was set. Runs between fork and exec, so
+    it only makes system calls."""
+    parent = os.getpid()
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def child() -> None:
+        prctl(PR_SET_PDEATHSIG, signum)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
 
 
 def _kill(proc: subprocess.Popen[bytes], group: bool) -> None:

@@ -227,8 +227,8 @@ def _ingress_controller(args: argparse.Namespace) -> int:
         return 2
     access = in_cluster_access() if args.in_cluster else load(args.kubeconfig)
     ports = Ports(http=args.http_port, health=args.health_port, https=args.https_port)
-    _run(run(access, args.publish_service, args.ingress_class, ports, args.metrics_port))
-    return 0
+    code = _run(run(access, args.publish_service, args.ingress_class, ports, args.metrics_port))
+    return code if isinstance(code, int) else 0
 
 
 def _dns(args: argparse.Namespace) -> int:
@@ -263,7 +263,8 @@ def _dns(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(coro: object) -> None:
+def _run(coro: object) -> object:
+    """The coroutine's result (None after Ctrl-C)."""
     try:
         import uvloop
 
@@ -271,7 +272,8 @@ def _run(coro: object) -> None:
     except ImportError:
         pass
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from kubesvc.ingress.haproxy import (
     render,
 )
 from kubesvc.ingress.model import RoutingTable
+from kubesvc.spawn import die_with_parent
 
 log = logging.getLogger("kubesvc.ingress")
 
@@ -105,6 +106,8 @@ class HAProxy:
         self.current: Rendered | None = None
         self.reloads = 0
         self.runtime_updates = 0
+        self._started = asyncio.Event()
+        self._stopping = False
 
     def plan(self, table: RoutingTable, tls_table: tls.TLSTable = tls.TLSTable()) -> Rendered:
         """What `table` renders to, with endpoints kept in the slots they hold now."""
@@ -225,9 +228,19 @@ class HAProxy:
 
     async def _start(self) -> None:
         await self._check()
+        # if the controller dies (even by SIGKILL), HAProxy stops too, softly: it lets the
+        # port go at once, finishes the requests under way, and the restarted controller's
+        # HAProxy serves; none is left running on routes nobody updates
         self.proc = await asyncio.create_subprocess_exec(
-            self.binary, "-W", "-S", self.paths.master_socket, "-f", self.paths.config
+            self.binary,
+            "-W",
+            "-S",
+            self.paths.master_socket,
+            "-f",
+            self.paths.config,
+            preexec_fn=die_with_parent(signal.SIGUSR1),
         )
+        self._started.set()
         # ready once the worker answers on the runtime socket
         for _ in range(200):
             try:
@@ -289,7 +302,18 @@ class HAProxy:
             raise OSError(f"runtime API refused a command: {text.strip()[:200]}")
         return text
 
+    async def exited(self) -> int:
+        """Returns when the HAProxy started here exits without stop() being called (a
+        crash, a kill): its master's exit status."""
+        await self._started.wait()
+        assert self.proc is not None
+        code = await self.proc.wait()
+        if self._stopping:
+            await asyncio.Future()  # never: the exit was asked for
+        return code
+
     async def stop(self) -> None:
+        self._stopping = True
         if self.proc is not None and self.proc.returncode is None:
             self.proc.terminate()
             try:

@@ -231,7 +231,9 @@ async def run(
     class_name: str = CLASS_NAME,
     ports: Ports = Ports(),
     metrics_port: int = 10255,
-) -> None:
+) -> int:
+    """Runs until SIGTERM or SIGINT (0), or until HAProxy exits on its own (1: the
+    container's restartPolicy starts the controller and a new HAProxy again)."""
     workdir = tempfile.mkdtemp(prefix="kubesvc-ingress-")  # 0700: the runtime API's home
     haproxy = HAProxy(Paths(workdir), ports)
     client = ApiClient(access, user_agent="kubesvc-ingress/0.1")
@@ -243,12 +245,21 @@ async def run(
         loop.add_signal_handler(sig, stop.set)
     print("kubesvc ingress controller starting", file=sys.stderr, flush=True)
     task = asyncio.create_task(controller.run())
+    stopped = asyncio.create_task(stop.wait())
+    crashed = asyncio.create_task(haproxy.exited())
     try:
-        await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+        await asyncio.wait([task, stopped, crashed], return_when="FIRST_COMPLETED")
         if task.done():
             task.result()
+        if crashed.done() and not stop.is_set():
+            # a HAProxy killed or crashed: start over rather than patch up what is left
+            print(f"kubesvc ingress: haproxy exited ({crashed.result()}); exiting",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return 1
+        return 0
     finally:
-        task.cancel()
+        for t in (task, stopped, crashed):
+            t.cancel()
         metrics.close()
         await controller.stop()
         await haproxy.stop()
