@@ -24,6 +24,7 @@ from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.ingress.applier import HAProxy
 from kubesvc.ingress.certs import SECRET_TYPE
 from kubesvc.ingress.haproxy import Paths, Ports
+from kubesvc.ingress.metrics import haproxy_exposition
 from kubesvc.ingress.model import CLASS_NAME, RoutingTable, routing_table
 from kubesvc.ingress.tls import TLSTable, tls_table
 
@@ -200,7 +201,8 @@ class IngressController:
 
 
 async def serve_metrics(haproxy: HAProxy, port: int) -> asyncio.Server:
-    """`GET /metrics`: reload and runtime-update counters, in Prometheus' text format."""
+    """`GET /metrics`: reload and runtime-update counters, then HAProxy's own metrics (its
+    exporter's `haproxy_*`), in Prometheus' text format."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -210,6 +212,7 @@ async def serve_metrics(haproxy: HAProxy, port: int) -> asyncio.Server:
                 f"kubesvc_ingress_reloads_total {haproxy.reloads}\n"
                 "# TYPE kubesvc_ingress_runtime_updates_total counter\n"
                 f"kubesvc_ingress_runtime_updates_total {haproxy.runtime_updates}\n"
+                + await haproxy_exposition(haproxy.paths.metrics_socket)
             ).encode()
             head = (
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"

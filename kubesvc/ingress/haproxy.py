@@ -93,6 +93,10 @@ class Paths:
         return f"{self.dir}/admin.sock"
 
     @property
+    def metrics_socket(self) -> str:
+        return f"{self.dir}/metrics.sock"
+
+    @property
     def master_socket(self) -> str:
         return f"{self.dir}/master.sock"
 
@@ -245,6 +249,14 @@ def _backend(name: str, slots: Slots, servers: bool) -> str:
     return "".join(lines)
 
 
+# remote address - - [time] "request line" status bytes "referer" "user agent" request
+# bytes total-ms [Service] [] server-address bytes server-ms server-status request-id host
+ACCESS_LOG = (
+    "%ci - - [%trl] %{+Q,+E}r %ST %B %{+Q,+E}[var(txn.referer,-)] %{+Q,+E}[var(txn.ua,-)] %U %Ta"
+    " [%[capture.req.hdr(0)]] [] %si:%sp %B %Tr %ST %ID %[var(txn.host)]"
+)
+
+
 def _head(paths: Paths, ports: Ports) -> str:
     return f"""\
 # written by kubesvc's ingress controller; changes are overwritten
@@ -258,7 +270,8 @@ global
 defaults
     mode http
     log global
-    option httplog
+    # ingress-nginx's access log, with the host last (docs/ingress.md)
+    log-format "{ACCESS_LOG}"
     option forwardfor
     # a request that finds its pod gone (refused, or closed with no answer: a pod that
     # exits on SIGTERM before its endpoint left) is sent again, to another pod each time;
@@ -275,6 +288,13 @@ defaults
 frontend health
     bind :{ports.health}
     monitor-uri /healthz
+    http-request return status 404
+
+frontend metrics
+    # HAProxy's Prometheus exporter, for the controller's /metrics only (not a pod port)
+    bind unix@{paths.metrics_socket} mode 600
+    http-request set-log-level silent
+    http-request use-service prometheus-exporter if {{ path /metrics }}
     http-request return status 404
 """
 
@@ -314,6 +334,8 @@ def _request_headers(proto: str) -> str:
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     # a Server header, as other controllers' proxies answer, unless the backend sent one
     http-after-response set-header Server haproxy unless {{ res.hdr(server) -m found }}
+    http-request set-var(txn.referer) req.hdr(referer)
+    http-request set-var(txn.ua) req.hdr(user-agent)
     http-request set-var(txn.host) req.hdr(host),field(1,:),lower
     http-request unset-var(txn.host) unless {{ var(txn.host) -m reg ^[a-z0-9][a-z0-9.-]*$ }}
     acl dotted var(txn.host) -m sub .
