@@ -760,6 +760,31 @@ def netexec(spawn: Spawn, *extra: str) -> tuple[Proc, int, int]:
     return proc, http_port, udp_port
 
 
+def test_netexec_sends_a_response_in_one_write(spawn: Spawn) -> None:
+    """Head and body together, as Go's net/http sends a small response: a server killed
+    mid-request sent all of an answer or nothing (a proxy can retry nothing). The first
+    read has all of it (loopback delivers one write as one segment)."""
+    _, port, _ = netexec(spawn)
+    for _ in range(20):
+        with socket.create_connection((LOCAL, port), timeout=10) as sock:
+            sock.sendall(b"GET /hostname HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = sock.recv(65536)
+            body = first.partition(b"\r\n\r\n")[2]
+            assert body == HOST.encode(), first
+
+
+def test_netexec_answers_expect_100_continue_before_the_body(spawn: Spawn) -> None:
+    _, port, _ = netexec(spawn)
+    with socket.create_connection((LOCAL, port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /echo?msg=hi HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+            b"Expect: 100-continue\r\n\r\n"
+        )
+        assert sock.recv(65536).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(b"abc")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+
+
 def test_netexec_serves_http_and_udp(spawn: Spawn) -> None:
     started = time.monotonic()
     proc, port, uport = netexec(spawn)

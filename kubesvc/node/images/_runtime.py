@@ -193,10 +193,18 @@ def go_error(message: str, status: int) -> Response:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = 300  # an idle keep-alive client must not hold a thread forever
+    # head and body leave in one write, as Go's net/http sends a small response (it buffers
+    # 4 KiB): a server killed mid-request then sent all of a response or none of it
+    wbufsize = 4096
     server: _Server
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+    def handle_expect_100(self) -> bool:
+        ok = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for it before it sends the body
+        return ok
 
     def version_string(self) -> str:
         return self.server.server_header or ""
