@@ -553,6 +553,7 @@ class NodeAgent:
                 files_dir=d / "files",
                 pod_netns=pod_netns,
                 host_network=host_network,
+                service_account_dir=self._service_account_dir(pod, d),
             )
             (d / "sandbox.json").write_text(
                 json.dumps(
@@ -673,6 +674,16 @@ class NodeAgent:
         mount_plans, errors = volumes.plan_mounts(pod)
         return plans, mount_plans, errors
 
+    @staticmethod
+    def _service_account_dir(pod: dict[str, Any], pod_dir: Path) -> Path | None:
+        """The directory of the pod's token volume, made now so the sandbox can bind it."""
+        mount = volumes.service_account_mount(pod)
+        if mount is None:
+            return None
+        path = mounts.volume_dir(pod_dir / "volumes", mount.volume)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
     async def _pod_tokens(self, pod: dict[str, Any]) -> dict[volumes.TokenSource, str]:
         """The service-account tokens the pod's projected volumes need, bound to the pod
         (cached by the token manager until 80 % of their lifetime has passed)."""
@@ -713,6 +724,9 @@ class NodeAgent:
             self._record(worker.pod, "Warning", "FailedMount", error)
         if failed:
             return False
+        # the token volume at the service-account path is bound by the sandbox already
+        bound = volumes.service_account_mount(worker.pod)
+        mount_plans = [m for m in mount_plans if m != bound]
         binds = mounts.image_binds(worker.pod, self.cfg.state_dir / "bin")
         if not mount_plans and not binds:
             return True

@@ -197,6 +197,7 @@ async def create_pod_sandbox(
     files_dir: Path,
     pod_netns: str,
     host_network: bool = False,
+    service_account_dir: Path | None = None,
 ) -> Sandbox:
     """A hostNetwork pod gets UTS and mount namespaces only: it runs in its node's network
     namespace (`pod_netns` is the node's), with the node's address."""
@@ -209,7 +210,7 @@ async def create_pod_sandbox(
     # the mount point is on the host's filesystem, as it would be made from inside
     Path(SA_DIR).mkdir(parents=True, exist_ok=True)
     fstab = files_dir / "sandbox.fstab"
-    fstab.write_text(sandbox_fstab(files_dir))
+    fstab.write_text(sandbox_fstab(files_dir, service_account_dir))
     await netns.run(
         "unshare",
         f"--uts={uts}",
@@ -231,16 +232,21 @@ def fstab_path(path: str) -> str:
     return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
 
 
-def sandbox_fstab(files_dir: Path) -> str:
-    """The kubelet-written files bind-mounted over the host's in a pod's mount namespace."""
+def sandbox_fstab(files_dir: Path, service_account_dir: Path | None = None) -> str:
+    """The kubelet-written files bind-mounted over the host's in a pod's mount namespace.
+    The service-account path gets the pod's token volume when it has one
+    (`service_account_dir`, read-only, as its volumeMount): bound here with the rest, it
+    needs no mount of its own later; without one, an empty directory."""
     binds = [
-        (files_dir / "hosts", "/etc/hosts"),
-        (files_dir / "resolv.conf", "/etc/resolv.conf"),
-        (files_dir / "hostname", "/etc/hostname"),
-        (files_dir / "serviceaccount", SA_DIR),
+        (files_dir / "hosts", "/etc/hosts", "bind"),
+        (files_dir / "resolv.conf", "/etc/resolv.conf", "bind"),
+        (files_dir / "hostname", "/etc/hostname", "bind"),
+        (service_account_dir, SA_DIR, "bind,ro")
+        if service_account_dir is not None
+        else (files_dir / "serviceaccount", SA_DIR, "bind"),
     ]
     return "".join(
-        f"{fstab_path(str(src))} {fstab_path(dst)} none bind 0 0\n" for src, dst in binds
+        f"{fstab_path(str(src))} {fstab_path(dst)} none {opts} 0 0\n" for src, dst, opts in binds
     )
 
 

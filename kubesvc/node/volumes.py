@@ -456,6 +456,27 @@ def plan_volumes(
     ]
 
 
+SERVICE_ACCOUNT_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def service_account_mount(pod: Obj) -> MountPlan | None:
+    """The pod's mount of a projected volume at the service-account path (the ServiceAccount
+    admission's kube-api-access volume), whole and read-only: the sandbox binds it with the
+    kubelet's files, so it costs no mount of its own."""
+    spec = pod.get("spec") or {}
+    projected = {
+        str(v.get("name") or "")
+        for v in _items(spec.get("volumes"))[:MAX_VOLUMES]
+        if isinstance(v.get("projected"), dict)
+    }
+    for m in plan_mounts(pod)[0]:
+        if m.path == SERVICE_ACCOUNT_PATH:
+            if not m.sub_path and m.read_only and m.volume in projected:
+                return m
+            return None
+    return None
+
+
 def plan_mounts(pod: Obj) -> tuple[list[MountPlan], list[str]]:
     """The pod's mounts (one mount namespace serves all its containers, so the union of
     their volumeMounts; the first mount of a path wins) and why any could not be planned.

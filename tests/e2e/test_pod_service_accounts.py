@@ -101,6 +101,7 @@ def test_a_pods_token_is_its_own_bound_to_it(cluster: Cluster) -> None:
     assert ca == cm["data"]["ca.crt"]
     assert cluster.exec(name, "cat", f"{SA_DIR}/namespace").stdout == "default"
     assert cluster.exec(name, "stat", "-L", "-c", "%a", f"{SA_DIR}/token").stdout.strip() == "600"
+    assert cluster.exec(name, "touch", f"{SA_DIR}/x", check=False).returncode != 0  # read-only
     user = _whoami(cluster, token)
     assert user is not None
     assert user["username"] == "system:serviceaccount:default:default"

@@ -59,3 +59,11 @@ def test_script_quotes_the_hostname_and_mounts_in_one_process() -> None:
     assert script.count("mount -a -T '/x y/sandbox.fstab'") == 1
     # /run/kubesvc is not a mount point: each cluster's namespace directory is
     assert script.endswith("umount -R -l /run/netns /run/kubesvc/*/ns 2>/dev/null; true")
+
+
+def test_fstab_binds_the_token_volume_read_only(tmp_path: Path) -> None:
+    files = Path("/var/lib/kubesvc/c/nodes/n/pods/u/files")
+    volume = Path("/var/lib/kubesvc/c/nodes/n/pods/u/volumes/kube-api-access-abcde")
+    fstab = tmp_path / "fstab"
+    fstab.write_text(sandbox.sandbox_fstab(files, volume))
+    assert read_back(fstab)[3] == (str(volume), sandbox.SA_DIR, "bind,ro")

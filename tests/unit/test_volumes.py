@@ -390,3 +390,17 @@ def test_projected_tokens_are_the_ones_asked_for() -> None:
     assert volumes.plan_volume(vol, p, LOOKUP).error == "failed to fetch token: not requested"
     unmounted = {**p, "spec": {**p["spec"], "containers": [{"name": "c"}]}}
     assert volumes.token_sources(unmounted) == set()
+
+
+def test_the_token_volume_at_the_service_account_path_is_found() -> None:
+    path = "/var/run/secrets/kubernetes.io/serviceaccount"
+    vol = {"name": "kube-api-access-abcde", "projected": {"sources": []}}
+    mount = {"name": vol["name"], "mountPath": path, "readOnly": True}
+    found = volumes.service_account_mount(pod([vol], [mount]))
+    assert found is not None and found.volume == vol["name"]
+    # writable, a subPath or not a projected volume: mounted as any other volume
+    assert volumes.service_account_mount(pod([vol], [{**mount, "readOnly": False}])) is None
+    assert volumes.service_account_mount(pod([vol], [{**mount, "subPath": "x"}])) is None
+    other = {"name": "kube-api-access-abcde", "emptyDir": {}}
+    assert volumes.service_account_mount(pod([other], [mount])) is None
+    assert volumes.service_account_mount(pod([vol], [])) is None
