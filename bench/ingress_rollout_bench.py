@@ -224,6 +224,9 @@ class Bench:
     # -- measurements --------------------------------------------------------------------------
     def endpoint_removal(self, runs: int) -> list[float]:
         self.ready("prestop")
+        # `kubesvc up` does not wait for the controller's pod
+        self.wait("the ingress controller Ready",
+                  lambda: any(_ready(p) for p in self.pods(CONTROLLER_PODS, NS)))  # fmt: skip
         address = self.address()
         self.wait("prestop.test served", lambda: _get(address, "prestop.test") == 200)
         admin = self.admin_socket()
