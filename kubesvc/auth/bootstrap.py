@@ -19,6 +19,7 @@ from typing import Any
 
 from kubesvc.auth.aggregation import settle
 from kubesvc.auth.rbac import Policy
+from kubesvc.auth.rules import rule_key
 
 DATA = Path(__file__).with_name("bootstrap_policy.json")
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
@@ -54,3 +55,63 @@ def bootstrap_policy() -> BootstrapPolicy:
     return BootstrapPolicy(
         data["clusterRoles"], data["clusterRoleBindings"], data["roles"], data["roleBindings"]
     )
+
+
+def _merged(expected: Any, existing: Any) -> dict[str, Any]:
+    """Labels or annotations: the expected ones, with what the object already says winning."""
+    out = dict(expected) if expected.__class__ is dict else {}
+    if existing.__class__ is dict:
+        out.update(existing)
+    return out
+
+
+def reconciled(existing: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any] | None:
+    """What upstream's bootstrap reconciliation (pkg/registry/rbac/reconciliation) writes over
+    a stored bootstrap object: missing labels, annotations, rules (roles) or subjects
+    (bindings) added, nothing removed; a binding whose roleRef differs gets the expected one
+    (upstream deletes and recreates it). None: leave it (already right, or annotated
+    `autoupdate: "false"`, or not an object)."""
+    if existing.__class__ is not dict:
+        return None
+    meta = existing.get("metadata")
+    if meta.__class__ is not dict:
+        return None
+    annotations = meta.get("annotations")
+    if annotations.__class__ is dict and annotations.get(AUTOUPDATE) == "false":
+        return None
+    want = expected["metadata"]
+    out = copy.deepcopy(existing)
+    out_meta = out["metadata"]
+    out_meta["labels"] = _merged(want.get("labels"), meta.get("labels"))
+    out_meta["annotations"] = _merged(want.get("annotations"), annotations)
+    if "roleRef" in expected:
+        if existing.get("roleRef") != expected["roleRef"]:
+            out["roleRef"] = copy.deepcopy(expected["roleRef"])
+        _add_missing(out, "subjects", expected.get("subjects") or [], _subject_key)
+    else:
+        if "aggregationRule" in expected and existing.get("aggregationRule") is None:
+            out["aggregationRule"] = copy.deepcopy(expected["aggregationRule"])
+        _add_missing(out, "rules", expected.get("rules") or [], rule_key)
+    if not out_meta["labels"]:
+        out_meta.pop("labels")
+    if not out_meta["annotations"]:
+        out_meta.pop("annotations")
+    return None if out == existing else out
+
+
+def _subject_key(raw: Any) -> tuple[Any, ...] | None:
+    if raw.__class__ is not dict:
+        return None
+    return (raw.get("kind"), raw.get("apiGroup") or "", raw.get("name"), raw.get("namespace"))
+
+
+def _add_missing(obj: dict[str, Any], field: str, expected: list[Any], key: Any) -> None:
+    """Append the expected entries the object's list lacks (a list of the wrong type is
+    replaced: it grants nothing as it is)."""
+    current = obj.get(field)
+    if current.__class__ is not list:
+        current = []
+    have = {key(entry) for entry in current}
+    added = [copy.deepcopy(e) for e in expected if key(e) not in have]
+    if added or field in obj:
+        obj[field] = current + added
