@@ -598,12 +598,57 @@ def _extra(api_version: str, kind: str) -> _Type | None:
         t = _Struct("SelfSubjectReview", "v1.SelfSubjectReview")
         t.fields.update(apiVersion=_String(), kind=_String(), metadata=meta, status=status)
         return t
+    if api_version == "authorization.k8s.io/v1" and kind in _ACCESS_REVIEWS:
+        t = _Struct(kind, f"v1.{kind}")
+        t.fields.update(apiVersion=_String(), kind=_String(), metadata=meta)
+        t.fields.update(spec=_access_review_spec(kind), status=_FreeForm())
+        return t
     if (api_version, kind) == ("v1", "Binding"):
         t = _Struct("Binding", "v1.Binding")
         t.fields.update(apiVersion=_String(), kind=_String(), metadata=meta)
         t.fields["target"] = _component("api/v1", doc, "io.k8s.api.core.v1.ObjectReference")
         return t
     return None
+
+
+_ACCESS_REVIEWS = (
+    "SelfSubjectAccessReview",
+    "SubjectAccessReview",
+    "LocalSubjectAccessReview",
+    "SelfSubjectRulesReview",
+)
+
+
+def _access_review_spec(kind: str) -> _Type:
+    """authorization.k8s.io/v1 review specs (the status is the server's to write)."""
+    if kind == "SelfSubjectRulesReview":
+        spec = _Struct("SelfSubjectRulesReviewSpec", "v1.SelfSubjectRulesReviewSpec")
+        spec.fields["namespace"] = _String()
+        return spec
+    requirement = _Struct("FieldSelectorRequirement", "v1.FieldSelectorRequirement")
+    requirement.fields.update(key=_String(), operator=_String(), values=_List(_String()))
+    fields = _Struct("FieldSelectorAttributes", "v1.FieldSelectorAttributes")
+    fields.fields.update(rawSelector=_String(), requirements=_List(requirement))
+    labels = _Struct("LabelSelectorAttributes", "v1.LabelSelectorAttributes")
+    labels.fields.update(rawSelector=_String(), requirements=_List(requirement))
+    resource = _Struct("ResourceAttributes", "v1.ResourceAttributes")
+    for name in ("namespace", "verb", "group", "version", "resource", "subresource", "name"):
+        resource.fields[name] = _String()
+    resource.fields.update(fieldSelector=fields, labelSelector=labels)
+    non_resource = _Struct("NonResourceAttributes", "v1.NonResourceAttributes")
+    non_resource.fields.update(path=_String(), verb=_String())
+    go = (
+        "SelfSubjectAccessReviewSpec"
+        if kind == "SelfSubjectAccessReview"
+        else "SubjectAccessReviewSpec"
+    )
+    spec = _Struct(go, f"v1.{go}")
+    spec.fields.update(resourceAttributes=resource, nonResourceAttributes=non_resource)
+    if kind != "SelfSubjectAccessReview":
+        spec.fields.update(
+            user=_String(), uid=_String(), groups=_List(_String()), extra=_Map(_List(_String()))
+        )
+    return spec
 
 
 class _Unstructured(_Type):

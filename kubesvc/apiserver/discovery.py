@@ -32,7 +32,17 @@ _PROXY_OPTIONS = {
 # verbs), as upstream lists them (create-only reviews, no storage)
 VIRTUAL: dict[tuple[str, str], list[tuple[str, str, list[str]]]] = {
     ("authentication.k8s.io", "v1"): [("selfsubjectreviews", "SelfSubjectReview", ["create"])],
+    ("authorization.k8s.io", "v1"): [
+        ("localsubjectaccessreviews", "LocalSubjectAccessReview", ["create"]),
+        ("selfsubjectaccessreviews", "SelfSubjectAccessReview", ["create"]),
+        ("selfsubjectrulesreviews", "SelfSubjectRulesReview", ["create"]),
+        ("subjectaccessreviews", "SubjectAccessReview", ["create"]),
+    ],
 }
+
+
+def _namespaced(resource: str) -> bool:
+    return resource == "localsubjectaccessreviews"
 
 
 def version_info() -> dict[str, str]:
@@ -97,7 +107,13 @@ def api_resource_list(group: str, version: str) -> dict[str, Any] | None:
             "apiVersion": "v1",
             "groupVersion": f"{group}/{version}",
             "resources": [
-                {"name": r, "singularName": "", "namespaced": False, "kind": k, "verbs": verbs}
+                {
+                    "name": r,
+                    "singularName": "",
+                    "namespaced": _namespaced(r),
+                    "kind": k,
+                    "verbs": verbs,
+                }
                 for r, k, verbs in VIRTUAL[(group, version)]
             ],
         }
@@ -177,7 +193,7 @@ def aggregated(core: bool, version: str) -> dict[str, Any]:
                                 {
                                     "resource": r,
                                     "responseKind": {"group": group, "version": version, "kind": k},
-                                    "scope": "Cluster",
+                                    "scope": "Namespaced" if _namespaced(r) else "Cluster",
                                     "singularResource": r[:-1],
                                     "verbs": verbs,
                                 }

@@ -20,7 +20,8 @@ from aiohttp.http_exceptions import BadHttpMethod, ContentEncodingError, HttpPro
 from kubesvc.api import errors, openapi, tables, typed
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, KINDS
-from kubesvc.apiserver import discovery, negotiation, offload
+from kubesvc.apiserver import discovery, negotiation, offload, reviews
+from kubesvc.apiserver.authz import RbacAuthorizer
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.crds import CrdController
 from kubesvc.apiserver.decoding import MAX_BODY
@@ -28,11 +29,15 @@ from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
 from kubesvc.apiserver.podstreams import PodProxy
 from kubesvc.apiserver.proxy_handler import ResourceProxy
+from kubesvc.apiserver.rbac_bootstrap import ensure_bootstrap_policy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.apiserver.tokens import TokenIssuer
 from kubesvc.auth import serviceaccount
 from kubesvc.auth.authenticator import Authenticator, Unauthorized
+from kubesvc.auth.forbidden import forbidden
+from kubesvc.auth.impersonation import BadImpersonation, impersonation
+from kubesvc.auth.request import request_info
 from kubesvc.auth.user import ANONYMOUS, UNAUTHENTICATED, UserInfo
 from kubesvc.store.sqlite import SQLiteStore
 
@@ -112,6 +117,8 @@ class ApiServer:
         sa_key = serviceaccount.load_or_create_key(cfg.data_dir / "pki")
         self.tokens = TokenIssuer(self.registry, sa_key)
         self.authenticator = Authenticator(self.creds.token, sa_key.public_key(), self._lookup)
+        self.authz = RbacAuthorizer(self.registry)
+        await self.authz.start()
         crds = CrdController(self.registry)
         await crds.start()
         self._tasks.append(asyncio.create_task(crds.run(), name="crds"))
@@ -153,11 +160,14 @@ class ApiServer:
             sockets = site._server.sockets  # type: ignore[union-attr]
             self.port = sockets[0].getsockname()[1]
         await self._seed()
+        self._tasks.append(asyncio.create_task(self._bootstrap_policy(), name="rbac-bootstrap"))
         await self._reconcile_kubernetes_endpoints()
         self.write_kubeconfig()
         log.info("serving", extra={"kv": {"address": f"{cfg.bind}:{self.port}"}})
 
     async def stop(self) -> None:
+        if hasattr(self, "authz"):
+            await self.authz.stop()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -224,6 +234,11 @@ class ApiServer:
             if await self.registry.try_get(pc_kind, None, name) is None:
                 pc = {"metadata": {"name": name}, "value": value, "description": description}
                 await self.registry.create(pc_kind, None, pc, opts)
+
+    async def _bootstrap_policy(self) -> None:
+        assert self.registry is not None
+        written = await ensure_bootstrap_policy(self.registry)
+        log.info("bootstrap policy", extra={"kv": {"written": written}})
 
     async def _reconcile_kubernetes_endpoints(self) -> None:
         """Point the `kubernetes` Service at this server, as upstream's endpoint reconciler
@@ -332,7 +347,8 @@ class ApiServer:
             user = await self._authenticate(request)
             if user is None:
                 return status_response(ApiError(401, "Unauthorized", "Unauthorized"))
-            request["user"] = user
+            request["user"] = user = self._impersonate(request, user)
+            self._authorize(request, user)
             if _long_running(request):
                 return await handler(request)
             try:
@@ -379,6 +395,30 @@ class ApiServer:
             return ANONYMOUS_USER
         return user
 
+    def _impersonate(self, request: web.Request, user: UserInfo) -> UserInfo:
+        """The user the request acts as: its own, or the one it impersonates when it may."""
+        try:
+            wanted = impersonation(request.headers.items())
+        except BadImpersonation as e:
+            raise errors.bad_request(str(e)) from None
+        if wanted is None:
+            return user
+        for attrs in wanted.checks:
+            decision = self.authz.authorize(user, attrs)
+            if not decision.allowed:
+                raise forbidden(user, attrs, decision.reason)
+        return wanted.user
+
+    def _authorize(self, request: web.Request, user: UserInfo) -> None:
+        """A 403 unless the user may do what the request asks (health checks and /version
+        answer anyone, as upstream's system:public-info-viewer binding lets them)."""
+        if request.path in PUBLIC_PATHS:
+            return
+        attrs = request_info(request.method, request.path, request.query)
+        decision = self.authz.authorize(user, attrs)
+        if not decision.allowed:
+            raise forbidden(user, attrs, decision.reason)
+
     async def _lookup(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         assert self.registry is not None
         return await self.registry.try_get(BY_KIND[kind], namespace, name)
@@ -407,6 +447,9 @@ class ApiServer:
             return self._openapi(path, accept)
         if path == SELF_SUBJECT_REVIEWS and request.method == "POST":
             return await self.tokens.self_subject_review(request, request["user"])
+        route = reviews.route(path)
+        if route is not None:
+            return await reviews.review(request, self.authz, *route)
         if path == "/.well-known/openid-configuration" and request.method == "GET":
             server = f"https://{self.config.client_host}:{self.port}"
             return json_response(self.tokens.openid_configuration(server))

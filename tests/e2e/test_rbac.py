@@ -1,0 +1,225 @@
+"""RBAC enforced by the API server, driven by the real kubectl: a ServiceAccount's token
+is refused what no binding grants (upstream's 403 wording), `kubectl auth can-i` (and
+`--list`) answers through the access reviews, a RoleBinding grants only in its namespace,
+and impersonation (`--as`, `--as-group`) needs the `impersonate` verb."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.harness import KUBECTL, ApiServerProcess, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def _as(cp: ApiServerProcess, token: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl holding only `token` (a client certificate would be taken first)."""
+    return subprocess.run(
+        [
+            KUBECTL,
+            "--kubeconfig=/dev/null",
+            f"--server=https://127.0.0.1:{cp.port}",
+            f"--certificate-authority={cp.data_dir / 'pki' / 'ca.crt'}",
+            f"--token={token}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**cp.env(), "KUBECONFIG": "/dev/null"},
+    )
+
+
+def _account(cp: ApiServerProcess, ns: str, name: str) -> str:
+    """A token of the ServiceAccount ns/name (created when it is not `default`)."""
+    if name == "default":
+        wait_for(
+            lambda: cp.kubectl("-n", ns, "get", "sa", "default", check=False).returncode == 0,
+            timeout=30,
+            what="the default ServiceAccount",
+        )
+    else:
+        cp.out("-n", ns, "create", "sa", name)
+    return cp.out("-n", ns, "create", "token", name).strip()
+
+
+@pytest.fixture
+def rbac(cp: ApiServerProcess) -> ApiServerProcess:
+    """The control plane once the bootstrap policy is in the store."""
+    wait_for(
+        lambda: (
+            cp.kubectl("get", "clusterrolebinding", "system:basic-user", check=False).returncode
+            == 0
+        ),
+        timeout=30,
+        what="the bootstrap policy",
+    )
+    return cp
+
+
+@pytest.fixture
+def other_ns(cp: ApiServerProcess) -> Iterator[str]:
+    name = "rbac-other-" + secrets.token_hex(3)
+    cp.out("create", "namespace", name)
+    yield name
+    cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _can_i(run: subprocess.CompletedProcess[str]) -> str:
+    assert run.returncode in (0, 1), run.stderr
+    return run.stdout.strip()
+
+
+def test_bootstrap_policy_is_created(rbac: ApiServerProcess) -> None:
+    names = rbac.out("get", "clusterroles", "-o", "name").split()
+    for role in ("cluster-admin", "admin", "edit", "view", "system:node", "system:kube-dns"):
+        assert f"clusterrole.rbac.authorization.k8s.io/{role}" in names
+    view = json.loads(rbac.out("get", "clusterrole", "view", "-o", "json"))
+    assert view["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] == "true"
+    assert any("pods" in r.get("resources", []) for r in view["rules"])
+    binding = json.loads(rbac.out("get", "clusterrolebinding", "cluster-admin", "-o", "json"))
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:masters"}
+    ]
+
+
+def test_default_service_account_cannot_list_secrets(rbac: ApiServerProcess, cp_ns: str) -> None:
+    token = _account(rbac, cp_ns, "default")
+    run = _as(rbac, token, "-n", cp_ns, "get", "secrets")
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        f'Error from server (Forbidden): secrets is forbidden: User "system:serviceaccount:'
+        f'{cp_ns}:default" cannot list resource "secrets" in API group "" in the namespace '
+        f'"{cp_ns}"'
+    )
+    # a denied write changes nothing
+    run = _as(rbac, token, "-n", cp_ns, "create", "configmap", "sneaky")
+    assert "configmaps is forbidden" in run.stderr
+    assert rbac.kubectl("-n", cp_ns, "get", "configmap", "sneaky", check=False).returncode == 1
+
+
+def test_can_i_for_admin_view_and_impersonated_user(rbac: ApiServerProcess, cp_ns: str) -> None:
+    assert _can_i(rbac.kubectl("auth", "can-i", "*", "*", check=False)) == "yes"
+    assert _can_i(rbac.kubectl("auth", "can-i", "delete", "nodes", check=False)) == "yes"
+    rbac.out(
+        "-n",
+        cp_ns,
+        "create",
+        "rolebinding",
+        "viewer",
+        "--clusterrole=view",
+        f"--serviceaccount={cp_ns}:viewer",
+    )
+    token = _account(rbac, cp_ns, "viewer")
+    assert _can_i(_as(rbac, token, "-n", cp_ns, "auth", "can-i", "list", "pods")) == "yes"
+    assert (
+        _can_i(_as(rbac, token, "-n", cp_ns, "auth", "can-i", "watch", "deployments.apps")) == "yes"
+    )
+    assert _can_i(_as(rbac, token, "-n", cp_ns, "auth", "can-i", "get", "secrets")) == "no"
+    assert _can_i(_as(rbac, token, "-n", cp_ns, "auth", "can-i", "create", "pods")) == "no"
+    assert _can_i(_as(rbac, token, "-n", "default", "auth", "can-i", "list", "pods")) == "no"
+    assert _as(rbac, token, "-n", cp_ns, "get", "pods").returncode == 0
+    # a user the admin impersonates: nothing until bound
+    user = "jane-" + secrets.token_hex(3)
+    ask = ("-n", cp_ns, "auth", "can-i", "list", "pods", f"--as={user}")
+    assert _can_i(rbac.kubectl(*ask, check=False)) == "no"
+    rbac.out(
+        "-n", cp_ns, "create", "rolebinding", "jane-view", "--clusterrole=view", f"--user={user}"
+    )
+    wait_for(
+        lambda: _can_i(rbac.kubectl(*ask, check=False)) == "yes",
+        timeout=10,
+        what="the binding to take effect",
+    )
+    who = json.loads(rbac.out("auth", "whoami", f"--as={user}", "-o", "json"))
+    assert who["status"]["userInfo"] == {"username": user, "groups": ["system:authenticated"]}
+
+
+def test_edit_in_one_namespace_only(rbac: ApiServerProcess, cp_ns: str, other_ns: str) -> None:
+    rbac.out(
+        "-n",
+        cp_ns,
+        "create",
+        "rolebinding",
+        "editor",
+        "--clusterrole=edit",
+        f"--serviceaccount={cp_ns}:editor",
+    )
+    token = _account(rbac, cp_ns, "editor")
+    made = _as(rbac, token, "-n", cp_ns, "create", "configmap", "mine", "--from-literal=a=b")
+    assert made.returncode == 0, made.stderr
+    assert _as(rbac, token, "-n", cp_ns, "delete", "configmap", "mine").returncode == 0
+    assert _as(rbac, token, "-n", cp_ns, "get", "secrets").returncode == 0
+    run = _as(rbac, token, "-n", other_ns, "create", "configmap", "theirs")
+    assert run.returncode == 1
+    assert (
+        f'configmaps is forbidden: User "system:serviceaccount:{cp_ns}:editor" cannot create '
+        f'resource "configmaps" in API group "" in the namespace "{other_ns}"'
+    ) in run.stderr
+    assert _can_i(_as(rbac, token, "-n", other_ns, "auth", "can-i", "get", "pods")) == "no"
+    # edit does not grant RBAC itself
+    assert _can_i(_as(rbac, token, "-n", cp_ns, "auth", "can-i", "create", "rolebindings")) == "no"
+
+
+def test_can_i_list(rbac: ApiServerProcess, cp_ns: str) -> None:
+    rbac.out(
+        "-n",
+        cp_ns,
+        "create",
+        "rolebinding",
+        "lister",
+        "--clusterrole=view",
+        f"--serviceaccount={cp_ns}:lister",
+    )
+    token = _account(rbac, cp_ns, "lister")
+    run = _as(rbac, token, "-n", cp_ns, "auth", "can-i", "--list")
+    assert run.returncode == 0, run.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in run.stdout.splitlines()[1:]}
+    assert rows["pods"][-3:] == ["[get", "list", "watch]"]
+    assert rows["selfsubjectaccessreviews.authorization.k8s.io"] == ["[]", "[]", "[create]"]
+    assert "secrets" not in rows
+
+
+def test_impersonation_needs_the_verb(rbac: ApiServerProcess, cp_ns: str) -> None:
+    token = _account(rbac, cp_ns, "actor")
+    run = _as(rbac, token, "-n", cp_ns, "get", "pods", "--as=jane")
+    assert run.returncode == 1
+    assert run.stderr.strip() == (
+        'Error from server (Forbidden): users "jane" is forbidden: User '
+        f'"system:serviceaccount:{cp_ns}:actor" cannot impersonate resource "users" in API '
+        'group "" at the cluster scope'
+    )
+    role = "impersonate-jane-" + secrets.token_hex(3)
+    try:
+        rbac.out(
+            "create",
+            "clusterrole",
+            role,
+            "--verb=impersonate",
+            "--resource=users",
+            "--resource-name=jane",
+        )
+        rbac.out(
+            "create",
+            "clusterrolebinding",
+            role,
+            f"--clusterrole={role}",
+            f"--serviceaccount={cp_ns}:actor",
+        )
+        ask = ("-n", cp_ns, "auth", "whoami", "--as=jane", "-o", "json")
+        wait_for(lambda: _as(rbac, token, *ask).returncode == 0, timeout=10, what="the grant")
+        who = json.loads(_as(rbac, token, *ask).stdout)
+        assert who["status"]["userInfo"]["username"] == "jane"
+        run = _as(rbac, token, "get", "pods", "--as=jane", "--as-group=system:masters")
+        assert run.returncode == 1
+        assert 'groups "system:masters" is forbidden' in run.stderr
+        run = _as(rbac, token, "get", "pods", "--as=bob")
+        assert 'users "bob" is forbidden' in run.stderr
+    finally:
+        rbac.kubectl("delete", "clusterrolebinding", role, check=False)
+        rbac.kubectl("delete", "clusterrole", role, check=False)
