@@ -2,7 +2,9 @@
 (a `coredns` Deployment labelled k8s-app=kube-dns behind the `kube-dns` Service), and
 MetalLB's CRDs with an IPAddressPool and an L2Advertisement `default` in `metallb-system`
 for LoadBalancer Services (.240-.254 of the node network), and the ingress controller
-(docs/ingress.md) unless `kubesvc up --no-ingress`."""
+(docs/ingress.md) unless `kubesvc up --no-ingress`. DNS and the ingress controller run as
+their own ServiceAccounts with the roles upstream's manifests give them (CoreDNS's
+system:coredns, ingress-nginx's ClusterRole), so they work under RBAC."""
 
 from __future__ import annotations
 
@@ -81,6 +83,37 @@ def dns_deployment(replicas: int = 2) -> dict[str, Any]:
 
 
 DNS_ACCOUNT = "coredns"  # as CoreDNS's own manifests name its ServiceAccount
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+def _rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, Any]:
+    return {"apiGroups": groups, "resources": resources, "verbs": verbs}
+
+
+def cluster_role_for(
+    namespace: str, account: str, role: str, rules: list[dict[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, object): a ClusterRole and its binding to the ServiceAccount namespace/account."""
+    return [
+        ("ClusterRole", {"metadata": {"name": role}, "rules": rules}),
+        (
+            "ClusterRoleBinding",
+            {
+                "metadata": {"name": role},
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}],
+            },
+        ),
+    ]
+
+
+def dns_rbac() -> list[tuple[str, dict[str, Any]]]:
+    """CoreDNS's manifest: ClusterRole system:coredns bound to kube-system/coredns."""
+    rules = [
+        _rule([""], ["endpoints", "services", "pods", "namespaces"], ["list", "watch"]),
+        _rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
+    ]
+    return cluster_role_for("kube-system", DNS_ACCOUNT, "system:coredns", rules)
 
 
 def service_account(name: str) -> dict[str, Any]:
@@ -88,6 +121,8 @@ def service_account(name: str) -> dict[str, Any]:
 
 
 async def install(client: ApiClient, net: ClusterNet, ingress: bool = True) -> None:
+    for kind, obj in dns_rbac():
+        await _create(client, kind, None, obj)
     # the ServiceAccount first: its pods are refused while it does not exist
     for kind, obj in (
         ("ServiceAccount", service_account(DNS_ACCOUNT)),
@@ -105,6 +140,20 @@ INGRESS_NAME = "ingress-kubesvc-controller"
 INGRESS_IMAGE = "kubesvc/ingress-controller:v0.1"
 INGRESS_LABELS = {"app.kubernetes.io/name": "ingress-kubesvc"}
 INGRESS_ACCOUNT = "ingress-kubesvc"  # as ingress-nginx's manifests name theirs ingress-nginx
+
+
+def ingress_rbac() -> list[tuple[str, dict[str, Any]]]:
+    """ingress-nginx's ClusterRole for what this controller does: watch Ingresses,
+    IngressClasses, Services, EndpointSlices, Nodes and Secrets, write Ingresses' status,
+    record Events."""
+    rules = [
+        _rule([""], ["services", "secrets", "nodes"], ["get", "list", "watch"]),
+        _rule(["discovery.k8s.io"], ["endpointslices"], ["get", "list", "watch"]),
+        _rule(["networking.k8s.io"], ["ingresses", "ingressclasses"], ["get", "list", "watch"]),
+        _rule(["networking.k8s.io"], ["ingresses/status"], ["update", "patch"]),
+        _rule([""], ["events"], ["create", "patch"]),
+    ]
+    return cluster_role_for(INGRESS_NAMESPACE, INGRESS_ACCOUNT, INGRESS_ACCOUNT, rules)
 
 
 def ingress_class() -> dict[str, Any]:
@@ -186,6 +235,8 @@ async def install_ingress(client: ApiClient) -> None:
     objects are created here: `kubesvc up` does not wait for the pod."""
     await _create(client, "IngressClass", None, ingress_class())
     await _create(client, "Namespace", None, {"metadata": {"name": INGRESS_NAMESPACE}})
+    for kind, obj in ingress_rbac():
+        await _create(client, kind, None, obj)
     for kind, obj in (
         ("ServiceAccount", service_account(INGRESS_ACCOUNT)),
         ("Service", ingress_service()),
