@@ -141,10 +141,14 @@ def test_created_token_authenticates_as_its_service_account(
         f"system:serviceaccounts:{cp_ns}",
         "system:authenticated",
     ]
-    # every request is allowed until RBAC is enforced
+    # authenticated, but granted nothing by RBAC: upstream's 403, not a 401
     res = _with_token(cp, token, "-n", cp_ns, "get", "sa", "-o", "name")
-    assert res.returncode == 0, res.stderr
-    assert "serviceaccount/robot" in res.stdout.split()
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f'Error from server (Forbidden): serviceaccounts is forbidden: User "system:'
+        f'serviceaccount:{cp_ns}:robot" cannot list resource "serviceaccounts" in API group "" '
+        f'in the namespace "{cp_ns}"'
+    )
     # the token dies with its ServiceAccount (after the authenticator's cache)
     cp.out("-n", cp_ns, "delete", "sa", "robot")
     wait_for(lambda: _whoami(cp, token) is None, timeout=30, what="the token refused")
