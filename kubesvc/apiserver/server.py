@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import re
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -237,8 +238,10 @@ class ApiServer:
 
     async def _bootstrap_policy(self) -> None:
         assert self.registry is not None
+        t0 = time.perf_counter()
         written = await ensure_bootstrap_policy(self.registry)
-        log.info("bootstrap policy", extra={"kv": {"written": written}})
+        seconds = round(time.perf_counter() - t0, 3)
+        log.info("bootstrap policy", extra={"kv": {"written": written, "seconds": seconds}})
 
     async def _reconcile_kubernetes_endpoints(self) -> None:
         """Point the `kubernetes` Service at this server, as upstream's endpoint reconciler
