@@ -23,6 +23,7 @@ log = logging.getLogger("kubesvc.apiserver")
 
 RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 RETRY = 1.0  # seconds before a broken watch is listed again
+SETTLE = 0.2  # seconds of ClusterRole changes gathered into one aggregation pass
 
 
 class RbacAuthorizer:
@@ -107,6 +108,8 @@ class RbacAuthorizer:
         opts = WriteOptions(manager="clusterrole-aggregation-controller")
         while True:
             await self._roles_changed.wait()
+            # a burst of writes (the bootstrap policy's 70 ClusterRoles) makes one pass
+            await asyncio.sleep(SETTLE)
             self._roles_changed.clear()
             roles = list(self._objects["ClusterRole"].values())
             for name, rules in aggregate(roles).items():

@@ -161,9 +161,9 @@ class ApiServer:
             sockets = site._server.sockets  # type: ignore[union-attr]
             self.port = sockets[0].getsockname()[1]
         await self._seed()
-        self._tasks.append(asyncio.create_task(self._bootstrap_policy(), name="rbac-bootstrap"))
         await self._reconcile_kubernetes_endpoints()
         self.write_kubeconfig()
+        self._tasks.append(asyncio.create_task(self._bootstrap_policy(), name="rbac-bootstrap"))
         log.info("serving", extra={"kv": {"address": f"{cfg.bind}:{self.port}"}})
 
     async def stop(self) -> None:
