@@ -223,3 +223,43 @@ def test_impersonation_needs_the_verb(rbac: ApiServerProcess, cp_ns: str) -> Non
     finally:
         rbac.kubectl("delete", "clusterrolebinding", role, check=False)
         rbac.kubectl("delete", "clusterrole", role, check=False)
+
+
+def test_aggregated_roles_follow_their_parts(rbac: ApiServerProcess, cp_ns: str) -> None:
+    part = "secrets-view-" + secrets.token_hex(3)
+    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    manifest = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": part,
+            "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"},
+        },
+        "rules": [rule],
+    }
+    rbac.out(
+        "-n",
+        cp_ns,
+        "create",
+        "rolebinding",
+        "viewer",
+        "--clusterrole=view",
+        f"--serviceaccount={cp_ns}:viewer",
+    )
+    token = _account(rbac, cp_ns, "viewer")
+    ask = ("-n", cp_ns, "auth", "can-i", "get", "secrets")
+    assert _can_i(_as(rbac, token, *ask)) == "no"
+
+    def aggregated(role: str) -> bool:
+        return rule in json.loads(rbac.out("get", "clusterrole", role, "-o", "json"))["rules"]
+
+    try:
+        rbac.out("apply", "-f", "-", input=json.dumps(manifest))
+        # view aggregates the part; edit and admin aggregate view's parts too
+        for role in ("view", "edit", "admin"):
+            wait_for(lambda r=role: aggregated(r), timeout=10, what=f"{role} aggregated")
+        wait_for(lambda: _can_i(_as(rbac, token, *ask)) == "yes", timeout=10, what="allowed")
+    finally:
+        rbac.kubectl("delete", "clusterrole", part, check=False)
+    wait_for(lambda: not aggregated("view"), timeout=10, what="view without the part")
+    assert _can_i(_as(rbac, token, *ask)) == "no"
