@@ -62,6 +62,7 @@ from typing import Any
 import common
 
 from kubesvc import netns
+from kubesvc.ingress.haproxy import ACCESS_LOG
 from kubesvc.node.netplan import ClusterNet
 
 INSTALL = "apt-get install -y wrk nginx"
@@ -841,8 +842,10 @@ def cpu_of(pids: list[int]) -> float:
 
 
 def static_haproxy(endpoints: list[str], threads: int, tmp: Path) -> str:
-    """What one would write by hand for the bench Ingress's routes: the same headers,
-    timeouts and access log as the controller's configuration, routing by ACLs."""
+    """What one would write by hand for the bench Ingress's routes, behaving as the
+    controller's configuration does (the same headers, timeouts, retries of requests to a
+    pod that is gone, and access log), routing by ACLs: so the comparison is the
+    controller's way of routing and of being driven, not features one of them lacks."""
     servers = "".join(f"    server s{i} {ip}:{BACKEND_PORT}\n" for i, ip in enumerate(endpoints, 1))
     return f"""\
 global
@@ -854,10 +857,11 @@ global
 defaults
     mode http
     log global
-    option httplog
+    log-format "{ACCESS_LOG}"
     option forwardfor
-    option redispatch
-    retries 2
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
     timeout connect 5s
     timeout client 60s
     timeout server 60s
@@ -866,12 +870,17 @@ defaults
 
 frontend http
     bind :{STATIC_HAPROXY_PORT}
+    http-request disable-l7-retry unless METH_GET or METH_OPTIONS or {{ method PUT DELETE TRACE }}
     unique-id-format %[uuid()]
     http-request set-header X-Request-ID %[unique-id] unless {{ req.hdr(x-request-id) -m found }}
     http-request set-header X-Real-IP %[src]
     http-request set-header X-Forwarded-Proto http
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-after-response set-header Server haproxy unless {{ res.hdr(server) -m found }}
+    http-request set-var(txn.referer) req.hdr(referer)
+    http-request set-var(txn.ua) req.hdr(user-agent)
     http-request set-var(txn.host) req.hdr(host),field(1,:),lower
+    http-request capture str(default/{BACKEND}:80) len 160
     acl host_a var(txn.host) -m str a.bench.test
     acl host_b var(txn.host) -m str b.bench.test
     acl host_wild var(txn.host) -m reg ^[a-z0-9-]+\\.wild\\.bench\\.test$
