@@ -243,6 +243,25 @@ def child_env(
     return env
 
 
+def cluster_env(tmp: Path) -> dict[str, str]:
+    """The environment of a bench's own cluster: its home, kubeconfig and kubectl cache all
+    in `tmp`, so nothing of the user's is read or written."""
+    return dict(
+        os.environ,
+        KUBESVC_HOME=str(tmp / "home"),
+        KUBECONFIG=str(tmp / "kubeconfig"),
+        KUBECACHEDIR=str(tmp / "kubecache"),
+    )
+
+
+def kubectl(env: dict[str, str], *args: str, input: str | None = None) -> str:
+    """kubectl's output; RuntimeError with its stderr when it fails."""
+    res = subprocess.run(["kubectl", *args], input=input, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
+    return res.stdout
+
+
 def vm_rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -302,12 +302,7 @@ class Bench:
         self.tmp = tmp
         self.wl = wl
         self.name = "ibn" + secrets.token_hex(3)
-        self.env = dict(
-            os.environ,
-            KUBESVC_HOME=str(tmp / "home"),
-            KUBECONFIG=str(tmp / "kubeconfig"),
-            KUBECACHEDIR=str(tmp / "kubecache"),
-        )
+        self.env = common.cluster_env(tmp)
         self.plan: ClusterNet | None = None
         self.children: list[subprocess.Popen[str]] = []
         self._proxy: subprocess.Popen[str] | None = None
@@ -331,12 +326,7 @@ class Bench:
             raise RuntimeError(f"kubesvc {' '.join(args)}: {res.stdout}{res.stderr}".strip())
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        res = subprocess.run(
-            ["kubectl", *args], input=input, env=self.env, capture_output=True, text=True
-        )
-        if res.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
-        return res.stdout
+        return common.kubectl(self.env, *args, input=input)
 
     def up(self) -> None:
         common.log(f"kubesvc up --name {self.name} --nodes 2")

@@ -108,22 +108,12 @@ class Bench:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.name = "irb" + secrets.token_hex(3)
-        self.env = dict(
-            os.environ,
-            KUBESVC_HOME=str(tmp / "home"),
-            KUBECONFIG=str(tmp / "kubeconfig"),
-            KUBECACHEDIR=str(tmp / "kubecache"),
-        )
+        self.env = common.cluster_env(tmp)
         self._proxy: subprocess.Popen[str] | None = None
         self._proxy_url = ""
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        res = subprocess.run(
-            ["kubectl", *args], input=input, env=self.env, capture_output=True, text=True
-        )
-        if res.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
-        return res.stdout
+        return common.kubectl(self.env, *args, input=input)
 
     def kubesvc(self, *args: str) -> None:
         subprocess.run([sys.executable, "-m", "kubesvc.cli.main", *args], env=self.env,

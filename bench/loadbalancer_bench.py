@@ -65,12 +65,7 @@ class Bench:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.name = "lbb" + secrets.token_hex(3)
-        self.env = dict(
-            os.environ,
-            KUBESVC_HOME=str(tmp / "home"),
-            KUBECONFIG=str(tmp / "kubeconfig"),
-            KUBECACHEDIR=str(tmp / "kubecache"),
-        )
+        self.env = common.cluster_env(tmp)
         self.client_ns = ""
         self.plan: ClusterNet | None = None
         self._proxy: subprocess.Popen[str] | None = None
@@ -78,12 +73,7 @@ class Bench:
 
     # -- plumbing --------------------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None) -> str:
-        res = subprocess.run(
-            ["kubectl", *args], input=input, env=self.env, capture_output=True, text=True
-        )
-        if res.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)}: {res.stderr.strip()}")
-        return res.stdout
+        return common.kubectl(self.env, *args, input=input)
 
     def up(self) -> None:
         common.log(f"kubesvc up --name {self.name} --nodes 3")
