@@ -583,6 +583,12 @@ class NodeAgent:
             self._starting.discard(uid)
 
     async def _start_due(self, worker: PodWorker) -> None:
+        if worker.start_lock.locked():
+            return  # a start under way does it; whatever it misses, the next tick does
+        async with worker.start_lock:
+            await self._start_due_locked(worker)
+
+    async def _start_due_locked(self, worker: PodWorker) -> None:
         needed = [c for c in worker.containers if c.current is None]
         if not needed:
             return

@@ -125,7 +125,7 @@ def mount_script(
     lines = ["set -e"]
     for src, target in binds:
         # the mount point is an empty file on the host; the pod sees the launcher
-        lines.append(f"[ -e {_q(target)} ] || : > {_q(target)}")
+        lines.append(f"[ -e {_q(target)} ] || : >> {_q(target)}")
         lines.append(f"mount --bind {_q(src)} {_q(target)}")
     for p in plans:
         if p.kind == "emptyDir" and p.memory:
@@ -144,9 +144,10 @@ def mount_script(
                 lines.append(f"[ -e {_q(src)} ] || mkdir -p {_q(src)}")
         s, t = _q(src), _q(m.path)
         lines.append(f"[ -e {s} ] || {{ echo 'subPath {m.sub_path} does not exist' >&2; exit 1; }}")
+        # `: >>` creates a missing file and never empties one a bind mount already covers
         lines.append(
             f"if [ -d {s} ]; then mkdir -p {t}; "
-            f'else [ -e {t} ] || {{ mkdir -p "$(dirname {t})"; : > {t}; }}; fi'
+            f'else [ -e {t} ] || {{ mkdir -p "$(dirname {t})"; : >> {t}; }}; fi'
         )
         lines.append(f"mount --bind {s} {t}")
         if m.read_only:

@@ -125,6 +125,10 @@ class PodWorker:
         # volumes: mounted once (before the first container starts); content kept current
         self.volumes_ready = False
         self.volumes_dirty = False  # a source (ConfigMap, Secret, the pod itself) changed
+        # held while the pod's volumes are set up and due containers started: the agent's
+        # tick and the pod's first start must not both mount (a second mount script would
+        # write through the first one's bind mounts)
+        self.start_lock = asyncio.Lock()
         self.next_volume_try = 0.0
         self.volume_backoff = 0.0
 

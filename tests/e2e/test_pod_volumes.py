@@ -126,6 +126,10 @@ def test_every_volume_kind_is_seen_inside_the_pod(env: tuple[Cluster, Path]) -> 
         c.exec(name, "sh", "-c", f"echo hi > {m}/scratch/f")
         assert cat(c, name, f"{m}/scratch/f") == "hi\n"
         mounts_text = cat(c, name, "/proc/mounts")
+        # each volume is mounted once, however the agent's start and its tick interleave
+        targets = [line.split()[1] for line in mounts_text.splitlines()]
+        for sub in ("cm", "items", "sec", "scratch", "mem", "down", "proj", "hostvol", "only-a"):
+            assert targets.count(f"{m}/{sub}") == 1, (sub, mounts_text)
         mem_line = next(line for line in mounts_text.splitlines() if f"{m}/mem " in line)
         assert mem_line.startswith("tmpfs ") and "size=16384k" in mem_line
         assert cat(c, name, f"{m}/down/name") == name
