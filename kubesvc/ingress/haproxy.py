@@ -336,10 +336,12 @@ def _request_headers(proto: str) -> str:
     http-after-response set-header Server haproxy unless {{ res.hdr(server) -m found }}
     http-request set-var(txn.referer) req.hdr(referer)
     http-request set-var(txn.ua) req.hdr(user-agent)
-    http-request set-var(txn.host) req.hdr(host),field(1,:),lower
+    http-request set-var(txn.host) req.hdr(host,1),field(1,:),lower
     http-request unset-var(txn.host) unless {{ var(txn.host) -m reg ^[a-z0-9][a-z0-9.-]*$ }}
     acl dotted var(txn.host) -m sub .
-    http-request set-var(txn.wild) var(txn.host),regsub(^[^.]+[.],*.) if dotted
+    # the Host header as sent is the host as validated (no port, lower case): then `base`
+    # (Host + path) is a route map key as it is, with no copy made per request
+    acl host_as_sent req.hdr(host,1),strcmp(txn.host) eq 0
 """
 
 
@@ -350,7 +352,7 @@ def _redirect(paths: Paths, ports: Ports) -> str:
     port = "" if ports.https == 443 else f":{ports.https}"
     return f"""\
     http-request set-var(txn.redir) var(txn.host),map_str({redirect}) if {{ var(txn.host) -m found }}
-    http-request set-var(txn.redir) var(txn.wild),map_str({redirect}) if !{{ var(txn.redir) -m found }} {{ var(txn.wild) -m found }}
+    http-request set-var(txn.redir) var(txn.host),regsub(^[^.]+[.],*.),map_str({redirect}) if !{{ var(txn.redir) -m found }} dotted {{ str(*),map_str({redirect}) -m found }}
     http-request redirect location https://%[var(txn.host)]{port}%[pathq] code 308 if {{ var(txn.redir) -m str 1 }}
 """  # noqa: E501
 
@@ -360,18 +362,23 @@ def _routing(paths: Paths) -> str:
     exact, prefix = paths.exact_map, paths.prefix_map
     default, services = paths.default_map, paths.services_map
     return f"""\
-    http-request set-var(txn.path) path
     acl routed var(txn.be) -m found
-    acl has_host var(txn.k) -m found
+    acl keyed var(txn.k) -m found
     acl has_wild var(txn.w) -m found
-    http-request set-var(txn.k) var(txn.host),concat(,txn.path,) if {{ var(txn.host) -m found }}
-    http-request set-var(txn.be) var(txn.k),map_str({exact}) if has_host
-    http-request set-var(txn.be) var(txn.k),map_beg({prefix}) if !routed has_host
-    http-request set-var(txn.w) var(txn.wild),concat(,txn.path,) if {{ var(txn.wild) -m found }}
+    # a Host with a port or capitals: the key is made from the host as validated
+    http-request set-var(txn.path) path if !host_as_sent {{ var(txn.host) -m found }}
+    http-request set-var(txn.k) var(txn.host),concat(,txn.path,) if {{ var(txn.path) -m found }}
+    http-request set-var(txn.be) base,map_str({exact}) if host_as_sent
+    http-request set-var(txn.be) var(txn.k),map_str({exact}) if keyed
+    http-request set-var(txn.be) base,map_beg({prefix}) if !routed host_as_sent
+    http-request set-var(txn.be) var(txn.k),map_beg({prefix}) if !routed keyed
+    # then the host's wildcard: its first label (which holds no dot) as `*`
+    http-request set-var(txn.w) base,regsub(^[^.]+[.],*.) if !routed dotted host_as_sent
+    http-request set-var(txn.w) var(txn.k),regsub(^[^.]+[.],*.) if !routed dotted keyed
     http-request set-var(txn.be) var(txn.w),map_str({exact}) if !routed has_wild
     http-request set-var(txn.be) var(txn.w),map_beg({prefix}) if !routed has_wild
-    http-request set-var(txn.be) var(txn.path),map_str({exact}) if !routed
-    http-request set-var(txn.be) var(txn.path),map_beg({prefix}) if !routed
+    http-request set-var(txn.be) path,map_str({exact}) if !routed
+    http-request set-var(txn.be) path,map_beg({prefix}) if !routed
     http-request set-var(txn.be) str(default),map_str({default}) if !routed
     # the Service in the access log (httplog's captured fields: {{ns/name:port}})
     http-request capture var(txn.be),map_str({services}) len 160

@@ -189,8 +189,13 @@ def cert_files(table: TLSTable, certs_dir: str) -> dict[str, str]:
 
 
 def redirect_map(table: TLSTable) -> str:
-    """host -> 1 (redirect) or 0: looked up with the exact host, then its wildcard."""
-    return "".join(f"{h} {int(on)}\n" for h, on in sorted(table.redirect.items()))
+    """host -> 1 (redirect) or 0: looked up with the exact host, then its wildcard. A `*`
+    entry says some wildcard host is in the map, so a request looks its wildcard up only
+    then (no per-request rewrite of the host when no wildcard host has TLS)."""
+    lines = [f"{h} {int(on)}\n" for h, on in sorted(table.redirect.items())]
+    if any(h.startswith("*.") for h in table.redirect):
+        lines.insert(0, "* 1\n")
+    return "".join(lines)
 
 
 @dataclass(frozen=True)

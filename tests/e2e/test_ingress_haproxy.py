@@ -111,6 +111,7 @@ def test_routing_headers_and_live_endpoints(
     assert served_by(hap, "foo.test", "/api/v1") == "wild1"  # Exact beats Prefix /api
     assert served_by(hap, "foo.test", "/api/v1/x") == "api1"
     assert served_by(hap, "a.wild.test", "/x") == "wild1"
+    assert served_by(hap, "A.Wild.test:8080", "/x") == "wild1"
     assert served_by(hap, "a.b.wild.test", "/x") == "dflt1"  # one label only
     assert served_by(hap, "wild.test", "/x") == "dflt1"
     assert served_by(hap, "bar.test", "/none/x") == "api1"  # host-less rule

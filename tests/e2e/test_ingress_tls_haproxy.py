@@ -182,6 +182,10 @@ def test_tls_by_sni_rotation_redirect_h2_and_websocket(
     _, err = curl("-H", "Host: A.test:1234", f"{http}/p/q?x=1&y=%20")
     assert "< HTTP/1.1 308" in err, err
     assert f"< location: https://a.test:{hap.ports.https}/p/q?x=1&y=%20\n" in err.lower()
+    for host in ("z.b.test", "Z.B.test:80"):  # a wildcard TLS host's names redirect too
+        _, err = curl("-H", f"Host: {host}", f"{http}/w")
+        assert "< HTTP/1.1 308" in err, err
+        assert f"< location: https://z.b.test:{hap.ports.https}/w\n" in err.lower()
     out, err = curl("-H", "Host: plain.test", f"{http}/")
     assert json.loads(out)["name"] == "web1"  # no TLS, no redirect
 

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import functools
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,10 @@ def test_redirects() -> None:
         "d.test": False,
         "e.test": True,
     }
-    assert tls.redirect_map(t).splitlines()[:2] == ["*.w.test 1", "a.test 1"]
+    # `*` first: some wildcard host is in the map, so requests look their wildcard up
+    assert tls.redirect_map(t).splitlines()[:3] == ["* 1", "*.w.test 1", "a.test 1"]
+    plain = {h: on for h, on in t.redirect.items() if not h.startswith("*.")}
+    assert "* 1" not in tls.redirect_map(replace(t, redirect=plain)).splitlines()
 
 
 def test_cert_steps() -> None:
@@ -292,7 +296,7 @@ def test_https_frontend_shares_the_routing_and_http_redirects() -> None:
         " alpn h2,http/1.1\n"
     )
     assert "X-Forwarded-Proto https" in https and "X-Forwarded-Proto http\n" in http
-    routing = http[http.index("    http-request set-var(txn.path)") :]
+    routing = http[http.index("    acl routed var(txn.be)") :]
     assert https.endswith(routing) and "use_backend" in routing
     assert (
         "http-request redirect location https://%[var(txn.host)]:8443%[pathq] code 308"
