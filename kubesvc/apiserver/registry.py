@@ -91,6 +91,9 @@ class WriteOptions:
     field_validation: str = ""
     warnings: list[str] = field(default_factory=list)
     heavy: bool = False  # a large body: CPU work runs off the event loop
+    # validating admission of the requesting user (NodeRestriction): (new, old), old None
+    # on create; raises the ApiError that refuses the write
+    admit: Callable[[dict[str, Any], dict[str, Any] | None], None] | None = None
 
 
 def key_for(kind: Kind, namespace: str | None, name: str) -> str:
@@ -220,6 +223,8 @@ class Registry:
             raise _invalid(
                 kind, "", [errors.required("metadata.name", "name or generateName is required")]
             )
+        if opts.admit is not None:
+            opts.admit(obj, None)
         for volatile in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"):
             m.pop(volatile, None)
         m["uid"] = str(uuid.uuid4())
@@ -346,6 +351,8 @@ class Registry:
         errs = await offload.run(heavy, _prepare_update, kind, new, old, opts.subresource)
         if errs and not _only_allocatable(kind, errs):
             raise _invalid(kind, name, errs)
+        if opts.admit is not None:
+            opts.admit(new, old)
         strategies.bump_generation(kind, new, old)
         taken = None
         if _is(kind, "Service") and not opts.subresource:
@@ -485,7 +492,8 @@ class Registry:
             ) from None
         if kv is None:
             # the apply already recorded field ownership; create() must not add an Update entry
-            return await self.create(kind, namespace, new, WriteOptions(opts.dry_run)), True
+            create_opts = WriteOptions(opts.dry_run, admit=opts.admit)
+            return await self.create(kind, namespace, new, create_opts), True
         return await self._write_update(
             kind, namespace, self.decode(kv), new, opts, managed_done=True
         ), False

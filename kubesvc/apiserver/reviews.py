@@ -12,7 +12,7 @@ from aiohttp import web
 
 from kubesvc.api import errors
 from kubesvc.apiserver import offload
-from kubesvc.apiserver.authz import RbacAuthorizer
+from kubesvc.apiserver.authz import USER, RbacAuthorizer
 from kubesvc.apiserver.decoding import decode_as, decode_body, field_validation, read_body
 from kubesvc.apiserver.http import json_response
 from kubesvc.auth.request import RequestInfo, non_resource_attributes, resource_attributes
@@ -54,7 +54,7 @@ async def review(
     parsed = await offload.run(len(raw) > offload.HEAVY_BYTES, decode_body, raw, ctype)
     obj = decode_as(API_VERSION, kind, parsed, field_validation(request)).obj
     spec = obj.get("spec") or {}
-    user: UserInfo = request["user"]
+    user = request[USER]
     if kind == "SelfSubjectRulesReview":
         status = authz.rules_for(user, spec.get("namespace", "")).status()
     else:

@@ -22,7 +22,7 @@ from kubesvc.api import errors, openapi, tables, typed
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, KINDS
 from kubesvc.apiserver import discovery, negotiation, offload, reviews
-from kubesvc.apiserver.authz import RbacAuthorizer
+from kubesvc.apiserver.authz import USER, RbacAuthorizer
 from kubesvc.apiserver.certs import Credentials, ensure_credentials
 from kubesvc.apiserver.crds import CrdController
 from kubesvc.apiserver.decoding import MAX_BODY
@@ -350,7 +350,7 @@ class ApiServer:
             user = await self._authenticate(request)
             if user is None:
                 return status_response(ApiError(401, "Unauthorized", "Unauthorized"))
-            request["user"] = user = self._impersonate(request, user)
+            request[USER] = user = self._impersonate(request, user)
             self._authorize(request, user)
             if _long_running(request):
                 return await handler(request)
@@ -382,7 +382,7 @@ class ApiServer:
             return status_response(err)
 
     async def _authenticate(self, request: web.Request) -> UserInfo | None:
-        """The request's user (kept as request["user"] for authorization); None: a 401.
+        """The request's user (kept as request[USER] for authorization); None: a 401.
         /version and the health checks answer anyone, as upstream's public-info role."""
         transport = request.transport
         ssl_obj = transport.get_extra_info("ssl_object") if transport else None
@@ -449,7 +449,7 @@ class ApiServer:
         if path.startswith("/openapi"):
             return self._openapi(path, accept)
         if path == SELF_SUBJECT_REVIEWS and request.method == "POST":
-            return await self.tokens.self_subject_review(request, request["user"])
+            return await self.tokens.self_subject_review(request, request[USER])
         route = reviews.route(path)
         if route is not None:
             return await reviews.review(request, self.authz, *route)

@@ -14,11 +14,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from kubesvc.api import errors
 from kubesvc.api.kinds import BY_KIND
+from kubesvc.api.validation.meta import go_quote
 from kubesvc.apiserver import offload
+from kubesvc.apiserver.authz import USER
 from kubesvc.apiserver.decoding import decode_as, decode_body, field_validation, read_body
 from kubesvc.apiserver.http import json_response
-from kubesvc.auth import jwt, serviceaccount
-from kubesvc.auth.user import UserInfo
+from kubesvc.auth import jwt, noderestriction, serviceaccount
+from kubesvc.auth.forbidden import admission_forbidden
+from kubesvc.auth.user import UserInfo, node_name
 
 GROUP = "authentication.k8s.io"
 API_VERSION = f"{GROUP}/v1"
@@ -86,6 +89,7 @@ class TokenIssuer:
         errs = validate_spec(spec)
         if errs:
             raise errors.invalid_error("TokenRequest", GROUP, "", errs)
+        await self._node_restriction(request, namespace, name, tr)
         account = await self.registry.try_get(BY_KIND["ServiceAccount"], namespace, name)
         if account is None:
             raise errors.not_found_error("serviceaccounts", "", name)
@@ -106,9 +110,9 @@ class TokenIssuer:
                         "different serviceaccount name."
                     )
                 bound = pod
-                node_name = (pod.get("spec") or {}).get("nodeName")
-                if node_name:
-                    node = await self.registry.try_get(BY_KIND["Node"], None, node_name)
+                bound_node = (pod.get("spec") or {}).get("nodeName")
+                if bound_node:
+                    node = await self.registry.try_get(BY_KIND["Node"], None, bound_node)
             elif group == "" and ref_kind == "Secret":
                 secret = bound = await self._get("Secret", "secrets", namespace, ref_name)
             else:
@@ -158,6 +162,29 @@ class TokenIssuer:
             "status": {"token": token, "expirationTimestamp": _rfc3339(now + requested)},
         }
         return json_response(body, 201)
+
+    async def _node_restriction(
+        self, request: web.Request, namespace: str, name: str, tr: dict[str, Any]
+    ) -> None:
+        """A node may only have tokens bound to a pod of its own (NodeRestriction)."""
+        user = request.get(USER)
+        node = node_name(user) if user is not None else None
+        if node is None:
+            return
+        ref = (tr.get("spec") or {}).get("boundObjectRef") or {}
+        pod = None
+        pod_ref = ref.get("apiVersion") == "v1" and ref.get("kind") == "Pod"
+        if pod_ref and ref.get("name") and ref.get("uid"):
+            pod = await self._get("Pod", "pods", namespace, ref["name"])
+        if not node:
+            reason: str | None = f"could not determine node from user {go_quote(user.name)}"
+        else:
+            resource = ("", "serviceaccounts")
+            reason = noderestriction.admit(
+                node, noderestriction.CREATE, resource, "token", namespace, name, tr, pod
+            )
+        if reason is not None:
+            raise admission_forbidden("", "serviceaccounts", name, reason)
 
     async def _get(self, kind: str, resource: str, namespace: str, name: str) -> dict[str, Any]:
         obj = await self.registry.try_get(BY_KIND[kind], namespace, name)

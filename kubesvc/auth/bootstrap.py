@@ -19,7 +19,7 @@ from typing import Any
 
 from kubesvc.auth.aggregation import settle
 from kubesvc.auth.rbac import Policy
-from kubesvc.auth.rules import rule_key
+from kubesvc.auth.rules import Rule, parse_rules, rule_key
 
 DATA = Path(__file__).with_name("bootstrap_policy.json")
 AUTOUPDATE = "rbac.authorization.kubernetes.io/autoupdate"
@@ -55,6 +55,16 @@ def bootstrap_policy() -> BootstrapPolicy:
     return BootstrapPolicy(
         data["clusterRoles"], data["clusterRoleBindings"], data["roles"], data["roleBindings"]
     )
+
+
+@cache
+def node_rules() -> tuple[Rule, ...]:
+    """The `system:node` ClusterRole's rules: what the Node authorizer allows a node beyond
+    what it decides itself (upstream's NodeRules)."""
+    for role in _load()["clusterRoles"]:
+        if role["metadata"]["name"] == "system:node":
+            return parse_rules(role["rules"]) or ()
+    return ()
 
 
 def _merged(expected: Any, existing: Any) -> dict[str, Any]:

@@ -58,3 +58,16 @@ def forbidden(user: UserInfo, attrs: RequestInfo, reason: str = "") -> ApiError:
     if resource:
         details["kind"] = resource
     return ApiError(403, "Forbidden", message, details)
+
+
+def admission_forbidden(group: str, resource: str, name: str, reason: str) -> ApiError:
+    """admission.NewForbidden: `RESOURCE[.GROUP] "NAME" is forbidden: REASON`."""
+    qualified = f"{resource}.{group}" if group else resource
+    target = f"{qualified} {go_quote(name)}" if name else qualified
+    details: dict[str, Any] = {}
+    if name:
+        details["name"] = name
+    if group:
+        details["group"] = group
+    details["kind"] = resource
+    return ApiError(403, "Forbidden", f"{target} is forbidden: {reason}", details)

@@ -191,7 +191,7 @@ def _list_options(query: Mapping[str, str]) -> tuple[bool, str | None]:
         except ApiError:
             ok = False
     field_selector = _text(query.get("fieldSelector")) if "fieldSelector" in query else None
-    if field_selector is not None and _parse_field_selector(field_selector) is None:
+    if field_selector is not None and parse_field_selector(field_selector) is None:
         ok = False
     if not ok:
         # upstream's fallback reads watch with strings.ToLower, not case folding
@@ -256,7 +256,7 @@ def _unescape(value: str) -> str | None:
     return None if escaped else "".join(out)
 
 
-def _parse_field_selector(selector: str) -> list[tuple[str, str, str]] | None:
+def parse_field_selector(selector: str) -> list[tuple[str, str, str]] | None:
     """fields.ParseSelector's terms (field, operator, value) in its order (sorted), or
     None when upstream refuses the selector."""
     terms: list[tuple[str, str, str]] = []
@@ -276,7 +276,7 @@ def _parse_field_selector(selector: str) -> list[tuple[str, str, str]] | None:
 
 def _exact_match(selector: str, field: str) -> str | None:
     """Selector.RequiresExactMatch(field): the value a `field=value` term demands."""
-    for f, op, value in _parse_field_selector(selector) or ():
+    for f, op, value in parse_field_selector(selector) or ():
         if f == field and op != "!=":
             return value
     return None

@@ -44,7 +44,8 @@ def split_service_account(username: str) -> tuple[str, str] | None:
 
 
 def node_name(user: UserInfo) -> str | None:
-    """The node a user is (system:node:NAME in system:nodes), else None."""
+    """The node a user is (upstream's NodeIdentity): NAME for system:node:NAME in
+    system:nodes, "" for a node whose name is empty, None for any other user."""
     if NODES in user.groups and user.name.startswith(NODE_PREFIX):
-        return user.name[len(NODE_PREFIX) :] or None
+        return user.name[len(NODE_PREFIX) :]
     return None

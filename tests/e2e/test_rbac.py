@@ -5,10 +5,13 @@ and impersonation (`--as`, `--as-group`) needs the `impersonate` verb."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
+import ssl
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -68,6 +71,25 @@ def other_ns(cp: ApiServerProcess) -> Iterator[str]:
     cp.out("create", "namespace", name)
     yield name
     cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def _as_node(cp: ApiServerProcess, node: str, method: str, path: str, body: Any) -> tuple[int, Any]:
+    """A request the admin makes as node `node` (impersonated), as it is sent."""
+    ctx = ssl.create_default_context(cafile=str(cp.data_dir / "pki" / "ca.crt"))
+    pki = cp.data_dir / "pki"
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    conn = http.client.HTTPSConnection("127.0.0.1", cp.port, context=ctx, timeout=30)
+    headers = {
+        "Impersonate-User": f"system:node:{node}",
+        "Impersonate-Group": "system:nodes",
+        "Content-Type": "application/merge-patch+json",
+    }
+    try:
+        conn.request(method, path, json.dumps(body), headers)
+        resp = conn.getresponse()
+        return resp.status, json.loads(resp.read())
+    finally:
+        conn.close()
 
 
 def _can_i(run: subprocess.CompletedProcess[str]) -> str:
@@ -263,3 +285,129 @@ def test_aggregated_roles_follow_their_parts(rbac: ApiServerProcess, cp_ns: str)
         rbac.kubectl("delete", "clusterrole", part, check=False)
     wait_for(lambda: not aggregated("view"), timeout=10, what="view without the part")
     assert _can_i(_as(rbac, token, *ask)) == "no"
+
+
+def test_a_node_reads_only_what_its_pods_refer_to(rbac: ApiServerProcess, cp_ns: str) -> None:
+    """The Node authorizer: `system:node:NAME` in `system:nodes` gets the Secrets its pods
+    use and its own Node, not another node's nor any other Secret; the refusal carries
+    upstream's reason."""
+    node = "node-" + secrets.token_hex(3)
+    as_node = (f"--as=system:node:{node}", "--as-group=system:nodes")
+    for name in ("used", "other"):
+        rbac.out("-n", cp_ns, "create", "secret", "generic", name, "--from-literal=k=v")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "bound", "namespace": cp_ns},
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "c", "image": "busybox"}],
+            "volumes": [{"name": "s", "secret": {"secretName": "used"}}],
+        },
+    }
+    rbac.kubectl("apply", "-f", "-", input=json.dumps(pod))
+
+    def can_i(*args: str) -> str:
+        return _can_i(rbac.kubectl("-n", cp_ns, "auth", "can-i", *args, *as_node, check=False))
+
+    unrelated = f"no - no relationship found between node '{node}' and this object"
+    wait_for(lambda: can_i("get", "secret/used") == "yes", timeout=10, what="the node graph")
+    assert can_i("get", "secret/other") == unrelated
+    assert can_i("list", "secrets") == "no - No Object name found"
+    assert can_i("get", f"nodes/{node}") == "yes"
+    assert can_i("get", "nodes/someone-else") == (
+        f"no - node '{node}' cannot read 'someone-else', only its own Node object"
+    )
+    assert can_i("list", "services") == "yes"  # the system:node role's rules
+    assert can_i("create", "serviceaccounts/default", "--subresource=token") == "yes"
+    assert can_i("create", "serviceaccounts/robot", "--subresource=token") == unrelated
+    assert rbac.kubectl("-n", cp_ns, "get", "secret", "used", *as_node).returncode == 0
+    refused = rbac.kubectl("-n", cp_ns, "get", "secret", "other", *as_node, check=False)
+    assert refused.returncode == 1
+    assert (
+        f'secrets "other" is forbidden: User "system:node:{node}" cannot get resource '
+        f'"secrets" in API group "" in the namespace "{cp_ns}": no relationship found between '
+        f"node '{node}' and this object"
+    ) in refused.stderr
+    # the pod gone, so is the node's access to what it used
+    rbac.out("-n", cp_ns, "delete", "pod", "bound", "--grace-period=0", "--force")
+    wait_for(
+        lambda: can_i("get", "secret/used") == unrelated, timeout=10, what="the graph to drop it"
+    )
+
+
+def test_a_node_writes_only_its_own_objects(rbac: ApiServerProcess, cp_ns: str) -> None:
+    """NodeRestriction: what the Node authorizer lets a node write by kind, admission limits
+    to the node's own Node (not its taints nor others' labels), pods bound to it, its Lease
+    and tokens bound to its pods."""
+    n1, n2 = ("node-" + secrets.token_hex(3) for _ in range(2))
+    as_n1 = (f"--as=system:node:{n1}", "--as-group=system:nodes")
+    for n in (n1, n2):
+        rbac.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": n},
+        }))  # fmt: skip
+    for name, node in (("mine", n1), ("theirs", n2)):
+        rbac.kubectl("apply", "-f", "-", input=json.dumps({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": cp_ns},
+            "spec": {"nodeName": node, "automountServiceAccountToken": False,
+                     "containers": [{"name": "c", "image": "busybox"}]},
+        }))  # fmt: skip
+
+    def refused(*args: str) -> str:
+        run = rbac.kubectl(*args, *as_n1, check=False)
+        assert run.returncode != 0, f"{args} was allowed"
+        return run.stderr
+
+    assert rbac.kubectl("label", "node", n1, "example.com/team=a", *as_n1).returncode == 0
+    # (a bare PATCH: kubectl reads the other node first, which the authorizer refuses)
+    code, status = _as_node(rbac, n1, "PATCH", f"/api/v1/nodes/{n2}", {"metadata": {}})
+    assert (code, status["message"]) == (
+        403,
+        f'nodes "{n2}" is forbidden: node "{n1}" is not allowed to modify node "{n2}"',
+    )
+    assert status["details"] == {"name": n2, "kind": "nodes"}
+    assert (
+        f'nodes "{n1}" is forbidden: is not allowed to modify labels: '
+        "node-restriction.kubernetes.io/pool"
+    ) in refused("label", "node", n1, "node-restriction.kubernetes.io/pool=gold")
+    assert f'node "{n1}" is not allowed to modify taints' in refused(
+        "taint", "node", n1, "k=v:NoSchedule"
+    )
+    pods = f"/api/v1/namespaces/{cp_ns}/pods"
+    status = {"status": {"message": "from the node"}}
+    assert _as_node(rbac, n1, "PATCH", f"{pods}/mine/status", status)[0] == 200
+    code, out = _as_node(rbac, n1, "PATCH", f"{pods}/theirs/status", status)
+    assert (code, out["message"]) == (
+        403,
+        f'pods "theirs" is forbidden: node "{n1}" can only update pod status for pods with '
+        "spec.nodeName set to itself",
+    )
+    code, out = _as_node(rbac, n1, "DELETE", f"{pods}/theirs", {})
+    assert (code, out["message"]) == (
+        403,
+        f'pods "theirs" is forbidden: node "{n1}" can only delete pods with spec.nodeName set '
+        "to itself",
+    )
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": n2, "namespace": "kube-node-lease"},
+    }
+    assert "can only access node lease with the same name as the requesting node" in (
+        rbac.kubectl("create", "-f", "-", *as_n1, input=json.dumps(lease), check=False).stderr
+    )
+    lease["metadata"]["name"] = n1
+    rbac.kubectl("create", "-f", "-", *as_n1, input=json.dumps(lease))
+    theirs = json.loads(rbac.out("-n", cp_ns, "get", "pod", "theirs", "-o", "json"))
+    bound = ("-n", cp_ns, "create", "token", "default", "--bound-object-kind=Pod")
+    assert "node requested token bound to a pod scheduled on a different node" in refused(
+        *bound, "--bound-object-name=theirs", f"--bound-object-uid={theirs['metadata']['uid']}"
+    )
+    assert "node requested token not bound to a pod" in refused(
+        "-n", cp_ns, "create", "token", "default"
+    )
+    assert (
+        rbac.kubectl("-n", cp_ns, "delete", "pod", "mine", "--wait=false", *as_n1).returncode == 0
+    )
