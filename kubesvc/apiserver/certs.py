@@ -23,6 +23,13 @@ class Credentials:
     admin_cert: Path
     admin_key: Path
     token: str
+    # kube-proxy's own identity: the user system:kube-proxy, which upstream's bootstrap
+    # ClusterRoleBinding system:node-proxier grants what kube-proxy reads
+    proxy_cert: Path | None = None
+    proxy_key: Path | None = None
+
+
+PROXY_USER = "system:kube-proxy"
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -96,14 +103,17 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
         pki / "admin.crt",
         pki / "admin.key",
         _token(pki / "token"),
+        pki / "kube-proxy.crt",
+        pki / "kube-proxy.key",
     )
     if not creds.ca_cert.exists() or not (pki / "ca.key").exists():
         ca_key = _key()
         ca = _sign(_name("kubesvc-ca"), ca_key.public_key(), _name("kubesvc-ca"), ca_key, ca=True)
         _write_key(pki / "ca.key", ca_key)
         creds.ca_cert.write_bytes(_pem(ca))
-        for stale in (creds.server_cert, creds.admin_cert):
-            stale.unlink(missing_ok=True)
+        for stale in (creds.server_cert, creds.admin_cert, creds.proxy_cert):
+            if stale is not None:
+                stale.unlink(missing_ok=True)
     ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     ca_name = x509.load_pem_x509_certificate(creds.ca_cert.read_bytes()).subject
@@ -136,17 +146,18 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
         )
         _write_key(creds.server_key, key)
         creds.server_cert.write_bytes(_pem(cert))
-    if not creds.admin_cert.exists():
+    clients = [(creds.admin_cert, creds.admin_key, _name("kubernetes-admin", "system:masters"))]
+    if creds.proxy_cert is not None and creds.proxy_key is not None:
+        clients.append((creds.proxy_cert, creds.proxy_key, _name(PROXY_USER)))
+    for cert_path, key_path, subject in clients:
+        if cert_path.exists() and key_path.exists():
+            continue
         key = _key()
         cert = _sign(
-            _name("kubernetes-admin", "system:masters"),
-            key.public_key(),
-            ca_name,
-            ca_key,
-            usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+            subject, key.public_key(), ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]
         )
-        _write_key(creds.admin_key, key)
-        creds.admin_cert.write_bytes(_pem(cert))
+        _write_key(key_path, key)
+        cert_path.write_bytes(_pem(cert))
     return creds
 
 

@@ -18,11 +18,19 @@ from kubesvc.auth.bootstrap import bootstrap_policy, reconciled
 log = logging.getLogger("kubesvc.apiserver")
 
 
-async def ensure_bootstrap_policy(registry: Registry) -> int:
-    """Create or reconcile every bootstrap object; the number written."""
+# what kubesvc's own components need from their first request: written before the server
+# hands out its kubeconfigs, the rest after it serves
+COMPONENT_OBJECTS = frozenset({"system:node-proxier"})  # kube-proxy's role and binding
+
+
+async def ensure_bootstrap_policy(registry: Registry, only: frozenset[str] | None = None) -> int:
+    """Create or reconcile every bootstrap object (or those named in `only`); the number
+    written."""
     opts = WriteOptions(manager="kube-apiserver")
     written = 0
     for obj in bootstrap_policy().objects():
+        if only is not None and obj["metadata"]["name"] not in only:
+            continue
         kind = BY_KIND[obj["kind"]]
         meta = obj["metadata"]
         namespace = meta.get("namespace") if kind.namespaced else None

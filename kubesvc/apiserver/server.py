@@ -30,7 +30,7 @@ from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
 from kubesvc.apiserver.podstreams import PodProxy
 from kubesvc.apiserver.proxy_handler import ResourceProxy
-from kubesvc.apiserver.rbac_bootstrap import ensure_bootstrap_policy
+from kubesvc.apiserver.rbac_bootstrap import COMPONENT_OBJECTS, ensure_bootstrap_policy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.apiserver.tokens import TokenIssuer
@@ -162,6 +162,7 @@ class ApiServer:
             self.port = sockets[0].getsockname()[1]
         await self._seed()
         await self._reconcile_kubernetes_endpoints()
+        await ensure_bootstrap_policy(self.registry, COMPONENT_OBJECTS)
         self.write_kubeconfig()
         self._tasks.append(asyncio.create_task(self._bootstrap_policy(), name="rbac-bootstrap"))
         log.info("serving", extra={"kv": {"address": f"{cfg.bind}:{self.port}"}})
@@ -293,8 +294,12 @@ class ApiServer:
             )
 
     # -- kubeconfig ----------------------------------------------------------------------
-    def kubeconfig(self, context: str = "kubesvc") -> dict[str, Any]:
+    def kubeconfig(
+        self, context: str = "kubesvc", client: tuple[Path, Path] | None = None
+    ) -> dict[str, Any]:
+        """A kubeconfig for this server: the admin's, or `client`'s (certificate, key)."""
         assert self.creds is not None
+        cert, key = client or (self.creds.admin_cert, self.creds.admin_key)
 
         def b64(p: Path) -> str:
             return base64.b64encode(p.read_bytes()).decode()
@@ -315,8 +320,8 @@ class ApiServer:
                 {
                     "name": f"{context}-admin",
                     "user": {
-                        "client-certificate-data": b64(self.creds.admin_cert),
-                        "client-key-data": b64(self.creds.admin_key),
+                        "client-certificate-data": b64(cert),
+                        "client-key-data": b64(key),
                     },
                 }
             ],
@@ -328,11 +333,14 @@ class ApiServer:
         }
 
     def write_kubeconfig(self) -> Path:
+        """The admin's kubeconfig, and before it kube-proxy's (`kube-proxy.kubeconfig`):
+        whoever waits for the first finds both."""
+        assert self.creds is not None
+        if self.creds.proxy_cert is not None and self.creds.proxy_key is not None:
+            proxy = self.kubeconfig(client=(self.creds.proxy_cert, self.creds.proxy_key))
+            _write_private(self.config.data_dir / "kube-proxy.kubeconfig", proxy)
         path = self.config.data_dir / "kubeconfig"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(self.kubeconfig(), sort_keys=False))
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        _write_private(path, self.kubeconfig())
         return path
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -526,6 +534,13 @@ def _bad_http_as_status(
 
 
 web_protocol.RequestHandler.handle_error = _bad_http_as_status  # type: ignore[method-assign]
+
+
+def _write_private(path: Path, config: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config, sort_keys=False))
+    tmp.chmod(0o600)
+    tmp.replace(path)
 
 
 def _long_running(request: web.Request) -> bool:

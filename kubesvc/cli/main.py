@@ -77,6 +77,7 @@ def _node(args: argparse.Namespace) -> int:
         Path(args.state_dir),
         args.dns_ip,
         proxy_mode=args.proxy_mode,
+        proxy_kubeconfig=args.proxy_kubeconfig,
     )
 
     async def run() -> None:
@@ -341,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["nftables", "iptables", "none"],
         default="nftables",
         help="how this node implements Services (default nftables)",
+    )
+    node.add_argument(
+        "--proxy-kubeconfig",
+        default=None,
+        help="kube-proxy's own kubeconfig (default: the node's --kubeconfig)",
     )
     node.set_defaults(func=_node)
 

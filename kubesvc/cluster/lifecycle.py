@@ -262,6 +262,9 @@ def components(cluster: Cluster) -> list[Component]:
             str(cluster.node_dir(node)),
             "--proxy-mode",
             state.get("proxy_mode", "nftables"),
+            # written by the API server with the admin's; its user is system:kube-proxy
+            "--proxy-kubeconfig",
+            str(cluster.api_dir / "kube-proxy.kubeconfig"),
         )
         agent = component(node, argv)
         agent.held = node in stopped  # `kubesvc node stop`

@@ -75,6 +75,8 @@ class AgentConfig:
     cluster_domain: str = "cluster.local"
     kubelet_port: int = KUBELET_PORT
     proxy_mode: str = "nftables"  # nftables, iptables, or none (no kube-proxy on this node)
+    # kube-proxy's own credentials (system:kube-proxy); None: it shares the agent's
+    proxy_kubeconfig: str | None = None
 
 
 class NodeAgent:
@@ -107,10 +109,26 @@ class NodeAgent:
         self.configmaps = Informer(self.client, "ConfigMap", check=shape.checker("ConfigMap"))
         self.secrets = Informer(self.client, "Secret", check=shape.checker("Secret"))
         self.proxier: Proxier | None = None
+        # kube-proxy reads Services and EndpointSlices as itself, with watches of its own
+        self.proxy_client: ApiClient | None = None
+        self.proxy_informers: list[Informer] = []
         if config.proxy_mode != "none":
+            proxy_services, proxy_slices = self.services, self.slices
+            if config.proxy_kubeconfig is not None:
+                self.proxy_client = ApiClient.from_kubeconfig(
+                    config.proxy_kubeconfig,
+                    user_agent=f"kube-proxy/v1.32.4 (kubesvc) {config.name}",
+                )
+                proxy_services = Informer(
+                    self.proxy_client, "Service", check=shape.checker("Service")
+                )
+                proxy_slices = Informer(
+                    self.proxy_client, "EndpointSlice", check=shape.checker("EndpointSlice")
+                )
+                self.proxy_informers = [proxy_services, proxy_slices]
             self.proxier = Proxier(
-                services=self.services,
-                slices=self.slices,
+                services=proxy_services,
+                slices=proxy_slices,
                 backend=make_backend(config.proxy_mode, self.net.netns),
                 node=config.name,
                 node_ips=[self.net.ip],
@@ -152,7 +170,8 @@ class NodeAgent:
         # the node's namespaces are made while it registers: neither needs the other
         await asyncio.gather(self._prepare_node(), self._register())
         informers = [self.pods, self.services, self.nodes, self.configmaps, self.secrets]
-        informers.append(self.slices)  # kube-proxy's and the speaker's
+        informers.append(self.slices)  # the speaker's (and kube-proxy's, without its own)
+        informers += self.proxy_informers
         for inf in informers:
             inf.start()
         # the kubelet API's imports and certificate (0.1-0.2 s) overlap the informers' lists
@@ -186,6 +205,8 @@ class NodeAgent:
             self.runtime.close()
             await self.recorder.close()
             await self.client.close()
+            if self.proxy_client is not None:
+                await self.proxy_client.close()
 
     async def _prepare_node(self) -> None:
         await sandbox.ensure_node(self.net)

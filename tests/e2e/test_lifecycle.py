@@ -238,6 +238,54 @@ def test_files_are_private(cluster: Cluster) -> None:
     assert mode(Path(c.env["KUBECONFIG"])) == 0o600
 
 
+def test_kube_proxy_reads_as_itself(cluster: Cluster) -> None:
+    """kube-proxy has its own credentials (the user system:kube-proxy, which the bootstrap
+    binding system:node-proxier grants what it reads, and nothing else), and uses them: with
+    the binding gone, a restarted node's kube-proxy is refused as that user."""
+    c = cluster
+    kcfg = cdir(c) / "apiserver" / "kube-proxy.kubeconfig"
+    assert stat.S_IMODE(kcfg.stat().st_mode) == 0o600
+    as_proxy = f"--kubeconfig={kcfg}"
+    who = json.loads(c.out("auth", "whoami", "-o", "json", as_proxy))
+    assert who["status"]["userInfo"]["username"] == "system:kube-proxy"
+
+    def can_i(*args: str) -> str:
+        return c.kubectl("auth", "can-i", *args, as_proxy, check=False).stdout.strip()
+
+    assert can_i("watch", "endpointslices.discovery.k8s.io", "-A") == "yes"
+    assert can_i("list", "services", "-A") == "yes"
+    assert can_i("get", "secrets", "-A") == "no"
+    assert can_i("list", "pods", "-A") == "no"
+    node = sorted(c.json("get", "nodes")["items"], key=lambda n: n["metadata"]["name"])[0]
+    name = node["metadata"]["name"]
+    argv = Path(f"/proc/{component_pids(c)[name]}/cmdline").read_bytes().split(b"\0")
+    assert argv[argv.index(b"--proxy-kubeconfig") + 1] == str(kcfg).encode()
+
+    binding = c.json("get", "clusterrolebinding", "system:node-proxier")
+    log = cdir(c) / "logs" / f"{name}.log"
+    seen = log.stat().st_size
+    c.out("delete", "clusterrolebinding", "system:node-proxier")
+    try:
+        os.kill(component_pids(c)[name], signal.SIGKILL)  # the supervisor starts it again
+
+        def refused() -> bool:
+            with log.open("rb") as f:
+                f.seek(seen)
+                text = f.read().decode(errors="replace")
+            return 'User \\"system:kube-proxy\\" cannot list resource' in text
+
+        wait_for(refused, timeout=30, what="the restarted kube-proxy to be refused as itself")
+    finally:
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            binding["metadata"].pop(key, None)
+        c.kubectl("apply", "-f", "-", input=json.dumps(binding))
+    wait_for(
+        lambda: all(pod_ready(p) for p in c.json("get", "pods", "-l", "app=web")["items"]),
+        timeout=60,
+        what="the web pods to be ready again",
+    )
+
+
 # -- up on a cluster that exists -----------------------------------------------------------
 def test_up_on_a_running_cluster_changes_nothing(cluster: Cluster) -> None:
     c = cluster
