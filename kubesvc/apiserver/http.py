@@ -10,7 +10,6 @@ import logging
 import random
 import socket
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,9 +26,7 @@ from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, Kind
 from kubesvc.api.patch import PatchError, json_merge_patch, json_patch, patch_failed
 from kubesvc.api.selectors import make_filter, selector_from_match_labels
-from kubesvc.api.validation.meta import go_quote
-from kubesvc.apiserver import negotiation, offload
-from kubesvc.apiserver.authz import USER
+from kubesvc.apiserver import admission, negotiation, offload
 from kubesvc.apiserver.decoding import (
     check_patch_body,
     decode_apply,
@@ -44,13 +41,10 @@ from kubesvc.apiserver.podstreams import PROXY_SUBRESOURCES, PodProxy
 from kubesvc.apiserver.proxy_handler import ResourceProxy
 from kubesvc.apiserver.proxy_location import split_proxy_path
 from kubesvc.apiserver.registry import Cached, Registry, WriteOptions
-from kubesvc.auth import noderestriction
-from kubesvc.auth.forbidden import admission_forbidden
-from kubesvc.auth.noderestriction import CREATE, DELETE, UPDATE
-from kubesvc.auth.user import node_name
 from kubesvc.store.base import Compacted
 
 if TYPE_CHECKING:
+    from kubesvc.apiserver.authz import RbacAuthorizer
     from kubesvc.apiserver.tokens import TokenIssuer
 
 log = logging.getLogger("kubesvc.apiserver")
@@ -75,32 +69,6 @@ class Target:
     name: str | None
     subresource: str
     legacy_watch: bool = False
-
-
-def node_admission(
-    request: web.Request, t: Target
-) -> Callable[[dict[str, Any] | None, dict[str, Any] | None], None] | None:
-    """NodeRestriction for a node's write to `t` (kubesvc.auth.noderestriction); None for
-    anyone else. Called with (new, old): old None on create, new None on delete."""
-    user = request.get(USER)
-    node = node_name(user) if user is not None else None
-    if node is None:
-        return None
-    group, resource = t.kind.group, t.kind.plural
-
-    def admit(new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        name = t.name or str(((new or {}).get("metadata") or {}).get("name") or "")
-        if not node:
-            reason = f"could not determine node from user {go_quote(user.name)}"
-        else:
-            op = CREATE if old is None else DELETE if new is None else UPDATE
-            reason = noderestriction.admit(
-                node, op, (group, resource), t.subresource, t.namespace or "", name, new, old
-            )
-        if reason is not None:
-            raise admission_forbidden(group, resource, name, reason)
-
-    return admit
 
 
 def parse_path(path: str) -> Target | None:
@@ -176,8 +144,10 @@ class ResourceHandler:
         pod_proxy: PodProxy | None = None,
         resource_proxy: ResourceProxy | None = None,
         token_issuer: TokenIssuer | None = None,
+        authorizer: RbacAuthorizer | None = None,
     ) -> None:
         self.registry = registry
+        self.authorizer = authorizer  # for the escalation check of RBAC writes
         self.token_issuer = token_issuer
         self.pod_proxy = pod_proxy or PodProxy(registry)
         self.resource_proxy = resource_proxy or ResourceProxy(registry)
@@ -347,7 +317,9 @@ class ResourceHandler:
             manager,
             t.subresource,
             heavy=_heavy(request),
-            admit=node_admission(request, t),
+            admit=admission.for_write(
+                request, t.kind, t.namespace, t.name, t.subresource, self.authorizer
+            ),
         )
 
     async def _decoded_object(
@@ -534,7 +506,9 @@ class ResourceHandler:
 
     async def _delete(self, request: web.Request, t: Target) -> web.Response:
         options = await self._delete_options(request)
-        admit = node_admission(request, t)
+        admit = admission.for_write(
+            request, t.kind, t.namespace, t.name, t.subresource, self.authorizer
+        )
         if admit is not None:
             admit(None, await self.registry.get(t.kind, t.namespace, t.name or ""))
         obj, gone = await self.registry.delete(

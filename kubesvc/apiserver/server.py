@@ -142,6 +142,7 @@ class ApiServer:
             PodProxy(self.registry, self.creds.token),
             ResourceProxy(self.registry, self.creds.token),
             self.tokens,
+            self.authz,
         )
         # bodies are decompressed by read_body, after authentication and within MAX_BODY
         self._runner = web.AppRunner(

@@ -244,6 +244,11 @@ class Policy:
             return (rules, "") if rules is not None else ((), _not_found("clusterrole", name))
         return (), f"unsupported role reference kind: {go_quote(kind)}"
 
+    def role_rules(self, kind: str, name: str, namespace: str) -> tuple[tuple[Rule, ...], str]:
+        """The rules of the role a binding in `namespace` refers to, or the error that
+        says why there are none (upstream's GetRoleReferenceRules)."""
+        return self._resolve(kind, name, namespace)
+
     def _applicable(self, user: UserInfo, namespace: str) -> list[tuple[int, int]]:
         """The bindings that apply to the user, ClusterRoleBindings first, each in the order
         given, with the first of its subjects that names the user (upstream's order), as

@@ -411,3 +411,119 @@ def test_a_node_writes_only_its_own_objects(rbac: ApiServerProcess, cp_ns: str) 
     assert (
         rbac.kubectl("-n", cp_ns, "delete", "pod", "mine", "--wait=false", *as_n1).returncode == 0
     )
+
+
+def test_no_one_grants_what_they_do_not_hold(rbac: ApiServerProcess, cp_ns: str) -> None:
+    """RBAC's escalation check: a namespace admin may write Roles and RoleBindings there,
+    but only with rules it holds (upstream's message), unless granted `escalate` or
+    `bind`."""
+    user = "ann-" + secrets.token_hex(3)
+    rbac.out(
+        "-n", cp_ns, "create", "rolebinding", "ann-admin", "--clusterrole=admin", f"--user={user}"
+    )
+    as_ann = ("-n", cp_ns, f"--as={user}")
+    wait_for(
+        lambda: (
+            _can_i(rbac.kubectl(*as_ann, "auth", "can-i", "create", "roles", check=False)) == "yes"
+        ),
+        timeout=10,
+        what="the binding to take effect",
+    )
+    rbac.out(*as_ann, "create", "role", "read-secrets", "--verb=get", "--resource=secrets")
+    refused = rbac.kubectl(
+        *as_ann, "create", "role", "read-nodes", "--verb=get", "--resource=nodes", check=False
+    )
+    assert refused.returncode == 1
+    assert (
+        'roles.rbac.authorization.k8s.io "read-nodes" is forbidden: user '
+        f'"{user}" (groups=["system:authenticated"]) is attempting to grant RBAC permissions '
+        'not currently held:\n{APIGroups:[""], Resources:["nodes"], Verbs:["get"]}'
+    ) in refused.stderr
+    # binding: to what the admin holds, yes; to cluster-admin, no, until granted `bind`
+    rbac.out(*as_ann, "create", "rolebinding", "viewers", "--clusterrole=view", "--group=viewers")
+    refused = rbac.kubectl(
+        *as_ann,
+        "create",
+        "rolebinding",
+        "admins",
+        "--clusterrole=cluster-admin",
+        "--group=x",
+        check=False,
+    )
+    assert 'rolebindings.rbac.authorization.k8s.io "admins" is forbidden: user' in refused.stderr
+    assert '{APIGroups:["*"], Resources:["*"], Verbs:["*"]}' in refused.stderr
+    refused = rbac.kubectl(
+        *as_ann,
+        "create",
+        "rolebinding",
+        "ghost",
+        "--clusterrole=no-such-role",
+        "--group=x",
+        check=False,
+    )
+    assert (
+        'rolebindings.rbac.authorization.k8s.io "ghost" is forbidden: '
+        'clusterrole.rbac.authorization.k8s.io "no-such-role" not found' in refused.stderr
+    )
+    rbac.out(
+        "-n",
+        cp_ns,
+        "create",
+        "role",
+        "bind-cluster-admin",
+        "--verb=bind",
+        "--resource=clusterroles",
+        "--resource-name=cluster-admin",
+    )
+    rbac.out(
+        "-n",
+        cp_ns,
+        "create",
+        "rolebinding",
+        "ann-bind",
+        "--role=bind-cluster-admin",
+        f"--user={user}",
+    )
+    wait_for(
+        lambda: (
+            rbac.kubectl(
+                *as_ann,
+                "create",
+                "rolebinding",
+                "admins",
+                "--clusterrole=cluster-admin",
+                "--group=x",
+                check=False,
+            ).returncode
+            == 0
+        ),
+        timeout=10,
+        what="the bind verb to take effect",
+    )
+    # and `escalate` lets it write a role beyond its own rights
+    rbac.out("-n", cp_ns, "create", "role", "escalate-roles", "--verb=escalate", "--resource=roles")
+    rbac.out(
+        "-n",
+        cp_ns,
+        "create",
+        "rolebinding",
+        "ann-escalate",
+        "--role=escalate-roles",
+        f"--user={user}",
+    )
+    wait_for(
+        lambda: (
+            rbac.kubectl(
+                *as_ann,
+                "create",
+                "role",
+                "read-nodes",
+                "--verb=get",
+                "--resource=nodes",
+                check=False,
+            ).returncode
+            == 0
+        ),
+        timeout=10,
+        what="the escalate verb to take effect",
+    )
