@@ -63,6 +63,7 @@ from kubesvc.kubelet.wschannel import (
 from kubesvc.node.view import PodRuntimeView, Sandbox
 
 log = logging.getLogger("kubesvc.kubelet.server")
+STOP_GRACE = 1.0  # seconds open streams get when the server stops
 
 MAX_MESSAGE = 4 << 20  # bytes in one WebSocket message from a client
 
@@ -97,7 +98,11 @@ class KubeletServer:
         app.router.add_route("*", "/exec/{ns}/{pod}/{container}", self._exec)
         app.router.add_route("*", "/attach/{ns}/{pod}/{container}", self._attach)
         app.router.add_route("*", "/portForward/{ns}/{pod}", self._port_forward)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # a stop cuts open streams (logs -f, exec, attach, port-forward) after a second, as
+        # a kubelet's restart does, instead of waiting aiohttp's minute for them to end
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=STOP_GRACE
+        )
         await self._runner.setup()
         if sock is not None:
             await web.SockSite(self._runner, sock, ssl_context=self._ssl()).start()
