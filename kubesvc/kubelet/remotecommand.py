@@ -20,7 +20,7 @@ import termios
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from kubesvc.kubelet.channels import ERROR, RESIZE, STDERR, STDIN, STDOUT, Channels
 from kubesvc.kubelet.errors import NodeError, flag
@@ -355,8 +355,12 @@ class AttachSession:
 
     async def run(self) -> None:
         await self.channels.ready(first_channel(self.opts))
+        # where the output starts is fixed before any input can reach the container, so
+        # nothing it answers to this attach's input is missed
+        log = open(self.log_file, "rb")  # noqa: SIM115 (closed when the session ends)
+        log.seek(0, os.SEEK_END)  # attach shows what comes next, not the past
         reader = asyncio.create_task(self._read_client())
-        follower = asyncio.create_task(self._follow())
+        follower = asyncio.create_task(self._follow(log))
         try:
             done, _ = await asyncio.wait({reader, follower}, return_when=asyncio.FIRST_COMPLETED)
             if follower in done and follower.exception() is None:
@@ -365,6 +369,7 @@ class AttachSession:
             for task in (reader, follower):
                 task.cancel()
             await asyncio.gather(reader, follower, return_exceptions=True)
+            log.close()  # (a follower cancelled before it ran never had it)
             self._end_stdin()
 
     async def _read_client(self) -> None:
@@ -395,9 +400,8 @@ class AttachSession:
         if channel is not None and line.content:
             await self.send(channel, line.content)
 
-    async def _follow(self) -> None:
-        with open(self.log_file, "rb") as f:
-            f.seek(0, os.SEEK_END)  # attach shows what comes next, not the past
+    async def _follow(self, log: BinaryIO) -> None:
+        with log as f:
             pending = b""
             while True:
                 chunk = f.read(STREAM_CHUNK)
