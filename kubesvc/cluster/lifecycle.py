@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from kubesvc.client.rest import ApiClient
 
 API_PORT = 6443
-REQUIRED_TOOLS = ("ip", "nsenter", "unshare", "nft", "mount")
+REQUIRED_TOOLS = ("ip", "nsenter", "unshare", "setpriv", "pivot_root", "nft", "mount", "catatonit")
 POD_STOP_GRACE = 3.0  # pods' processes get SIGTERM, then SIGKILL after this long
 
 
@@ -198,7 +198,7 @@ def preflight(command: str) -> bool:
     if missing:
         print(
             f"kubesvc {command} needs {', '.join(missing)}: "
-            "apt-get install iproute2 nftables util-linux",
+            "apt-get install iproute2 nftables util-linux catatonit",
             file=sys.stderr,
         )
         return False

@@ -17,7 +17,7 @@ import pty
 import signal
 import struct
 import termios
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -59,18 +59,23 @@ def parse_exec_options(query: Any) -> ExecOptions:
 
 
 def exec_argv(
-    sandbox: Sandbox, env: dict[str, str], workdir: str | None, opts: ExecOptions
+    sandbox: Sandbox,
+    env: dict[str, str],
+    workdir: str | None,
+    opts: ExecOptions,
+    privileges: Sequence[str] = (),
 ) -> list[str]:
-    """The command line that runs `opts.command` in the pod like its container runs."""
+    """The command line that runs `opts.command` in the pod like its container runs: in
+    the pod's namespaces, as the container's user with its capabilities (`privileges`)."""
     environ = dict(env)
     if opts.tty:
         environ.setdefault("TERM", "xterm")  # as containerd does for a terminal exec
     assignments = [f"{k}={v}" for k, v in environ.items() if k and "=" not in k]
-    argv = [*sandbox.nsenter(), "env", "-i", "-C", workdir or "/", *assignments, *opts.command]
-    if opts.tty:
-        # a new session whose controlling terminal is the pty on stdin
-        argv = ["setsid", "-w", "-c", *argv]
-    return argv
+    # with a terminal, a new session whose controlling terminal is the pty on stdin, made
+    # inside the pod's PID namespace, where the shell's job control looks for its groups
+    session = ["setsid", "-w", "-c"] if opts.tty else []
+    argv = [*sandbox.nsenter(), *session, *privileges, "env", "-i", "-C", workdir or "/"]
+    return [*argv, *assignments, *opts.command]
 
 
 def exit_status(command: Iterable[str], returncode: int) -> dict[str, Any]:

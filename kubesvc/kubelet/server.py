@@ -225,6 +225,7 @@ class KubeletServer:
             self.view.container_env(ns, pod, container),
             self.view.working_dir(ns, pod, container),
             opts,
+            self.view.privileges(ns, pod, container),
         )
         if wants_upgrade(request.headers):
             return await self._over_spdy(

@@ -23,6 +23,7 @@ import os
 import platform
 import shutil
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Any
 
 import aiohttp
 
+import kubesvc
 from kubesvc import netns
 from kubesvc.api.objmeta import object_key
 from kubesvc.client import shape
@@ -37,7 +39,7 @@ from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Informer
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
-from kubesvc.node import mounts, podenv, sandbox, volumes
+from kubesvc.node import mounts, podenv, podroot, sandbox, security, volumes
 from kubesvc.node.pod import ContainerState, PodWorker, write_pod_files
 from kubesvc.node.podfiles import pod_hostname
 from kubesvc.node.runtime import (
@@ -62,6 +64,14 @@ STATUS_EVERY = 10.0
 TICK = 0.2
 KUBELET_PORT = 10250
 VOLUME_RESYNC = 60.0  # upstream's kubelet sync period
+# what built-in images run from, bound read-only into every pod's root
+RUNTIME_DIRS = podroot.runtime_dirs(
+    [
+        os.path.realpath(sys.base_prefix),
+        os.path.realpath(sys.prefix),
+        os.path.dirname(os.path.realpath(kubesvc.__file__)),
+    ]
+)
 MAX_SOURCE_GETS = 16  # per volume set-up: a bound on what one pod spec makes the agent fetch
 
 
@@ -441,6 +451,8 @@ class NodeAgent:
                 info["ip"],
                 info["hostname"],
                 info.get("host_network") is True,
+                Path(info["ipc"]) if info.get("ipc") else None,
+                Path(info["pid"]) if info.get("pid") else None,
             )
             if pod is None:
                 # deleted while no agent ran: adopted only to be torn down by _sync_pod
@@ -456,6 +468,8 @@ class NodeAgent:
             # adopt() at once, through _on_exit, which finds its worker here
             self.workers[uid] = worker
             worker.adopt()
+            # the root is built at most once: a worker that had not finished it builds it
+            worker.volumes_ready = worker.volumes_ready and sandbox.built(sb)
             # a ConfigMap or Secret may have changed while no agent ran, and the informers'
             # first list found no worker to tell
             worker.volumes_dirty = True
@@ -564,6 +578,7 @@ class NodeAgent:
                 self.cfg.dns_ip,
                 self.cfg.cluster_domain,
             )
+            spec = pod.get("spec") or {}
             sb = await sandbox.create_pod_sandbox(
                 self.net,
                 namespace=pod["metadata"]["namespace"],
@@ -571,10 +586,10 @@ class NodeAgent:
                 uid=uid,
                 ip=ip,
                 hostname=hostname,
-                files_dir=d / "files",
                 pod_netns=pod_netns,
                 host_network=host_network,
-                service_account_dir=self._service_account_dir(pod, d),
+                host_pid=spec.get("hostPID") is True,
+                host_ipc=spec.get("hostIPC") is True,
             )
             (d / "sandbox.json").write_text(
                 json.dumps(
@@ -585,6 +600,8 @@ class NodeAgent:
                         "netns": str(sb.netns),
                         "uts": str(sb.uts),
                         "mnt": str(sb.mnt),
+                        "ipc": str(sb.ipc) if sb.ipc else None,
+                        "pid": str(sb.pid) if sb.pid else None,
                         "ip": ip,
                         "hostname": hostname,
                         "host_network": host_network,
@@ -751,13 +768,34 @@ class NodeAgent:
             self._record(worker.pod, "Warning", "FailedMount", error)
         if failed:
             return False
-        # the token volume at the service-account path is bound by the sandbox already
+        # the token volume at the service-account path is bound with the root's own mounts
         bound = volumes.service_account_mount(worker.pod)
         mount_plans = [m for m in mount_plans if m != bound]
-        binds = mounts.image_binds(worker.pod, self.cfg.state_dir / "bin")
-        if not mount_plans and not binds:
-            return True
-        error = await mounts.mount_all(worker.sandbox, root, plans, mount_plans, binds)
+        d = self.cfg.state_dir / "pods" / worker.uid
+        (d / "root").mkdir(mode=0o700, exist_ok=True)
+        spec = worker.pod.get("spec") or {}
+        containers = [
+            c
+            for key in ("initContainers", "containers")
+            for c in (spec.get(key) if isinstance(spec.get(key), list) else [])
+            if isinstance(c, dict)
+        ]
+        pod_root = podroot.PodRoot(
+            root=str(d / "root"),
+            files_dir=str(d / "files"),
+            ro_dirs=RUNTIME_DIRS,
+            binds=tuple(mounts.image_binds(worker.pod, self.cfg.state_dir / "bin")),
+            service_account=str(sa) if (sa := self._service_account_dir(worker.pod, d)) else None,
+            work_dirs=podroot.work_dirs(containers),
+            privileged=any(
+                isinstance(c.get("securityContext"), dict)
+                and c["securityContext"].get("privileged") is True
+                for c in containers
+            ),
+            host_pid=worker.sandbox.pid is None,
+            volume_script=mounts.mount_script(root, plans, mount_plans, str(d / "root")),
+        )
+        error = await sandbox.build_pod_root(worker.sandbox, pod_root, d / "root.fstab")
         if error is not None:
             self._record(worker.pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {error}")
             return False
@@ -936,7 +974,15 @@ class NodeAgent:
     def working_dir(self, namespace: str, name: str, container: str) -> str | None:
         w = self._worker(namespace, name)
         c = w.by_name(container) if w else None
-        return c.spec.get("workingDir") if c else None
+        wd = c.spec.get("workingDir") if c else None
+        return wd if isinstance(wd, str) and wd else None
+
+    def privileges(self, namespace: str, name: str, container: str) -> list[str]:
+        w = self._worker(namespace, name)
+        c = w.by_name(container) if w else None
+        if w is None or c is None:
+            return security.privileges_argv(security.Security(caps=frozenset()))
+        return w.privileges(c)
 
     def running(self, namespace: str, name: str, container: str) -> bool:
         w = self._worker(namespace, name)
@@ -994,10 +1040,20 @@ def conditions_overwritten(published: str, pod: dict[str, Any]) -> bool:
 
 
 def _sandbox_intact(info: dict[str, Any], mounted: set[str]) -> bool:
-    """The sandbox's network, UTS and mount namespaces are all still there."""
-    return all(
-        str(Path(info[key]).resolve()) in mounted for key in ("netns", "uts", "mnt") if key in info
-    )
+    """The sandbox's network, UTS and IPC namespaces are all still there, and so are its
+    mount and PID namespaces once its root is built, with the pause that holds the PID
+    namespace."""
+
+    def there(key: str) -> bool:
+        return not info.get(key) or str(Path(info[key]).resolve()) in mounted
+
+    if not all(there(key) for key in ("netns", "uts", "ipc")):
+        return False
+    if not info.get("mnt") or str(Path(info["mnt"]).resolve()) not in mounted:
+        return True  # its root is not built yet
+    if not info.get("pid"):
+        return True
+    return there("pid") and sandbox.pause_pid(Path(info["mnt"])) is not None
 
 
 def _kill_unrecorded(workers: list[PodWorker]) -> None:
@@ -1010,6 +1066,12 @@ def _kill_unrecorded(workers: list[PodWorker]) -> None:
         for c in w.containers
         if c.current is not None and ContainerRuntime.alive(c.current)
     }
+    # each pod's pause, and the unshare that waits for it, are a session of their own
+    for w in workers:
+        pause = sandbox.pause_pid(w.sandbox.mnt)
+        if pause is not None:
+            with contextlib.suppress(OSError):
+                sessions.add(os.getsid(pause))
     found = [
         (p.pid, p.session)
         for p in netns.processes_in(w.sandbox.netns for w in workers if not w.sandbox.host_network)

@@ -76,6 +76,8 @@ def write_payload(target: Path, files: Sequence[FileEntry]) -> bool:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(f.data)
+        if f.uid or f.gid:
+            os.chown(p, f.uid, f.gid)
         os.chmod(p, f.mode)
     tmp = target / DATA_DIR_TMP
     with contextlib.suppress(FileNotFoundError):

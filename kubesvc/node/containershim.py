@@ -5,11 +5,14 @@ new interpreter costs 15-20 ms of CPU):
 
     python -I -S containershim.py --serve
 
-reads one JSON request a line (`command`, `env`, `cwd`, `exit_file`, `log_file`, `stdin`)
+reads one JSON request a line (`command`, `env`, `cwd`, `exit_file`, `log_file`, `stdin`,
+`pid_ns`)
 and answers `{"pid": N}` with the new shim's pid; it exits when its input ends. A shim can
 also be started directly (the runtime falls back to this):
 
-    python -I -S containershim.py EXIT_FILE LOG_FILE LC_CTYPE STDIN COMMAND...
+    python -I -S containershim.py [--pid-ns=FILE] EXIT_FILE LOG_FILE LC_CTYPE STDIN COMMAND...
+
+With a PID namespace (the pod's, held by its pause), the command starts in it.
 
 STDIN ("-" for none) is a FIFO that becomes the command's stdin (a container with `stdin:
 true`; what `kubectl attach -i` writes reaches it). The shim keeps the FIFO open for writing
@@ -188,11 +191,37 @@ def _write(fd: int, data: bytes) -> None:
             return
 
 
-def run(exit_file: str, log_file: str, command: list[str], stdin_fifo: str | None = None) -> int:
+CLONE_NEWPID = 0x20000000
+
+
+def enter_pid_namespace(path: str) -> None:
+    """Make this process's children start in the PID namespace at `path` (the pod's):
+    the container is then the shim's own child, which it signals and waits for. nsenter
+    cannot do this part: entering a PID namespace, it forks and stays between."""
+    import ctypes  # only here: imported by the server once, before it forks shims
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWPID) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), path)
+    finally:
+        os.close(fd)
+
+
+def run(
+    exit_file: str,
+    log_file: str,
+    command: list[str],
+    stdin_fifo: str | None = None,
+    pid_ns: str | None = None,
+) -> int:
     log = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     try:
+        if pid_ns:
+            enter_pid_namespace(pid_ns)
         stdin = _Stdin(stdin_fifo)
         pid = _spawn(command, stdin.reader, out_w, err_w)
     except OSError as e:
@@ -271,6 +300,7 @@ def _forward(pid: int, signum: int) -> None:
 
 def serve() -> int:
     """Fork a shim for each request on stdin until it ends."""
+    import ctypes  # noqa: F401 - loaded once here, for every shim that enters a PID namespace
     import json  # only here: a shim started directly does without
 
     _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)  # the shims reap themselves away
@@ -280,7 +310,7 @@ def serve() -> int:
             command = [str(a) for a in request["command"]]
             env = {str(k): str(v) for k, v in request["env"].items()}
             cwd, exit_file, log_file = request["cwd"], request["exit_file"], request["log_file"]
-            stdin = request.get("stdin")
+            stdin, pid_ns = request.get("stdin"), request.get("pid_ns")
             if not command:
                 raise ValueError("no command")
             started_r, started_w = os.pipe()
@@ -295,7 +325,7 @@ def serve() -> int:
                 os.close(started_r)
                 os.setsid()  # before the answer: the runtime signals the shim's group
                 os.close(started_w)
-                code = _shim(command, env, cwd, exit_file, log_file, stdin)
+                code = _shim(command, env, cwd, exit_file, log_file, stdin, pid_ns)
             finally:
                 os._exit(code)
         os.close(started_w)
@@ -313,6 +343,7 @@ def _shim(
     exit_file: str,
     log_file: str,
     stdin: str | None,
+    pid_ns: str | None = None,
 ) -> int:
     """In a child of the server, in a session of its own: become a shim."""
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
@@ -327,21 +358,26 @@ def _shim(
         os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
-    return run(exit_file, log_file, command, stdin)
+    return run(exit_file, log_file, command, stdin, pid_ns)
 
 
 def main(argv: list[str]) -> int:
     if argv[1:] == ["--serve"]:
         return serve()
+    pid_ns = None
+    if len(argv) > 1 and argv[1].startswith("--pid-ns="):
+        pid_ns, argv = argv[1].split("=", 1)[1], argv[:1] + argv[2:]
     if len(argv) < 6:
-        sys.stderr.write("usage: containershim.py EXIT_FILE LOG_FILE LC_CTYPE STDIN COMMAND...\n")
+        sys.stderr.write(
+            "usage: containershim.py [--pid-ns=FILE] EXIT_FILE LOG_FILE LC_CTYPE STDIN COMMAND...\n"
+        )
         return 2
     exit_file, log_file, lc_ctype, stdin, command = argv[1], argv[2], argv[3], argv[4], argv[5:]
     if lc_ctype == "-":
         os.environ.pop("LC_CTYPE", None)
     else:
         os.environ["LC_CTYPE"] = lc_ctype
-    return run(exit_file, log_file, command, None if stdin == "-" else stdin)
+    return run(exit_file, log_file, command, None if stdin == "-" else stdin, pid_ns)
 
 
 if __name__ == "__main__":

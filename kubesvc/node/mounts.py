@@ -4,9 +4,9 @@ the pod's state directory, bind mounts at the mountPaths inside the pod's mount 
 A configMap/secret/downwardAPI/projected volume is a directory kept by the atomic writer, so
 the bind mount of the whole directory shows updates to running pods (a subPath mount, as
 upstream, does not follow them). An emptyDir is a plain directory, or a tmpfs mounted inside
-the pod's mount namespace for `medium: Memory`, so it disappears with the pod. Containers
-share the host's filesystem: a mountPath that does not exist there is created on the host
-(an empty directory or file) before the bind mount covers it inside the pod.
+the pod's mount namespace for `medium: Memory`, so it disappears with the pod. Mounts are
+made while the pod's own root is built (kubesvc/node/podroot.py): a mountPath that does not
+exist is made in that root, never on the host.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubesvc import spawn
-from kubesvc.node import atomicwriter, images
-from kubesvc.node.view import Sandbox
+from kubesvc.node import atomicwriter, images, podroot
 from kubesvc.node.volumes import MountPlan, PathFacts, VolumePlan, host_path_action
 
 
@@ -114,19 +112,13 @@ def image_binds(pod: Mapping[str, Any], bin_dir: Path) -> list[tuple[str, str]]:
 
 
 def mount_script(
-    root: Path,
-    plans: Sequence[VolumePlan],
-    mounts: Sequence[MountPlan],
-    binds: Sequence[tuple[str, str]] = (),
+    root: Path, plans: Sequence[VolumePlan], mounts: Sequence[MountPlan], pod_root: str
 ) -> str:
-    """The shell script, run inside the pod's mount namespace, that makes every mount.
-    Pure, so what it does can be read in a test."""
+    """The shell lines, run while the pod's root is built (its tmpfs on `pod_root`, the
+    host still visible), that mount every volume at its mountPath in the root. Pure, so
+    what it does can be read in a test."""
     by_name = {p.name: p for p in plans}
-    lines = ["set -e"]
-    for src, target in binds:
-        # the mount point is an empty file on the host; the pod sees the launcher
-        lines.append(f"[ -e {_q(target)} ] || : >> {_q(target)}")
-        lines.append(f"mount --bind {_q(src)} {_q(target)}")
+    lines = []
     for p in plans:
         if p.kind == "emptyDir" and p.memory:
             size = f",size={p.size_limit}" if p.size_limit else ""
@@ -142,9 +134,16 @@ def mount_script(
             if p.kind in ("emptyDir", "hostPath"):
                 # upstream creates a missing subPath inside a writable volume
                 lines.append(f"[ -e {_q(src)} ] || mkdir -p {_q(src)}")
-        s, t = _q(src), _q(m.path)
+        s, t = _q(src), _q(podroot.inside(pod_root, m.path))
         lines.append(f"[ -e {s} ] || {{ echo 'subPath {m.sub_path} does not exist' >&2; exit 1; }}")
-        # `: >>` creates a missing file and never empties one a bind mount already covers
+        if m.sub_path:
+            # a link in the volume must not lead the mount out of it (CVE-2017-1002101)
+            base = _q(source_path(root, p))
+            lines.append(
+                f'case "$(realpath {s})" in "$(realpath {base})"|"$(realpath {base})"/*) ;; '
+                f"*) echo {_q(f'subpath {m.sub_path!r} not within volume path')} >&2; exit 1;; esac"
+            )
+        # the mount point is made in the pod's own root, never on the host
         lines.append(
             f"if [ -d {s} ]; then mkdir -p {t}; "
             f'else [ -e {t} ] || {{ mkdir -p "$(dirname {t})"; : >> {t}; }}; fi'
@@ -152,24 +151,7 @@ def mount_script(
         lines.append(f"mount --bind {s} {t}")
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {t}")
-    return "\n".join(lines) + "\n"
-
-
-async def mount_all(
-    sandbox: Sandbox,
-    root: Path,
-    plans: Sequence[VolumePlan],
-    mounts: Sequence[MountPlan],
-    binds: Sequence[tuple[str, str]] = (),
-) -> str | None:
-    """Make the pod's mounts inside its mount namespace; the error, if any."""
-    script = mount_script(root, plans, mounts, binds)
-    done = await spawn.run(
-        ["nsenter", f"--mount={sandbox.mnt}", "--", "sh", "-c", script], stderr=spawn.PIPE
-    )
-    if done.returncode != 0:
-        return done.stderr.decode(errors="replace").strip()[-1024:] or "mount failed"
-    return None
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def _q(text: str) -> str:

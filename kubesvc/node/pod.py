@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubesvc.node import hooks, images, podenv, podfiles, probes
+from kubesvc.node import hooks, images, podenv, podfiles, probes, security
 from kubesvc.node.runtime import (
     DEFAULT_PATH,
     ContainerRuntime,
@@ -255,6 +255,19 @@ class PodWorker:
                 "Pulled",
                 f'Container image "{image}" already present on machine',
             )
+        try:
+            sec = security.container_security(self.pod.get("spec") or {}, spec)
+            refused = security.non_root_error(sec, self._pod_ref(), c.name)
+        except security.ConfigError as e:
+            refused = str(e)
+        if refused is not None:
+            first = c.waiting_message != refused
+            c.waiting_reason, c.waiting_message = "CreateContainerConfigError", refused
+            c.next_start = time.monotonic() + BACKOFF_INITIAL
+            if first:
+                self.record(self.pod, "Warning", "Failed", f"Error: {refused}")
+            self.changed(self.uid)
+            return
         c.env = env
         proc = self.runtime.start(
             self.uid,
@@ -263,9 +276,10 @@ class PodWorker:
             c.restart_count,
             resolved.argv,
             env,
-            spec.get("workingDir"),
+            wd if isinstance(wd := spec.get("workingDir"), str) and wd else None,
             self.state_dir / "logs" / c.name,
             stdin=bool(c.spec.get("stdin")),
+            privileges=security.privileges_argv(sec),
         )
         c.current = proc
         c.waiting_reason = c.waiting_message = ""
@@ -286,6 +300,19 @@ class PodWorker:
         m = self.pod["metadata"]
         return f"{m.get('name')}_{m.get('namespace')}({self.uid})"
 
+    def privileges(self, c: ContainerState) -> list[str]:
+        """What runs in the container runs as the container does (a container that could
+        not start for its securityContext has nothing running to exec into)."""
+        try:
+            sec = security.container_security(self.pod.get("spec") or {}, c.spec)
+        except security.ConfigError:
+            sec = security.Security(caps=frozenset())
+        return security.privileges_argv(sec)
+
+    def exec_prefix(self, c: ContainerState) -> list[str]:
+        """The argv prefix for a command run in container `c` (exec probes, hooks)."""
+        return [*self.sandbox.nsenter(), *self.privileges(c)]
+
     async def _run_hook(
         self, c: ContainerState, handler: dict[str, Any], timeout: float
     ) -> str | None:
@@ -294,7 +321,7 @@ class PodWorker:
             container=c.name,
             pod=self._pod_ref(),
             pod_ip=self.sandbox.ip,
-            exec_prefix=self.sandbox.nsenter(),
+            exec_prefix=self.exec_prefix(c),
             env={"PATH": DEFAULT_PATH, **c.env},
             container_ports=c.spec.get("ports") or [],
             netns=self.sandbox.netns,
@@ -472,7 +499,7 @@ class PodWorker:
         result, output = await probes.run_probe(
             probe,
             pod_ip=self.sandbox.ip,
-            exec_prefix=self.sandbox.nsenter(),
+            exec_prefix=self.exec_prefix(c),
             env=c.env,
             container_ports=c.spec.get("ports") or [],
             netns=self.sandbox.netns,

@@ -87,19 +87,20 @@ class ShimServer:
         self,
         command: list[str],
         env: dict[str, str],
-        cwd: str | None,
         exit_file: Path,
         log_file: Path,
         stdin: Path | None = None,
+        pid_ns: str | None = None,
     ) -> int | None:
         request = json.dumps(
             {
                 "command": command,
                 "env": env,
-                "cwd": cwd,
+                "cwd": None,
                 "exit_file": str(exit_file),
                 "log_file": str(log_file),
                 "stdin": str(stdin) if stdin else None,
+                "pid_ns": pid_ns,
             }
         ).encode()
         for _ in range(2):  # once more with a new server if this one has gone
@@ -168,9 +169,11 @@ class ContainerRuntime:
         cwd: str | None,
         log_dir: Path,
         stdin: bool = False,
+        privileges: list[str] | None = None,
     ) -> Proc:
         """Start a container instance; with `stdin`, its stdin is a FIFO kept open for
-        attach (Proc.stdin) instead of /dev/null."""
+        attach (Proc.stdin) instead of /dev/null. It runs in the pod's namespaces as
+        `privileges` (kubesvc/node/security.py) make it, in `cwd` inside the pod's root."""
         log_dir.mkdir(parents=True, exist_ok=True)
         log = log_dir / f"{restart_count}.log"
         exit_file = log_dir / f"{restart_count}.exit"
@@ -181,18 +184,21 @@ class ContainerRuntime:
             fifo.unlink(missing_ok=True)
             os.mkfifo(fifo, 0o600)
         full_env = container_environment(sandbox.hostname, env)
-        command = [*sandbox.nsenter(), *argv]
-        pid = self.shims.spawn(command, full_env, cwd, exit_file, log, fifo)
+        chdir = ["env", "-C", cwd] if cwd else []
+        command = [*sandbox.nsenter(pid=False), *(privileges or []), *chdir, *argv]
+        pid_ns = str(sandbox.pid) if sandbox.pid is not None else None
+        pid = self.shims.spawn(command, full_env, exit_file, log, fifo, pid_ns)
         if pid is None:  # no shim server: a shim of its own
             lc_ctype = full_env.get("LC_CTYPE", "-")
+            first = [f"--pid-ns={pid_ns}"] if pid_ns else []
+            args = [str(exit_file), str(log), lc_ctype, str(fifo or "-"), *command]
             with open(log, "ab") as out:  # the shim's own complaints, if it has any
                 child = subprocess.Popen(
-                    [*SHIM, str(exit_file), str(log), lc_ctype, str(fifo or "-"), *command],
+                    [*SHIM, *first, *args],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=full_env,
-                    cwd=cwd if cwd and os.path.isdir(cwd) else None,
                     start_new_session=True,
                 )
             pid = child.pid

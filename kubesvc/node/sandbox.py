@@ -1,15 +1,19 @@
-"""Node and pod sandboxes: the network, UTS and mount namespaces pods run in.
+"""Node and pod sandboxes: the namespaces pods run in.
 
 A pod sandbox is a network namespace with a veth into the node's cbr0 bridge (hairpin on,
-so a pod can reach itself through its Service), plus persistent UTS and mount namespaces
-(bind-mounted files) that give its processes their own hostname and kubelet-written
-/etc/hosts, /etc/hostname and /etc/resolv.conf.
+so a pod can reach itself through its Service), plus persistent UTS, IPC, mount and PID
+namespaces (bind-mounted files). The mount namespace holds the pod's own root
+(kubesvc/node/podroot.py), built once the pod's volumes can be mounted; the PID namespace
+is held by the pod's pause process, as upstream's pause container holds a pod's. Every
+container, exec session and probe of the pod enters them all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -17,15 +21,16 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubesvc import netns
+from kubesvc import netns, spawn
+from kubesvc.node import podroot
 from kubesvc.node.netplan import pod_gateway, pod_veth
 from kubesvc.node.view import Sandbox
 
 # pods reach anything outside the pod network (the API server on the host bridge, hand-written
 # endpoints on the node network) from their node's address, as a CNI's ip-masq rule does
 NODE_TABLE = "kubesvc-node"
-# where in-cluster clients find their credentials (a projected service account volume)
-SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+# the pod's pause: PID 1 of its PID namespace, which it holds and whose orphans it reaps
+PAUSE = "catatonit"
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,11 @@ async def ensure_ns_dir(cluster: str) -> Path:
     return d
 
 
+def ns_files(cluster: str, uid: str) -> dict[str, Path]:
+    d = ns_dir(cluster)
+    return {kind: d / f"{uid}.{kind}" for kind in ("uts", "ipc", "mnt", "pid")}
+
+
 async def create_pod_sandbox(
     node: NodeNet,
     *,
@@ -194,73 +204,121 @@ async def create_pod_sandbox(
     uid: str,
     ip: str,
     hostname: str,
-    files_dir: Path,
     pod_netns: str,
     host_network: bool = False,
-    service_account_dir: Path | None = None,
+    host_pid: bool = False,
+    host_ipc: bool = False,
 ) -> Sandbox:
-    """A hostNetwork pod gets UTS and mount namespaces only: it runs in its node's network
-    namespace (`pod_netns` is the node's), with the node's address."""
+    """The pod's network, UTS and IPC namespaces. Its mount and PID namespaces come with
+    its root (`build_pod_root`), once its volumes can be mounted. A hostNetwork pod runs
+    in its node's network namespace (`pod_netns` is the node's), with the node's address."""
     if not host_network:
         await _pod_network(node, uid, ip, pod_netns)
-    d = await ensure_ns_dir(node.cluster)
-    uts, mnt = d / f"{uid}.uts", d / f"{uid}.mnt"
-    for f in (uts, mnt):
-        f.touch()
-    # the mount point is on the host's filesystem, as it would be made from inside
-    Path(SA_DIR).mkdir(parents=True, exist_ok=True)
-    fstab = files_dir / "sandbox.fstab"
-    fstab.write_text(sandbox_fstab(files_dir, service_account_dir))
-    await netns.run(
-        "unshare",
-        f"--uts={uts}",
-        f"--mount={mnt}",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        sandbox_script(hostname, fstab),
-    )
+    await ensure_ns_dir(node.cluster)
+    files = ns_files(node.cluster, uid)
+    kinds = ["uts", "mnt"] + ([] if host_ipc else ["ipc"]) + ([] if host_pid else ["pid"])
+    for kind in kinds:
+        files[kind].touch()
+    unshare = ["unshare", f"--uts={files['uts']}"]
+    if not host_ipc:
+        unshare.append(f"--ipc={files['ipc']}")
+    await netns.run(*unshare, "hostname", hostname)
     return Sandbox(
-        namespace, name, uid, netns.NETNS_DIR / pod_netns, uts, mnt, ip, hostname, host_network
+        namespace,
+        name,
+        uid,
+        netns.NETNS_DIR / pod_netns,
+        files["uts"],
+        files["mnt"],
+        ip,
+        hostname,
+        host_network,
+        None if host_ipc else files["ipc"],
+        None if host_pid else files["pid"],
     )
 
 
-def fstab_path(path: str) -> str:
-    """A path as an fstab field: whitespace and backslashes octal-escaped (libmount reads
-    them back)."""
-    return "".join(f"\\{ord(c):03o}" if c in " \t\n\\" else c for c in path)
+@functools.cache
+def _host_facts_once() -> podroot.HostFacts:
+    return host_facts()
 
 
-def sandbox_fstab(files_dir: Path, service_account_dir: Path | None = None) -> str:
-    """The kubelet-written files bind-mounted over the host's in a pod's mount namespace.
-    The service-account path gets the pod's token volume when it has one
-    (`service_account_dir`, read-only, as its volumeMount): bound here with the rest, it
-    needs no mount of its own later; without one, an empty directory."""
-    binds = [
-        (files_dir / "hosts", "/etc/hosts", "bind"),
-        (files_dir / "resolv.conf", "/etc/resolv.conf", "bind"),
-        (files_dir / "hostname", "/etc/hostname", "bind"),
-        (service_account_dir, SA_DIR, "bind,ro")
-        if service_account_dir is not None
-        else (files_dir / "serviceaccount", SA_DIR, "bind"),
-    ]
-    return "".join(
-        f"{fstab_path(str(src))} {fstab_path(dst)} none {opts} 0 0\n" for src, dst, opts in binds
+def host_facts() -> podroot.HostFacts:
+    """What the pod root's script needs to know of this host."""
+    links = {}
+    for name in podroot.TOP_LINKS:
+        with contextlib.suppress(OSError):
+            links[name] = os.readlink(f"/{name}")
+    etc = {e for e in (*podroot.ETC_FILES, *podroot.ETC_DIRS) if os.path.lexists(f"/etc/{e}")}
+    proc = {
+        p for p in (*podroot.PROC_MASKED, *podroot.PROC_READ_ONLY) if os.path.exists(f"/proc/{p}")
+    }
+    dirs = {p for p in proc if os.path.isdir(f"/proc/{p}")}
+    return podroot.HostFacts(links, frozenset(etc), frozenset(proc), frozenset(dirs))
+
+
+def built(sb: Sandbox) -> bool:
+    """Whether the pod's root has been built (its mount namespace exists)."""
+    return _bound(sb.mnt)
+
+
+async def build_pod_root(sb: Sandbox, root: podroot.PodRoot, fstab_file: Path) -> str | None:
+    """Make the pod's mount (and PID) namespace: its pause first, which holds the PID
+    namespace, then the root, built and pivoted into from inside. The error, if any; a
+    half-built root is taken down, so a later call starts afresh."""
+    await discard_pod_root(sb)
+    fstab_file.write_text(podroot.fstab(root, _host_facts_once()))
+    enter = ["nsenter", f"--net={sb.netns}", f"--uts={sb.uts}"]
+    enter += [f"--ipc={sb.ipc}"] if sb.ipc is not None else []
+    unshare = ["unshare", f"--mount={sb.mnt}", "--propagation", "private"]
+    if sb.pid is not None:
+        # setsid -f: the pause is nobody's child here, and outlives the agent; it keeps no
+        # pipe of ours open
+        await spawn.run(
+            ["setsid", "-f", *enter, "--", *unshare, f"--pid={sb.pid}", "--fork", PAUSE, "-P"]
+        )
+        if not await _wait_bound([sb.mnt, sb.pid]):
+            await discard_pod_root(sb)
+            return "the pod's namespaces did not appear"
+    else:
+        await netns.run(*enter, "--", *unshare, "true")
+    script = podroot.script(root, _host_facts_once(), str(fstab_file))
+    done = await spawn.run(
+        [*sb.nsenter(), "sh", "-c", script], stdout=spawn.DEVNULL, stderr=spawn.PIPE, limit=8192
     )
+    if done.returncode != 0:
+        await discard_pod_root(sb)
+        return done.stderr.decode(errors="replace").strip()[-1024:] or "building the root failed"
+    return None
 
 
-def sandbox_script(hostname: str, fstab: Path) -> str:
-    """What runs inside a new pod's UTS and mount namespaces: its hostname, the binds of
-    `fstab` (one `mount -a` for all of them), and the copies of other namespaces' files
-    dropped so no namespace keeps another one alive: /run/netns and each cluster's
-    /run/kubesvc/CLUSTER/ns (their mount points; /run/kubesvc itself is not one). Five
-    processes in all (there were ten, one per step)."""
-    return (
-        f"hostname {_q(hostname)}; "
-        f"mount -a -T {_q(str(fstab))}; "
-        f"umount -R -l {netns.NETNS_DIR} {NS_ROOT}/*/ns 2>/dev/null; true"
-    )
+def _bound(f: Path) -> bool:
+    """A namespace is bound on `f` (the nsfs file is on another device than its directory)."""
+    try:
+        return os.stat(f).st_dev != os.stat(f.parent).st_dev
+    except OSError:
+        return False
+
+
+async def _wait_bound(files: list[Path], timeout: float = 5.0) -> bool:
+    """unshare binds the namespace files once its child runs: wait for that."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not all(_bound(f) for f in files):
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.001)
+    return True
+
+
+async def discard_pod_root(sb: Sandbox) -> None:
+    """Kill what runs in the pod's mount namespace (its pause) and drop the namespaces."""
+    kinds = [f for f in (sb.mnt, sb.pid) if f is not None]
+    for pid in processes_in_mount_ns([sb.mnt]):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    mounted = [str(f) for f in kinds if _bound(f)]
+    if mounted:
+        await netns.run("umount", *mounted, check=False)
 
 
 async def _pod_network(node: NodeNet, uid: str, ip: str, pod_netns: str) -> None:
@@ -314,18 +372,18 @@ async def remove_pod_sandbox(
     first: they would keep the namespaces alive after their names are gone. A hostNetwork
     pod's network namespace is its node's, which stays."""
     host_network = host_network or pod_netns == node_netns
-    d = ns_dir(cluster)
-    pids = processes_in_mount_ns([d / f"{uid}.mnt"])
+    files = ns_files(cluster, uid)
+    pids = processes_in_mount_ns([files["mnt"]])
     if not host_network:
         pids += [p.pid for p in netns.processes_in([netns.NETNS_DIR / pod_netns])]
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    files = [f for f in (d / f"{uid}.uts", d / f"{uid}.mnt") if f.exists()]
-    if files:
-        # one umount for both (a file no longer mounted fails alone)
-        await netns.run("umount", *(str(f) for f in files), check=False)
-        for f in files:
+    present = [f for f in files.values() if f.exists()]
+    if present:
+        # one umount for all (a file no longer mounted fails alone)
+        await netns.run("umount", *(str(f) for f in present), check=False)
+        for f in present:
             with contextlib.suppress(OSError):
                 f.unlink()
     if host_network:
@@ -336,5 +394,15 @@ async def remove_pod_sandbox(
     await netns.run("ip", "-n", node_netns, "link", "del", pod_veth(uid), check=False)
 
 
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"
+def pause_pid(mnt: Path) -> int | None:
+    """The pod's pause (PID 1 of its PID namespace), found among the processes in its
+    mount namespace; None when there is none."""
+    for pid in processes_in_mount_ns([mnt]):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("NSpid:"):
+                    ids = line.split()[1:]
+                    if len(ids) > 1 and ids[-1] == "1":
+                        return pid
+                    break
+    return None

@@ -27,20 +27,24 @@ class Sandbox:
     uid: str
     netns: Path  # network namespace file (/run/netns/...)
     uts: Path  # UTS namespace file (hostname = pod name)
-    mnt: Path  # mount namespace file (/etc/hosts, /etc/resolv.conf, /etc/hostname)
+    mnt: Path  # mount namespace file: the pod's own root (kubesvc/node/podroot.py)
     ip: str
     hostname: str
     host_network: bool = False  # netns is the node's own: the pod has no namespace of its own
+    ipc: Path | None = None  # IPC namespace file (None: the host's, `hostIPC`)
+    pid: Path | None = None  # PID namespace file, held by the pod's pause (None: `hostPID`)
 
-    def nsenter(self) -> list[str]:
-        """argv prefix that runs a command inside the pod's namespaces."""
-        return [
-            "nsenter",
-            f"--net={self.netns}",
-            f"--uts={self.uts}",
-            f"--mount={self.mnt}",
-            "--",
-        ]
+    def nsenter(self, pid: bool = True) -> list[str]:
+        """argv prefix that runs a command inside the pod's namespaces. Entering the PID
+        namespace makes nsenter fork (its child runs the command): a container's shim
+        enters that one itself (`pid=False`), so the container is its own child."""
+        argv = ["nsenter", f"--net={self.netns}", f"--uts={self.uts}"]
+        if self.ipc is not None:
+            argv.append(f"--ipc={self.ipc}")
+        if pid and self.pid is not None:
+            argv.append(f"--pid={self.pid}")
+        argv += [f"--mount={self.mnt}", "--"]
+        return argv
 
 
 class PodRuntimeView(Protocol):
@@ -64,6 +68,11 @@ class PodRuntimeView(Protocol):
 
     def stdin(self, namespace: str, name: str, container: str) -> ContainerStdin | None:
         """The running container's stdin, if it has one (`stdin: true`)."""
+        ...
+
+    def privileges(self, namespace: str, name: str, container: str) -> list[str]:
+        """The argv prefix (after `nsenter()`) that runs a command as the container runs:
+        its user, capabilities, no_new_privs (kubesvc/node/security.py)."""
         ...
 
     def running(self, namespace: str, name: str, container: str) -> bool:

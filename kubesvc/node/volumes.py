@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import posixpath
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubesvc.node import podenv
+from kubesvc.node import podenv, security
 
 Obj = Mapping[str, Any]
 
@@ -55,6 +56,8 @@ class FileEntry:
     path: str  # relative to the volume's root, validated
     data: bytes
     mode: int
+    uid: int = 0  # owner (root unless the file is a token for a pod's own user)
+    gid: int = 0
 
 
 @dataclass(frozen=True)
@@ -320,8 +323,31 @@ def _projected_payload(
             if token is None or isinstance(token, TokenError):
                 raise _Failed(f"failed to fetch token: {token or 'not requested'}")
             # readable by the pod's user only, whatever the volume's mode says
-            out.append(FileEntry(str(sat.get("path") or ""), token.encode(), 0o600))
+            uid, gid, mode = token_owner(pod)
+            out.append(FileEntry(str(sat.get("path") or ""), token.encode(), mode, uid, gid))
     return out, refs
+
+
+def token_owner(pod: Obj) -> tuple[int, int, int]:
+    """(uid, gid, mode) of a token file: 0600 and owned by the user every container of the
+    pod runs as (upstream's FsUser), root's when they differ; with an fsGroup, that group
+    may read it too (0640), as upstream's volume ownership gives it."""
+    spec = pod.get("spec") if isinstance(pod.get("spec"), dict) else {}
+    users: set[int | None] = set()
+    for key in ("initContainers", "containers"):
+        for c in _items(spec.get(key)):
+            try:
+                sec = security.container_security(spec, c)
+            except security.ConfigError:
+                users.add(None)
+                continue
+            users.add(sec.uid if sec.run_as_user_set else None)
+    uid = next(iter(users)) if len(users) == 1 else None
+    psc = spec.get("securityContext") if isinstance(spec.get("securityContext"), dict) else {}
+    fs_group = psc.get("fsGroup")
+    if isinstance(fs_group, int) and not isinstance(fs_group, bool) and 0 <= fs_group < 2**31:
+        return uid or 0, fs_group, 0o640
+    return uid or 0, 0, 0o600
 
 
 def token_source(sat: Obj) -> TokenSource:
@@ -356,7 +382,7 @@ def _check_files(files: list[FileEntry]) -> tuple[FileEntry, ...]:
         problem = validate_path(f.path)
         if problem is not None:
             raise _Failed(f"{problem}: {f.path[:256]!r}")
-        seen[posixpath.normpath(f.path)] = FileEntry(posixpath.normpath(f.path), f.data, f.mode)
+        seen[posixpath.normpath(f.path)] = dataclasses.replace(f, path=posixpath.normpath(f.path))
     # a path that is also the directory of another cannot be both a file and a directory
     paths = set(seen)
     for p in paths:

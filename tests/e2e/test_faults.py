@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from kubesvc import netns
+from kubesvc.node import sandbox
 from tests.e2e.cluster import Cluster, deploy_netexec, pod_ready, running_cluster
 from tests.e2e.harness import wait_for
 
@@ -233,7 +234,10 @@ def test_node_agent_comes_back(cluster: Cluster) -> None:
         assert now["containerID"] == st["containerID"]
         assert now["restartCount"] == st["restartCount"]
         pod_ns = netns.NETNS_DIR / f"ksv-{c.name}-p-{uid[:8]}"
-        sessions = {proc.session for proc in netns.processes_in([pod_ns])}
+        # the pod's pause (and the unshare that waits for it) are a session of their own
+        pause = sandbox.pause_pid(sandbox.ns_files(c.name, uid)["mnt"])
+        assert pause is not None, p["metadata"]["name"]
+        sessions = {proc.session for proc in netns.processes_in([pod_ns])} - {os.getsid(pause)}
         assert len(sessions) == 1, (p["metadata"]["name"], sessions)
     assert set(netns.names(f"ksv-{c.name}-")) == namespaces
 

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,9 +89,16 @@ def gone(pid: int) -> bool:
 
 
 def listeners(c: Cluster) -> set[int]:
-    """The processes listening on port 80 in the controller pod's network namespace."""
-    pod = controller_pod(c)["metadata"]["name"]
-    res = c.kubectl("exec", "-n", NS, pod, "--", "ss", "-Hltnp", "sport = :80", check=False)
+    """The processes listening on port 80 in the controller pod's network namespace, as
+    the host numbers them (inside the pod, its own PID namespace numbers them)."""
+    uid = controller_pod(c)["metadata"]["uid"]
+    pod_netns = f"/run/netns/ksv-{c.name}-p-{uid[:8]}"
+    res = subprocess.run(
+        ["nsenter", f"--net={pod_netns}", "ss", "-Hltnp", "sport = :80"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
     return {int(p) for p in re.findall(r"pid=(\d+)", res.stdout)}
 
 

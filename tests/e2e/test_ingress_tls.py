@@ -77,6 +77,16 @@ spec:
 """
 
 
+def ws_script() -> dict[str, Any]:
+    """The echo server's source, for the pod to mount (it sees nothing of the host)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ws-echo"},
+        "data": {"ws_echo.py": Path(WS_ECHO).read_text()},
+    }
+
+
 def ws_deployment() -> dict[str, Any]:
     """The standard-library WebSocket echo server, run by the plain `python` image."""
     return {
@@ -93,9 +103,11 @@ def ws_deployment() -> dict[str, Any]:
                         {
                             "name": "ws",
                             "image": "python",
-                            "args": ["python3", WS_ECHO, "8080", "ws1"],
+                            "args": ["python3", "/app/ws_echo.py", "8080", "ws1"],
+                            "volumeMounts": [{"name": "app", "mountPath": "/app"}],
                         }
-                    ]
+                    ],
+                    "volumes": [{"name": "app", "configMap": {"name": "ws-echo"}}],
                 },
             },
         },
@@ -140,7 +152,13 @@ def cluster() -> Iterator[tuple[Cluster, Certs]]:
             certs = Certs(tmp)
             c.out("create", "deployment", "web", f"--image={AGNHOST}", "--",
                   "/agnhost", "netexec", "--http-port=8080")  # fmt: skip
-            for obj in (service("web"), ws_deployment(), service("ws"), *certs.secrets()):
+            for obj in (
+                service("web"),
+                ws_script(),
+                ws_deployment(),
+                service("ws"),
+                *certs.secrets(),
+            ):
                 c.out("apply", "-f", "-", input=json.dumps(obj))
             c.out("apply", "-f", "-", input=INGRESSES)
             c.running("app=web", 1)

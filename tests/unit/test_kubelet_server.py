@@ -70,7 +70,7 @@ TOKEN = "test-token"
 class HostSandbox(Sandbox):
     """Runs commands on the host: tests need no namespaces."""
 
-    def nsenter(self) -> list[str]:
+    def nsenter(self, pid: bool = True) -> list[str]:
         return []
 
 
@@ -138,6 +138,9 @@ class FakeView:
     def working_dir(self, namespace: str, name: str, container: str) -> str | None:
         pod = self.pods.get((namespace, name))
         return pod.workdir if pod else None
+
+    def privileges(self, namespace: str, name: str, container: str) -> list[str]:
+        return []
 
     def running(self, namespace: str, name: str, container: str) -> bool:
         pod = self.pods.get((namespace, name))
@@ -328,8 +331,8 @@ def _sandbox() -> Sandbox:
         pytest.param(
             ExecOptions(("sh",), True, True, False, True),
             None,
-            ["setsid", "-w", "-c", "nsenter", "--net=/run/netns/x", "--uts=/run/netns/x",
-             "--mount=/run/netns/x", "--", "env", "-i", "-C", "/", "A=1", "TERM=xterm", "sh"],
+            ["nsenter", "--net=/run/netns/x", "--uts=/run/netns/x", "--mount=/run/netns/x", "--",
+             "setsid", "-w", "-c", "env", "-i", "-C", "/", "A=1", "TERM=xterm", "sh"],
             id="tty",
         ),
     ],

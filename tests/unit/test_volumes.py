@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubesvc.node import atomicwriter, mounts, volumes
+from kubesvc.node import atomicwriter, mounts, podroot, volumes
 from kubesvc.node.podenv import DictLookup
 from kubesvc.node.volumes import FileEntry, PathFacts
 
@@ -345,8 +345,13 @@ def test_hostile_specs_never_raise(vols: Any, mounts_: Any, meta: Any) -> None:
     for m in mount_plans:
         assert m.path.startswith("/") and m.path != "/" and ".." not in m.path.split("/")
         assert not m.sub_path.startswith("/") and ".." not in m.sub_path.split("/")
-    script = mounts.mount_script(Path("/state/volumes"), planned, mount_plans)
-    assert script.startswith("set -e\n")
+    script = mounts.mount_script(Path("/state/volumes"), planned, mount_plans, "/pod/root")
+    # every mount point is in the pod's own root
+    binds = [line for line in script.splitlines() if line.startswith("mount --bind ")]
+    wanted = [m for m in mount_plans if m.volume in {p.name for p in planned}]
+    for line, m in zip(binds, wanted, strict=True):
+        target = podroot.inside("/pod/root", m.path)
+        assert target.startswith("/pod/root/") and line.endswith(" " + podroot.q(target))
 
 
 @settings(max_examples=200, deadline=None)
@@ -362,8 +367,10 @@ def test_agnhost_pods_get_the_launcher_at_slash_agnhost(tmp_path: Path) -> None:
     busy = {"spec": {"containers": [{"image": "busybox"}, {"image": "::bad::"}, "junk"]}}
     assert mounts.image_binds(agn, tmp_path) == [(str(tmp_path / "agnhost"), "/agnhost")]
     assert mounts.image_binds(busy, tmp_path) == []
-    script = mounts.mount_script(tmp_path, [], [], mounts.image_binds(agn, tmp_path))
-    assert f"mount --bind '{tmp_path}/agnhost' '/agnhost'" in script
+    root = podroot.PodRoot("/r", "/f", binds=tuple(mounts.image_binds(agn, tmp_path)))
+    assert f"{tmp_path}/agnhost /r/agnhost none bind,ro 0 0" in podroot.fstab(
+        root, podroot.HostFacts()
+    )
     mounts.write_launchers(tmp_path)
     launcher = tmp_path / "agnhost"
     assert stat.S_IMODE(launcher.stat().st_mode) == 0o755
@@ -404,3 +411,19 @@ def test_the_token_volume_at_the_service_account_path_is_found() -> None:
     other = {"name": "kube-api-access-abcde", "emptyDir": {}}
     assert volumes.service_account_mount(pod([other], [mount])) is None
     assert volumes.service_account_mount(pod([vol], [])) is None
+
+
+def test_a_token_is_owned_by_the_user_every_container_runs_as() -> None:
+    def pod(psc: dict[str, Any], *users: int | None) -> dict[str, Any]:
+        containers = [
+            {"name": f"c{i}", **({"securityContext": {"runAsUser": u}} if u is not None else {})}
+            for i, u in enumerate(users)
+        ]
+        return {"spec": {"securityContext": psc, "containers": containers}}
+
+    assert volumes.token_owner(pod({}, None)) == (0, 0, 0o600)
+    assert volumes.token_owner(pod({"runAsUser": 1000}, None, None)) == (1000, 0, 0o600)
+    assert volumes.token_owner(pod({}, 1000, 1000)) == (1000, 0, 0o600)
+    assert volumes.token_owner(pod({}, 1000, 2000)) == (0, 0, 0o600)  # no one user: root's
+    assert volumes.token_owner(pod({"fsGroup": 5}, 1000, 2000)) == (0, 5, 0o640)
+    assert volumes.token_owner({"spec": "junk"}) == (0, 0, 0o600)

@@ -10,8 +10,8 @@ Kept light on imports: every built-in image starts by importing this package.
 
 from __future__ import annotations
 
+import os
 import re
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -278,8 +278,10 @@ def _echoserver(ref: ImageRef, args: list[str]) -> Resolved:
 
 def host_python() -> str:
     """The host's own interpreter (not kubesvc's virtual environment): what the official
-    `python` image offers is a plain Python with its standard library."""
-    return shutil.which("python3") or getattr(sys, "_base_executable", "") or sys.executable
+    `python` image offers is a plain Python with its standard library. The real binary, not
+    a wrapper found on the PATH (pyenv's shims are shell scripts in /root): pods see the
+    installation it belongs to, read-only, and nothing else of the host."""
+    return os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
 
 
 def _python(ref: ImageRef, args: list[str]) -> Resolved:
