@@ -803,7 +803,19 @@ def step_memory(b: Bench) -> None:
     label = f"{b.pods} pods' processes ({len(pids)} processes): total RSS"
     res.add(Row(label, pods_rss, "MB", ref, REF_POD_MEM))
     res.add(Row("  total PSS (shared pages split between processes)", pods_pss, "MB"))
+    # the sandbox's own processes: each pod's pause and the unshare that waits for it
+    sandbox = [p for p in pids if _comm(p) in ("catatonit", "unshare")]
+    if sandbox:
+        per_pod = sum(status_kb(p) or 0 for p in sandbox) / 1024 / b.pods
+        res.add(Row("  of which a pod's sandbox (pause + unshare), per pod", per_pod, "MB"))
     log(f"memory: {len(pids)} pod processes, RSS {pods_rss:.1f} MB, PSS {pods_pss:.1f} MB")
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 # -- 3. Deployment to Ready -----------------------------------------------------------------

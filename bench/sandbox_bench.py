@@ -200,7 +200,8 @@ def kubesvc_join_argv(root: Path) -> Argv:
         time.sleep(0.001)
     pod = podroot.PodRoot(str(root), str(files))
     (d / "fstab").write_text(podroot.fstab(pod, sandbox.host_facts()))
-    script = podroot.script(pod, sandbox.host_facts(), str(d / "fstab"))
+    sandbox.write_skeleton(d / "skeleton")
+    script = podroot.script(pod, str(d / "skeleton"), str(d / "fstab"))
     subprocess.run(
         ["nsenter", f"--mount={mnt}", f"--pid={pid}", "--", "sh", "-c", script], check=True
     )

@@ -222,6 +222,7 @@ class NodeAgent:
         await sandbox.ensure_node(self.net)
         await sandbox.ensure_ns_dir(self.net.cluster)
         mounts.write_launchers(self.cfg.state_dir / "bin")
+        sandbox.write_skeleton(self.cfg.state_dir / "rootfs")
 
     async def _serve(self) -> Any:
         """The kubelet API (logs, exec, port-forward) on the node's address, in its netns."""
@@ -795,7 +796,9 @@ class NodeAgent:
             host_pid=worker.sandbox.pid is None,
             volume_script=mounts.mount_script(root, plans, mount_plans, str(d / "root")),
         )
-        error = await sandbox.build_pod_root(worker.sandbox, pod_root, d / "root.fstab")
+        error = await sandbox.build_pod_root(
+            worker.sandbox, pod_root, d / "root.fstab", self.cfg.state_dir / "rootfs"
+        )
         if error is not None:
             self._record(worker.pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {error}")
             return False

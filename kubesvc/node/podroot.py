@@ -63,6 +63,7 @@ ETC_FILES = (
 # read-only binds of host directories under /etc (too big to copy per pod)
 ETC_DIRS = ("ssl/certs",)
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+STDIO = ("stdin", "stdout", "stderr")
 # Docker's masked and read-only /proc paths (those the running kernel has)
 PROC_MASKED = (
     "acpi",
@@ -170,54 +171,63 @@ def fstab(pod: PodRoot, host: HostFacts) -> str:
     return "".join(f"{fstab_path(a)} {fstab_path(b)} {c} {d} 0 0\n" for a, b, c, d in rows)
 
 
-def script(pod: PodRoot, host: HostFacts, fstab_file: str) -> str:
-    """The shell script that builds the root, pivots into it and becomes the pause."""
+@dataclass(frozen=True)
+class Skeleton:
+    """What every pod's root starts as, made once per node agent on the host and copied
+    into each new root with one `cp -a`: directories (with modes), links, the device nodes
+    (copies of the host's) and the /etc files."""
+
+    dirs: tuple[tuple[str, int], ...]
+    links: tuple[tuple[str, str], ...]  # (path, target)
+    devices: tuple[str, ...]
+    etc: tuple[str, ...]
+
+
+def skeleton(host: HostFacts) -> Skeleton:
+    dirs = [("usr", 0o755), ("etc", 0o755), ("dev", 0o755), ("dev/pts", 0o755)]
+    dirs += [("dev/shm", 0o1777), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777)]
+    dirs += [("var", 0o755), ("var/tmp", 0o1777), ("run", 0o755), ("root", 0o700)]
+    dirs += [(OLD_ROOT, 0o700)]
+    dirs += [(f"etc/{d}", 0o755) for d in ETC_DIRS if d in host.etc_entries]
+    links = [*sorted(host.top_links.items()), ("var/run", "../run")]
+    links += [("dev/fd", "/proc/self/fd"), ("dev/ptmx", "pts/ptmx")]
+    links += [(f"dev/{n}", f"/proc/self/fd/{i}") for i, n in enumerate(STDIO)]
+    etc = tuple(e for e in ETC_FILES if e in host.etc_entries)
+    return Skeleton(tuple(dirs), tuple(links), DEVICES, etc)
+
+
+def script(pod: PodRoot, skeleton_dir: str, fstab_file: str) -> str:
+    """The shell script that builds the root from the skeleton and pivots into it: nine
+    processes (the shell, two `mount`, two `cp`, `mkdir`, `pivot_root`, `umount`, `rmdir`)
+    whatever the pod holds, plus the volumes' own lines."""
     r = q(pod.root)
-    # made after the links, so a path through /var/run or /bin follows them
     dirs = [relative(d) for d in pod.ro_dirs]
-    dirs += [f"etc/{d}" for d in ETC_DIRS if d in host.etc_entries]
     if pod.service_account is not None:
         dirs.append(relative(SA_DIR))
-    if not pod.privileged:
-        dirs += ["dev/pts", "dev/shm"]
     dirs += [relative(w) for w in pod.work_dirs]
+    dirs = [d for d in dirs if d]
     lines = [
         "set -e",
         f"mount -t tmpfs -o mode=0755 tmpfs {r}",
+        f"cp -a {q(skeleton_dir.rstrip('/') + '/.')} {r}/",
         f"cd {r}",
-        "mkdir -p usr etc dev proc sys tmp var/tmp run root",
-        "chmod 1777 tmp var/tmp",
     ]
-    for name, target in sorted(host.top_links.items()):
-        lines.append(f"ln -s {q(target)} {q(name)}")
-    lines.append("ln -s ../run var/run")
-    dirs = [d for d in dirs if d]
     if dirs:
+        # made after the skeleton's links, so a path through /var/run or /bin follows them
         lines.append("mkdir -p " + " ".join(q(d) for d in dirs))
     for _src, target in pod.binds:
         t = q(inside(pod.root, target))
         lines.append(f'[ -e {t} ] || {{ mkdir -p "$(dirname {t})"; : >> {t}; }}')
-    etc = [f"/etc/{e}" for e in ETC_FILES if e in host.etc_entries]
-    if etc:
-        lines.append("cp -a " + " ".join(q(e) for e in etc) + " etc/")
     lines.append(
         "cp "
         + " ".join(q(f"{pod.files_dir}/{f}") for f in ("hosts", "resolv.conf", "hostname"))
         + " etc/"
     )
-    if not pod.privileged:
-        lines.append("cp -a " + " ".join(f"/dev/{d}" for d in DEVICES) + " dev/")
-        lines.append(
-            "ln -s /proc/self/fd dev/fd; ln -s /proc/self/fd/0 dev/stdin; "
-            "ln -s /proc/self/fd/1 dev/stdout; ln -s /proc/self/fd/2 dev/stderr; "
-            "ln -s pts/ptmx dev/ptmx"
-        )
     lines.append(f"mount -a -T {q(fstab_file)}")
     if pod.volume_script:
         lines.append(pod.volume_script.rstrip("\n"))
     lines += [
         f"cd {r}",
-        f"mkdir {OLD_ROOT}",
         f"pivot_root . {OLD_ROOT}",
         "cd /",
         f"umount -l /{OLD_ROOT}",

@@ -17,7 +17,9 @@ import functools
 import ipaddress
 import json
 import os
+import shutil
 import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,7 +264,43 @@ def built(sb: Sandbox) -> bool:
     return _bound(sb.mnt)
 
 
-async def build_pod_root(sb: Sandbox, root: podroot.PodRoot, fstab_file: Path) -> str | None:
+def write_skeleton(path: Path) -> None:
+    """Make (again) the skeleton every pod's root is copied from (podroot.Skeleton):
+    built beside `path` and renamed over it, so a pod being built meanwhile copies a whole
+    one."""
+    sk = podroot.skeleton(_host_facts_once())
+    tmp = path.with_name(path.name + ".new")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o755)
+    for d, mode in sk.dirs:
+        (tmp / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp / d, mode)
+    for link, target in sk.links:
+        os.symlink(target, tmp / link)
+    for dev in sk.devices:
+        st = os.stat(f"/dev/{dev}")
+        os.mknod(tmp / "dev" / dev, st.st_mode, st.st_rdev)
+        os.chmod(tmp / "dev" / dev, stat.S_IMODE(st.st_mode))
+    for e in sk.etc:
+        src, dst = Path("/etc", e), tmp / "etc" / e
+        with contextlib.suppress(OSError):
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dst)
+            elif src.is_dir():
+                shutil.copytree(src, dst, symlinks=True)
+            else:
+                shutil.copy2(src, dst)
+    old = path.with_name(path.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+async def build_pod_root(
+    sb: Sandbox, root: podroot.PodRoot, fstab_file: Path, skeleton_dir: Path
+) -> str | None:
     """Make the pod's mount (and PID) namespace: its pause first, which holds the PID
     namespace, then the root, built and pivoted into from inside. The error, if any; a
     half-built root is taken down, so a later call starts afresh."""
@@ -282,7 +320,7 @@ async def build_pod_root(sb: Sandbox, root: podroot.PodRoot, fstab_file: Path) -
             return "the pod's namespaces did not appear"
     else:
         await netns.run(*enter, "--", *unshare, "true")
-    script = podroot.script(root, _host_facts_once(), str(fstab_file))
+    script = podroot.script(root, str(skeleton_dir), str(fstab_file))
     done = await spawn.run(
         [*sb.nsenter(), "sh", "-c", script], stdout=spawn.DEVNULL, stderr=spawn.PIPE, limit=8192
     )

@@ -85,7 +85,7 @@ def test_paths_never_leave_the_root(path: str) -> None:
     assert ".." not in podroot.relative(path).split("/")
 
 
-def test_the_script_pivots_and_drops_the_host() -> None:
+def test_the_script_copies_the_skeleton_pivots_and_drops_the_host() -> None:
     pod = podroot.PodRoot(
         "/s/it's root",
         "/s/files",
@@ -94,25 +94,38 @@ def test_the_script_pivots_and_drops_the_host() -> None:
         work_dirs=("/srv/app",),
         volume_script="mount --bind '/s/v' '/s/it'\\''s root/data'\n",
     )
-    script = podroot.script(pod, HOST, "/s/fstab")
+    script = podroot.script(pod, "/n/rootfs", "/s/fstab")
     lines = script.splitlines()
-    assert lines[0] == "set -e"
-    assert lines[1] == "mount -t tmpfs -o mode=0755 tmpfs '/s/it'\\''s root'"
-    # the links come before directories made through them
-    assert lines.index("ln -s 'usr/bin' 'bin'") < next(
-        i for i, line in enumerate(lines) if "'srv/app'" in line
-    )
-    assert "cp -a '/etc/passwd' '/etc/group' etc/" in lines
+    assert lines[:4] == [
+        "set -e",
+        "mount -t tmpfs -o mode=0755 tmpfs '/s/it'\\''s root'",
+        "cp -a '/n/rootfs/.' '/s/it'\\''s root'/",
+        "cd '/s/it'\\''s root'",
+    ]
+    sa = podroot.relative(podroot.SA_DIR)
+    assert lines[4] == f"mkdir -p 'opt/py' '{sa}' 'srv/app'"
     assert "cp '/s/files/hosts' '/s/files/resolv.conf' '/s/files/hostname' etc/" in lines
-    assert lines.index("mount -a -T '/s/fstab'") < lines.index(
-        "mount --bind '/s/v' '/s/it'\\''s root/data'"
-    )
+    volume = "mount --bind '/s/v' '/s/it'\\''s root/data'"
+    assert lines.index("mount -a -T '/s/fstab'") < lines.index(volume)
     assert lines[-4:] == [
         f"pivot_root . {podroot.OLD_ROOT}",
         "cd /",
         f"umount -l /{podroot.OLD_ROOT}",
         f"rmdir /{podroot.OLD_ROOT}",
     ]
+    # nine processes, whatever the pod holds (the volumes' lines aside)
+    skip = ("set", "cd", "[")
+    commands = [ln.split()[0] for ln in lines if ln != volume and not ln.startswith(skip)]
+    assert len(commands) + 1 == 9  # and the shell
+
+
+def test_the_skeleton_holds_the_links_devices_and_etc_files() -> None:
+    sk = podroot.skeleton(HOST)
+    assert ("bin", "usr/bin") in sk.links and ("var/run", "../run") in sk.links
+    assert ("dev/stdout", "/proc/self/fd/1") in sk.links
+    assert ("tmp", 0o1777) in sk.dirs and ("etc/ssl/certs", 0o755) in sk.dirs
+    assert sk.etc == ("passwd", "group")
+    assert "null" in sk.devices
 
 
 def test_runtime_dirs_drop_what_usr_or_another_holds() -> None:
