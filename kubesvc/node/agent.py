@@ -104,6 +104,7 @@ class NodeAgent:
         config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(config.state_dir)
         self.ipam = IPAM(self.net.pod_cidr, config.state_dir / "ipam.json")
+        self._id_bases: dict[str, int] = {}  # pod uid -> its user namespace's host ids
         # what the agent reads is type-checked: an object it cannot use is kept out (logged
         # once per revision), never fed to a pod worker, the env builder or the proxy
         self.pods = Informer(
@@ -454,6 +455,8 @@ class NodeAgent:
                 info.get("host_network") is True,
                 Path(info["ipc"]) if info.get("ipc") else None,
                 Path(info["pid"]) if info.get("pid") else None,
+                Path(info["user"]) if info.get("user") else None,
+                int(info.get("id_base") or 0),
             )
             if pod is None:
                 # deleted while no agent ran: adopted only to be torn down by _sync_pod
@@ -469,6 +472,8 @@ class NodeAgent:
             # adopt() at once, through _on_exit, which finds its worker here
             self.workers[uid] = worker
             worker.adopt()
+            if sb.id_base:
+                self._id_bases[uid] = sb.id_base
             # the root is built at most once: a worker that had not finished it builds it
             worker.volumes_ready = worker.volumes_ready and sandbox.built(sb)
             # a ConfigMap or Secret may have changed while no agent ran, and the informers'
@@ -591,6 +596,7 @@ class NodeAgent:
                 host_network=host_network,
                 host_pid=spec.get("hostPID") is True,
                 host_ipc=spec.get("hostIPC") is True,
+                id_base=self._id_base(uid, spec, host_network),
             )
             (d / "sandbox.json").write_text(
                 json.dumps(
@@ -603,6 +609,8 @@ class NodeAgent:
                         "mnt": str(sb.mnt),
                         "ipc": str(sb.ipc) if sb.ipc else None,
                         "pid": str(sb.pid) if sb.pid else None,
+                        "user": str(sb.user) if sb.user else None,
+                        "id_base": sb.id_base,
                         "ip": ip,
                         "hostname": hostname,
                         "host_network": host_network,
@@ -715,9 +723,26 @@ class NodeAgent:
                 found[kind][(ns, name)] = obj
         lookup = podenv.DictLookup(found["configMap"], found["secret"])
         tokens = await self._pod_tokens(pod)
-        plans = volumes.plan_volumes(pod, lookup, tokens=tokens)
+        plans = volumes.plan_volumes(pod, lookup, tokens=tokens, id_base=worker.sandbox.id_base)
         mount_plans, errors = volumes.plan_mounts(pod)
         return plans, mount_plans, errors
+
+    def _id_base(self, uid: str, spec: dict[str, Any], host_network: bool) -> int:
+        """The host id a `hostUsers: false` pod's root maps to: the lowest 65536-id range
+        from 65536 on that no pod of this node holds (0: the pod shares the host's users,
+        as it must with any host namespace)."""
+        if spec.get("hostUsers") is not False or host_network:
+            return 0
+        if spec.get("hostPID") is True or spec.get("hostIPC") is True:
+            return 0
+        if uid in self._id_bases:
+            return self._id_bases[uid]
+        taken = set(self._id_bases.values())
+        n = 1
+        while n * sandbox.USERNS_SIZE in taken:
+            n += 1
+        self._id_bases[uid] = n * sandbox.USERNS_SIZE
+        return n * sandbox.USERNS_SIZE
 
     @staticmethod
     def _service_account_dir(pod: dict[str, Any], pod_dir: Path) -> Path | None:
@@ -794,6 +819,7 @@ class NodeAgent:
                 for c in containers
             ),
             host_pid=worker.sandbox.pid is None,
+            id_base=worker.sandbox.id_base,
             volume_script=mounts.mount_script(root, plans, mount_plans, str(d / "root")),
         )
         error = await sandbox.build_pod_root(
@@ -930,6 +956,7 @@ class NodeAgent:
             worker.sandbox.host_network,
         )
         self.ipam.release(worker.uid)
+        self._id_bases.pop(worker.uid, None)
         shutil.rmtree(self.cfg.state_dir / "pods" / worker.uid, ignore_errors=True)
 
     async def _finish_delete(self, pod: dict[str, Any]) -> None:
@@ -1050,7 +1077,7 @@ def _sandbox_intact(info: dict[str, Any], mounted: set[str]) -> bool:
     def there(key: str) -> bool:
         return not info.get(key) or str(Path(info[key]).resolve()) in mounted
 
-    if not all(there(key) for key in ("netns", "uts", "ipc")):
+    if not all(there(key) for key in ("netns", "uts", "ipc", "user")):
         return False
     if not info.get("mnt") or str(Path(info["mnt"]).resolve()) not in mounted:
         return True  # its root is not built yet

@@ -104,6 +104,7 @@ class PodRoot:
     privileged: bool = False
     host_pid: bool = False
     volume_script: str = ""  # mounts at paths under $R (kubesvc/node/mounts.py)
+    id_base: int = 0  # a pod in a user namespace: the host id its root maps to
 
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -223,6 +224,10 @@ def script(pod: PodRoot, skeleton_dir: str, fstab_file: str) -> str:
         + " ".join(q(f"{pod.files_dir}/{f}") for f in ("hosts", "resolv.conf", "hostname"))
         + " etc/"
     )
+    if pod.id_base:
+        # the root's own files belong to the pod's root user (before any mount: nothing
+        # bound into it changes owner)
+        lines.append(f"chown -R {pod.id_base}:{pod.id_base} .")
     lines.append(f"mount -a -T {q(fstab_file)}")
     if pod.volume_script:
         lines.append(pod.volume_script.rstrip("\n"))

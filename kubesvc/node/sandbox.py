@@ -20,6 +20,7 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,7 +196,7 @@ async def ensure_ns_dir(cluster: str) -> Path:
 
 def ns_files(cluster: str, uid: str) -> dict[str, Path]:
     d = ns_dir(cluster)
-    return {kind: d / f"{uid}.{kind}" for kind in ("uts", "ipc", "mnt", "pid")}
+    return {kind: d / f"{uid}.{kind}" for kind in ("uts", "ipc", "mnt", "pid", "user")}
 
 
 async def create_pod_sandbox(
@@ -210,6 +211,7 @@ async def create_pod_sandbox(
     host_network: bool = False,
     host_pid: bool = False,
     host_ipc: bool = False,
+    id_base: int = 0,
 ) -> Sandbox:
     """The pod's network, UTS and IPC namespaces. Its mount and PID namespaces come with
     its root (`build_pod_root`), once its volumes can be mounted. A hostNetwork pod runs
@@ -225,6 +227,12 @@ async def create_pod_sandbox(
     if not host_ipc:
         unshare.append(f"--ipc={files['ipc']}")
     await netns.run(*unshare, "hostname", hostname)
+    if id_base:
+        files["user"].touch()
+        await make_user_namespace(files["user"], id_base)
+        # a port below 1024 needs no capability in the pod's network namespace, which the
+        # pod's user namespace does not own (containerd sets this for every pod)
+        await netns.sysctl(pod_netns, {"net.ipv4.ip_unprivileged_port_start": "0"})
     return Sandbox(
         namespace,
         name,
@@ -237,7 +245,37 @@ async def create_pod_sandbox(
         host_network,
         None if host_ipc else files["ipc"],
         None if host_pid else files["pid"],
+        files["user"] if id_base else None,
+        id_base,
     )
+
+
+USERNS_SIZE = 65536  # ids per pod, as upstream's kubelet gives each pod
+
+
+async def make_user_namespace(path: Path, id_base: int) -> None:
+    """A user namespace whose ids 0-65535 are `id_base`... on the host, bound at `path`.
+    A waiting process makes it; its id maps are written from here (root may, for its
+    child), as newuidmap would without needing /etc/subuid."""
+    proc = subprocess.Popen(
+        ["unshare", "--user", "sh", "-c", "read _"], stdin=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        mine = os.readlink("/proc/self/ns/user")
+        for _ in range(2000):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{proc.pid}/ns/user") != mine:
+                    break
+            await asyncio.sleep(0.001)
+        else:
+            raise RuntimeError("the user namespace did not appear")
+        for kind in ("uid_map", "gid_map"):
+            Path(f"/proc/{proc.pid}/{kind}").write_text(f"0 {id_base} {USERNS_SIZE}\n")
+        await netns.run("mount", "--bind", f"/proc/{proc.pid}/ns/user", str(path))
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(5)
 
 
 @functools.cache
@@ -322,7 +360,10 @@ async def build_pod_root(
         await netns.run(*enter, "--", *unshare, "true")
     script = podroot.script(root, str(skeleton_dir), str(fstab_file))
     done = await spawn.run(
-        [*sb.nsenter(), "sh", "-c", script], stdout=spawn.DEVNULL, stderr=spawn.PIPE, limit=8192
+        [*sb.nsenter(user=False), "sh", "-c", script],
+        stdout=spawn.DEVNULL,
+        stderr=spawn.PIPE,
+        limit=8192,
     )
     if done.returncode != 0:
         await discard_pod_root(sb)

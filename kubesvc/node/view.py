@@ -33,12 +33,18 @@ class Sandbox:
     host_network: bool = False  # netns is the node's own: the pod has no namespace of its own
     ipc: Path | None = None  # IPC namespace file (None: the host's, `hostIPC`)
     pid: Path | None = None  # PID namespace file, held by the pod's pause (None: `hostPID`)
+    user: Path | None = None  # user namespace file (`hostUsers: false`), ids from id_base on
+    id_base: int = 0  # the host uid and gid of the pod's root
 
-    def nsenter(self, pid: bool = True) -> list[str]:
+    def nsenter(self, pid: bool = True, user: bool = True) -> list[str]:
         """argv prefix that runs a command inside the pod's namespaces. Entering the PID
         namespace makes nsenter fork (its child runs the command): a container's shim
-        enters that one itself (`pid=False`), so the container is its own child."""
+        enters that one itself (`pid=False`), so the container is its own child. The pod's
+        root is built outside its user namespace (`user=False`)."""
         argv = ["nsenter", f"--net={self.netns}", f"--uts={self.uts}"]
+        if user and self.user is not None:
+            # nsenter enters the user namespace last, once it has entered the others
+            argv.append(f"--user={self.user}")
         if self.ipc is not None:
             argv.append(f"--ipc={self.ipc}")
         if pid and self.pid is not None:

@@ -304,6 +304,7 @@ def _projected_payload(
     namespace: str,
     tokens: Mapping[TokenSource, str],
     allocatable: Mapping[str, str],
+    id_base: int = 0,
 ) -> tuple[list[FileEntry], set[tuple[str, str]]]:
     default_mode = _mode(source.get("defaultMode"), DEFAULT_MODE)
     out: list[FileEntry] = []
@@ -324,7 +325,8 @@ def _projected_payload(
                 raise _Failed(f"failed to fetch token: {token or 'not requested'}")
             # readable by the pod's user only, whatever the volume's mode says
             uid, gid, mode = token_owner(pod)
-            out.append(FileEntry(str(sat.get("path") or ""), token.encode(), mode, uid, gid))
+            entry = FileEntry(str(sat.get("path") or ""), token.encode(), mode)
+            out.append(dataclasses.replace(entry, uid=uid + id_base, gid=gid + id_base))
     return out, refs
 
 
@@ -411,7 +413,9 @@ def plan_volume(
     *,
     tokens: Mapping[TokenSource, str] | None = None,
     allocatable: Mapping[str, str] | None = None,
+    id_base: int = 0,
 ) -> VolumePlan:
+    """`id_base`: the host id of the pod's uid and gid 0 (a pod in a user namespace)."""
     name = str(volume.get("name") or "")
     namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
     alloc = allocatable or {"cpu": "1", "memory": str(2**30)}
@@ -437,7 +441,9 @@ def plan_volume(
                 for kind in ("configMap", "secret"):
                     if isinstance(src.get(kind), dict):
                         refs.add((kind, str(src[kind].get("name") or "")))
-            files, _ = _projected_payload(source, pod, lookup, namespace, tokens or {}, alloc)
+            files, _ = _projected_payload(
+                source, pod, lookup, namespace, tokens or {}, alloc, id_base
+            )
             return VolumePlan(name, "files", _check_files(files), sources=frozenset(refs))
         if isinstance(volume.get("emptyDir"), dict):
             source = volume["emptyDir"]
@@ -468,6 +474,7 @@ def plan_volumes(
     *,
     tokens: Mapping[TokenSource, str] | None = None,
     allocatable: Mapping[str, str] | None = None,
+    id_base: int = 0,
 ) -> list[VolumePlan]:
     """Every volume of the pod that one of its containers mounts; as upstream's volume
     manager (GetPodVolumeNames), a volume no container mounts is not set up, so it cannot
@@ -476,7 +483,7 @@ def plan_volumes(
     volumes = _items(spec.get("volumes"))[:MAX_VOLUMES]
     mounted = {m.volume for m in plan_mounts(pod)[0]}
     return [
-        plan_volume(v, pod, lookup, tokens=tokens, allocatable=allocatable)
+        plan_volume(v, pod, lookup, tokens=tokens, allocatable=allocatable, id_base=id_base)
         for v in volumes
         if str(v.get("name") or "") in mounted
     ]

@@ -194,3 +194,51 @@ def test_a_privileged_pod_with_host_pid_gets_the_host(cluster: Cluster) -> None:
     assert _sh(cluster, name, f"cat /proc/{me}/comm") == Path(f"/proc/{me}/comm").read_text()
     host = _sh(cluster, name, f"nsenter -t {me} -m -u -n -- sh -c 'hostname; ls -d /root'")
     assert host.split() == [socket.gethostname(), "/root"]
+
+
+def test_host_users_false_runs_the_pod_in_a_user_namespace(cluster: Cluster) -> None:
+    name = uniq("userns")
+    pod = busybox_pod(
+        name,
+        [{"name": "scratch", "mountPath": "/scratch"}],
+        [{"name": "scratch", "emptyDir": {}}],
+        command=["sh", "-c", "nc -l -p 80 & exec sleep 3600"],
+    )
+    pod["spec"]["hostUsers"] = False
+    apply(cluster, pod)
+    wait_ready(cluster, name)
+    # root in the pod, with its capabilities and a writable root and volume...
+    assert _sh(cluster, name, "id -u; touch /x /scratch/y && echo ok").split() == ["0", "ok"]
+    assert _status_field(cluster, name, "CapEff") == DOCKER_CAPS
+    uid_map = _sh(cluster, name, "cat /proc/self/uid_map").split()
+    assert uid_map[0] == "0" and uid_map[2] == "65536" and int(uid_map[1]) >= 65536
+    # ...is an unprivileged user on the host: its processes and the files it makes
+    base = int(uid_map[1])
+    sleep_pid = _sh(cluster, name, "pgrep -x sleep").strip()
+    pod_uid = cluster.json("get", "pod", name)["metadata"]["uid"]
+    volume = next(cluster.home.rglob(f"pods/{pod_uid}/volumes/scratch"))
+    assert (volume / "y").stat().st_uid == base
+    host_sleeps = [
+        p
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _owner(p) == base and _comm(p) == "sleep"
+    ]
+    assert host_sleeps, f"no sleep of uid {base} on the host (the pod's is {sleep_pid})"
+    # its token is its root's, and a port below 1024 is its to bind
+    token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    assert _sh(cluster, name, f"stat -L -c '%u %a' {token}") == "0 600\n"
+    assert ":80 " in _sh(cluster, name, "netstat -ltn 2>/dev/null || ss -ltn")
+
+
+def _owner(p: Path) -> int:
+    try:
+        return p.stat().st_uid
+    except OSError:
+        return -1
+
+
+def _comm(p: Path) -> str:
+    try:
+        return (p / "comm").read_text().strip()
+    except OSError:
+        return ""

@@ -70,7 +70,7 @@ TOKEN = "test-token"
 class HostSandbox(Sandbox):
     """Runs commands on the host: tests need no namespaces."""
 
-    def nsenter(self, pid: bool = True) -> list[str]:
+    def nsenter(self, pid: bool = True, user: bool = True) -> list[str]:
         return []
 
 

@@ -138,3 +138,23 @@ def test_runtime_dirs_drop_what_usr_or_another_holds() -> None:
 def test_work_dirs_keep_absolute_strings_only() -> None:
     containers = [{"workingDir": "/a"}, {"workingDir": 3}, {"workingDir": "rel"}, "junk", {}]
     assert podroot.work_dirs(containers) == ("/a",)
+
+
+def test_a_pod_in_a_user_namespace_owns_its_roots_files() -> None:
+    pod = podroot.PodRoot("/r", "/f", id_base=131072)
+    lines = podroot.script(pod, "/n/rootfs", "/s/fstab").splitlines()
+    # before anything is bound into the root, so no host file changes owner
+    assert lines.index("chown -R 131072:131072 .") < lines.index("mount -a -T '/s/fstab'")
+    assert not any(
+        "chown" in line for line in podroot.script(podroot.PodRoot("/r", "/f"), "/n", "/s")
+    )
+
+
+def test_nsenter_enters_the_user_namespace_except_to_build_the_root() -> None:
+    from kubesvc.node.view import Sandbox
+
+    p = Path("/run/x")
+    sb = Sandbox("ns", "n", "u", p, p, p, "10.0.0.1", "n", False, p, p, Path("/run/u"), 65536)
+    assert "--user=/run/u" in sb.nsenter()
+    assert "--user=/run/u" not in sb.nsenter(user=False)
+    assert "--pid=/run/x" not in sb.nsenter(pid=False)
