@@ -41,6 +41,9 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     # upstream: "taint-manager uses existing cluster role from node-controller"
     "taint-eviction-controller": (NAMESPACE, "node-controller"),
     "job": (NAMESPACE, "job-controller"),
+    # the Job controller's deletions of finished Jobs past their TTL (upstream a controller
+    # of its own)
+    "ttl-after-finished": (NAMESPACE, "ttl-after-finished-controller"),
     "daemonset": (NAMESPACE, "daemon-set-controller"),
     "cronjob": (NAMESPACE, "cronjob-controller"),
     "statefulset": (NAMESPACE, "statefulset-controller"),
@@ -52,6 +55,8 @@ ACCOUNTS: dict[str, tuple[str, str]] = {
     # MetalLB's controller runs as its ServiceAccount `controller` in metallb-system
     "lbipam": ("metallb-system", "controller"),
 }
+# what writes with an account but is no entry of CONTROLLERS
+PARTS = frozenset({"ttl-after-finished"})
 SCHEDULER = "scheduler"  # writes with --scheduler-kubeconfig's identity
 
 

@@ -23,6 +23,7 @@ from kubesvc.client.kubeconfig import load
 from kubesvc.client.rest import ApiException
 from kubesvc.controllers.clientbuilder import (
     ACCOUNTS,
+    PARTS,
     TOKEN_SECONDS,
     AccountToken,
     renew_at,
@@ -142,6 +143,7 @@ WRITES: dict[str, list[tuple[str, str, str, str]]] = {
         ("delete", "pods", "", ""),
         ("update", "jobs", "batch", "status"),
     ],
+    "ttl-after-finished": [("delete", "jobs", "batch", "")],
     "daemonset": [("create", "pods", "", ""), ("update", "daemonsets", "apps", "status")],
     "cronjob": [
         ("create", "jobs", "batch", ""),
@@ -180,6 +182,7 @@ def test_each_controller_may_write_what_it_writes(controller: str) -> None:
 
 def test_every_controller_but_the_scheduler_has_an_account() -> None:
     assert set(CONTROLLERS) - set(ACCOUNTS) == {"scheduler"}
+    assert set(ACCOUNTS) - set(CONTROLLERS) == PARTS
     scheduler = UserInfo("system:kube-scheduler", "", ("system:authenticated",))
     assert can(scheduler, "create", "pods", sub="binding")
     assert can(scheduler, "patch", "pods", sub="status")
