@@ -22,19 +22,30 @@ log = logging.getLogger("kubesvc.apiserver")
 
 # what kubesvc's own components need from their first request: written before the server
 # hands out its kubeconfigs, the rest after it serves. kube-proxy's, the controller-manager's
-# and the scheduler's roles and bindings, each controller's (system:controller:*) and
-# MetalLB's (component_policy); nodes need none (the Node authorizer's rules are built in)
+# and the scheduler's roles and bindings, and MetalLB's (component_policy); nodes need none
+# (the Node authorizer's rules are built in). Each controller's (system:controller:*) come
+# first after serving: the controller-manager starts its controllers once their bindings
+# exist, as upstream's waits for the API server's rbac/bootstrap-roles hook (its /healthz)
 _COMPONENT_NAMES = frozenset(
     {"system:node-proxier", "system:kube-controller-manager", "system:kube-scheduler"}
 )
+CONTROLLER_PREFIX = "system:controller:"
 
 
 def component_object(name: str) -> bool:
-    return name in _COMPONENT_NAMES or name.startswith(("system:controller:", "metallb-system:"))
+    return name in _COMPONENT_NAMES or name.startswith("metallb-system:")
 
 
 def _objects() -> list[dict[str, Any]]:
-    return [*bootstrap_policy().objects(), *component_objects()]
+    """Every object, roles before bindings, the controllers' first among each."""
+    objs = [*bootstrap_policy().objects(), *component_objects()]
+    return sorted(
+        objs,
+        key=lambda o: (
+            o["kind"].endswith("Binding"),
+            not o["metadata"]["name"].startswith(CONTROLLER_PREFIX),
+        ),
+    )
 
 
 async def ensure_bootstrap_policy(

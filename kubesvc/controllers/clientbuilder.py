@@ -158,6 +158,41 @@ class AccountToken:
         self._token = _Token(value, renew_at(expires, TOKEN_SECONDS), expires)
 
 
+def bindings_needed(controllers: list[str]) -> set[str]:
+    """The ClusterRoleBindings (upstream's `system:controller:ACCOUNT`) that let these
+    controllers' accounts in kube-system write."""
+    wanted = set(controllers) | (PARTS if "job" in controllers else set())
+    return {
+        f"system:controller:{name}"
+        for c, (ns, name) in ACCOUNTS.items()
+        if c in wanted and ns == NAMESPACE
+    }
+
+
+async def wait_for_bindings(
+    root: ApiClient, controllers: list[str], timeout: float = 30.0, poll: float = 0.05
+) -> bool:
+    """Until the API server has written the controllers' bootstrap bindings (it writes them
+    first after it starts serving): upstream's controller-manager waits for /healthz,
+    whose rbac/bootstrap-roles check says the same. False when `timeout` passed first."""
+    wanted = bindings_needed(controllers)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            body = await root.request(
+                "GET", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+            )
+            items = body.get("items") if isinstance(body.get("items"), list) else []
+            have = {(i.get("metadata") or {}).get("name") for i in items if isinstance(i, dict)}
+            if wanted <= have:
+                return True
+        except (ApiException, OSError, TimeoutError) as e:
+            log.debug("listing bindings failed", extra={"kv": {"error": str(e)}})
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(poll)
+
+
 class ClientBuilder:
     """Clients for controllers: one per ServiceAccount (shared by the controllers that
     share one), the scheduler's from its kubeconfig."""

@@ -14,7 +14,7 @@ from kubesvc.client.informer import InformerFactory
 from kubesvc.client.kubeconfig import cluster_ca, wait_for_server
 from kubesvc.client.rest import ApiClient
 from kubesvc.controllers.base import Context, Controller, run_all
-from kubesvc.controllers.clientbuilder import ClientBuilder
+from kubesvc.controllers.clientbuilder import ClientBuilder, wait_for_bindings
 
 log = logging.getLogger("kubesvc.controller-manager")
 
@@ -78,6 +78,8 @@ async def run_controller_manager(
     names = enabled or list(CONTROLLERS)
     controllers = [load(n)(ctx) for n in names]
     factory.start()
+    if builder is not None and not await wait_for_bindings(client, names):
+        log.warning("the controllers' bootstrap bindings are not all there; starting anyway")
     while not await factory.wait_for_sync(timeout=10):
         log.warning("waiting for informer caches to sync")
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from kubesvc.apiserver.certs import component_identities, ensure_credentials, node_user
-from kubesvc.apiserver.rbac_bootstrap import component_object
+from kubesvc.apiserver.rbac_bootstrap import _objects, component_object
 from kubesvc.auth.bootstrap import bootstrap_policy, node_rules
 from kubesvc.auth.component_policy import SPEAKER_USER, component_objects
 from kubesvc.auth.node import NodeGraph, authorize
@@ -26,6 +26,7 @@ from kubesvc.controllers.clientbuilder import (
     PARTS,
     TOKEN_SECONDS,
     AccountToken,
+    bindings_needed,
     renew_at,
 )
 from kubesvc.controllers.manager import CONTROLLERS
@@ -216,7 +217,21 @@ def test_component_objects_are_written_before_serving() -> None:
     assert {"system:node-proxier", "system:kube-controller-manager", "system:kube-scheduler"} <= (
         early
     )
-    assert "system:controller:replicaset-controller" in early
+    assert "system:controller:replicaset-controller" not in early  # first after serving
+    order = [o["metadata"]["name"] for o in _objects()]
+    kinds = [o["kind"] for o in _objects()]
+    first_binding = next(i for i, k in enumerate(kinds) if k.endswith("Binding"))
+    assert all(not k.endswith("Binding") for k in kinds[:first_binding])
+    assert all(k.endswith("Binding") for k in kinds[first_binding:])
+    assert order[0].startswith("system:controller:")
+    assert order[first_binding].startswith("system:controller:")
+    assert bindings_needed(["job", "replicaset", "scheduler", "lbipam"]) == {
+        "system:controller:job-controller",
+        "system:controller:ttl-after-finished-controller",
+        "system:controller:replicaset-controller",
+    }
+    have = {o["metadata"]["name"] for o in _objects() if o["kind"] == "ClusterRoleBinding"}
+    assert bindings_needed(list(CONTROLLERS)) <= have
     assert "metallb-system:speaker" in early
     assert "cluster-admin" not in early and "system:node" not in early
 
