@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kubesvc.auth.component_policy import SPEAKER_USER  # MetalLB's speaker, in node agents
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -27,9 +29,41 @@ class Credentials:
     # ClusterRoleBinding system:node-proxier grants what kube-proxy reads
     proxy_cert: Path | None = None
     proxy_key: Path | None = None
+    # what the API server sends node agents' kubelet APIs (upstream: its kubelet client
+    # certificate); no API request authenticates with it
+    kubelet_client_token: str = ""
 
 
 PROXY_USER = "system:kube-proxy"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+SCHEDULER_USER = "system:kube-scheduler"
+NODES_GROUP = "system:nodes"
+
+
+def node_user(node: str) -> str:
+    """The user a node's credential names (upstream's kubelet client certificates)."""
+    return f"system:node:{node}"
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """A client certificate of the cluster CA: `stem`.crt/.key in the pki directory."""
+
+    stem: str
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+def component_identities(nodes: list[str]) -> list[ClientIdentity]:
+    """Every component's own identity besides kube-proxy's: the controller-manager, the
+    scheduler, the speaker, and each node (CN system:node:NAME, O system:nodes)."""
+    out = [
+        ClientIdentity("kube-controller-manager", CONTROLLER_MANAGER_USER),
+        ClientIdentity("kube-scheduler", SCHEDULER_USER),
+        ClientIdentity("metallb-speaker", SPEAKER_USER),
+    ]
+    out += [ClientIdentity(f"kubelet-{n}", node_user(n), (NODES_GROUP,)) for n in nodes]
+    return out
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -47,10 +81,9 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         f.write(data)
 
 
-def _name(cn: str, org: str | None = None) -> x509.Name:
+def _name(cn: str, *orgs: str) -> x509.Name:
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in orgs]
     return x509.Name(attrs)
 
 
@@ -91,8 +124,11 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
-    """Create the CA and certificates once; re-issue the serving cert if `hosts` changed."""
+def ensure_credentials(
+    data_dir: Path, hosts: list[str], identities: list[ClientIdentity] | None = None
+) -> Credentials:
+    """Create the CA and certificates once; re-issue the serving cert if `hosts` changed.
+    Client certificates for `identities` are issued once each, as the admin's."""
     pki = data_dir / "pki"
     pki.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki.chmod(0o700)  # private keys and the token: the owner's alone
@@ -105,14 +141,15 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
         _token(pki / "token"),
         pki / "kube-proxy.crt",
         pki / "kube-proxy.key",
+        _token(pki / "kubelet-client.token"),
     )
     if not creds.ca_cert.exists() or not (pki / "ca.key").exists():
         ca_key = _key()
         ca = _sign(_name("kubesvc-ca"), ca_key.public_key(), _name("kubesvc-ca"), ca_key, ca=True)
         _write_key(pki / "ca.key", ca_key)
         creds.ca_cert.write_bytes(_pem(ca))
-        for stale in (creds.server_cert, creds.admin_cert, creds.proxy_cert):
-            if stale is not None:
+        for stale in pki.glob("*.crt"):  # every certificate the old CA signed
+            if stale != creds.ca_cert:
                 stale.unlink(missing_ok=True)
     ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
@@ -149,6 +186,9 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
     clients = [(creds.admin_cert, creds.admin_key, _name("kubernetes-admin", "system:masters"))]
     if creds.proxy_cert is not None and creds.proxy_key is not None:
         clients.append((creds.proxy_cert, creds.proxy_key, _name(PROXY_USER)))
+    for ident in identities or []:
+        cert_path, key_path = client_files(data_dir, ident)
+        clients.append((cert_path, key_path, _name(ident.user, *ident.groups)))
     for cert_path, key_path, subject in clients:
         if cert_path.exists() and key_path.exists():
             continue
@@ -159,6 +199,12 @@ def ensure_credentials(data_dir: Path, hosts: list[str]) -> Credentials:
         _write_key(key_path, key)
         cert_path.write_bytes(_pem(cert))
     return creds
+
+
+def client_files(data_dir: Path, ident: ClientIdentity) -> tuple[Path, Path]:
+    """Where `ident`'s certificate and key are kept."""
+    pki = data_dir / "pki"
+    return pki / f"{ident.stem}.crt", pki / f"{ident.stem}.key"
 
 
 def _sans(path: Path) -> set[str]:

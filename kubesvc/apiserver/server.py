@@ -23,14 +23,20 @@ from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, KINDS
 from kubesvc.apiserver import discovery, negotiation, offload, reviews
 from kubesvc.apiserver.authz import USER, RbacAuthorizer
-from kubesvc.apiserver.certs import Credentials, ensure_credentials
+from kubesvc.apiserver.certs import (
+    ClientIdentity,
+    Credentials,
+    client_files,
+    component_identities,
+    ensure_credentials,
+)
 from kubesvc.apiserver.crds import CrdController
 from kubesvc.apiserver.decoding import MAX_BODY
 from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
 from kubesvc.apiserver.podstreams import PodProxy
 from kubesvc.apiserver.proxy_handler import ResourceProxy
-from kubesvc.apiserver.rbac_bootstrap import COMPONENT_OBJECTS, ensure_bootstrap_policy
+from kubesvc.apiserver.rbac_bootstrap import component_object, ensure_bootstrap_policy
 from kubesvc.apiserver.registry import Registry, WriteOptions
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.apiserver.tokens import TokenIssuer
@@ -78,6 +84,9 @@ class ServerConfig:
     # the DefaultTolerationSeconds admission's --default-*-toleration-seconds
     not_ready_toleration_seconds: int = 300
     unreachable_toleration_seconds: int = 300
+    # nodes whose agents get a credential of their own (system:node:NAME): a client
+    # certificate and `kubelet-NAME.kubeconfig` beside the admin's
+    nodes: list[str] = field(default_factory=list)
 
     @property
     def client_host(self) -> str:
@@ -94,6 +103,7 @@ class ApiServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.creds: Credentials | None = None
+        self.identities: list[ClientIdentity] = []
         self.port = config.port
         self._served = 0  # requests answered (the memory keeper trims after busy periods)
 
@@ -103,8 +113,11 @@ class ApiServer:
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         # pods reach the server as https://10.96.0.1 (the `kubernetes` Service)
         kubernetes_ip = str(ipaddress.ip_network(cfg.service_cidr).network_address + 1)
+        self.identities = component_identities(cfg.nodes)
         self.creds = ensure_credentials(
-            cfg.data_dir, [cfg.client_host, cfg.bind, kubernetes_ip, *cfg.extra_sans]
+            cfg.data_dir,
+            [cfg.client_host, cfg.bind, kubernetes_ip, *cfg.extra_sans],
+            self.identities,
         )
         self.store = SQLiteStore(cfg.data_dir / "state.db")
         self.registry = Registry(
@@ -139,8 +152,8 @@ class ApiServer:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._handler = ResourceHandler(
             self.registry,
-            PodProxy(self.registry, self.creds.token),
-            ResourceProxy(self.registry, self.creds.token),
+            PodProxy(self.registry, self.creds.kubelet_client_token),
+            ResourceProxy(self.registry, self.creds.kubelet_client_token),
             self.tokens,
             self.authz,
         )
@@ -163,7 +176,7 @@ class ApiServer:
             self.port = sockets[0].getsockname()[1]
         await self._seed()
         await self._reconcile_kubernetes_endpoints()
-        await ensure_bootstrap_policy(self.registry, COMPONENT_OBJECTS)
+        await ensure_bootstrap_policy(self.registry, component_object)
         self.write_kubeconfig()
         self._tasks.append(asyncio.create_task(self._bootstrap_policy(), name="rbac-bootstrap"))
         log.info("serving", extra={"kv": {"address": f"{cfg.bind}:{self.port}"}})
@@ -334,12 +347,17 @@ class ApiServer:
         }
 
     def write_kubeconfig(self) -> Path:
-        """The admin's kubeconfig, and before it kube-proxy's (`kube-proxy.kubeconfig`):
-        whoever waits for the first finds both."""
+        """The admin's kubeconfig, and before it each component's own (kube-proxy's
+        `kube-proxy.kubeconfig`, `kube-controller-manager`, `kube-scheduler`,
+        `metallb-speaker` and `kubelet-NODE`): whoever waits for the first finds them all."""
         assert self.creds is not None
+        data_dir = self.config.data_dir
         if self.creds.proxy_cert is not None and self.creds.proxy_key is not None:
             proxy = self.kubeconfig(client=(self.creds.proxy_cert, self.creds.proxy_key))
-            _write_private(self.config.data_dir / "kube-proxy.kubeconfig", proxy)
+            _write_private(data_dir / "kube-proxy.kubeconfig", proxy)
+        for ident in self.identities:
+            own = self.kubeconfig(client=client_files(data_dir, ident))
+            _write_private(data_dir / f"{ident.stem}.kubeconfig", own)
         path = self.config.data_dir / "kubeconfig"
         _write_private(path, self.kubeconfig())
         return path

@@ -28,6 +28,7 @@ def _apiserver(args: argparse.Namespace) -> int:
         compaction_interval=args.etcd_compaction_interval,
         not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
         unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
+        nodes=list(args.node or []),
     )
     _run(serve(config))
     return 0
@@ -47,7 +48,16 @@ def _controller_manager(args: argparse.Namespace) -> int:
     settings = {}
     if args.node_monitor_grace_period:
         settings["node_monitor_grace_period"] = args.node_monitor_grace_period
-    _run(run_controller_manager(args.kubeconfig, enabled, args.resync_period, settings))
+    _run(
+        run_controller_manager(
+            args.kubeconfig,
+            enabled,
+            args.resync_period,
+            settings,
+            use_service_account_credentials=args.use_service_account_credentials,
+            scheduler_kubeconfig=args.scheduler_kubeconfig or None,
+        )
+    )
     return 0
 
 
@@ -78,6 +88,7 @@ def _node(args: argparse.Namespace) -> int:
         args.dns_ip,
         proxy_mode=args.proxy_mode,
         proxy_kubeconfig=args.proxy_kubeconfig,
+        speaker_kubeconfig=args.speaker_kubeconfig,
     )
 
     async def run() -> None:
@@ -313,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often old revisions are compacted away (default 300)",
     )
+    api.add_argument(
+        "--node",
+        action="append",
+        metavar="NAME",
+        help="issue node NAME a credential of its own (system:node:NAME) and write "
+        "kubelet-NAME.kubeconfig beside the admin's (repeatable)",
+    )
     api.set_defaults(func=_apiserver)
     cm = sub.add_parser("controller-manager", help="run the controllers in the foreground")
     cm.add_argument("--kubeconfig", required=True, help="how to reach the API server")
@@ -324,6 +342,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="SECONDS",
         help="a node silent this long is marked NotReady (default 50)",
+    )
+    cm.add_argument(
+        "--use-service-account-credentials",
+        action="store_true",
+        help="each controller writes with its own ServiceAccount's token (kube-system)",
+    )
+    cm.add_argument(
+        "--scheduler-kubeconfig",
+        default="",
+        help="the scheduler's own kubeconfig (default: the controller-manager's)",
     )
     cm.set_defaults(func=_controller_manager)
     node = sub.add_parser("node", help="run a node agent (the kubelet's role) in the foreground")
@@ -347,6 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--proxy-kubeconfig",
         default=None,
         help="kube-proxy's own kubeconfig (default: the node's --kubeconfig)",
+    )
+    node.add_argument(
+        "--speaker-kubeconfig",
+        default=None,
+        help="the layer-2 speaker's own kubeconfig, with which it and the node's routes "
+        "read Nodes, Services, EndpointSlices and MetalLB's resources (default: --kubeconfig)",
     )
     node.set_defaults(func=_node)
 

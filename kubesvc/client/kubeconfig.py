@@ -63,9 +63,15 @@ def _sections(path: Path, context: str | None) -> tuple[dict[str, Any], dict[str
     return cluster, user
 
 
-def load(path: str | Path, context: str | None = None) -> ClusterAccess:
+def load(
+    path: str | Path, context: str | None = None, *, credentials: bool = True
+) -> ClusterAccess:
+    """How to reach the kubeconfig's server; with `credentials=False`, its server and CA
+    only (for a client that brings a token of its own)."""
     path = Path(path)
     cluster, user = _sections(path, context)
+    if not credentials:
+        user = {}
     base = path.parent
     ca = _material(cluster, "certificate-authority", base)
     if ca:

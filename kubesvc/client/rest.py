@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -53,10 +53,21 @@ def _kind(kind: str | Kind) -> Kind:
     return BY_KIND[kind] if isinstance(kind, str) else kind
 
 
+# a bearer token obtained (and renewed) while the client runs: a ServiceAccount's
+# TokenRequest token, as upstream's controller-manager builds its controllers' clients
+TokenSource = Callable[[], Awaitable[str]]
+
+
 class ApiClient:
-    def __init__(self, access: ClusterAccess, user_agent: str = "kubesvc/0.1") -> None:
+    def __init__(
+        self,
+        access: ClusterAccess,
+        user_agent: str = "kubesvc/0.1",
+        token_source: TokenSource | None = None,
+    ) -> None:
         self.access = access
         self.user_agent = user_agent
+        self.token_source = token_source
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -69,7 +80,7 @@ class ApiClient:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             headers = {"User-Agent": self.user_agent, "Accept": "application/json"}
-            if self.access.token:
+            if self.access.token and self.token_source is None:
                 headers["Authorization"] = f"Bearer {self.access.token}"
             connector = aiohttp.TCPConnector(ssl=self.access.ssl_context, limit=64)
             self._session = aiohttp.ClientSession(
@@ -102,7 +113,8 @@ class ApiClient:
         timeout: float = 60.0,
     ) -> dict[str, Any]:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
-        headers = {"Content-Type": content_type} if data is not None else None
+        headers = {"Content-Type": content_type} if data is not None else {}
+        headers.update(await self._auth())
         async with self.session.request(
             method,
             path,
@@ -118,6 +130,8 @@ class ApiClient:
                     parsed = json.loads(raw)
                 except ValueError:
                     parsed = None
+            if resp.status == 401:
+                self._unauthorized()
             if resp.status >= 400:
                 raise ApiException(
                     resp.status,
@@ -125,6 +139,18 @@ class ApiClient:
                     raw.decode(errors="replace")[:500],
                 )
             return parsed if isinstance(parsed, dict) else {}
+
+    def _unauthorized(self) -> None:
+        """A token refused (its ServiceAccount was deleted and made again): the source gets
+        a new one for the next request."""
+        invalidate = getattr(self.token_source, "invalidate", None)
+        if invalidate is not None:
+            invalidate()
+
+    async def _auth(self) -> dict[str, str]:
+        if self.token_source is None:
+            return {}
+        return {"Authorization": f"Bearer {await self.token_source()}"}
 
     # -- verbs ---------------------------------------------------------------------------
     async def get(
@@ -248,8 +274,11 @@ class ApiClient:
         async with self.session.get(
             path,
             params=_clean(params),
+            headers=await self._auth(),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout_seconds + 30),
         ) as resp:
+            if resp.status == 401:
+                self._unauthorized()
             if resp.status >= 400:
                 raw = await resp.read()
                 try:

@@ -210,7 +210,6 @@ def components(cluster: Cluster) -> list[Component]:
     """What the supervisor runs for this cluster, computed from cluster.json."""
     state = cluster.load()
     net = cluster.net()
-    kcfg = str(cluster.kubeconfig)
 
     def component(name: str, argv: list[str]) -> Component:
         return Component(name, argv, cluster.logs / f"{name}.log", cluster.pids / f"{name}.pid")
@@ -232,6 +231,8 @@ def components(cluster: Cluster) -> list[Component]:
             "--service-cluster-ip-range",
             net.service_cidr,
             *tunables["apiserver"],
+            # each node's own credential (system:node:NAME), written as kubelet-NAME.kubeconfig
+            *(arg for node in state["nodes"] for arg in ("--node", node)),
         ),
     )
     # all start at once: the controller-manager and the agents wait for the API server
@@ -240,7 +241,17 @@ def components(cluster: Cluster) -> list[Component]:
         api,
         component(
             "controller-manager",
-            _kubesvc("controller-manager", "--kubeconfig", kcfg, *tunables["controller-manager"]),
+            # as system:kube-controller-manager, each controller with its ServiceAccount's
+            # token, the scheduler as system:kube-scheduler (kubeconfigs the API server wrote)
+            _kubesvc(
+                "controller-manager",
+                "--kubeconfig",
+                str(cluster.api_dir / "kube-controller-manager.kubeconfig"),
+                "--use-service-account-credentials",
+                "--scheduler-kubeconfig",
+                str(cluster.api_dir / "kube-scheduler.kubeconfig"),
+                *tunables["controller-manager"],
+            ),
         ),
     ]
     for i, node in enumerate(state["nodes"]):
@@ -250,8 +261,9 @@ def components(cluster: Cluster) -> list[Component]:
             node,
             "--cluster",
             cluster.name,
+            # the node's own credential: system:node:NAME in system:nodes
             "--kubeconfig",
-            kcfg,
+            str(cluster.api_dir / f"kubelet-{node}.kubeconfig"),
             "--node-ip",
             net.node_ip(i),
             "--node-cidr",
@@ -265,6 +277,9 @@ def components(cluster: Cluster) -> list[Component]:
             # written by the API server with the admin's; its user is system:kube-proxy
             "--proxy-kubeconfig",
             str(cluster.api_dir / "kube-proxy.kubeconfig"),
+            # the speaker's and the routes' reads: system:metallb-speaker
+            "--speaker-kubeconfig",
+            str(cluster.api_dir / "metallb-speaker.kubeconfig"),
         )
         agent = component(node, argv)
         agent.held = node in stopped  # `kubesvc node stop`

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubesvc.api.objmeta import object_key
 from kubesvc.client.events import EventRecorder
@@ -20,11 +22,27 @@ CONFLICT_RETRY = 1.0  # seconds
 
 @dataclass
 class Context:
-    client: ApiClient
+    client: ApiClient  # the controller-manager's own: the shared informers read with it
     factory: InformerFactory
     recorder: EventRecorder
     settings: dict[str, float] = field(default_factory=dict)  # command-line tunables
     root_ca: str = ""  # the cluster CA (PEM) that the root CA publisher hands to namespaces
+    # each controller's own client (clientbuilder.ClientBuilder.client); None: every
+    # controller writes with `client`
+    writers: Callable[[str], ApiClient] | None = None
+
+    def client_for(self, controller: str) -> ApiClient:
+        """The client `controller` writes with."""
+        return self.writers(controller) if self.writers is not None else self.client
+
+    def recorder_for(self, controller: str, component: str = "") -> Any:
+        """An event recorder writing as `controller` (events' source `component`, or the
+        shared recorder's)."""
+        shared = self.recorder
+        client = self.client_for(controller)
+        if not isinstance(shared, EventRecorder) or (client is shared.client and not component):
+            return shared
+        return EventRecorder(client, component or shared.component, shared.host)
 
 
 class Controller:
@@ -39,8 +57,8 @@ class Controller:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.client = ctx.client
-        self.recorder = ctx.recorder
+        self.client = ctx.client_for(self.name)
+        self.recorder = ctx.recorder_for(self.name)
         self.queue = WorkQueue(self.name)
 
     def enqueue(self, obj: Obj) -> None:
@@ -63,6 +81,8 @@ class Controller:
 
     async def stop(self) -> None:
         await self.queue.shutdown()
+        if self.recorder is not self.ctx.recorder and isinstance(self.recorder, EventRecorder):
+            await self.recorder.close()
 
 
 def split_key(key: str) -> tuple[str | None, str]:

@@ -187,7 +187,7 @@ class CronJobController(Controller):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, "cronjob-controller")
+        self.recorder = component_recorder(ctx, "cronjob-controller", self.name)
         self.cronjobs = ctx.factory.informer("CronJob")
         self.jobs = ctx.factory.informer("Job")
         self.jobs.add_indexer(_OWNER_INDEX, _owner_index)

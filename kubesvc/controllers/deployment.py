@@ -838,7 +838,7 @@ class DeploymentController(Controller):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, "deployment-controller")
+        self.recorder = component_recorder(ctx, "deployment-controller", self.name)
         self.d_informer = ctx.factory.informer("Deployment")
         self.rs_informer = ctx.factory.informer("ReplicaSet")
         self.pod_informer = ctx.factory.informer("Pod")

@@ -228,6 +228,7 @@ def _reconcile_port_mapping(
             to_update.append(name)
         elif labels_changed:
             copy_ = copy.deepcopy(s)
+            copy_["endpoints"] = list(s.get("endpoints") or [])  # null or missing: none
             copy_["metadata"]["labels"] = labels
             by_name[name] = copy_
             to_update.append(name)

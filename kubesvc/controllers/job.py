@@ -299,6 +299,9 @@ def spec_problem(job: Obj) -> str | None:
 
 
 # -- controller ------------------------------------------------------------------------------
+TTL_CONTROLLER = "ttl-after-finished"  # whose credentials delete a Job past its TTL
+
+
 class JobController(PodOwnerController):
     name = "job"
     kind = KIND
@@ -307,6 +310,9 @@ class JobController(PodOwnerController):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.jobs = self.owners
+        # a finished Job's TTL deletion is upstream's ttl-after-finished controller's, with
+        # its own account (the job controller's role may not delete Jobs)
+        self.ttl_client = ctx.client_for(TTL_CONTROLLER)
 
     async def sync(self, key: str) -> None:
         cached = self.jobs.get(key)
@@ -373,7 +379,7 @@ class JobController(PodOwnerController):
     async def _expire(self, job: Obj) -> None:
         m = objmeta.meta(job)
         try:
-            await self.client.delete(
+            await self.ttl_client.delete(
                 "Job",
                 m.get("namespace"),
                 m.get("name"),

@@ -1,4 +1,8 @@
-"""`kubesvc controller-manager`: every control loop in one process, over one set of informers."""
+"""`kubesvc controller-manager`: every control loop in one process, over one set of informers.
+
+With `use_service_account_credentials` (upstream's --use-service-account-credentials, which
+`kubesvc up` sets) the informers read as the manager's own user and each controller writes
+with its own ServiceAccount's token (clientbuilder.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from kubesvc.client.informer import InformerFactory
 from kubesvc.client.kubeconfig import cluster_ca, wait_for_server
 from kubesvc.client.rest import ApiClient
 from kubesvc.controllers.base import Context, Controller, run_all
+from kubesvc.controllers.clientbuilder import ClientBuilder, wait_for_bindings
 
 log = logging.getLogger("kubesvc.controller-manager")
 
@@ -46,21 +51,35 @@ async def run_controller_manager(
     enabled: list[str] | None = None,
     resync_period: float = 300.0,
     settings: dict[str, float] | None = None,
+    use_service_account_credentials: bool = False,
+    scheduler_kubeconfig: str | None = None,
 ) -> None:
     await wait_for_server(kubeconfig)
     client = ApiClient.from_kubeconfig(
         kubeconfig, user_agent="kube-controller-manager/v1.32.4 (kubesvc)"
     )
+    builder = None
+    if use_service_account_credentials:
+        builder = ClientBuilder(kubeconfig, client, scheduler_kubeconfig)
     # every informer checks the types of what it receives: controllers read objects the
     # API describes, and an object that is not one is left out (logged once per revision)
     factory = InformerFactory(client, resync_period=resync_period, checked=True)
     recorder = EventRecorder(client, "controller-manager")
     # upstream's --root-ca-file; here the CA the kubeconfig trusts, the cluster's
     root_ca = cluster_ca(kubeconfig)
-    ctx = Context(client, factory, recorder, dict(settings or {}), root_ca)
+    ctx = Context(
+        client,
+        factory,
+        recorder,
+        dict(settings or {}),
+        root_ca,
+        builder.client if builder is not None else None,
+    )
     names = enabled or list(CONTROLLERS)
     controllers = [load(n)(ctx) for n in names]
     factory.start()
+    if builder is not None and not await wait_for_bindings(client, names):
+        log.warning("the controllers' bootstrap bindings are not all there; starting anyway")
     while not await factory.wait_for_sync(timeout=10):
         log.warning("waiting for informer caches to sync")
 
@@ -72,4 +91,6 @@ async def run_controller_manager(
             await c.stop()
         await factory.stop()
         await recorder.close()
+        if builder is not None:
+            await builder.close()
         await client.close()

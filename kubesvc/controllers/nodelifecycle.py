@@ -261,7 +261,7 @@ class NodeLifecycleController(Controller):
         self.leases = ctx.factory.informer("Lease", LEASE_NAMESPACE)
         self.pods = ctx.factory.informer("Pod")
         self.pods.add_indexer(NODE_NAME_INDEX, _node_name_index)
-        self.events = EventRecorder(ctx.client, "node-controller")
+        self.events = EventRecorder(self.client, "node-controller")
         self._since: dict[str, datetime] = {}  # when each node was first seen
         self._retry_pods: set[str] = set()  # nodes whose pods still need marking
         # resourceVersions this controller wrote over, per node: a cached copy at one of them

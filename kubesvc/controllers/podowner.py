@@ -43,7 +43,7 @@ class PodOwnerController(Controller):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, f"{self.name}-controller")
+        self.recorder = component_recorder(ctx, f"{self.name}-controller", self.name)
         self.expectations = Expectations()
         self.owners = ctx.factory.informer(self.kind)
         self.pods = ctx.factory.informer("Pod")

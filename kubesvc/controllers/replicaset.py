@@ -266,12 +266,10 @@ def _owner_index(pod: Obj) -> list[str]:
     return ["orphan/" + str(objmeta.meta(pod).get("namespace", ""))]
 
 
-def component_recorder(ctx: Context, component: str) -> Any:
-    """Events name their source as upstream does ("replicaset-controller", ...)."""
-    shared = ctx.recorder
-    if isinstance(shared, EventRecorder):
-        return EventRecorder(shared.client, component, shared.host)
-    return shared
+def component_recorder(ctx: Context, component: str, controller: str) -> Any:
+    """Events name their source as upstream does ("replicaset-controller", ...), written
+    with `controller`'s client."""
+    return ctx.recorder_for(controller, component)
 
 
 async def close_recorder(ctx: Context, recorder: Any) -> None:
@@ -295,7 +293,7 @@ class ReplicaSetController(Controller):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = component_recorder(ctx, self.component)
+        self.recorder = component_recorder(ctx, self.component, self.name)
         self.expectations = Expectations()
         self.rs_informer = ctx.factory.informer(self.kind)
         self.pod_informer = ctx.factory.informer("Pod")

@@ -376,7 +376,7 @@ class Scheduler(Controller):
         super().__init__(ctx)
         self.pods = ctx.factory.informer("Pod")
         self.nodes = ctx.factory.informer("Node")
-        self.events = EventRecorder(ctx.client, SCHEDULER_NAME)
+        self.events = EventRecorder(self.client, SCHEDULER_NAME)
         # pods bound but not yet seen bound by the informer: key -> node (upstream's assumed pods)
         self._assumed: dict[str, str] = {}
         self._unschedulable: dict[str, _Attempts] = {}

@@ -130,7 +130,7 @@ class TaintEvictionController(Controller):
         self.nodes = ctx.factory.informer("Node")
         self.pods = ctx.factory.informer("Pod")
         self.pods.add_indexer(NODE_NAME_INDEX, _node_name_index)
-        self.events = EventRecorder(ctx.client, "taint-eviction-controller")
+        self.events = EventRecorder(self.client, "taint-eviction-controller")
         self._first_seen: dict[tuple[str, str, str], datetime] = {}  # (node, key, effect)
         self._pending: set[str] = set()  # pods whose deletion is scheduled
         self.nodes.add_handler(self.enqueue, self._node_updated, self.enqueue)

@@ -209,29 +209,26 @@ class VolumeBindingController(Controller):
         return sc is not None and sc.get("volumeBindingMode") == "WaitForFirstConsumer"
 
     async def _bind(self, pv: Obj, pvc: Obj) -> None:
-        pm, cm = objmeta.meta(pv), objmeta.meta(pvc)
+        pm = objmeta.meta(pv)
         try:
+            # updates at the version read, as upstream's PV controller writes (its role,
+            # system:controller:persistent-volume-binder, grants update, not patch)
             if (pv.get("spec") or {}).get("claimRef") is None:
-                body = {
-                    "metadata": {
-                        "resourceVersion": pm.get("resourceVersion"),
-                        "annotations": {BOUND_BY_CONTROLLER: "yes"},
-                    },
-                    "spec": {"claimRef": claim_ref(pvc)},
-                }
-                pv = await self.client.patch("PersistentVolume", None, pm.get("name"), body)
+                pv = await self.client.update(
+                    "PersistentVolume",
+                    _with(pv, {BOUND_BY_CONTROLLER: "yes"}, "claimRef", claim_ref(pvc)),
+                )
             await self._write_status(
                 "PersistentVolume", pv, {**(pv.get("status") or {}), "phase": "Bound"}
             )
-            body = {
-                "metadata": {
-                    "resourceVersion": cm.get("resourceVersion"),
-                    "annotations": {BIND_COMPLETED: "yes", BOUND_BY_CONTROLLER: "yes"},
-                },
-                "spec": {"volumeName": pm.get("name")},
-            }
-            claim = await self.client.patch(
-                "PersistentVolumeClaim", cm.get("namespace"), cm.get("name"), body
+            claim = await self.client.update(
+                "PersistentVolumeClaim",
+                _with(
+                    pvc,
+                    {BIND_COMPLETED: "yes", BOUND_BY_CONTROLLER: "yes"},
+                    "volumeName",
+                    pm.get("name"),
+                ),
             )
             spec = pv.get("spec") or {}
             status = {
@@ -254,3 +251,16 @@ class VolumeBindingController(Controller):
         except ApiException as e:
             if e.status != 404:
                 raise
+
+
+def _with(obj: Obj, annotations: dict[str, str], field: str, value: Any) -> Obj:
+    """`obj` (at the version read) with `annotations` added and spec.`field` set."""
+    meta = dict(objmeta.meta(obj))
+    current = meta.get("annotations")
+    meta["annotations"] = {**(current if isinstance(current, dict) else {}), **annotations}
+    spec = obj.get("spec")
+    return {
+        **obj,
+        "metadata": meta,
+        "spec": {**(spec if isinstance(spec, dict) else {}), field: value},
+    }

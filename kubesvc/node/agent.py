@@ -51,6 +51,7 @@ from kubesvc.node.runtime import (
     now_rfc3339,
 )
 from kubesvc.node.sandbox import IPAM, NodeNet
+from kubesvc.node.sourcewatch import SourceWatches
 from kubesvc.node.tokens import TokenKey, TokenManager
 from kubesvc.node.view import ContainerStdin, Sandbox
 from kubesvc.proxy.proxier import Proxier, make_backend
@@ -87,6 +88,9 @@ class AgentConfig:
     proxy_mode: str = "nftables"  # nftables, iptables, or none (no kube-proxy on this node)
     # kube-proxy's own credentials (system:kube-proxy); None: it shares the agent's
     proxy_kubeconfig: str | None = None
+    # the speaker's (system:metallb-speaker), with which it and the node's routes read
+    # Nodes, Services, EndpointSlices and MetalLB's kinds; None: they share the agent's
+    speaker_kubeconfig: str | None = None
 
 
 class NodeAgent:
@@ -113,12 +117,33 @@ class NodeAgent:
             field_selector=f"spec.nodeName={config.name}",
             check=shape.checker("Pod"),
         )
+        # pods' service environment variables (the kubelet reads Services)
         self.services = Informer(self.client, "Service", check=shape.checker("Service"))
-        self.nodes = Informer(self.client, "Node", check=shape.checker("Node"))
-        self.slices = Informer(self.client, "EndpointSlice", check=shape.checker("EndpointSlice"))
-        # what volumes read: watched, so a change reaches running pods within a tick
-        self.configmaps = Informer(self.client, "ConfigMap", check=shape.checker("ConfigMap"))
-        self.secrets = Informer(self.client, "Secret", check=shape.checker("Secret"))
+        # its own Node only, as the Node authorizer lets a node read
+        self.own_node = Informer(
+            self.client,
+            "Node",
+            field_selector=f"metadata.name={config.name}",
+            check=shape.checker("Node"),
+        )
+        # every Node (routes to their pod ranges), EndpointSlices and the speaker's Services:
+        # read with the speaker's credentials, which may read them (a node may not)
+        self.speaker_client: ApiClient | None = None
+        net_client = self.client
+        if config.speaker_kubeconfig is not None:
+            self.speaker_client = ApiClient.from_kubeconfig(
+                config.speaker_kubeconfig,
+                user_agent=f"metallb-speaker/v0.16.1 (kubesvc) {config.name}",
+            )
+            net_client = self.speaker_client
+        self.nodes = Informer(net_client, "Node", check=shape.checker("Node"))
+        self.slices = Informer(net_client, "EndpointSlice", check=shape.checker("EndpointSlice"))
+        self.net_services = self.services
+        if net_client is not self.client:
+            self.net_services = Informer(net_client, "Service", check=shape.checker("Service"))
+        # what volumes read: each ConfigMap and Secret a pod mounts is watched on its own
+        # (the Node authorizer allows no other), so a change reaches running pods in a tick
+        self.sources = SourceWatches(self.client, self._source_changed)
         self.proxier: Proxier | None = None
         # kube-proxy reads Services and EndpointSlices as itself, with watches of its own
         self.proxy_client: ApiClient | None = None
@@ -148,11 +173,11 @@ class NodeAgent:
             )
         # answers ARP for the LoadBalancer IPs this node wins (MetalLB's layer-2 mode)
         self.speaker = Speaker.for_agent(
-            client=self.client,
+            client=net_client,
             node=config.name,
             net=self.net,
             kubeconfig=config.kubeconfig,
-            services=self.services,
+            services=self.net_services,
             slices=self.slices,
             nodes=self.nodes,
         )
@@ -171,17 +196,12 @@ class NodeAgent:
             lambda _o, _n: self._routes_changed(),
             lambda _o: self._routes_changed(),
         )
-        for kind, inf in (("configMap", self.configmaps), ("secret", self.secrets)):
-            inf.add_handler(
-                lambda o, k=kind: self._source_changed(k, o),  # type: ignore[misc]
-                lambda _o, n, k=kind: self._source_changed(k, n),  # type: ignore[misc]
-                lambda o, k=kind: self._source_changed(k, o),  # type: ignore[misc]
-            )
         self._routes_dirty = asyncio.Event()
         # the node's namespaces are made while it registers: neither needs the other
         await asyncio.gather(self._prepare_node(), self._register())
-        informers = [self.pods, self.services, self.nodes, self.configmaps, self.secrets]
-        informers.append(self.slices)  # the speaker's (and kube-proxy's, without its own)
+        informers = [self.pods, self.services, self.own_node, self.nodes, self.slices]
+        if self.net_services is not self.services:
+            informers.append(self.net_services)  # the speaker's
         informers += self.proxy_informers
         for inf in informers:
             inf.start()
@@ -215,9 +235,11 @@ class NodeAgent:
                 await self.proxier.close()
             self.runtime.close()
             await self.recorder.close()
+            await self.sources.stop()
             await self.client.close()
-            if self.proxy_client is not None:
-                await self.proxy_client.close()
+            for own in (self.proxy_client, self.speaker_client):
+                if own is not None:
+                    await own.close()
 
     async def _prepare_node(self) -> None:
         await sandbox.ensure_node(self.net)
@@ -229,7 +251,7 @@ class NodeAgent:
         """The kubelet API (logs, exec, port-forward) on the node's address, in its netns."""
         from kubesvc.kubelet.server import KubeletServer
 
-        token = self.client.access.token or _token_for(self.cfg.kubeconfig)
+        token = _token_for(self.cfg.kubeconfig)
         server = KubeletServer(
             self, token, self.net.ip, self.cfg.kubelet_port, cert_dir=self.cfg.state_dir / "tls"
         )
@@ -318,7 +340,7 @@ class NodeAgent:
         }
 
     def _since(self, ctype: str, status: str, now: str) -> str:
-        node = self.nodes.get(self.cfg.name) if self.nodes.has_synced else None
+        node = self.own_node.get(self.cfg.name) if self.own_node.has_synced else None
         for c in ((node or {}).get("status") or {}).get("conditions") or []:
             if c.get("type") == ctype and c.get("status") == status:
                 return str(c.get("lastTransitionTime") or now)
@@ -707,9 +729,10 @@ class NodeAgent:
         ns = pod["metadata"]["namespace"]
         found: dict[str, dict[tuple[str, str], Any]] = {"configMap": {}, "secret": {}}
         fetched = 0
-        for kind, name in sorted(volumes.referenced_sources(pod)):
-            inf = self.configmaps if kind == "configMap" else self.secrets
-            obj = inf.get(f"{ns}/{name}")
+        referenced = volumes.referenced_sources(pod)
+        self.sources.set_pod(pod["metadata"]["uid"], ns, referenced)
+        for kind, name in sorted(referenced):
+            obj = self.sources.get(kind, ns, name)
             if obj is None and fetched < MAX_SOURCE_GETS:
                 # the cache may not have caught up with an object created just before the pod
                 fetched += 1
@@ -947,6 +970,7 @@ class NodeAgent:
         await worker.stop(grace)
         self.workers.pop(worker.uid, None)
         self.tokens.forget_pod(worker.uid)
+        self.sources.forget_pod(worker.uid)
         self._published.pop(worker.uid, None)
         await sandbox.remove_pod_sandbox(
             self.net.cluster,
@@ -1124,8 +1148,10 @@ def _kill_unrecorded(workers: list[PodWorker]) -> None:
 
 
 def _token_for(kubeconfig: str) -> str:
-    pki = Path(kubeconfig).parent / "pki" / "token"
-    return pki.read_text().strip() if pki.exists() else ""
+    """The token the API server presents to kubelet APIs (kubelet-client.token beside the
+    kubeconfigs it writes); no API request authenticates with it."""
+    path = Path(kubeconfig).parent / "pki" / "kubelet-client.token"
+    return path.read_text().strip() if path.exists() else ""
 
 
 def _mem_kib() -> int:

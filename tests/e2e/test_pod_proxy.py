@@ -76,7 +76,7 @@ def node(
 ) -> Iterator[tuple[str, FakeView]]:
     """A Node object served by an in-process node server; yields (node name, view)."""
     view = FakeView(tmp_path_factory.mktemp("pod-logs"))
-    token = (api.data_dir / "pki" / "token").read_text().strip()
+    token = (api.data_dir / "pki" / "kubelet-client.token").read_text().strip()
     server = NodeServerThread(view, token)
     port = server.start()
     name = f"ksvt-node-{uuid.uuid4().hex[:6]}"
