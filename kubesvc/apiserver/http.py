@@ -122,7 +122,15 @@ def add_warnings(resp: web.StreamResponse, warnings: list[str]) -> None:
     """`Warning: 299 - "text"` headers; the text is escaped as a JSON string, so quotes,
     backslashes and control characters a client put in a field name cannot break the header."""
     for w in warnings[:MAX_WARNINGS]:
-        resp.headers.add("Warning", "299 - " + json.dumps(w, ensure_ascii=False))
+        resp.headers.add("Warning", "299 - " + warning_text(w))
+
+
+def warning_text(text: str) -> str:
+    """`text` quoted for a header as Go's strconv.Quote does for upstream's warnings: a JSON
+    string in which whatever is not printable (DEL, C1 controls, line separators, as well as
+    what JSON escapes anyway) is a `\\u` escape, so no header writer refuses it."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in quoted)
 
 
 def _flag(request: web.Request, name: str) -> bool:

@@ -16,9 +16,9 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from kubesvc.api.objmeta import parse_time
 from kubesvc.client.kubeconfig import load
 from kubesvc.client.rest import ApiClient, ApiException
 
@@ -74,12 +74,8 @@ def renew_at(expires: float, lifetime: float) -> float:
 
 
 def _expiry(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    when = parse_time(text)
+    return when.timestamp() if when is not None else None
 
 
 @dataclass

@@ -10,9 +10,9 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+from kubesvc.api.objmeta import parse_time
 from kubesvc.client.rest import ApiClient
 
 log = logging.getLogger("kubesvc.node.tokens")
@@ -66,12 +66,8 @@ def token_request(key: TokenKey) -> dict[str, Any]:
 
 
 def _parse_time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    when = parse_time(text)
+    return when.timestamp() if when is not None else None
 
 
 class TokenManager:
