@@ -16,6 +16,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from kubesvc.auth.bootstrap import AUTOUPDATE
+
 RBAC = "rbac.authorization.k8s.io"
 SPEAKER_USER = "system:metallb-speaker"
 SPEAKER_ROLE = "metallb-system:speaker"
@@ -28,28 +30,25 @@ _POOLS = {
 }
 
 
-def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _object(kind: str, name: str) -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC}/v1",
-        "kind": "ClusterRole",
+        "kind": kind,
         "metadata": {
             "name": name,
             "labels": {"app": "metallb"},
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+            "annotations": {AUTOUPDATE: "true"},
         },
-        "rules": rules,
     }
+
+
+def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**_object("ClusterRole", name), "rules": rules}
 
 
 def _binding(name: str, subject: dict[str, Any]) -> dict[str, Any]:
     return {
-        "apiVersion": f"{RBAC}/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {
-            "name": name,
-            "labels": {"app": "metallb"},
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
-        },
+        **_object("ClusterRoleBinding", name),
         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
         "subjects": [subject],
     }

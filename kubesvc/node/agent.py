@@ -455,13 +455,19 @@ class NodeAgent:
         live = {p["metadata"]["uid"]: p for p in self.pods.list()}
         mounted = netns.mount_points()
         adopted: list[PodWorker] = []
+        infos: dict[Path, Any] = {}
         for d in sorted(pods_dir.iterdir()) if pods_dir.exists() else []:
-            uid = d.name
             try:
-                info = json.loads((d / "sandbox.json").read_text())
+                infos[d] = json.loads((d / "sandbox.json").read_text())
             except (OSError, ValueError):
-                info = None
-            if info is None or not _sandbox_intact(info, mounted):
+                infos[d] = None
+        # every pod's pause, found in one pass over /proc
+        pauses = sandbox.pauses(
+            [Path(i["mnt"]) for i in infos.values() if isinstance(i, dict) and i.get("mnt")]
+        )
+        for d, info in infos.items():
+            uid = d.name
+            if info is None or not _sandbox_intact(info, mounted, pauses):
                 await self._clear_lost(uid, d, info, live.get(uid))
                 continue
             pod = live.get(uid)
@@ -498,11 +504,13 @@ class NodeAgent:
                 self._id_bases[uid] = sb.id_base
             # the root is built at most once: a worker that had not finished it builds it
             worker.volumes_ready = worker.volumes_ready and sandbox.built(sb)
+            if Path(info["mnt"]) in pauses:
+                worker.pause = sandbox.pause_identity(pauses[Path(info["mnt"])])
             # a ConfigMap or Secret may have changed while no agent ran, and the informers'
             # first list found no worker to tell
             worker.volumes_dirty = True
             adopted.append(worker)
-        _kill_unrecorded(adopted)
+        _kill_unrecorded(adopted, pauses)
         self.ipam.retain(set(live) | set(self.workers))
 
     async def _clear_lost(
@@ -661,6 +669,17 @@ class NodeAgent:
         needed = [c for c in worker.containers if c.current is None]
         if not needed:
             return
+        if worker.pause is not None and not sandbox.pause_alive(worker.pause):
+            # the pause was killed, and the kernel ended the pod's PID namespace with it:
+            # the pod gets a new root and PID namespace, and its containers start again in
+            # them, as upstream's kubelet makes a new sandbox when the old one dies
+            log.warning(
+                "the pod's pause is gone: making its sandbox again",
+                extra={"kv": {"pod": worker.uid, "pid": worker.pause[0]}},
+            )
+            worker.pause = None
+            worker.volumes_ready = False
+            await sandbox.discard_pod_root(worker.sandbox)
         if not worker.volumes_ready:
             if time.monotonic() < worker.next_volume_try:
                 return
@@ -851,6 +870,9 @@ class NodeAgent:
         if error is not None:
             self._record(worker.pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {error}")
             return False
+        if worker.sandbox.pid is not None:
+            pause = sandbox.pause_pid(worker.sandbox.mnt)
+            worker.pause = sandbox.pause_identity(pause) if pause is not None else None
         return True
 
     async def _refresh_volumes(self, worker: PodWorker) -> None:
@@ -1093,7 +1115,7 @@ def conditions_overwritten(published: str, pod: dict[str, Any]) -> bool:
     return any(t in now and now[t] != v for t, v in reported.items())
 
 
-def _sandbox_intact(info: dict[str, Any], mounted: set[str]) -> bool:
+def _sandbox_intact(info: dict[str, Any], mounted: set[str], pauses: dict[Path, int]) -> bool:
     """The sandbox's network, UTS and IPC namespaces are all still there, and so are its
     mount and PID namespaces once its root is built, with the pause that holds the PID
     namespace."""
@@ -1107,10 +1129,10 @@ def _sandbox_intact(info: dict[str, Any], mounted: set[str]) -> bool:
         return True  # its root is not built yet
     if not info.get("pid"):
         return True
-    return there("pid") and sandbox.pause_pid(Path(info["mnt"])) is not None
+    return there("pid") and Path(info["mnt"]) in pauses
 
 
-def _kill_unrecorded(workers: list[PodWorker]) -> None:
+def _kill_unrecorded(workers: list[PodWorker], pauses: dict[Path, int]) -> None:
     """Processes in an adopted pod's network namespace outside the sessions of its recorded
     containers: a container the previous agent started but had not recorded yet (it would
     run twice), exec sessions and probes whose agent is gone."""
@@ -1121,11 +1143,9 @@ def _kill_unrecorded(workers: list[PodWorker]) -> None:
         if c.current is not None and ContainerRuntime.alive(c.current)
     }
     # each pod's pause, and the unshare that waits for it, are a session of their own
-    for w in workers:
-        pause = sandbox.pause_pid(w.sandbox.mnt)
-        if pause is not None:
-            with contextlib.suppress(OSError):
-                sessions.add(os.getsid(pause))
+    for pause in pauses.values():
+        with contextlib.suppress(OSError):
+            sessions.add(os.getsid(pause))
     found = [
         (p.pid, p.session)
         for p in netns.processes_in(w.sandbox.netns for w in workers if not w.sandbox.host_network)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubesvc.node import atomicwriter, images, podroot
+from kubesvc.node.podroot import q
 from kubesvc.node.volumes import MountPlan, PathFacts, VolumePlan, host_path_action
 
 
@@ -78,7 +79,7 @@ def launcher_text(image: str) -> str:
     """A shell script that runs built-in image `image` with this agent's Python."""
     module = f"{images.PACKAGE}.{image}"
     return (
-        f"#!/bin/sh\nexec {_q(sys.executable)} -m {module} "
+        f"#!/bin/sh\nexec {q(sys.executable)} -m {module} "
         f'--kubesvc-argv0={IMAGE_FILES[image]} "$@"\n'
     )
 
@@ -122,7 +123,7 @@ def mount_script(
     for p in plans:
         if p.kind == "emptyDir" and p.memory:
             size = f",size={p.size_limit}" if p.size_limit else ""
-            src = _q(source_path(root, p))
+            src = q(source_path(root, p))
             lines.append(f"mountpoint -q {src} || mount -t tmpfs -o mode=0777{size} tmpfs {src}")
     for m in mounts:
         p = by_name.get(m.volume)
@@ -133,15 +134,15 @@ def mount_script(
             src = f"{src}/{m.sub_path}"
             if p.kind in ("emptyDir", "hostPath"):
                 # upstream creates a missing subPath inside a writable volume
-                lines.append(f"[ -e {_q(src)} ] || mkdir -p {_q(src)}")
-        s, t = _q(src), _q(podroot.inside(pod_root, m.path))
+                lines.append(f"[ -e {q(src)} ] || mkdir -p {q(src)}")
+        s, t = q(src), q(podroot.inside(pod_root, m.path))
         lines.append(f"[ -e {s} ] || {{ echo 'subPath {m.sub_path} does not exist' >&2; exit 1; }}")
         if m.sub_path:
             # a link in the volume must not lead the mount out of it (CVE-2017-1002101)
-            base = _q(source_path(root, p))
+            base = q(source_path(root, p))
             lines.append(
                 f'case "$(realpath {s})" in "$(realpath {base})"|"$(realpath {base})"/*) ;; '
-                f"*) echo {_q(f'subpath {m.sub_path!r} not within volume path')} >&2; exit 1;; esac"
+                f"*) echo {q(f'subpath {m.sub_path!r} not within volume path')} >&2; exit 1;; esac"
             )
         # the mount point is made in the pod's own root, never on the host
         lines.append(
@@ -152,7 +153,3 @@ def mount_script(
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {t}")
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def _q(text: str) -> str:
-    return "'" + text.replace("'", "'\\''") + "'"

@@ -124,6 +124,9 @@ class PodWorker:
         self._killed = asyncio.Event()  # the grace period is over: no more waiting
         # volumes: mounted once (before the first container starts); content kept current
         self.volumes_ready = False
+        # the pod's pause (pid, start ticks) once its root is built: its death ends the
+        # PID namespace, and with it every container of the pod
+        self.pause: tuple[int, int | None] | None = None
         self.volumes_dirty = False  # a source (ConfigMap, Secret, the pod itself) changed
         # held while the pod's volumes are set up and due containers started: the agent's
         # tick and the pod's first start must not both mount (a second mount script would

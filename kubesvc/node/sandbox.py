@@ -27,6 +27,7 @@ from pathlib import Path
 from kubesvc import netns, spawn
 from kubesvc.node import podroot
 from kubesvc.node.netplan import pod_gateway, pod_veth
+from kubesvc.node.runtime import boot_time_ticks
 from kubesvc.node.view import Sandbox
 
 # pods reach anything outside the pod network (the API server on the host bridge, hand-written
@@ -279,12 +280,8 @@ async def make_user_namespace(path: Path, id_base: int) -> None:
 
 
 @functools.cache
-def _host_facts_once() -> podroot.HostFacts:
-    return host_facts()
-
-
 def host_facts() -> podroot.HostFacts:
-    """What the pod root's script needs to know of this host."""
+    """What the pod root's script needs to know of this host (read once)."""
     links = {}
     for name in podroot.TOP_LINKS:
         with contextlib.suppress(OSError):
@@ -306,7 +303,7 @@ def write_skeleton(path: Path) -> None:
     """Make (again) the skeleton every pod's root is copied from (podroot.Skeleton):
     built beside `path` and renamed over it, so a pod being built meanwhile copies a whole
     one."""
-    sk = podroot.skeleton(_host_facts_once())
+    sk = podroot.skeleton(host_facts())
     tmp = path.with_name(path.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(mode=0o755)
@@ -343,7 +340,7 @@ async def build_pod_root(
     namespace, then the root, built and pivoted into from inside. The error, if any; a
     half-built root is taken down, so a later call starts afresh."""
     await discard_pod_root(sb)
-    fstab_file.write_text(podroot.fstab(root, _host_facts_once()))
+    fstab_file.write_text(podroot.fstab(root, host_facts()))
     enter = ["nsenter", f"--net={sb.netns}", f"--uts={sb.uts}"]
     enter += [f"--ipc={sb.ipc}"] if sb.ipc is not None else []
     unshare = ["unshare", f"--mount={sb.mnt}", "--propagation", "private"]
@@ -428,18 +425,27 @@ def processes_in_mount_ns(mnt_files: list[Path]) -> list[int]:
     """The pids whose mount namespace is one of `mnt_files`: every process a pod's
     containers, probes and exec sessions started (all enter it), also in a hostNetwork
     pod, whose network namespace it shares with its node."""
-    inodes = set()
+    return [pid for pids in mount_ns_members(mnt_files).values() for pid in pids]
+
+
+def mount_ns_members(mnt_files: list[Path]) -> dict[Path, list[int]]:
+    """The pids in each of the mount namespaces bound at `mnt_files`, in one pass over
+    /proc; a file nothing is bound on (a root not built yet) has none, and costs no pass."""
+    by_inode: dict[int, Path] = {}
     for f in mnt_files:
         with contextlib.suppress(OSError):
-            inodes.add(os.stat(f).st_ino)
-    if not inodes:
-        return []
-    out = []
+            st = os.stat(f)
+            if st.st_dev != os.stat(f.parent).st_dev:  # an nsfs file, bound there
+                by_inode[st.st_ino] = f
+    out: dict[Path, list[int]] = {f: [] for f in by_inode.values()}
+    if not by_inode:
+        return out
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError):
-                if os.stat(f"/proc/{entry}/ns/mnt").st_ino in inodes:
-                    out.append(int(entry))
+                f = by_inode.get(os.stat(f"/proc/{entry}/ns/mnt").st_ino)
+                if f is not None:
+                    out[f].append(int(entry))
     return out
 
 
@@ -476,12 +482,37 @@ async def remove_pod_sandbox(
 def pause_pid(mnt: Path) -> int | None:
     """The pod's pause (PID 1 of its PID namespace), found among the processes in its
     mount namespace; None when there is none."""
-    for pid in processes_in_mount_ns([mnt]):
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("NSpid:"):
-                    ids = line.split()[1:]
-                    if len(ids) > 1 and ids[-1] == "1":
-                        return pid
-                    break
-    return None
+    return pauses([mnt]).get(mnt)
+
+
+def pause_alive(pause: tuple[int, int | None]) -> bool:
+    """Whether the pause found as (pid, start ticks) still runs (not a reused pid)."""
+    pid, ticks = pause
+    return ticks is not None and boot_time_ticks(pid) == ticks
+
+
+def pause_identity(pid: int) -> tuple[int, int | None]:
+    return pid, boot_time_ticks(pid)
+
+
+def pauses(mnt_files: list[Path]) -> dict[Path, int]:
+    """Each pod's pause, for the pods whose mount namespaces are bound at `mnt_files`."""
+    out = {}
+    for f, pids in mount_ns_members(mnt_files).items():
+        for pid in pids:
+            if _is_pid_one(pid):
+                out[f] = pid
+                break
+    return out
+
+
+def _is_pid_one(pid: int) -> bool:
+    """Whether `pid` is PID 1 of a PID namespace below this one."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("NSpid:"):
+                ids = line.split()[1:]
+                return len(ids) > 1 and ids[-1] == "1"
+    except OSError:
+        pass
+    return False

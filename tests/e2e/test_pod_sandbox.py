@@ -5,6 +5,7 @@ other pods), and the securityContext fields, each tried from inside the pod."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -13,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from kubesvc.node import sandbox
 from kubesvc.node.agent import RUNTIME_DIRS
-from tests.e2e.cluster import Cluster, running_cluster
+from tests.e2e.cluster import Cluster, pod_ready, running_cluster
 from tests.e2e.harness import wait_for
 from tests.e2e.podspecs import apply, busybox_pod, uniq, wait_ready
 
@@ -245,3 +247,27 @@ def _comm(p: Path) -> str:
         return (p / "comm").read_text().strip()
     except OSError:
         return ""
+
+
+def test_a_killed_pause_gets_the_pod_a_new_sandbox(cluster: Cluster) -> None:
+    name = uniq("pause")
+    _pod(cluster, name)
+    pod = wait_ready(cluster, name)
+    mnt = sandbox.ns_files(cluster.name, pod["metadata"]["uid"])["mnt"]
+    pause = sandbox.pause_pid(mnt)
+    assert pause is not None
+    os.kill(pause, signal.SIGKILL)  # and with it, the kernel ends every process of the pod
+
+    def back() -> dict[str, Any] | None:
+        p = cluster.json("get", "pod", name)
+        restarts = p["status"]["containerStatuses"][0]["restartCount"]
+        return p if restarts >= 1 and pod_ready(p) else None
+
+    wait_for(back, timeout=30, what="the pod running again in a new sandbox")
+    new = sandbox.pause_pid(mnt)
+    assert new is not None and new != pause
+    procs = _sh(cluster, name, "ps -o pid,comm").splitlines()[1:]
+    assert procs[0].split() == ["1", "catatonit"]
+    # the new root has the pod's files and volumes again
+    _sh(cluster, name, "cat /etc/hosts /var/run/secrets/kubernetes.io/serviceaccount/token")
+    _sh(cluster, name, "touch /scratch/again")
