@@ -39,7 +39,7 @@ from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import Informer
 from kubesvc.client.rest import ApiClient, ApiException
 from kubesvc.client.workqueue import WorkQueue, run_workers
-from kubesvc.node import mounts, podenv, podroot, sandbox, security, volumes
+from kubesvc.node import mounts, podenv, podroot, sandbox, security, userns, volumes
 from kubesvc.node.pod import ContainerState, PodWorker, write_pod_files
 from kubesvc.node.podfiles import pod_hostname
 from kubesvc.node.runtime import (
@@ -626,7 +626,7 @@ class NodeAgent:
                 host_network=host_network,
                 host_pid=spec.get("hostPID") is True,
                 host_ipc=spec.get("hostIPC") is True,
-                id_base=self._id_base(uid, spec, host_network),
+                id_base=self._id_base(uid, spec),
             )
             (d / "sandbox.json").write_text(
                 json.dumps(
@@ -769,22 +769,17 @@ class NodeAgent:
         mount_plans, errors = volumes.plan_mounts(pod)
         return plans, mount_plans, errors
 
-    def _id_base(self, uid: str, spec: dict[str, Any], host_network: bool) -> int:
-        """The host id a `hostUsers: false` pod's root maps to: the lowest 65536-id range
-        from 65536 on that no pod of this node holds (0: the pod shares the host's users,
-        as it must with any host namespace)."""
-        if spec.get("hostUsers") is not False or host_network:
-            return 0
-        if spec.get("hostPID") is True or spec.get("hostIPC") is True:
-            return 0
+    def _id_base(self, uid: str, spec: dict[str, Any]) -> int:
+        """The host id the pod's root maps to in its user namespace (0: it shares the
+        host's users; userns.py says when)."""
         if uid in self._id_bases:
             return self._id_bases[uid]
-        taken = set(self._id_bases.values())
-        n = 1
-        while n * sandbox.USERNS_SIZE in taken:
-            n += 1
-        self._id_bases[uid] = n * sandbox.USERNS_SIZE
-        return n * sandbox.USERNS_SIZE
+        reason = userns.host_users_reason(spec, sandbox.user_namespaces_work())
+        if reason is not None:
+            log.debug("pod shares the host's users", extra={"kv": {"pod": uid, "why": reason}})
+            return 0
+        self._id_bases[uid] = userns.free_base(self._id_bases.values())
+        return self._id_bases[uid]
 
     @staticmethod
     def _service_account_dir(pod: dict[str, Any], pod_dir: Path) -> Path | None:

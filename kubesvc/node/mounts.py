@@ -52,6 +52,8 @@ def prepare(root: Path, plan: VolumePlan) -> str | None:
             if not d.exists():
                 d.mkdir(parents=True)
                 d.chmod(0o777)
+                if plan.owner:
+                    os.chown(d, plan.owner, plan.owner)
         elif plan.kind == "hostPath":
             action, error = host_path_action(plan.host_path, plan.host_type, _facts(plan.host_path))
             if error is not None:
@@ -123,6 +125,7 @@ def mount_script(
     for p in plans:
         if p.kind == "emptyDir" and p.memory:
             size = f",size={p.size_limit}" if p.size_limit else ""
+            size += f",uid={p.owner},gid={p.owner}" if p.owner else ""
             src = q(source_path(root, p))
             lines.append(f"mountpoint -q {src} || mount -t tmpfs -o mode=0777{size} tmpfs {src}")
     for m in mounts:

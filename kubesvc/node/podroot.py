@@ -80,6 +80,11 @@ PROC_MASKED = (
 PROC_READ_ONLY = ("bus", "fs", "irq", "sys", "sysrq-trigger")
 TOP_LINKS = ("bin", "lib", "lib32", "lib64", "libx32", "sbin")
 OLD_ROOT = ".kubesvc-old-root"
+# set in a pod's network namespace when the pod has a user namespace
+USERNS_SYSCTLS = (
+    ("net.ipv4.ip_unprivileged_port_start", "0"),
+    ("net.ipv4.ping_group_range", "'0 2147483647'"),
+)
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,10 @@ def script(pod: PodRoot, skeleton_dir: str, fstab_file: str) -> str:
         # the root's own files belong to the pod's root user (before any mount: nothing
         # bound into it changes owner)
         lines.append(f"chown -R {pod.id_base}:{pod.id_base} .")
+        # the pod's network namespace is the host users' (the node made it): a port below
+        # 1024 and ICMP echo sockets (ping) need no capability there, as containerd sets
+        for key, value in USERNS_SYSCTLS:
+            lines.append(f"echo {value} > /proc/sys/{key.replace('.', '/')}")
     lines.append(f"mount -a -T {q(fstab_file)}")
     if pod.volume_script:
         lines.append(pod.volume_script.rstrip("\n"))

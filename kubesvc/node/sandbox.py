@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import fcntl
 import functools
 import ipaddress
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubesvc import netns, spawn
-from kubesvc.node import podroot
+from kubesvc.node import podroot, userns
 from kubesvc.node.netplan import pod_gateway, pod_veth
 from kubesvc.node.runtime import boot_time_ticks
 from kubesvc.node.view import Sandbox
@@ -231,9 +232,6 @@ async def create_pod_sandbox(
     if id_base:
         files["user"].touch()
         await make_user_namespace(files["user"], id_base)
-        # a port below 1024 needs no capability in the pod's network namespace, which the
-        # pod's user namespace does not own (containerd sets this for every pod)
-        await netns.sysctl(pod_netns, {"net.ipv4.ip_unprivileged_port_start": "0"})
     return Sandbox(
         namespace,
         name,
@@ -251,7 +249,14 @@ async def create_pod_sandbox(
     )
 
 
-USERNS_SIZE = 65536  # ids per pod, as upstream's kubelet gives each pod
+@functools.cache
+def user_namespaces_work() -> bool:
+    """Whether this kernel lets the node make user namespaces (not disabled by sysctl)."""
+    try:
+        limit = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    except (OSError, ValueError):
+        return False
+    return limit > 0 and os.path.exists("/proc/self/ns/user")
 
 
 async def make_user_namespace(path: Path, id_base: int) -> None:
@@ -271,12 +276,28 @@ async def make_user_namespace(path: Path, id_base: int) -> None:
         else:
             raise RuntimeError("the user namespace did not appear")
         for kind in ("uid_map", "gid_map"):
-            Path(f"/proc/{proc.pid}/{kind}").write_text(f"0 {id_base} {USERNS_SIZE}\n")
-        await netns.run("mount", "--bind", f"/proc/{proc.pid}/ns/user", str(path))
+            Path(f"/proc/{proc.pid}/{kind}").write_text(f"0 {id_base} {userns.SIZE}\n")
+        _bind_mount(f"/proc/{proc.pid}/ns/user", path)
     finally:
         assert proc.stdin is not None
         proc.stdin.close()
         proc.wait(5)
+
+
+MS_BIND = 4096
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _bind_mount(source: str, target: Path) -> None:
+    """`mount --bind` as one system call of this process (a pod start spawns one process
+    fewer); the node agent runs in the host's mount namespace."""
+    if _libc().mount(source.encode(), str(target).encode(), None, MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"binding {source}: {os.strerror(err)}", str(target))
 
 
 @functools.cache
@@ -347,8 +368,11 @@ async def build_pod_root(
     if sb.pid is not None:
         # setsid -f: the pause is nobody's child here, and outlives the agent; it keeps no
         # pipe of ours open
+        # in a user namespace, the pause is the pod's root: the pod sees it as upstream's
+        # (its namespaces stay the host users', so the agent can bind them)
+        pause = [PAUSE, "-P"] if sb.user is None else ["nsenter", f"--user={sb.user}", PAUSE, "-P"]
         await spawn.run(
-            ["setsid", "-f", *enter, "--", *unshare, f"--pid={sb.pid}", "--fork", PAUSE, "-P"]
+            ["setsid", "-f", *enter, "--", *unshare, f"--pid={sb.pid}", "--fork", *pause]
         )
         if not await _wait_bound([sb.mnt, sb.pid]):
             await discard_pod_root(sb)

@@ -73,6 +73,7 @@ class VolumePlan:
     size_limit: int | None = None  # bytes, for a tmpfs
     host_path: str = ""
     host_type: str = ""
+    owner: int = 0  # host uid and gid of an emptyDir (the pod's root, in a user namespace)
     # the ConfigMaps/Secrets (kind, name) whose changes this volume's content follows
     sources: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
@@ -415,7 +416,26 @@ def plan_volume(
     allocatable: Mapping[str, str] | None = None,
     id_base: int = 0,
 ) -> VolumePlan:
-    """`id_base`: the host id of the pod's uid and gid 0 (a pod in a user namespace)."""
+    """`id_base`: the host id of the pod's uid and gid 0 (a pod in a user namespace), who
+    owns its files and empty directories, as upstream's idmapped volumes show them to it."""
+    plan = _plan_volume(volume, pod, lookup, tokens, allocatable, id_base)
+    if not id_base:
+        return plan
+    owned = tuple(
+        f if f.uid or f.gid else dataclasses.replace(f, uid=id_base, gid=id_base)
+        for f in plan.files
+    )
+    return dataclasses.replace(plan, files=owned, owner=id_base)
+
+
+def _plan_volume(
+    volume: Obj,
+    pod: Obj,
+    lookup: podenv.EnvLookup,
+    tokens: Mapping[TokenSource, str] | None,
+    allocatable: Mapping[str, str] | None,
+    id_base: int,
+) -> VolumePlan:
     name = str(volume.get("name") or "")
     namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
     alloc = allocatable or {"cpu": "1", "memory": str(2**30)}

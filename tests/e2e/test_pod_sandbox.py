@@ -4,6 +4,7 @@ other pods), and the securityContext fields, each tried from inside the pod."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -233,6 +234,70 @@ def test_host_users_false_runs_the_pod_in_a_user_namespace(cluster: Cluster) -> 
     token = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     assert _sh(cluster, name, f"stat -L -c '%u %a' {token}") == "0 600\n"
     assert ":80 " in _sh(cluster, name, "netstat -ltn 2>/dev/null || ss -ltn")
+
+
+def test_every_pod_gets_a_user_namespace_unless_it_needs_the_hosts_users(
+    cluster: Cluster,
+) -> None:
+    secret = uniq("key")
+    cluster.out("create", "secret", "generic", secret, "--from-literal=k=v")
+    name = uniq("default-userns")
+    apply(
+        cluster,
+        busybox_pod(
+            name,
+            [{"name": "scratch", "mountPath": "/scratch"}, {"name": "s", "mountPath": "/s"}],
+            [
+                {"name": "scratch", "emptyDir": {}},
+                {"name": "s", "secret": {"secretName": secret, "defaultMode": 0o400}},
+            ],
+        ),
+    )
+    host_path = uniq("hostpath")
+    apply(
+        cluster,
+        busybox_pod(
+            host_path,
+            [{"name": "h", "mountPath": "/h"}],
+            [
+                {
+                    "name": "h",
+                    "hostPath": {
+                        "path": str(cluster.home / host_path),
+                        "type": "DirectoryOrCreate",
+                    },
+                }
+            ],
+        ),
+    )
+    host_users = uniq("hostusers")
+    pod = busybox_pod(host_users, [], [])
+    pod["spec"]["hostUsers"] = True
+    apply(cluster, pod)
+    for n in (name, host_path, host_users):
+        wait_ready(cluster, n)
+    # a pod that asks for nothing is root in a user namespace of its own...
+    base = int(_sh(cluster, name, "cat /proc/self/uid_map").split()[1])
+    assert base >= 65536 and base % 65536 == 0
+    # ...whose root owns its volumes, as upstream's idmapped mounts show them: a 0400
+    # Secret is readable, the emptyDir is root's
+    assert _sh(cluster, name, "cat /s/k; stat -c %u /scratch") == "v0\n"
+    # its pause is its own root's process, and ICMP echo sockets work without NET_RAW in
+    # the host-owned network namespace
+    assert _sh(cluster, name, "ps -o user,comm | grep catatonit").split() == ["root", "catatonit"]
+    ip = cluster.json("get", "pod", host_users)["status"]["podIP"]
+    assert "1 received" in _sh(cluster, name, f"ping -c 1 -W 5 {ip}")
+    # hostUsers: true, and a hostPath volume (whose files keep host owners), keep the host's
+    for n in (host_path, host_users):
+        assert _sh(cluster, n, "cat /proc/self/uid_map").split() == ["0", "0", "4294967295"]
+    # upstream refuses a user namespace together with a host namespace
+    bad = busybox_pod(uniq("bad"), [], [])
+    bad["spec"].update(hostUsers=False, hostNetwork=True)
+    res = cluster.kubectl("create", "-f", "-", input=json.dumps(bad), check=False)
+    assert res.returncode != 0
+    assert "spec.securityContext.hostNetwork: Forbidden: when `pod.Spec.HostUsers` is false" in (
+        res.stderr
+    )
 
 
 def _owner(p: Path) -> int:

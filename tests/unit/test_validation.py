@@ -656,6 +656,17 @@ CREATE_CASES = [
         id="event-namespace",
     ),
     pytest.param("Node", {"metadata": {"name": "node-1.example"}}, [], id="node-valid"),
+    pytest.param(
+        "Pod",
+        _pod(hostUsers=False, hostNetwork=True, hostPID=True, hostIPC=True),
+        [
+            "spec.securityContext.hostNetwork: Forbidden: when `pod.Spec.HostUsers` is false",
+            "spec.securityContext.HostPID: Forbidden: when `pod.Spec.HostUsers` is false",
+            "spec.securityContext.HostIPC: Forbidden: when `pod.Spec.HostUsers` is false",
+        ],
+        id="pod-host-users-false-with-host-namespaces",
+    ),
+    pytest.param("Pod", _pod(hostUsers=True, hostPID=True), [], id="pod-host-users-true"),
 ]
 
 

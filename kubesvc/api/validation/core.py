@@ -587,6 +587,7 @@ def validate_pod_spec(spec: Obj, path: str, *, is_pod: bool) -> Errs:
     errs.extend(
         _pod_security_context(as_dict(spec.get("securityContext")), f"{path}.securityContext")
     )
+    errs.extend(_host_users(spec, f"{path}.securityContext"))
     errs.extend(_dns_config(spec.get("dnsConfig"), spec.get("dnsPolicy"), f"{path}.dnsConfig"))
     for i, gate in enumerate(as_list(spec.get("readinessGates"))):
         cond = str(as_dict(gate).get("conditionType") or "")
@@ -1052,6 +1053,19 @@ def _pod_security_context(sc: Obj, path: str) -> Errs:
                 )
             )
     return errs
+
+
+def _host_users(spec: Obj, path: str) -> Errs:
+    """Upstream's validateHostUsers: no host namespace with a user namespace (its field
+    names, HostPID and HostIPC capitalised, as its messages have them)."""
+    if spec.get("hostUsers") is not False:
+        return []
+    fields = (("hostNetwork", "hostNetwork"), ("hostPID", "HostPID"), ("hostIPC", "HostIPC"))
+    return [
+        forbidden(f"{path}.{name}", "when `pod.Spec.HostUsers` is false")
+        for key, name in fields
+        if spec.get(key) is True
+    ]
 
 
 def _dns_config(config: Any, policy: Any, path: str) -> Errs:
