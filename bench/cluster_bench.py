@@ -5,7 +5,8 @@
 Runs as root. Starts real clusters with `kubesvc up --nodes 2` under a unique name
 (`bench-<hex>`), with KUBESVC_HOME, KUBECONFIG and KUBECACHEDIR in a temporary directory, then
 measures: the wall time of `kubesvc up` (run --runs times, `kubesvc down` in between), the
-time from one `kubectl apply` of N bare busybox pods until all are Ready, a Deployment of
+time from one `kubectl apply` of N bare busybox pods until all are Ready (each in a user
+namespace of its own, then again with `hostUsers: true`), a Deployment of
 agnhost netexec with a readiness probe until all replicas are Ready (--runs times), and the
 memory of the cluster's processes and of the pods' processes. Each measurement is printed
 next to a reference taken in the same run on the same machine. Progress goes to stderr, the
@@ -173,17 +174,21 @@ def is_ready(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
 
 
-def bare_pods(n: int) -> dict[str, Any]:
-    """A List of n busybox pods running `sleep 3600`, for one `kubectl apply -f -`."""
+def bare_pods(n: int, host_users: bool | None = None) -> dict[str, Any]:
+    """A List of n busybox pods running `sleep 3600`, for one `kubectl apply -f -`;
+    `host_users` sets their spec.hostUsers."""
     key, value = POD_LABEL.split("=")
+    spec: dict[str, Any] = {
+        "containers": [{"name": "sleep", "image": "busybox", "command": ["sleep", "3600"]}]
+    }
+    if host_users is not None:
+        spec["hostUsers"] = host_users
     items = [
         {
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": f"bench-pod-{i:04d}", "labels": {key: value}},
-            "spec": {
-                "containers": [{"name": "sleep", "image": "busybox", "command": ["sleep", "3600"]}]
-            },
+            "spec": spec,
         }
         for i in range(n)
     ]
@@ -728,6 +733,13 @@ def step_pods(b: Bench) -> None:
     log(f"pods: deleting the {n} pods")
     gone = asyncio.run(delete_and_wait(b, ["pods", "-l", POD_LABEL], POD_LABEL))
     res.add(Row(f"delete the {n} pods until all are gone", gone, "s", ref_delete, REF_SANDBOX_DEL))
+    # the same pods without their own user namespaces: what those cost to start
+    log(f"pods: the same {n} pods with hostUsers: true")
+    ro = asyncio.run(apply_and_wait(b, bare_pods(n, host_users=True), POD_LABEL, n, 120 + n))
+    last_host = max(ro.times.ready_at.values()) - ro.t0
+    res.add(Row(f"{n} bare pods with hostUsers: true (no user namespace)", last_host, "s"))
+    res.add(Row("  pods/s", n / last_host, "/s", higher_is_better=True))
+    asyncio.run(delete_and_wait(b, ["pods", "-l", POD_LABEL], POD_LABEL))
 
 
 # -- 4. memory ------------------------------------------------------------------------------
