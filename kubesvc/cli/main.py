@@ -228,6 +228,12 @@ def _proxy_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trace(args: argparse.Namespace) -> int:
+    from kubesvc.trace.command import trace
+
+    return trace(args.name, args.source, args.target, args.output)
+
+
 def _ingress_controller(args: argparse.Namespace) -> int:
     from kubesvc.client.kubeconfig import load
     from kubesvc.dns.server import in_cluster_access
@@ -480,6 +486,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules.add_argument("--name", default="kubesvc", help="cluster name")
     rules.set_defaults(func=_proxy_rules)
+    tr = sub.add_parser(
+        "trace",
+        help="make one request from a pod or node and show the path it took",
+        description="Make one HTTP request for real from a pod, a node or an outside host and "
+        "show each step with what the kernel observed: DNS queries, the Service, the "
+        "proxy rules the first packet went through, the conntrack entry, the hop and the answer.",
+    )
+    tr.add_argument("--name", default="kubesvc", help="cluster name")
+    tr.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="POD|NS/POD|node/NAME|host/NAME",
+        help="where the request starts",
+    )
+    tr.add_argument("target", metavar="TARGET", help="a URL, host:port or ip:port")
+    tr.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    tr.set_defaults(func=_trace)
     dnsp = sub.add_parser("dns", help="run the cluster DNS server in the foreground")
     dnsp.add_argument("--kubeconfig", default="", help="how to reach the API server")
     dnsp.add_argument("--in-cluster", action="store_true", help="use the pod's service account")

@@ -1,0 +1,117 @@
+"""`kubesvc trace` against a live cluster, in both proxy modes: the pod it names as the
+one that answered is the one that did, and a failed request says why from what the
+kernel did."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.cluster import Cluster, deploy_netexec, running_cluster
+
+
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    mode = request.param
+    with running_cluster(
+        tmp_path_factory.mktemp(f"trace-{mode}"), "trc", "--proxy-mode", mode
+    ) as c:
+        deploy_netexec(c, "web", 2)
+        c.out("create", "service", "clusterip", "empty", "--tcp=80:8080")
+        yield c
+
+
+def _trace(c: Cluster, target: str, *args: str) -> tuple[int, Any]:
+    res = c.kubesvc(
+        "trace", "--name", c.name, "--from", "client", target, "-o", "json", *args, check=False
+    )
+    assert res.returncode in (0, 1), res.stderr
+    return res.returncode, json.loads(res.stdout)
+
+
+def _step(doc: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    return [s for s in doc["steps"] if s["title"].startswith(prefix)]
+
+
+def test_the_pod_named_is_the_pod_that_answered(cluster: Cluster) -> None:
+    for _ in range(6):
+        rc, doc = _trace(cluster, "web/hostname")
+        assert rc == 0 and doc["ok"], doc
+        answer = _step(doc, "Answer")[0]
+        assert answer["status"] == "HTTP/1.1 200 OK"
+        # agnhost's /hostname is the pod's own name: the trace's endpoint must be that pod
+        assert doc["answeredBy"] == f"default/{answer['body']}"
+        conntrack = _step(doc, "Endpoint chosen")[0]["conntrack"]
+        pod = cluster.json("get", "pod", answer["body"])
+        assert conntrack["reply"]["src"] == pod["status"]["podIP"]
+        assert (
+            conntrack["original"]["dst"] == cluster.json("get", "svc", "web")["spec"]["clusterIP"]
+        )
+        # the DNS step went through the search list to the Service's name
+        queries = _step(doc, "DNS")[0]["queries"]
+        assert (
+            queries[-1]["name"] == "web.default.svc.cluster.local."
+            and queries[-1]["rcode"] == "NOERROR"
+        )
+        # the source node's rules include the DNAT that chose it
+        rules = _step(doc, "kube-proxy rules on")[0]
+        dnat = [
+            e
+            for e in rules.get("events", [])
+            if e["kind"] == "rule" and e["text"].startswith("dnat")
+        ] or [r for r in rules.get("rules", []) if "-j DNAT" in r[1]]
+        assert dnat, rules
+    text = cluster.kubesvc(
+        "trace", "--name", cluster.name, "--from", "client", "web/hostname"
+    ).stdout
+    body = next(line.split("body: ", 1)[1] for line in text.splitlines() if "body: " in line)
+    assert text.rstrip().endswith(f"OK: answered by default/{body}")
+
+
+def test_from_a_node(cluster: Cluster) -> None:
+    node = cluster.json("get", "pod", "client")["spec"]["nodeName"]
+    res = cluster.kubesvc(
+        "trace", "--name", cluster.name, "--from", f"node/{node}",
+        "web.default.svc.cluster.local/hostname", "-o", "json",
+    )  # fmt: skip
+    doc = json.loads(res.stdout)
+    assert doc["ok"] and doc["answeredBy"] == f"default/{_step(doc, 'Answer')[0]['body']}"
+
+
+def test_a_name_that_does_not_resolve(cluster: Cluster) -> None:
+    rc, doc = _trace(cluster, "nosuch")
+    assert rc == 1 and not doc["ok"]
+    names = [q["name"] for q in _step(doc, "DNS")[0]["queries"]]
+    assert names == [
+        "nosuch.default.svc.cluster.local.",
+        "nosuch.svc.cluster.local.",
+        "nosuch.cluster.local.",
+        "nosuch.",
+    ]
+    assert "nosuch does not resolve" in doc["why"][0]
+
+
+def test_a_service_without_endpoints_is_rejected_by_the_proxy(cluster: Cluster) -> None:
+    rc, doc = _trace(cluster, "empty")
+    assert rc == 1
+    assert doc["why"] == [
+        "default/empty has no ready endpoints (no pod matches its selector): the proxy rejected"
+    ]
+    assert _step(doc, "Answer")[0]["error"] == "connection refused"
+
+
+def test_a_port_the_service_does_not_have(cluster: Cluster) -> None:
+    rc, doc = _trace(cluster, "web:81")
+    assert rc == 1
+    assert doc["why"][0].endswith("default/web has no port 81")
+
+
+def test_a_target_outside_the_cluster_is_not_sent(cluster: Cluster) -> None:
+    rc, doc = _trace(cluster, "192.0.2.1:80")
+    assert rc == 1
+    assert "outside the cluster" in _step(doc, "Answer")[0]["error"]
