@@ -105,6 +105,17 @@ class _Index:
                     return s, match, "NodePort"
         return None, None, ""
 
+    def external_name(self, fqdn: str) -> dict[str, Any] | None:
+        """The ExternalName Service whose DNS name is `fqdn` (NAME.NS.svc.DOMAIN.)."""
+        labels = fqdn.rstrip(".").split(".")
+        if len(labels) < 3 or labels[2] != "svc":
+            return None
+        for s in self.services:
+            meta, spec = _d(s.get("metadata")), _d(s.get("spec"))
+            if (meta.get("name"), meta.get("namespace")) == (labels[0], labels[1]):
+                return s if spec.get("type") == "ExternalName" else None
+        return None
+
     def slice_endpoints(self, svc: dict[str, Any]) -> list[dict[str, Any]]:
         meta = _d(svc.get("metadata"))
         out = []
@@ -136,6 +147,11 @@ def _dns_step(obs: Observed, idx: _Index) -> Step | None:
             who = f", answered by {idx.ref(pod) if pod else q.answered_by}"
         answers = f": {'; '.join(q.answers)}" if q.answers else ""
         step.lines.append(f"{q.name} A? -> {q.rcode}{answers} ({q.ms:.1f} ms via {q.server}{who})")
+        for a in q.answers:
+            owner, _, rest = a.partition(" CNAME ")
+            svc = idx.external_name(owner) if rest else None
+            if svc is not None:
+                step.lines.append(f"{owner} is the ExternalName Service {idx.ref(svc)}: a CNAME")
     step.data["queries"] = [vars(q) for q in obs.queries]
     step.data["address"] = obs.address
     return step
@@ -243,9 +259,12 @@ def explain(obs: Observed, objects: dict[str, list[dict[str, Any]]]) -> Report:
         what = f"pod {idx.ref(pod)}" if pod else "no Service and no pod"
         steps.append(Step("Service", [f"{obs.address}:{obs.target.port} is {what}"]))
     src_node = obs.source.node
-    entry: ConntrackEntry | None = obs.conntrack.get(src_node) if src_node else None
-    if entry is None:
-        entry = next((e for e in obs.conntrack.values() if e is not None), None)
+    # the node whose kernel rewrote the destination: the source's own, or (for a request
+    # from outside the nodes) the one it reached
+    nat_node = src_node if src_node and obs.conntrack.get(src_node) else None
+    if nat_node is None:
+        nat_node = next((n for n, e in obs.conntrack.items() if e and e.dnat), None)
+    entry: ConntrackEntry | None = obs.conntrack.get(nat_node) if nat_node else None
     rule_nodes = [src_node] if src_node else []
     rule_nodes += [n for n in obs.rules if n not in rule_nodes]
     rule_nodes += [n for n in obs.moved if n not in rule_nodes]
@@ -283,24 +302,18 @@ def explain(obs: Observed, objects: dict[str, list[dict[str, Any]]]) -> Report:
         if entry.snat is not None:
             lines.append(f"SNAT (masquerade): the endpoint sees {entry.snat[0]}:{entry.snat[1]}")
         steps.append(Step("Endpoint chosen (conntrack)", lines, {"conntrack": entry.as_dict()}))
-    if endpoint_pod is not None and src_node:
+    if endpoint_pod is not None and nat_node:
         ep_node = _d(endpoint_pod.get("spec")).get("nodeName")
-        route = obs.routes.get(src_node, {})
-        if ep_node and ep_node != src_node:
+        route = obs.routes.get(nat_node, {})
+        if ep_node and ep_node != nat_node:
             via = route.get("gateway")
             via_node = next((n for n, ip in obs.nodes.items() if ip == via), via)
-            steps.append(
-                Step(
-                    f"Hop to {ep_node}",
-                    [
-                        f"{src_node} routes {route.get('dst')} via {via} ({via_node}) "
-                        f"dev {route.get('dev')}"
-                    ],
-                    {"route": route},
-                )
-            )
+            dev = route.get("dev")
+            line = f"{nat_node} routes {route.get('dst')} via {via} ({via_node}) dev {dev}"
+            steps.append(Step(f"Hop to {ep_node}", [line], {"route": route}))
         elif ep_node:
-            steps.append(Step("Hop", [f"the endpoint is on {src_node}, the source's own node"]))
+            where = "the source's own node" if nat_node == src_node else "the node it reached"
+            steps.append(Step("Hop", [f"none: the endpoint is on {nat_node}, {where}"]))
     answer = Step("Answer", [])
     if obs.connect_error is not None:
         answer.lines.append(obs.connect_error)

@@ -23,7 +23,66 @@ def cluster(
     ) as c:
         deploy_netexec(c, "web", 2)
         c.out("create", "service", "clusterip", "empty", "--tcp=80:8080")
+        client_node = c.json("get", "pod", "client")["spec"]["nodeName"]
+        other = next(
+            n for n in c.json("get", "nodes")["items"] if n["metadata"]["name"] != client_node
+        )
+        c.kubectl("apply", "-f", "-", input=_EXTRA.replace("OTHER_NODE", other["metadata"]["name"]))
+        c.out(
+            "expose",
+            "deployment",
+            "web",
+            "--name=webnp",
+            "--type=NodePort",
+            "--port=80",
+            "--target-port=8080",
+        )
+        c.kubesvc("host", "add", "laptop", "--name", c.name)
+        c.running("app=solo", 1)
         yield c
+
+
+_EXTRA = """
+apiVersion: v1
+kind: Pod
+metadata: {name: solo, labels: {app: solo}}
+spec:
+  nodeName: OTHER_NODE
+  containers:
+  - {name: a, image: "registry.k8s.io/e2e-test-images/agnhost:2.47", args: [netexec]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: solo-local}
+spec:
+  selector: {app: solo}
+  internalTrafficPolicy: Local
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: never, labels: {app: never}}
+spec:
+  containers:
+  - name: a
+    image: registry.k8s.io/e2e-test-images/agnhost:2.47
+    args: [netexec, --http-port=8080]
+    readinessProbe: {exec: {command: ["false"]}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: never}
+spec:
+  selector: {app: never}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: alias}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+"""
 
 
 def _trace(c: Cluster, target: str, *args: str) -> tuple[int, Any]:
@@ -115,3 +174,58 @@ def test_a_target_outside_the_cluster_is_not_sent(cluster: Cluster) -> None:
     rc, doc = _trace(cluster, "192.0.2.1:80")
     assert rc == 1
     assert "outside the cluster" in _step(doc, "Answer")[0]["error"]
+
+
+def test_an_unready_endpoint_is_named(cluster: Cluster) -> None:
+    rc, doc = _trace(cluster, "never")
+    assert rc == 1
+    assert doc["why"] == [
+        "default/never has no ready endpoints (its endpoints are not ready: never): "
+        "the proxy rejected"
+    ]
+    assert any(
+        "(never on " in line and "NOT ready" in line for line in _step(doc, "Service")[0]["lines"]
+    )
+
+
+def test_a_local_policy_without_a_local_endpoint_drops(cluster: Cluster) -> None:
+    rc, doc = _trace(cluster, "solo-local")
+    assert rc == 1
+    node = cluster.json("get", "pod", "client")["spec"]["nodeName"]
+    assert doc["why"] == [
+        "the proxy dropped the packet: default/solo-local's traffic policy is Local and no "
+        f"endpoint is on {node}"
+    ]
+
+
+def test_an_external_name_is_a_cname(cluster: Cluster) -> None:
+    rc, doc = _trace(cluster, "alias/hostname")
+    assert rc == 0
+    dns = _step(doc, "DNS")[0]
+    assert (
+        "alias.default.svc.cluster.local. is the ExternalName Service default/alias: a CNAME"
+        in dns["lines"]
+    )
+    assert _step(doc, "Service")[0]["service"] == "default/web"
+
+
+def test_a_node_port_from_an_outside_host(cluster: Cluster) -> None:
+    port = cluster.json("get", "svc", "webnp")["spec"]["ports"][0]["nodePort"]
+    node = cluster.json("get", "nodes")["items"][0]
+    ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+    res = cluster.kubesvc(
+        "trace",
+        "--name",
+        cluster.name,
+        "--from",
+        "host/laptop",
+        f"{ip}:{port}/hostname",
+        "-o",
+        "json",
+    )
+    doc = json.loads(res.stdout)
+    assert doc["ok"] and doc["answeredBy"] == f"default/{_step(doc, 'Answer')[0]['body']}"
+    assert _step(doc, "Service")[0]["match"] == "NodePort"
+    conntrack = _step(doc, "Endpoint chosen")[0]["conntrack"]
+    # the node masqueraded the outside client, as externalTrafficPolicy Cluster does
+    assert conntrack["reply"]["dst"] != conntrack["original"]["src"]
