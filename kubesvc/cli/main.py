@@ -234,6 +234,12 @@ def _trace(args: argparse.Namespace) -> int:
     return trace(args.name, args.source, args.target, args.output)
 
 
+def _explain_service(args: argparse.Namespace) -> int:
+    from kubesvc.trace.command import explain_service
+
+    return explain_service(args.name, args.namespace, args.service, args.output)
+
+
 def _ingress_controller(args: argparse.Namespace) -> int:
     from kubesvc.client.kubeconfig import load
     from kubesvc.dns.server import in_cluster_access
@@ -504,6 +510,18 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("target", metavar="TARGET", help="a URL, host:port or ip:port")
     tr.add_argument("-o", "--output", choices=["text", "json"], default="text")
     tr.set_defaults(func=_trace)
+    ex = sub.add_parser("explain", help="one object's whole state in one place")
+    ex_sub = ex.add_subparsers(dest="explain_kind", required=True)
+    exs = ex_sub.add_parser(
+        "svc",
+        aliases=["service"],
+        help="a Service: its pods, slices, DNS answers and rules, with problems flagged",
+    )
+    exs.add_argument("service", metavar="NAME")
+    exs.add_argument("-n", "--namespace", default="default")
+    exs.add_argument("--name", default="kubesvc", help="cluster name")
+    exs.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    exs.set_defaults(func=_explain_service)
     dnsp = sub.add_parser("dns", help="run the cluster DNS server in the foreground")
     dnsp.add_argument("--kubeconfig", default="", help="how to reach the API server")
     dnsp.add_argument("--in-cluster", action="store_true", help="use the pod's service account")

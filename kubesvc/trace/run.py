@@ -377,3 +377,68 @@ async def _connect(obs: Observed, node_ns: dict[str, str]) -> None:
             raw = await netns.in_netns(ns, "ip", "-j", "route", "get", entry.dnat[0], check=False)
             with contextlib.suppress(ValueError, IndexError, TypeError):
                 obs.routes[node] = json.loads(raw)[0]
+
+
+def listening_ports(ss_output: str) -> set[int]:
+    """The local ports of `ss -ltnH` lines (`LISTEN 0 4096 *:8080 *:*`)."""
+    ports = set()
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[3].rpartition(":")[2].isdigit():
+            ports.add(int(fields[3].rpartition(":")[2]))
+    return ports
+
+
+async def gather_service(cluster: Cluster, namespace: str, name: str) -> dict[str, Any]:
+    """Everything `kubesvc explain svc` shows, read now: the objects, the cluster DNS's
+    answer for the Service's name, each node's rules for it, and the ports its pods listen on."""
+    from kubesvc.client.rest import ApiClient, ApiException
+    from kubesvc.proxy.proxier import make_backend
+
+    net = cluster.net()
+    state = cluster.load()
+    stopped = set(state.get("stopped_nodes") or [])
+    nodes = [n for n in state["nodes"] if n not in stopped]
+    async with ApiClient.from_kubeconfig(
+        str(cluster.kubeconfig), user_agent="kubesvc-explain"
+    ) as api:
+        try:
+            svc = await api.get("Service", namespace, name)
+        except ApiException as e:
+            if e.status == 404:
+                raise TraceError(f"no Service {namespace}/{name}") from None
+            raise
+        pods = (await api.list("Pod", namespace))["items"]
+        slices = (await api.list("EndpointSlice", namespace))["items"]
+    dns_ip = str(ipaddress.ip_network(net.service_cidr).network_address + 10)
+    fqdn = f"{name}.{namespace}.svc.cluster.local."
+    answers: dict[str, list[str]] = {}
+    if nodes:
+        src = Source(
+            "node", nodes[0], net.node_netns(nodes[0]), "", nodes[0], resolver.ResolvConf()
+        )
+        query, _ = await asyncio.to_thread(_query, src, fqdn, dns_ip)
+        answers[fqdn] = query.answers or [query.rcode]
+    rules: dict[str, str] = {}
+    for node in nodes:
+        backend = make_backend(str(state.get("proxy_mode", "nftables")), net.node_netns(node))
+        try:
+            rules[node] = await backend.rules(f"{namespace}/{name}")
+        finally:
+            backend.close()
+    listening: dict[str, set[int] | None] = {}
+    for pod in pods:
+        meta = pod["metadata"]
+        ns_name = net.pod_netns(meta["uid"])
+        ref = f"{meta['namespace']}/{meta['name']}"
+        if netns.exists(ns_name):
+            out = await netns.in_netns(ns_name, "ss", "-ltnH", check=False)
+            listening[ref] = listening_ports(out)
+    return {
+        "svc": svc,
+        "pods": pods,
+        "slices": slices,
+        "dns": answers,
+        "rules": rules,
+        "listening": listening,
+    }

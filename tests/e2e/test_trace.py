@@ -229,3 +229,42 @@ def test_a_node_port_from_an_outside_host(cluster: Cluster) -> None:
     conntrack = _step(doc, "Endpoint chosen")[0]["conntrack"]
     # the node masqueraded the outside client, as externalTrafficPolicy Cluster does
     assert conntrack["reply"]["dst"] != conntrack["original"]["src"]
+
+
+def test_explain_svc_shows_the_whole_state_and_flags_problems(cluster: Cluster) -> None:
+    res = cluster.kubesvc("explain", "svc", "web", "--name", cluster.name, "-o", "json")
+    doc = json.loads(res.stdout)
+    assert doc["problems"] == []
+    sections = {s["title"]: s["lines"] for s in doc["sections"]}
+    ip = cluster.json("get", "svc", "web")["spec"]["clusterIP"]
+    assert sections["DNS, as the cluster DNS answers now"] == [
+        f"web.default.svc.cluster.local. -> web.default.svc.cluster.local. A {ip}"
+    ]
+    pods = sections["Pods its selector app=web matches"]
+    assert len(pods) == 2 and all(line.endswith(": ready") for line in pods)
+    nodes = [n["metadata"]["name"] for n in cluster.json("get", "nodes")["items"]]
+    for node in nodes:
+        assert any(ip in line for line in sections[f"Rules on {node}"])
+    # a port nobody listens on, a named port no pod defines, a selector matching nothing
+    cluster.kubectl(
+        "apply", "-f", "-",
+        input=json.dumps({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "wrong"},
+            "spec": {"selector": {"app": "web"}, "ports": [
+                {"name": "a", "port": 80, "targetPort": 9999},
+                {"name": "b", "port": 81, "targetPort": "nosuch"},
+            ]},
+        }),
+    )  # fmt: skip
+    res = cluster.kubesvc("explain", "svc", "wrong", "--name", cluster.name, check=False)
+    assert res.returncode == 1
+    for pod in cluster.pods("app=web"):
+        name = pod["metadata"]["name"]
+        assert f"! port 9999: no process in pod {name} listens on it" in res.stdout
+        assert f"! targetPort 'nosuch': pod {name} defines no port of that name" in res.stdout
+    res = cluster.kubesvc("explain", "svc", "empty", "--name", cluster.name, check=False)
+    assert (
+        res.returncode == 1 and "! the selector app=empty matches no pod in default" in res.stdout
+    )
+    res = cluster.kubesvc("explain", "svc", "nosuch", "--name", cluster.name, check=False)
+    assert res.returncode == 2 and "no Service default/nosuch" in res.stderr

@@ -271,3 +271,75 @@ def test_failures_say_why() -> None:
 def test_any_stored_objects_are_explained(objects: dict[str, Any]) -> None:
     obs = _observed(address="10.96.5.5", connect_error="connection refused")
     explain(obs, objects).text()
+
+
+def test_a_services_problems_are_flagged() -> None:
+    from kubesvc.trace.service import service_report
+
+    pod = {
+        "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"}},
+        "spec": {
+            "nodeName": "n1",
+            "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.0.5",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "c", "ready": False, "state": {"running": {}}}],
+        },
+    }
+    svc = {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "selector": {"app": "web"},
+            "clusterIP": "10.96.5.5",
+            "ports": [
+                {"name": "a", "port": 80, "targetPort": "http"},
+                {"name": "b", "port": 81, "targetPort": "metrics"},
+                {"name": "c", "port": 82, "targetPort": 9999},
+            ],
+        },
+    }
+    report = service_report(svc, [pod], [], {}, {"n1": "rules\n"}, {"default/web-1": {8080}})
+    assert report.problems == [
+        "targetPort 'metrics': pod web-1 defines no port of that name",
+        "port 9999: no process in pod web-1 listens on it",
+    ]
+    text = report.text()
+    assert "web-1 10.244.0.5 on n1: NOT ready: c: running, not ready (readiness probe)" in text
+    nobody = service_report(
+        {**svc, "spec": {**svc["spec"], "selector": {"app": "x"}}}, [pod], [], {}, {}, {}
+    )
+    assert nobody.problems == ["the selector app=x matches no pod in default"]
+
+
+@given(
+    st.recursive(
+        st.none() | st.integers() | st.text(max_size=5),
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+        max_leaves=25,
+    ),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["metadata", "spec", "status"]),
+            st.none()
+            | st.integers()
+            | st.dictionaries(st.text(max_size=8), st.text(max_size=4), max_size=3),
+        ),
+        max_size=3,
+    ),
+)
+def test_any_stored_service_is_explained(svc: Any, pods: Any) -> None:
+    from kubesvc.trace.service import service_report
+
+    if isinstance(svc, dict):
+        service_report(svc, pods, pods, {}, {}, {}).text()
+
+
+def test_listening_ports() -> None:
+    from kubesvc.trace.run import listening_ports
+
+    out = "LISTEN 0 4096 *:8080 *:*\nLISTEN 0 128 127.0.0.1:53 0.0.0.0:*\n"
+    out += "LISTEN 0 5 [::]:80 [::]:*\njunk\n"
+    assert listening_ports(out) == {8080, 53, 80}
