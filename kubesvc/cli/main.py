@@ -234,6 +234,12 @@ def _trace(args: argparse.Namespace) -> int:
     return trace(args.name, args.source, args.target, args.output)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from kubesvc.tour.main import demo
+
+    return demo(args.name, args.lang, args.step, args.pause)
+
+
 def _explain_service(args: argparse.Namespace) -> int:
     from kubesvc.trace.command import explain_service
 
@@ -510,6 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("target", metavar="TARGET", help="a URL, host:port or ip:port")
     tr.add_argument("-o", "--output", choices=["text", "json"], default="text")
     tr.set_defaults(func=_trace)
+    dm = sub.add_parser("demo", help="walk the notes' claims on a fresh cluster, each checked")
+    dm.add_argument("--name", default="demo", help="cluster name (re-created)")
+    dm.add_argument("--lang", choices=["ko", "en"], default="en")
+    dm.add_argument("--step", type=int, default=None, help="show only step N (1-11)")
+    dm.add_argument("--pause", action="store_true", help="wait for Enter after each step")
+    dm.set_defaults(func=_demo)
     ex = sub.add_parser("explain", help="one object's whole state in one place")
     ex_sub = ex.add_subparsers(dest="explain_kind", required=True)
     exs = ex_sub.add_parser(
