@@ -234,6 +234,20 @@ def _trace(args: argparse.Namespace) -> int:
     return trace(args.name, args.source, args.target, args.output)
 
 
+def _web(args: argparse.Namespace) -> int:
+    from kubesvc.trace.run import TraceError, open_cluster
+    from kubesvc.web.server import parse_listen, serve
+
+    try:
+        parse_listen(args.listen)
+        cluster = open_cluster(args.name)
+    except (ValueError, TraceError) as e:
+        print(f"kubesvc web: {e}", file=sys.stderr)
+        return 2
+    _run(serve(cluster, args.listen))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from kubesvc.tour.main import demo
 
@@ -516,6 +530,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("target", metavar="TARGET", help="a URL, host:port or ip:port")
     tr.add_argument("-o", "--output", choices=["text", "json"], default="text")
     tr.set_defaults(func=_trace)
+    wb = sub.add_parser("web", help="serve a live picture of the cluster (nodes, pods, Services)")
+    wb.add_argument("--name", default="kubesvc", help="cluster name")
+    wb.add_argument(
+        "--listen",
+        default="127.0.0.1:8001",
+        metavar="ADDR:PORT",
+        help="where to serve (loopback by default; elsewhere a token is required)",
+    )
+    wb.set_defaults(func=_web)
     dm = sub.add_parser("demo", help="walk the notes' claims on a fresh cluster, each checked")
     dm.add_argument("--name", default="demo", help="cluster name (re-created)")
     dm.add_argument("--lang", choices=["ko", "en"], default="en")
