@@ -231,7 +231,7 @@ def _proxy_rules(args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from kubesvc.trace.command import trace
 
-    return trace(args.name, args.source, args.target, args.output)
+    return trace(args.name, args.source, args.target, args.output, args.resolve)
 
 
 def _web(args: argparse.Namespace) -> int:
@@ -529,6 +529,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("target", metavar="TARGET", help="a URL, host:port or ip:port")
     tr.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    tr.add_argument(
+        "--resolve",
+        metavar="HOST:PORT:ADDR",
+        default=None,
+        help="send to ADDR for HOST:PORT without DNS, as curl's --resolve (an Ingress's name)",
+    )
     tr.set_defaults(func=_trace)
     wb = sub.add_parser("web", help="serve a live picture of the cluster (nodes, pods, Services)")
     wb.add_argument("--name", default="kubesvc", help="cluster name")

@@ -353,3 +353,20 @@ def _resolve(
                 eps.extend(by_port.get(names[b.port], ()))
         endpoints[b.key] = usable(eps)
     return endpoints, missing
+
+
+def match_route(table: RoutingTable, host: str, path: str) -> Route | None:
+    """The route a request for `host` and `path` takes, as the data plane matches them:
+    routes in precedence order, a wildcard host standing for exactly one label, a Prefix
+    matching whole path segments."""
+    host = host.lower().rstrip(".")
+    for r in table.routes:
+        wildcard = r.host.startswith("*.") and host.partition(".")[2] == r.host[2:]
+        if r.host and r.host != host and not wildcard:
+            continue
+        if r.exact:
+            if path == r.path:
+                return r
+        elif r.path == "/" or path == r.path or path.startswith(r.path + "/"):
+            return r
+    return None

@@ -11,13 +11,20 @@ from kubesvc.trace.explain import explain
 from kubesvc.trace.run import TraceError, observe, open_cluster
 
 
-def trace(cluster_name: str, source: str, target_text: str, output: str = "text") -> int:
+def trace(
+    cluster_name: str,
+    source: str,
+    target_text: str,
+    output: str = "text",
+    resolve: str | None = None,
+) -> int:
     """0 when the request got an HTTP answer, 1 when it failed (the report says why), 2
     when it could not be made."""
     try:
         target = targets.parse(target_text)
+        address = targets.resolve_override(resolve, target) if resolve else None
         cluster = open_cluster(cluster_name)
-        obs, objects = asyncio.run(observe(cluster, source, target))
+        obs, objects = asyncio.run(observe(cluster, source, target, address))
     except (targets.BadTarget, TraceError) as e:
         print(f"kubesvc trace: {e}", file=sys.stderr)
         return 2

@@ -171,3 +171,17 @@ def moved_rules(before: str, after: str) -> list[tuple[str, str, int]]:
         for (table, rule, n), count in save_counters(after).items()
         if count > old.get((table, rule, n), 0)
     ]
+
+
+# ingress-nginx's log format as kubesvc's HAProxy writes it (docs/ingress.md, Access logs):
+# ... "GET /p HTTP/1.1" 200 172 "-" "UA" 84 3 [ns/svc:80] [] 10.244.2.5:8080 172 2 200 ID host
+_ACCESS = re.compile(
+    r'"(?P<request>[^"]*)" (?P<status>\d{3}) \S+ "[^"]*" "(?P<agent>[^"]*)" \S+ \S+ '
+    r"\[(?P<service>[^\]]*)\] \[\] (?P<endpoint>\S+) \S+ \S+ \S+ (?P<id>\S+) (?P<host>\S+)$"
+)
+
+
+def parse_access_log(line: str) -> dict[str, str] | None:
+    """The request, status, Service and endpoint of one ingress access log line."""
+    m = _ACCESS.search(line.strip())
+    return None if m is None else m.groupdict()

@@ -140,6 +140,8 @@ def _dns_step(obs: Observed, idx: _Index) -> Step | None:
             f"{' '.join(conf.search) or '-'}, ndots {conf.ndots}"
         ],
     )
+    if not obs.queries and obs.address:
+        step.lines.append(f"not looked up: --resolve sends {obs.target.host} to {obs.address}")
     for q in obs.queries:
         who = ""
         if q.answered_by and q.answered_by != q.server:
@@ -301,6 +303,11 @@ def explain(obs: Observed, objects: dict[str, list[dict[str, Any]]]) -> Report:
             )
         if entry.snat is not None:
             lines.append(f"SNAT (masquerade): the endpoint sees {entry.snat[0]}:{entry.snat[1]}")
+        if how == "LoadBalancer IP" and nat_node and nat_node != src_node:
+            lines.append(
+                f"{nat_node} received it: the node that announces {obs.address} on the node "
+                "network (it answers ARP for it)"
+            )
         steps.append(Step("Endpoint chosen (conntrack)", lines, {"conntrack": entry.as_dict()}))
     if endpoint_pod is not None and nat_node:
         ep_node = _d(endpoint_pod.get("spec")).get("nodeName")
@@ -314,6 +321,9 @@ def explain(obs: Observed, objects: dict[str, list[dict[str, Any]]]) -> Report:
         elif ep_node:
             where = "the source's own node" if nat_node == src_node else "the node it reached"
             steps.append(Step("Hop", [f"none: the endpoint is on {nat_node}, {where}"]))
+    ingress_pod = _ingress_step(obs, objects, idx, steps)
+    if ingress_pod is not None:
+        endpoint_pod = ingress_pod
     answer = Step("Answer", [])
     if obs.connect_error is not None:
         answer.lines.append(obs.connect_error)
@@ -341,6 +351,46 @@ def explain(obs: Observed, objects: dict[str, list[dict[str, Any]]]) -> Report:
     if ok and endpoint_pod is None and svc is None:
         answered = idx.ref(p) if (p := idx.pod_by_ip(obs.address)) else None
     return Report(steps, ok, why, answered)
+
+
+def _ingress_step(
+    obs: Observed, objects: dict[str, list[dict[str, Any]]], idx: _Index, steps: list[Step]
+) -> dict[str, Any] | None:
+    """The ingress controller's part, when one served the request: the rule that matched
+    (from the Ingresses, as its data plane matches them) and the endpoint its HAProxy sent
+    the request to (its own access log line for this request). The pod it names answered."""
+    log = obs.access_log
+    if not log:
+        return None
+    from kubesvc.ingress.model import match_route, routing_table
+
+    table = routing_table(
+        objects.get("ingresses", []),
+        objects.get("services", []),
+        objects.get("endpointslices", []),
+        objects.get("ingressclasses", []),
+    )
+    path = obs.target.path.split("?", 1)[0]
+    route = match_route(table, obs.target.host, path)
+    lines = []
+    if route is not None:
+        kind = "Exact" if route.exact else "Prefix"
+        lines.append(
+            f"Ingress {route.ingress}: host {route.host or '*'} path {route.path} ({kind}) -> "
+            f"Service {route.backend.key}"
+        )
+    else:
+        lines.append(f"no Ingress rule matches {obs.target.host}{path}")
+    ip = log["endpoint"].rpartition(":")[0]
+    pod = idx.pod_by_ip(ip)
+    lines.append(
+        f'{log["pod"]}\'s access log: "{log["request"]}" {log["status"]} via '
+        f"[{log['service']}] to {log['endpoint']}" + (f" ({idx.ref(pod)})" if pod else "")
+    )
+    lines.append("the controller sent it to the pod itself, not through the Service's ClusterIP")
+    data = {"accessLog": log, "route": route.ingress if route else None}
+    steps.append(Step("Ingress (the controller's routing and its access log)", lines, data))
+    return pod
 
 
 def _failure_reasons(

@@ -82,6 +82,8 @@ class Observed:
     routes: dict[str, dict[str, Any]] = field(default_factory=dict)
     proxy_mode: str = "nftables"
     nodes: dict[str, str] = field(default_factory=dict)  # node -> its IP
+    user_agent: str = ""  # unique to this request, to find it in an ingress access log
+    access_log: dict[str, str] | None = None  # the ingress controller's line for it
 
 
 def _in_cluster(net: Any, ip: str) -> bool:
@@ -287,7 +289,7 @@ def _request(obs: Observed, sock: socket.socket, ip: str) -> None:
     host = obs.target.host.rstrip(".")
     request = (
         f"GET {obs.target.path} HTTP/1.1\r\nHost: {host}:{obs.target.port}\r\n"
-        "User-Agent: kubesvc-trace\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+        f"User-Agent: {obs.user_agent}\r\nAccept: */*\r\nConnection: close\r\n\r\n"
     )
     sock.settimeout(READ_TIMEOUT)
     data = b""
@@ -312,8 +314,11 @@ def _request(obs: Observed, sock: socket.socket, ip: str) -> None:
         obs.body = body[:MAX_BODY]
 
 
-async def observe(cluster: Cluster, source_spec: str, target: Target) -> tuple[Observed, Any]:
-    """Make the request and gather the evidence; returns it with the cluster's objects."""
+async def observe(
+    cluster: Cluster, source_spec: str, target: Target, resolve_to: str | None = None
+) -> tuple[Observed, Any]:
+    """Make the request and gather the evidence; returns it with the cluster's objects.
+    `resolve_to`: the address to send to without asking DNS (curl's --resolve)."""
     from kubesvc.client.rest import ApiClient
 
     net = cluster.net()
@@ -327,7 +332,10 @@ async def observe(cluster: Cluster, source_spec: str, target: Target) -> tuple[O
         source = await find_source(cluster, source_spec, pods)
         obs = Observed(source, target, proxy_mode=str(state.get("proxy_mode", "nftables")))
         obs.nodes = {n: net.node_ip(list(state["nodes"]).index(n)) for n in state["nodes"]}
-        if target.is_ip:
+        obs.user_agent = f"kubesvc-trace/{secrets.token_hex(6)}"
+        if resolve_to is not None:
+            obs.address = resolve_to
+        elif target.is_ip:
             obs.address = target.host
         else:
             await resolve(obs, net)
@@ -340,8 +348,45 @@ async def observe(cluster: Cluster, source_spec: str, target: Target) -> tuple[O
             "services": (await api.list("Service"))["items"],
             "endpointslices": (await api.list("EndpointSlice"))["items"],
             "nodes": (await api.list("Node"))["items"],
+            "ingresses": (await api.list("Ingress"))["items"],
+            "ingressclasses": (await api.list("IngressClass"))["items"],
         }
+        if obs.status_line is not None:
+            obs.access_log = await _ingress_access_log(api, pods, obs.user_agent)
     return obs, objects
+
+
+INGRESS_POD_LABEL = ("app.kubernetes.io/name", "ingress-kubesvc")
+
+
+async def _ingress_access_log(
+    api: Any, pods: list[dict[str, Any]], agent: str
+) -> dict[str, str] | None:
+    """The ingress controller's access log line for this request (found by its unique
+    User-Agent), if an ingress controller served it; HAProxy writes it after the response,
+    so it is looked for for up to a second."""
+    from kubesvc.trace.evidence import parse_access_log
+
+    key, value = INGRESS_POD_LABEL
+    controllers = [
+        p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(key) == value
+    ]
+    for _ in range(10):
+        for pod in controllers:
+            meta = pod["metadata"]
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/log"
+            try:
+                async with api.session.get(path, params={"tailLines": "500"}) as resp:
+                    text = await resp.text() if resp.status == 200 else ""
+            except OSError:
+                text = ""
+            for line in reversed(text.splitlines()):
+                if agent in line and (entry := parse_access_log(line)) is not None:
+                    return {**entry, "pod": f"{meta['namespace']}/{meta['name']}"}
+        if not controllers:
+            return None
+        await asyncio.sleep(0.1)
+    return None
 
 
 async def _connect(obs: Observed, node_ns: dict[str, str]) -> None:

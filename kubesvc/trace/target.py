@@ -53,3 +53,17 @@ def parse(text: str) -> Target:
     if parts.query:
         path += "?" + parts.query
     return Target(host, port or DEFAULT_PORTS[parts.scheme], path)
+
+
+def resolve_override(text: str, target: Target) -> str:
+    """The address of curl's `--resolve HOST:PORT:ADDR` for this target (IPv4)."""
+    host, port, addr = [*text.split(":"), "", ""][:3]
+    if not host or not port.isdigit() or text.count(":") != 2:
+        raise BadTarget(f"--resolve wants HOST:PORT:ADDR, not {text!r}")
+    if (host.lower(), int(port)) != (target.host.lower(), target.port):
+        raise BadTarget(f"--resolve {text} is not for {target.host}:{target.port}")
+    try:
+        ipaddress.IPv4Address(addr)
+    except ValueError:
+        raise BadTarget(f"--resolve: {addr!r} is not an IPv4 address") from None
+    return addr

@@ -5,6 +5,7 @@ kernel did."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,6 +39,16 @@ def cluster(
             "--target-port=8080",
         )
         c.kubesvc("host", "add", "laptop", "--name", c.name)
+        c.out("create", "ingress", "webing", "--rule=echo.example.com/*=web:80")
+        c.out(
+            "expose",
+            "deployment",
+            "web",
+            "--name=weblb",
+            "--type=LoadBalancer",
+            "--port=80",
+            "--target-port=8080",
+        )
         c.running("app=solo", 1)
         yield c
 
@@ -268,3 +279,56 @@ def test_explain_svc_shows_the_whole_state_and_flags_problems(cluster: Cluster) 
     )
     res = cluster.kubesvc("explain", "svc", "nosuch", "--name", cluster.name, check=False)
     assert res.returncode == 2 and "no Service default/nosuch" in res.stderr
+
+
+def _lb_ip(c: Cluster, kind: str, name: str) -> str:
+    def ip() -> str:
+        status = c.json("get", kind, name).get("status", {})
+        return ((status.get("loadBalancer", {}).get("ingress") or [{}])[0]).get("ip", "")
+
+    deadline = time.monotonic() + 30
+    while not (got := ip()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert got, f"{kind}/{name} has no address"
+    return got
+
+
+def _from_laptop(c: Cluster, target: str, *args: str) -> dict[str, Any]:
+    for _ in range(20):  # until the address is announced and the controller has the route
+        res = c.kubesvc("trace", "--name", c.name, "--from", "host/laptop", target, "-o", "json",
+                        *args, check=False)  # fmt: skip
+        doc = json.loads(res.stdout)
+        if doc["ok"]:
+            return doc
+        time.sleep(0.5)
+    return doc
+
+
+def test_an_ingress_request_names_its_rule_and_the_pod_from_the_access_log(
+    cluster: Cluster,
+) -> None:
+    ip = _lb_ip(cluster, "ingress", "webing")
+    doc = _from_laptop(
+        cluster, "http://echo.example.com/hostname", "--resolve", f"echo.example.com:80:{ip}"
+    )
+    assert doc["ok"], doc
+    body = _step(doc, "Answer")[0]["body"]
+    assert doc["answeredBy"] == f"default/{body}"
+    ingress = _step(doc, "Ingress")[0]
+    assert ingress["route"] == "default/webing"
+    pod_ip = cluster.json("get", "pod", body)["status"]["podIP"]
+    assert ingress["accessLog"]["endpoint"] == f"{pod_ip}:8080"
+    assert ingress["accessLog"]["service"] == "default/web:80"
+
+
+def test_a_load_balancer_ip_names_the_node_that_announces_it(cluster: Cluster) -> None:
+    ip = _lb_ip(cluster, "svc", "weblb")
+    doc = _from_laptop(cluster, f"{ip}:80/hostname")
+    assert doc["ok"] and doc["answeredBy"] == f"default/{_step(doc, 'Answer')[0]['body']}"
+    lines = _step(doc, "Endpoint chosen")[0]["lines"]
+    announced = next(line for line in lines if "announces" in line).split()[0]
+    events = cluster.json(
+        "get", "events", "--field-selector", "involvedObject.name=weblb,reason=nodeAssigned"
+    )
+    last = sorted(events["items"], key=lambda e: e.get("lastTimestamp") or "")[-1]
+    assert f'node "{announced}"' in last["message"], last["message"]

@@ -343,3 +343,54 @@ def test_listening_ports() -> None:
     out = "LISTEN 0 4096 *:8080 *:*\nLISTEN 0 128 127.0.0.1:53 0.0.0.0:*\n"
     out += "LISTEN 0 5 [::]:80 [::]:*\njunk\n"
     assert listening_ports(out) == {8080, 53, 80}
+
+
+def test_ingress_access_log_lines() -> None:
+    line = (
+        '10.244.1.1 - - [07/Dec/2026:00:12:03 +0000] "GET /hostname HTTP/1.1" 200 172 "-" '
+        '"kubesvc-trace/ab12" 84 3 [default/web:80] [] 10.244.2.5:8080 172 2 200 5f0c-1 foo.test'
+    )
+    assert evidence.parse_access_log(line) == {
+        "request": "GET /hostname HTTP/1.1",
+        "status": "200",
+        "agent": "kubesvc-trace/ab12",
+        "service": "default/web:80",
+        "endpoint": "10.244.2.5:8080",
+        "id": "5f0c-1",
+        "host": "foo.test",
+    }
+    assert evidence.parse_access_log("[notice] HAProxy started") is None
+
+
+def test_ingress_routes_match_as_the_data_plane_does() -> None:
+    from kubesvc.ingress.model import BackendRef, Route, RoutingTable, match_route
+
+    def route(host: str, path: str, exact: bool = False) -> Route:
+        return Route(
+            host, path, exact, BackendRef("default", f"{host or 'any'}{path}", "80"), "default/i"
+        )
+
+    table = RoutingTable(
+        routes=(
+            route("a.example.com", "/api", exact=True),
+            route("a.example.com", "/api"),
+            route("a.example.com", "/"),
+            route("*.example.com", "/"),
+            route("", "/"),
+        )
+    )
+    assert match_route(table, "a.example.com", "/api").backend.service == "a.example.com/api"
+    assert match_route(table, "A.example.com.", "/api/x").backend.service == "a.example.com/api"
+    assert match_route(table, "a.example.com", "/apix").backend.service == "a.example.com/"
+    assert match_route(table, "b.example.com", "/x").backend.service == "*.example.com/"
+    # a wildcard stands for one label only
+    assert match_route(table, "c.b.example.com", "/").backend.service == "any/"
+    assert match_route(RoutingTable(), "a", "/") is None
+
+
+def test_resolve_overrides() -> None:
+    t = target.parse("http://echo.example.com/hostname")
+    assert target.resolve_override("echo.example.com:80:172.31.0.240", t) == "172.31.0.240"
+    for bad in ("echo.example.com:81:1.2.3.4", "echo.example.com:80:name", "x", "a:b:c:d"):
+        with pytest.raises(target.BadTarget):
+            target.resolve_override(bad, t)
