@@ -11,20 +11,26 @@ from pathlib import Path
 
 import pytest
 
+CLI = [sys.executable, "-m", "kubesvc.cli.main"]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    """The tour's cluster, kubeconfig and kubectl cache under the test's directory."""
+    return dict(
+        os.environ,
+        KUBESVC_HOME=str(tmp / "home"),
+        KUBECONFIG=str(tmp / "kubeconfig"),
+        KUBECACHEDIR=str(tmp / "kubecache"),
+    )
+
 
 @pytest.mark.parametrize("lang", ["ko", "en"])
 def test_the_tour_runs_and_every_claim_holds(lang: str, tmp_path: Path) -> None:
     name = f"tour{lang}{secrets.token_hex(2)}"
-    env = dict(
-        os.environ,
-        KUBESVC_HOME=str(tmp_path / "home"),
-        KUBECONFIG=str(tmp_path / "kubeconfig"),
-        KUBECACHEDIR=str(tmp_path / "kubecache"),
-    )
-    cli = [sys.executable, "-m", "kubesvc.cli.main"]
+    env = _env(tmp_path)
     try:
         res = subprocess.run(
-            [*cli, "demo", "--name", name, "--lang", lang],
+            [*CLI, "demo", "--name", name, "--lang", lang],
             env=env, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
@@ -37,29 +43,23 @@ def test_the_tour_runs_and_every_claim_holds(lang: str, tmp_path: Path) -> None:
         else:
             assert "Why Services exist" in res.stdout
     finally:
-        subprocess.run([*cli, "down", "--name", name], env=env, capture_output=True, check=False)
+        subprocess.run([*CLI, "down", "--name", name], env=env, capture_output=True, check=False)
 
 
 def test_one_step_alone(tmp_path: Path) -> None:
     """--step 3 runs steps 1-2 for what they set up (silently) and shows step 3 only."""
     name = f"tourstep{secrets.token_hex(2)}"
-    env = dict(
-        os.environ,
-        KUBESVC_HOME=str(tmp_path / "home"),
-        KUBECONFIG=str(tmp_path / "kubeconfig"),
-        KUBECACHEDIR=str(tmp_path / "kubecache"),
-    )
-    cli = [sys.executable, "-m", "kubesvc.cli.main"]
+    env = _env(tmp_path)
     try:
         res = subprocess.run(
-            [*cli, "demo", "--name", name, "--step", "3"],
+            [*CLI, "demo", "--name", name, "--step", "3"],
             env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
         assert "[3] Discovery through DNS" in res.stdout
         assert "[1]" not in res.stdout and "[2]" not in res.stdout and "[4]" not in res.stdout
-        bad = subprocess.run([*cli, "demo", "--name", name, "--step", "12"], env=env,
+        bad = subprocess.run([*CLI, "demo", "--name", name, "--step", "12"], env=env,
                              capture_output=True, text=True)  # fmt: skip
         assert bad.returncode == 2 and "--step is 1-11" in bad.stderr
     finally:
-        subprocess.run([*cli, "down", "--name", name], env=env, capture_output=True, check=False)
+        subprocess.run([*CLI, "down", "--name", name], env=env, capture_output=True, check=False)
