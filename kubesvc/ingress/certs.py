@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime
 import functools
 
 from cryptography import x509
@@ -24,6 +23,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
+
+from kubesvc import pki
 
 SECRET_TYPE = "kubernetes.io/tls"
 MAX_CERT_PEM = 64 * 1024  # tls.crt: a leaf and its chain
@@ -158,30 +159,11 @@ def _belongs(private: object, cert: x509.Certificate) -> bool:
 def default_certificate(days: int = 3650) -> str:
     """A new self-signed certificate and key for unknown hosts (as ingress-nginx's "Fake
     Certificate": CN as theirs, SAN ingress.local), as one PEM file."""
-    key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "kubesvc"),
             x509.NameAttribute(NameOID.COMMON_NAME, DEFAULT_CN),
         ]
     )
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(DEFAULT_HOST)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    pem += key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return pem.decode()
+    cert, key = pki.self_signed(name, [x509.DNSName(DEFAULT_HOST)], days, leaf=True)
+    return (pki.cert_pem(cert) + pki.key_pem(key)).decode()

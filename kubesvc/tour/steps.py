@@ -565,31 +565,14 @@ def step_10_load_balancer(t: Tour) -> None:
 
 def _tls_pair(host: str) -> tuple[str, str]:
     """A self-signed certificate and key for `host` (PEM)."""
-    import datetime
-
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    from kubesvc import pki
+
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), pem_key.decode()
+    cert, key = pki.self_signed(name, [x509.DNSName(host)], days=30)
+    return pki.cert_pem(cert).decode(), pki.key_pem(key).decode()
 
 
 def step_11_ingress(t: Tour) -> None:
