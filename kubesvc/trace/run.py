@@ -28,7 +28,7 @@ import dns.rdatatype
 
 from kubesvc import netns
 from kubesvc.cluster import hosts
-from kubesvc.cluster.lifecycle import Cluster, home
+from kubesvc.cluster.lifecycle import Cluster, home, running_nodes
 from kubesvc.trace import evidence, resolver
 from kubesvc.trace.target import Target
 
@@ -99,11 +99,8 @@ def open_cluster(name: str) -> Cluster:
     cluster = Cluster(name, home() / name)
     if not cluster.exists():
         raise TraceError(f"no cluster named {name!r} (kubesvc status lists them)")
-    state = cluster.load()
-    stopped = set(state.get("stopped_nodes") or [])
-    if not all(
-        netns.exists(cluster.net().node_netns(n)) for n in state["nodes"] if n not in stopped
-    ):
+    nodes = running_nodes(cluster.load())
+    if not all(netns.exists(cluster.net().node_netns(n)) for n in nodes):
         raise TraceError(f"cluster {name!r} is not running (kubesvc start --name {name})")
     return cluster
 
@@ -323,8 +320,7 @@ async def observe(
 
     net = cluster.net()
     state = cluster.load()
-    stopped = set(state.get("stopped_nodes") or [])
-    node_names = [n for n in state["nodes"] if n not in stopped]
+    node_names = running_nodes(state)
     async with ApiClient.from_kubeconfig(
         str(cluster.kubeconfig), user_agent="kubesvc-trace"
     ) as api:
@@ -442,8 +438,7 @@ async def gather_service(cluster: Cluster, namespace: str, name: str) -> dict[st
 
     net = cluster.net()
     state = cluster.load()
-    stopped = set(state.get("stopped_nodes") or [])
-    nodes = [n for n in state["nodes"] if n not in stopped]
+    nodes = running_nodes(state)
     async with ApiClient.from_kubeconfig(
         str(cluster.kubeconfig), user_agent="kubesvc-explain"
     ) as api:
