@@ -29,6 +29,7 @@ import dns.rdatatype
 from kubesvc import netns
 from kubesvc.cluster import hosts
 from kubesvc.cluster.lifecycle import Cluster, home, running_nodes
+from kubesvc.node.netplan import DNS_SERVICE_IP
 from kubesvc.trace import evidence, resolver
 from kubesvc.trace.target import Target
 
@@ -110,8 +111,7 @@ async def find_source(cluster: Cluster, spec: str, pods: list[dict[str, Any]]) -
     net = cluster.net()
     state = cluster.load()
     nodes = list(state["nodes"])
-    dns_ip = str(ipaddress.ip_network(net.service_cidr).network_address + 10)
-    fqdn_only = resolver.ResolvConf((dns_ip,), (), 1)
+    fqdn_only = resolver.ResolvConf((DNS_SERVICE_IP,), (), 1)
     if spec.startswith("node/"):
         node = spec[5:]
         if node not in nodes:
@@ -450,14 +450,13 @@ async def gather_service(cluster: Cluster, namespace: str, name: str) -> dict[st
             raise
         pods = (await api.list("Pod", namespace))["items"]
         slices = (await api.list("EndpointSlice", namespace))["items"]
-    dns_ip = str(ipaddress.ip_network(net.service_cidr).network_address + 10)
     fqdn = f"{name}.{namespace}.svc.cluster.local."
     answers: dict[str, list[str]] = {}
     if nodes:
         src = Source(
             "node", nodes[0], net.node_netns(nodes[0]), "", nodes[0], resolver.ResolvConf()
         )
-        query, _ = await asyncio.to_thread(_query, src, fqdn, dns_ip)
+        query, _ = await asyncio.to_thread(_query, src, fqdn, DNS_SERVICE_IP)
         answers[fqdn] = query.answers or [query.rcode]
     rules: dict[str, str] = {}
     for node in nodes:

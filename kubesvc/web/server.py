@@ -140,6 +140,8 @@ class WebView:
                     conn = model.connection(node, line.decode(errors="replace")[:2048])
                     if conn is not None:
                         self.hub.add_connection(conn)
+            except ValueError:  # a line over the reader's limit: start the watcher again
+                log.warning("conntrack events unreadable", extra={"kv": {"node": node}})
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
@@ -191,8 +193,8 @@ class WebView:
                 except TimeoutError:
                     message = ": keep-alive\n\n"
                 await resp.write(message.encode())
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             self.hub.queues.discard(q)
         return resp

@@ -158,3 +158,20 @@ def test_off_loopback_the_token_is_required(cluster: Cluster) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_kill_9_leaves_no_conntrack_watcher_behind(cluster: Cluster) -> None:
+    """Its conntrack watchers run in the nodes' namespaces: a killed view takes them along."""
+    proc, _url = _serve(cluster, "127.0.0.1:0")
+    children: list[int] = []
+    try:
+        nodes = len(cluster.json("get", "nodes")["items"])
+        task = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        children = _until(lambda: [int(p) for p in task.read_text().split()][:nodes] if
+                          len(task.read_text().split()) >= nodes else [])  # fmt: skip
+        assert len(children) == nodes
+        assert all(Path(f"/proc/{c}/comm").read_text().strip() == "conntrack" for c in children)
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert _until(lambda: not any(Path(f"/proc/{c}").exists() for c in children), 10), children
