@@ -168,10 +168,13 @@ def test_when_the_announcing_node_fails_the_lb_ip_moves_and_its_node_port_dies(
                   f"while it moved, {prober.ok} succeeded")  # fmt: skip
         finally:
             c.kubesvc("node", "start", failing, "--name", c.name)
-    # the node comes back: its NodePort answers again, and so does the LB IP
+    # the node comes back: its NodePort answers again
     wait_for(
         lambda: curl(c, "laptop", f"http://{plan.node_ip(index)}:{port}/hostname").returncode == 0,
         timeout=60,
         what=f"the NodePort via {failing} again",
     )
+    # the election is deterministic, so the IP moves back to it (as MetalLB's does); a
+    # connection open across that move is reset, so ask once the move is recorded
+    wait_for(lambda: announcer(c) == failing, timeout=60, what=f"the LB IP back on {failing}")
     assert curl(c, "laptop", f"http://{ip}/hostname").returncode == 0
