@@ -112,9 +112,11 @@ class RbacAuthorizer:
         if kind.kind == "ClusterRole":
             self._roles_changed.set()
 
-    async def _watch(self, kind: Kind, rev: int) -> None:
+    async def _watch(self, kind: Kind, rev: int | None) -> None:
         while True:
             try:
+                if rev is None:
+                    rev = await self._list(kind)
                 events = await self.registry.watch(kind, None, rev, None)
                 async for type_, cached in events:
                     objects = self._objects[kind.kind]
@@ -131,18 +133,20 @@ class RbacAuthorizer:
             except Exception:
                 log.exception("rbac watch", extra={"kv": {"kind": kind.kind}})
             await asyncio.sleep(RETRY)
-            rev = await self._list(kind)
+            rev = None
 
     async def _list_pods(self) -> int:
         items, rev, _ = await self.registry.list(BY_KIND["Pod"], None)
         self.node_graph.replace(c.obj for c in items)
         return rev
 
-    async def _watch_pods(self, rev: int) -> None:
+    async def _watch_pods(self, rev: int | None) -> None:
         """Keep the Node authorizer's graph as pods are bound, changed and deleted."""
         kind = BY_KIND["Pod"]
         while True:
             try:
+                if rev is None:
+                    rev = await self._list_pods()
                 events = await self.registry.watch(kind, None, rev, None)
                 async for type_, cached in events:
                     if type_ == "DELETED":
@@ -157,7 +161,7 @@ class RbacAuthorizer:
             except Exception:
                 log.exception("node graph watch")
             await asyncio.sleep(RETRY)
-            rev = await self._list_pods()
+            rev = None
 
     async def _aggregate_loop(self) -> None:
         """The clusterrole-aggregation controller: after ClusterRoles change, write each

@@ -27,6 +27,7 @@ from kubesvc.api.crd import ssa as crd_ssa
 from kubesvc.api.crd.kinds import CLEANUP_FINALIZER, CRD_KIND, CustomKind, condition, kinds_for
 from kubesvc.api.crd.status import desired_statuses
 from kubesvc.api.errors import ApiError
+from kubesvc.apiserver.keys import resource_prefix
 from kubesvc.apiserver.objects import now_rfc3339
 from kubesvc.apiserver.registry import Registry, WriteOptions, prefix_for
 
@@ -47,7 +48,9 @@ class CrdController:
         await self.sync()
 
     async def run(self) -> None:
-        watch = self.registry.store.watch(prefix_for(CRD_KIND, None), self.registry.store.revision)
+        watch = await self.registry.store.watch(
+            prefix_for(CRD_KIND, None), self.registry.store.revision
+        )
         trigger = asyncio.create_task(self._triggers(watch))
         try:
             while True:
@@ -110,7 +113,7 @@ class CrdController:
             return
         if changed:
             # objects read with another schema (defaults on read) are decoded again
-            self.registry.forget(tuple(f"/registry/{gr}/" for gr in changed))
+            self.registry.forget(tuple(resource_prefix(gr) for gr in changed))
         docs: dict[str, bytes] = {}
         by_gv: dict[tuple[str, str], list[CustomKind]] = {}
         for k in catalog.custom_kinds():

@@ -107,7 +107,7 @@ class GarbageCollector:
         self._wake.set()
 
     async def run(self) -> None:
-        watch = self.registry.store.watch("/registry/", self.registry.store.revision)
+        watch = await self.registry.store.watch("/registry/", self.registry.store.revision)
         trigger = asyncio.create_task(self._triggers(watch))
         try:
             while True:

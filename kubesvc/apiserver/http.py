@@ -114,7 +114,10 @@ def json_response(obj: Any, status: int = 200, warnings: list[str] | None = None
 def status_response(err: ApiError) -> web.Response:
     """A Status, ending with the newline upstream's JSON encoder writes."""
     return web.Response(
-        body=dumps(err.status()) + b"\n", status=err.code, content_type="application/json"
+        body=dumps(err.status()) + b"\n",
+        status=err.code,
+        content_type="application/json",
+        headers=err.headers or None,
     )
 
 
@@ -707,7 +710,7 @@ async def _pump(
                 item = await asyncio.wait_for(queue.get(), wait)
             except TimeoutError:
                 if bookmarks and loop.time() < deadline:
-                    await writer.bookmark(str(registry.store.revision))
+                    await writer.bookmark(str(events.progress_revision))
                 continue
             batch: list[tuple[str, Cached]] = []
             while isinstance(item, tuple):

@@ -38,12 +38,21 @@ from kubesvc.api.patch import (
 )
 from kubesvc.api.validation import validate, validate_status_update
 from kubesvc.apiserver import offload, serviceaccounts, strategies
+from kubesvc.apiserver.keys import key_for, prefix_for, split_key
 from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.apiserver.tolerations import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
-from kubesvc.store.base import KeyExists, KeyNotFound, KeyValue, RevisionMismatch
+from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch
 
 log = logging.getLogger("kubesvc.apiserver")
+
+CONTINUE_EXPIRED = (  # upstream's wording (storage/etcd3: continue token too old)
+    "The provided continue parameter is too old to display a consistent list result. You can "
+    "start a new list without the continue parameter, or use the continue token in this "
+    "response to retrieve the remainder of the results. Continuing with the provided token "
+    "results in an inconsistent list - objects that were created, modified, or deleted "
+    "between the time the first chunk was returned and now may show up in the list."
+)
 Predicate = Callable[[dict[str, Any]], bool]
 DEFAULT_INGRESS_CLASS = "ingressclass.kubernetes.io/is-default-class"
 LEGACY_INGRESS_CLASS = "kubernetes.io/ingress.class"
@@ -94,18 +103,6 @@ class WriteOptions:
     # validating admission of the requesting user (NodeRestriction): (new, old), old None
     # on create; raises the ApiError that refuses the write
     admit: Callable[[dict[str, Any], dict[str, Any] | None], None] | None = None
-
-
-def key_for(kind: Kind, namespace: str | None, name: str) -> str:
-    if kind.namespaced:
-        return f"/registry/{kind.group_resource}/{namespace}/{name}"
-    return f"/registry/{kind.group_resource}/{name}"
-
-
-def prefix_for(kind: Kind, namespace: str | None) -> str:
-    if kind.namespaced and namespace:
-        return f"/registry/{kind.group_resource}/{namespace}/"
-    return f"/registry/{kind.group_resource}/"
 
 
 class Registry:
@@ -173,16 +170,20 @@ class Registry:
         continue_token: str = "",
     ) -> tuple[list[Cached], int, str]:
         """Items, the list's resourceVersion, and a continue token when limited."""
-        kvs, rev = await self.store.range(prefix_for(kind, namespace))
-        start_key = ""
+        prefix = prefix_for(kind, namespace)
         if continue_token:
+            # every page is read at the first page's revision (a snapshot), as upstream
             rev, start_key = _parse_continue(continue_token)
+            try:
+                kvs, rev = await self.store.range(prefix, rev, start_key)
+            except Compacted:
+                raise errors.gone(CONTINUE_EXPIRED) from None
+        else:
+            kvs, rev = await self.store.range(prefix)
         items: list[Cached] = []
         next_token = ""
         decoded = 0
         for kv in kvs:
-            if start_key and kv.key <= start_key:
-                continue
             hit = self._cache.get(kv.key)
             if hit is not None and hit.mod_revision == kv.mod_revision:
                 cached = hit
@@ -645,10 +646,10 @@ class Registry:
         namespace: str | None,
         after_revision: int,
         predicate: Predicate | None,
-    ) -> AsyncIterator[tuple[str, Cached]]:
+    ) -> RegistryWatch:
         """(type, object) events after a revision. Raises Compacted before the first event."""
-        w = self.store.watch(prefix_for(kind, namespace), after_revision)
-        return self._events(w, predicate)
+        w = await self.store.watch(prefix_for(kind, namespace), after_revision)
+        return RegistryWatch(w, self._events(w, predicate))
 
     async def _events(
         self, w: Any, predicate: Predicate | None
@@ -676,6 +677,10 @@ class Registry:
                     yield "ADDED", cached
                 elif was_match:
                     yield "DELETED", cached
+        except Compacted as e:  # the store lost the revision while re-creating its watch
+            raise errors.gone(
+                f"too old resource version: {e.requested} ({e.compacted + 1})"
+            ) from None
         finally:
             w.close()
             if getattr(w, "overflowed", False):
@@ -712,6 +717,21 @@ class Registry:
             del self._cache[key]
 
 
+@dataclass
+class RegistryWatch:
+    """A watch's (type, object) events, and how far its store watch has got."""
+
+    store_watch: Any
+    events: AsyncIterator[tuple[str, Cached]]
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, Cached]]:
+        return self.events
+
+    @property
+    def progress_revision(self) -> int:
+        return int(self.store_watch.progress_revision)
+
+
 def _is(kind: Kind, name: str) -> bool:
     """Whether kind is the built-in kind `name` (a custom resource may reuse the name)."""
     return kind.kind == name and not isinstance(kind, CustomKind)
@@ -744,7 +764,7 @@ def read_stored(kv: KeyValue) -> dict[str, Any]:
     what does not decode, with its name and namespace from its key, so that it can still be
     read, fixed and deleted and never breaks a reader (upstream could not decode it at all).
     One warning per key and revision says what was left out."""
-    _, _, gr, *rest = kv.key.split("/", 4)
+    gr, rest = split_key(kv.key)
     kind = catalog.storage_kind(gr)
     dropped: list[str] = []
     try:

@@ -12,7 +12,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from aiohttp import web, web_protocol
@@ -21,7 +21,7 @@ from aiohttp.http_exceptions import BadHttpMethod, ContentEncodingError, HttpPro
 from kubesvc.api import errors, openapi, tables, typed
 from kubesvc.api.errors import ApiError
 from kubesvc.api.kinds import BY_KIND, KINDS
-from kubesvc.apiserver import discovery, negotiation, offload, reviews
+from kubesvc.apiserver import discovery, keys, negotiation, offload, reviews
 from kubesvc.apiserver.authz import USER, RbacAuthorizer
 from kubesvc.apiserver.certs import (
     ClientIdentity,
@@ -46,7 +46,11 @@ from kubesvc.auth.forbidden import forbidden
 from kubesvc.auth.impersonation import BadImpersonation, impersonation
 from kubesvc.auth.request import request_info
 from kubesvc.auth.user import ANONYMOUS, SYSTEM_MASTERS, UNAUTHENTICATED, UserInfo
+from kubesvc.store.base import StoreError, StoreUnavailable
 from kubesvc.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from kubesvc.store.etcd import EtcdConfig
 
 log = logging.getLogger("kubesvc.apiserver")
 
@@ -87,6 +91,7 @@ class ServerConfig:
     # nodes whose agents get a credential of their own (system:node:NAME): a client
     # certificate and `kubelet-NAME.kubeconfig` beside the admin's
     nodes: list[str] = field(default_factory=list)
+    etcd: EtcdConfig | None = None  # --etcd-servers: the store is etcd, not SQLite
 
     @property
     def client_host(self) -> str:
@@ -98,7 +103,7 @@ class ServerConfig:
 class ApiServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.store: SQLiteStore | None = None
+        self.store: Any = None
         self.registry: Registry | None = None
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,7 +124,7 @@ class ApiServer:
             [cfg.client_host, cfg.bind, kubernetes_ip, *cfg.extra_sans],
             self.identities,
         )
-        self.store = SQLiteStore(cfg.data_dir / "state.db")
+        self.store = await self._open_store()
         self.registry = Registry(
             self.store, ServiceAllocator(cfg.service_cidr, cfg.node_port_range)
         )
@@ -192,6 +197,21 @@ class ApiServer:
         if self.store is not None:
             await self.store.close()
 
+    async def _open_store(self) -> Any:
+        cfg = self.config
+        if cfg.etcd is not None:
+            from kubesvc.store.etcd import EtcdStore  # grpc loads only for etcd
+
+            etcd = EtcdStore(cfg.etcd)
+            log.info("waiting for etcd", extra={"kv": {"servers": ",".join(cfg.etcd.servers)}})
+            await etcd.start()
+            return etcd
+        sqlite = SQLiteStore(cfg.data_dir / "state.db")
+        renamed = sqlite.migrate_keys(keys.LAYOUT, keys.legacy_key)
+        if renamed:
+            log.info("stored objects moved to upstream's keys", extra={"kv": {"keys": renamed}})
+        return sqlite
+
     def _ssl_context(self) -> ssl.SSLContext:
         assert self.creds is not None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -208,7 +228,10 @@ class ApiServer:
         while True:
             await asyncio.sleep(self.config.compaction_interval)
             if previous:
-                await self.store.compact(previous)
+                try:
+                    await self.store.compact(previous)
+                except StoreError as e:  # etcd away for now: the next tick compacts
+                    log.warning("compaction failed", extra={"kv": {"error": str(e)}})
             previous = self.store.revision
 
     async def _memory_keeper(self) -> None:
@@ -401,6 +424,15 @@ class ApiServer:
             return status_response(err)
         except (ConnectionResetError, asyncio.CancelledError):
             raise
+        except StoreUnavailable as e:
+            # etcd has no quorum or cannot be reached: clients retry after Retry-After
+            err = ApiError(
+                503,
+                "ServiceUnavailable",
+                f"the storage backend is unavailable, please try again: {e}",
+                headers={"Retry-After": "1"},
+            )
+            return status_response(err)
         except Exception as e:
             log.exception(
                 "request failed", extra={"kv": {"method": request.method, "path": request.path}}

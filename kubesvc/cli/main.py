@@ -8,6 +8,7 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from kubesvc.logs import setup_logging
 
@@ -29,9 +30,28 @@ def _apiserver(args: argparse.Namespace) -> int:
         not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
         unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
         nodes=list(args.node or []),
+        etcd=_etcd_config(args),
     )
     _run(serve(config))
     return 0
+
+
+def _etcd_config(args: argparse.Namespace) -> object:
+    from kubesvc.store.etcd import EtcdConfig
+
+    if not args.etcd_servers:
+        return None
+    files = {
+        "cafile": args.etcd_cafile,
+        "certfile": args.etcd_certfile,
+        "keyfile": args.etcd_keyfile,
+    }
+    try:
+        return EtcdConfig.parse(
+            args.etcd_servers, **{k: Path(v) if v else None for k, v in files.items()}
+        )
+    except ValueError as e:
+        raise SystemExit(f"kubesvc apiserver: {e}") from None
 
 
 def _controller_manager(args: argparse.Namespace) -> int:
@@ -118,9 +138,32 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"kubesvc up: --{key.replace('_', '-')} must be positive", file=sys.stderr)
                 return 2
             tunables[key] = value
+    store = _up_store(args)
+    if isinstance(store, int):
+        return store
     return asyncio.run(
-        up(args.name, args.nodes, args.wait, args.proxy_mode, tunables, not args.no_ingress)
+        up(args.name, args.nodes, args.wait, args.proxy_mode, tunables, not args.no_ingress, store)
     )
+
+
+def _up_store(args: argparse.Namespace) -> dict[str, Any] | int | None:
+    """The store `up` asks for: None (SQLite), etcd members of its own, or the user's etcd."""
+    import shutil
+
+    if args.etcd_servers:
+        files = {k: str(Path(v).resolve()) for k in ("cafile", "certfile", "keyfile")
+                 if (v := getattr(args, f"etcd_{k}"))}  # fmt: skip
+        return {"servers": args.etcd_servers, **files}
+    if args.store != "etcd" and args.etcd_members is None:
+        return None
+    members = args.etcd_members or 1
+    if members not in (1, 3, 5):
+        print("kubesvc up: --etcd-members must be 1, 3 or 5", file=sys.stderr)
+        return 2
+    if shutil.which("etcd") is None:
+        print("kubesvc up --store etcd needs etcd: apt-get install etcd-server", file=sys.stderr)
+        return 1
+    return {"members": members}
 
 
 def _start(args: argparse.Namespace) -> int:
@@ -193,6 +236,28 @@ def _status(args: argparse.Namespace) -> int:
     from kubesvc.cluster.lifecycle import status
 
     return status(args.name)
+
+
+def _etcdctl(args: argparse.Namespace) -> int:
+    import os
+
+    from kubesvc.cluster.etcd import EtcdFiles
+    from kubesvc.cluster.lifecycle import Cluster, etcd_plan, home
+
+    cluster = Cluster(args.name, home() / args.name)
+    if not cluster.exists():
+        print(f"kubesvc etcdctl: no cluster named {args.name!r}", file=sys.stderr)
+        return 1
+    plan = etcd_plan(cluster, cluster.load())
+    if plan is None:
+        print(
+            f"kubesvc etcdctl: cluster {args.name!r} runs no etcd members (it was created "
+            "without --store etcd, or uses --etcd-servers)",
+            file=sys.stderr,
+        )
+        return 1
+    argv = [*plan.etcdctl_argv(EtcdFiles(cluster.etcd_dir / "pki")), *args.command]
+    os.execvpe(argv[0], argv, {**os.environ, "ETCDCTL_API": "3"})
 
 
 def _kubeconfig(args: argparse.Namespace) -> int:
@@ -357,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often old revisions are compacted away (default 300)",
     )
     api.add_argument(
+        "--etcd-servers",
+        default="",
+        metavar="URL[,URL...]",
+        help="store everything in etcd v3 at these servers (http:// or https://); "
+        "without it, in SQLite under --data-dir",
+    )
+    api.add_argument("--etcd-cafile", default="", help="CA that signed the etcd servers' certs")
+    api.add_argument("--etcd-certfile", default="", help="client certificate for etcd")
+    api.add_argument("--etcd-keyfile", default="", help="client key for etcd")
+    api.add_argument(
         "--node",
         action="append",
         metavar="NAME",
@@ -455,6 +530,29 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a new cluster without the ingress controller (docs/ingress.md)",
     )
+    upp.add_argument(
+        "--store",
+        choices=["sqlite", "etcd"],
+        default="sqlite",
+        help="where a new cluster keeps its objects: SQLite in its directory (default), or "
+        "etcd members it runs (docs/etcd.md)",
+    )
+    upp.add_argument(
+        "--etcd-members",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --store etcd: run N members on this machine (1, 3 or 5; default 1)",
+    )
+    upp.add_argument(
+        "--etcd-servers",
+        default="",
+        metavar="URL[,URL...]",
+        help="store a new cluster's objects in this etcd instead of running members",
+    )
+    upp.add_argument("--etcd-cafile", default="", help="with --etcd-servers: the servers' CA")
+    upp.add_argument("--etcd-certfile", default="", help="with --etcd-servers: client cert")
+    upp.add_argument("--etcd-keyfile", default="", help="with --etcd-servers: client key")
     upp.set_defaults(func=_up)
     startp = sub.add_parser("start", help="bring back a stopped cluster with its state")
     startp.add_argument("--name", default="kubesvc")
@@ -603,6 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--health-port", type=int, default=10254, help="GET /healthz")
     ing.add_argument("--metrics-port", type=int, default=10255, help="GET /metrics")
     ing.set_defaults(func=_ingress_controller)
+    ec = sub.add_parser(
+        "etcdctl",
+        help="run etcdctl against a cluster's etcd members: kubesvc etcdctl -- get --prefix "
+        "/registry/services/specs/default/",
+    )
+    ec.add_argument("--name", default="kubesvc")
+    ec.set_defaults(func=_etcdctl)
     kc = sub.add_parser("kubeconfig", help="print a cluster's kubeconfig")
     kc.add_argument("--name", default="kubesvc")
     kc.set_defaults(func=_kubeconfig)
@@ -627,7 +732,7 @@ def main(argv: list[str] | None = None) -> int:
         argv, command = argv[:at], argv[at + 1 :]
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.func is _host_exec:
+    if args.func in (_host_exec, _etcdctl):
         args.command = command
     elif command:
         parser.error(f"unrecognized arguments: -- {' '.join(command)}")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from kubesvc import netns
-from kubesvc.cluster import kubeconfig
+from kubesvc.cluster import etcd, kubeconfig
 from kubesvc.cluster.supervisor import (
     STOP_GRACE,
     Component,
@@ -92,6 +92,10 @@ class Cluster:
         return self.dir / "apiserver"
 
     @property
+    def etcd_dir(self) -> Path:
+        return self.dir / "etcd"
+
+    @property
     def kubeconfig(self) -> Path:
         return self.api_dir / "kubeconfig"
 
@@ -128,15 +132,15 @@ class Cluster:
         return {n: p for n, p in self.process_pids().items() if self.owns(p)}
 
     def owns(self, pid: int) -> bool:
-        """True when `pid` is a kubesvc process of this cluster (pid files outlive reboots,
-        and their pids can belong to anything by then)."""
+        """True when `pid` is a kubesvc process (or an etcd member) of this cluster (pid
+        files outlive reboots, and their pids can belong to anything by then)."""
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             return False
         return (
             start_ticks(pid) is not None
-            and argv[1:3] == [b"-m", b"kubesvc.cli.main"]
+            and (argv[1:3] == [b"-m", b"kubesvc.cli.main"] or argv[0].endswith(b"etcd"))
             and any(str(self.dir).encode() in a for a in argv)
         )
 
@@ -216,6 +220,8 @@ def components(cluster: Cluster) -> list[Component]:
 
     tunables = tunable_flags(state)
     stopped = set(stopped_nodes(state))
+    members, store_flags = _store(cluster, state)
+    out = [component(name, argv) for name, argv in members]
     api = component(
         "apiserver",
         _kubesvc(
@@ -231,13 +237,14 @@ def components(cluster: Cluster) -> list[Component]:
             "--service-cluster-ip-range",
             net.service_cidr,
             *tunables["apiserver"],
+            *store_flags,
             # each node's own credential (system:node:NAME), written as kubelet-NAME.kubeconfig
             *(arg for node in state["nodes"] for arg in ("--node", node)),
         ),
     )
     # all start at once: the controller-manager and the agents wait for the API server
     # themselves (kubeconfig.wait_for_server), so their imports overlap the server's start
-    out = [
+    out += [
         api,
         component(
             "controller-manager",
@@ -285,6 +292,35 @@ def components(cluster: Cluster) -> list[Component]:
         agent.held = node in stopped  # `kubesvc node stop`
         out.append(agent)
     return out
+
+
+def _store(
+    cluster: Cluster, state: dict[str, Any]
+) -> tuple[list[tuple[str, list[str]]], list[str]]:
+    """The etcd members to run (name, argv) and the API server's store flags: none for
+    SQLite, the members' for `--store etcd`, the user's for `--etcd-servers`."""
+    if state.get("store") != "etcd":
+        return [], []
+    external = state.get("etcd_servers")
+    if isinstance(external, dict) and isinstance(external.get("servers"), str):
+        flags = ["--etcd-servers", external["servers"]]
+        for name in ("cafile", "certfile", "keyfile"):
+            if isinstance(external.get(name), str) and external[name]:
+                flags += [f"--etcd-{name}", external[name]]
+        return [], flags
+    plan = etcd_plan(cluster, state)
+    if plan is None:
+        raise ClusterError(f"cluster.json of {cluster.name!r} names no etcd members")
+    files = etcd.EtcdFiles(cluster.etcd_dir / "pki")
+    members = [
+        (plan.name(i), plan.member_argv(i, cluster.etcd_dir / plan.name(i), files))
+        for i in range(plan.members)
+    ]
+    return members, plan.apiserver_flags(files)
+
+
+def etcd_plan(cluster: Cluster, state: dict[str, Any]) -> etcd.EtcdPlan | None:
+    return etcd.EtcdPlan.load(cluster.name, state.get("etcd"))
 
 
 # cluster.json keys set by `kubesvc up` flags -> the component and flag they are passed as
@@ -392,8 +428,11 @@ async def up(
     proxy_mode: str | None = None,
     tunables: dict[str, float] | None = None,
     ingress: bool = True,
+    store: dict[str, Any] | None = None,
 ) -> int:
-    """Create the cluster, or bring back the one that exists (never wiping it)."""
+    """Create the cluster, or bring back the one that exists (never wiping it). `store`:
+    {"members": N} runs N etcd members, {"servers": URLs, "cafile": ...} uses the user's
+    etcd, None keeps SQLite."""
     if not preflight("up"):
         return 1
     cluster = Cluster(name, home() / name)
@@ -413,6 +452,10 @@ async def up(
                         f"--proxy-mode {proxy_mode} ignored: cluster {name!r} exists with "
                         f"{state.get('proxy_mode')}"
                     )
+                if store is not None and state.get("store") != "etcd":
+                    progress.info(
+                        f"--store etcd ignored: cluster {name!r} exists with its SQLite store"
+                    )
                 for key, value in (tunables or {}).items():
                     if state.get(key) != value:
                         progress.info(
@@ -421,6 +464,8 @@ async def up(
                         )
             else:
                 await _create(cluster, nodes or 2, proxy_mode or "nftables", progress)
+                if store is not None:
+                    _plan_store(cluster, store, progress)
                 if tunables or not ingress:
                     opt_out = {} if ingress else {"no_ingress": True}
                     cluster.save({**cluster.load(), **(tunables or {}), **opt_out})
@@ -473,6 +518,20 @@ async def _create(cluster: Cluster, nodes: int, proxy_mode: str, progress: Progr
             "created": time.time(),
         }
     )
+
+
+def _plan_store(cluster: Cluster, store: dict[str, Any], progress: Progress) -> None:
+    """Write the new cluster's etcd into cluster.json (and its members' certificates)."""
+    state = cluster.load()
+    if "servers" in store:
+        state.update(store="etcd", etcd_servers=store)
+    else:
+        progress.step(f"etcd: {store['members']} member(s) on loopback, mutual TLS")
+        _private_dir(cluster.etcd_dir)
+        etcd.ensure_pki(cluster.etcd_dir / "pki")
+        plan = etcd.EtcdPlan.new(cluster.name, int(store["members"]))
+        state.update(store="etcd", etcd=plan.state())
+    cluster.save(state)
 
 
 async def _bring_back(cluster: Cluster, progress: Progress) -> tuple[int, bool]:

@@ -33,6 +33,10 @@ class StoreError(Exception):
     pass
 
 
+class StoreUnavailable(StoreError):
+    """The store did not answer in time (etcd without quorum, or no member reachable)."""
+
+
 class KeyExists(StoreError):
     pass
 
@@ -61,6 +65,12 @@ class Compacted(StoreError):
 class Watch(Protocol):
     def __aiter__(self) -> AsyncIterator[Event]: ...
 
+    @property
+    def progress_revision(self) -> int:
+        """Every change under the prefix up to this revision has been delivered (what a
+        watch bookmark may promise)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -75,8 +85,11 @@ class Store(Protocol):
 
     async def get(self, key: str) -> KeyValue | None: ...
 
-    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
-        """All live keys under prefix (sorted by key) and the revision they were read at."""
+    async def range(
+        self, prefix: str, revision: int = 0, start_after: str = ""
+    ) -> tuple[list[KeyValue], int]:
+        """The keys under prefix after start_after (sorted by key) as they were at revision
+        (0: now), and that revision; raises Compacted when it is no longer kept."""
         ...
 
     async def create(self, key: str, value: bytes) -> KeyValue: ...
@@ -87,7 +100,7 @@ class Store(Protocol):
         """Delete; returns the deleted value with mod_revision set to the deletion revision."""
         ...
 
-    def watch(self, prefix: str, after_revision: int) -> Watch:
+    async def watch(self, prefix: str, after_revision: int) -> Watch:
         """Changes under prefix with revision > after_revision; raises Compacted."""
         ...
 

@@ -1,9 +1,11 @@
 """Embedded SQLite backend for the revisioned store.
 
 Two tables: `kv` (the live keys) and `log` (one row per revision, kept until compaction) so
-watchers can resume from any revision that has not been compacted. WAL journaling with
-synchronous=NORMAL: a commit is in the WAL before the call returns, so killing the process
-(even with SIGKILL) loses nothing that was acknowledged.
+watchers can resume from any revision that has not been compacted, and lists can be read at
+any such revision (a paged list reads every page at its first page's revision). Compaction
+keeps each live key's newest write at or before the compacted revision, as etcd's does.
+WAL journaling with synchronous=NORMAL: a commit is in the WAL before the call returns, so
+killing the process (even with SIGKILL) loses nothing that was acknowledged.
 
 The live keys are also held in memory, grouped by their first two path segments, so lists
 never touch the disk. SQLite calls are synchronous and short; they run on the event loop
@@ -19,7 +21,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,6 +43,7 @@ CREATE TABLE IF NOT EXISTS log (
   rev INTEGER PRIMARY KEY, key TEXT NOT NULL, deleted INTEGER NOT NULL, value BLOB NOT NULL,
   create_rev INTEGER NOT NULL, version INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS log_key ON log (key, rev);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -80,6 +83,11 @@ class SQLiteWatch:
             self._queue.put_nowait(ev)
         self.closed = False
         self.overflowed = False
+
+    @property
+    def progress_revision(self) -> int:
+        # changes reach every watcher as they are applied, before anything else runs
+        return self._store.revision
 
     def push(self, ev: Event) -> None:
         if self.closed:
@@ -148,8 +156,49 @@ class SQLiteStore:
     async def get(self, key: str) -> KeyValue | None:
         return self._live(key)
 
-    async def range(self, prefix: str) -> tuple[list[KeyValue], int]:
-        return self.range_now(prefix), self._revision
+    async def range(
+        self, prefix: str, revision: int = 0, start_after: str = ""
+    ) -> tuple[list[KeyValue], int]:
+        if not revision or revision >= self._revision:
+            items = self.range_now(prefix)
+            if start_after:
+                items = [kv for kv in items if kv.key > start_after]
+            return items, self._revision
+        return self._range_at(prefix, revision, start_after), revision
+
+    def _range_at(self, prefix: str, revision: int, start_after: str) -> list[KeyValue]:
+        """The keys under prefix as they were at an older revision: today's keys, with every
+        key written since put back as it was (from the log)."""
+        if revision < self._compacted:
+            raise Compacted(revision, self._compacted)
+        low = max(prefix, start_after + "\0") if start_after else prefix
+        at = {kv.key: kv for kv in self.range_now(prefix) if kv.key >= low}
+        changed = self._db.execute(
+            "SELECT DISTINCT key FROM log WHERE rev > ? AND key >= ? AND key < ?",
+            (revision, low, prefix + "\uffff"),
+        ).fetchall()
+        for (key,) in changed:
+            row = self._db.execute(
+                "SELECT rev, deleted, value, create_rev, version FROM log "
+                "WHERE key = ? AND rev <= ? ORDER BY rev DESC LIMIT 1",
+                (key, revision),
+            ).fetchone()
+            if row is not None:
+                rev, deleted, value, create_rev, version = row
+                if deleted:
+                    at.pop(key, None)
+                else:
+                    at[key] = KeyValue(key, bytes(value), create_rev, rev, version)
+                continue
+            first = self._db.execute(
+                "SELECT deleted, version FROM log WHERE key = ? AND rev > ? ORDER BY rev LIMIT 1",
+                (key, revision),
+            ).fetchone()
+            if first is not None and not first[0] and first[1] == 1:
+                at.pop(key, None)  # created after the revision
+            else:  # its value then is no longer kept
+                raise Compacted(revision, self._compacted)
+        return [at[k] for k in sorted(at)]
 
     def range_now(self, prefix: str) -> list[KeyValue]:
         if prefix.count("/") >= 3:
@@ -261,7 +310,7 @@ class SQLiteStore:
         await self._write(kv, deleted=True, prev=cur)
         return kv
 
-    def watch(self, prefix: str, after_revision: int) -> SQLiteWatch:
+    async def watch(self, prefix: str, after_revision: int) -> SQLiteWatch:
         if after_revision < self._compacted:
             raise Compacted(after_revision, self._compacted)
         backlog: list[Event] = []
@@ -299,11 +348,48 @@ class SQLiteStore:
         if revision <= self._compacted:
             return
         self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("DELETE FROM log WHERE rev <= ? AND rev < ?", (revision, self._revision))
+        # each key's newest write at or before the revision stays (unless it deleted the key),
+        # so the state at any later revision can still be read; the newest row always stays
+        self._db.execute(
+            "DELETE FROM log WHERE rev <= ? AND rev < ? AND (deleted OR rev NOT IN "
+            "(SELECT MAX(rev) FROM log WHERE rev <= ? GROUP BY key))",
+            (revision, self._revision, revision),
+        )
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('compacted', ?)", (revision,))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('revision', ?)", (self._revision,))
         self._db.execute("COMMIT")
         self._compacted = revision
+
+    def migrate_keys(self, layout: int, rename: Callable[[str], str | None]) -> int:
+        """Once per layout: give every key the name `rename` maps it to (None: unchanged).
+        The history is compacted away, so watchers from before relist. Returns the keys
+        renamed."""
+        if self._meta("layout") >= layout:
+            return 0
+        renames = {k: new for b in self._buckets.values() for k in b if (new := rename(k))}
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for old, new in renames.items():
+                self._db.execute("UPDATE kv SET key=? WHERE key=?", (new, old))
+            self._db.execute("DELETE FROM log")  # the revision itself is kept in meta
+            for name, value in (
+                ("compacted", self._revision),
+                ("revision", self._revision),
+                ("layout", layout),
+            ):
+                self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._compacted = self._revision
+        moved = [self._buckets[_bucket(k)].pop(k) for k in renames]
+        for kv in moved:
+            new = renames[kv.key]
+            self._buckets.setdefault(_bucket(new), {})[new] = KeyValue(
+                new, kv.value, kv.create_revision, kv.mod_revision, kv.version
+            )
+        return len(renames)
 
     async def close(self) -> None:
         await self._writable()

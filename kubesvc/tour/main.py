@@ -45,6 +45,9 @@ def demo(
             "10",
             "--default-not-ready-toleration-seconds",
             "10",
+            # the notes keep Service objects in etcd: so does the tour's cluster (step 5)
+            "--store",
+            "etcd",
         ],
         check=False,
     )

@@ -4,9 +4,9 @@ cluster does not show it, the tour stops there."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -218,31 +218,34 @@ def step_5_stored(t: Tour) -> None:
         "서비스 오브젝트는 어디에 존재하는 거고 ...",
     )
     t.kubectl("get", "svc")
-    data_dir = Path(t.facts["cluster_dir"]) / "apiserver"
-    db = next((p for p in sorted(data_dir.rglob("*.db"))), None)
     t.say(
-        f"kubesvc의 저장소는 etcd가 아니라 SQLite({db})다. "
-        "etcd 저장소는 아직 없다 (etcdctl 단계는 그때).",
-        f"kubesvc's store is SQLite ({db}), not etcd: the etcd store is not built yet, so "
-        "there is no etcdctl here.",
+        "API 서버는 서비스를 etcd에 저장한다. 키는 kube-apiserver와 같은 자리다: "
+        "/registry/services/specs/<네임스페이스>/<이름>.",
+        "The API server stores Services in etcd, at kube-apiserver's keys: "
+        "/registry/services/specs/<namespace>/<name>.",
     )
-    if db is None:
-        raise ClaimFailed("no store file under the API server's directory")
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        row = conn.execute(
-            "SELECT key, value, mod_rev FROM kv WHERE key LIKE '/registry/services/%/default/kubia'"
-            " OR key = '/registry/services/default/kubia'"
-        ).fetchone()
-    if row is None:
-        raise ClaimFailed("the kubia Service is not in the store")
-    stored = json.loads(row[1])
-    t.out(f"$ sqlite3 {db} \"SELECT key, mod_rev FROM kv WHERE key LIKE '%/default/kubia'\"")
-    t.out(f"{row[0]}|{row[2]}")
+    t.kubesvc(
+        "etcdctl", "--name", t.cluster, "--", "get", "--prefix", "--keys-only",
+        "/registry/services/specs/default/",
+    )  # fmt: skip
+    key = "/registry/services/specs/default/kubia"
+    res = t.kubesvc("etcdctl", "--name", t.cluster, "--", "get", key, "-w", "json", show=False)
+    t.out(f"$ kubesvc etcdctl --name {t.cluster} -- get {key} -w json")
+    try:
+        kvs = json.loads(res.stdout or "{}").get("kvs") or []
+    except ValueError:
+        kvs = []
+    if not kvs:
+        raise ClaimFailed(f"etcdctl did not find {key}: {res.stderr.strip()}")
+    stored = json.loads(base64.b64decode(kvs[0]["value"]))
+    mod_revision = kvs[0]["mod_revision"]
+    t.out(f"mod_revision {mod_revision}, spec.clusterIP {stored['spec']['clusterIP']}")
     rv = t.kubectl_json("get", "svc", "kubia")["metadata"]["resourceVersion"]
     t.check(
-        stored["spec"]["clusterIP"] == t.facts["cluster_ip"] and str(row[2]) == rv,
-        f"저장소의 {row[0]}이 kubectl get svc가 보여 준 바로 그 객체다 (resourceVersion {rv})",
-        f"{row[0]} in the store is the object kubectl showed (resourceVersion {rv})",
+        stored["spec"]["clusterIP"] == t.facts["cluster_ip"] and str(mod_revision) == rv,
+        f"etcd의 {key}가 kubectl get svc가 보여 준 바로 그 객체다 "
+        f"(resourceVersion {rv} = etcd의 mod_revision)",
+        f"{key} in etcd is the object kubectl showed (resourceVersion {rv} is etcd's mod_revision)",
     )
     t.wait_key()
 

@@ -1,13 +1,30 @@
-"""The SQLite revisioned store: revisions, compare-and-swap, watch replay, compaction."""
+"""The revisioned store's conformance suite: the same tests against the SQLite backend and
+against a real etcd member (Debian's etcd-server, mutual TLS on loopback, a temporary
+directory): revisions, compare-and-swap, lists at a revision, watch replay, compaction,
+restarts. A property test drives both with random histories against a model.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from kubesvc.cluster.etcd import EtcdFiles, EtcdPlan, ensure_pki
 from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, RevisionMismatch
+from kubesvc.store.etcd import EtcdConfig, EtcdStore
 from kubesvc.store.sqlite import SQLiteStore
 
 
@@ -15,101 +32,277 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
-async def _collect(watch, n: int) -> list:  # type: ignore[no-untyped-def]
-    out = []
-    async for ev in watch:
-        out.append(ev)
-        if len(out) == n:
-            break
+async def _collect(watch, n: int, timeout: float = 10.0) -> list:  # type: ignore[no-untyped-def]
+    out: list[Any] = []
+
+    async def take() -> None:
+        async for ev in watch:
+            out.append(ev)
+            if len(out) == n:
+                break
+
+    await asyncio.wait_for(take(), timeout)
     watch.close()
     return out
 
 
-def test_revisions_and_cas(tmp_path: Path) -> None:
+@dataclass
+class EtcdMember:
+    """One etcd member in a directory of its own, started and killed at will."""
+
+    dir: Path
+    files: EtcdFiles
+    plan: EtcdPlan
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.dir / "etcd.log").open("ab")
+        self.proc = subprocess.Popen(
+            self.plan.member_argv(0, self.dir / "data", self.files),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def config(self) -> EtcdConfig:
+        return EtcdConfig.parse(
+            self.plan.servers,
+            cafile=self.files.ca,
+            certfile=self.files.client_cert,
+            keyfile=self.files.client_key,
+        )
+
+
+@pytest.fixture
+def member() -> Iterator[EtcdMember]:
+    d = Path(tempfile.mkdtemp(prefix="kubesvc-etcd-test-"))
+    m = EtcdMember(d, ensure_pki(d / "pki"), EtcdPlan.new(d.name, 1))
+    m.start()
+    try:
+        yield m
+    finally:
+        m.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class Backend:
+    """Opens the store under test (again, after a restart) and restarts what backs it."""
+
+    def __init__(self, kind: str, tmp: Path, member: EtcdMember | None) -> None:
+        self.kind, self.tmp, self.member = kind, tmp, member
+
+    async def open(self) -> Any:
+        if self.member is None:
+            return SQLiteStore(self.tmp / "db")
+        s = EtcdStore(self.member.config())
+        await s.start()
+        return s
+
+    def restart(self) -> None:
+        """kill -9 of the store's server (etcd) and a start with the same data."""
+        if self.member is not None:
+            self.member.kill()
+            self.member.start()
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[Any]:
+        s = await self.open()
+        try:
+            yield s
+        finally:
+            await s.close()
+
+
+@pytest.fixture(params=["sqlite", "etcd"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    member = request.getfixturevalue("member") if request.param == "etcd" else None
+    return Backend(request.param, tmp_path, member)
+
+
+def test_revisions_and_cas(backend: Backend) -> None:
     async def body() -> None:
-        s = SQLiteStore(tmp_path / "db")
-        a = await s.create("/registry/services/default/a", b"1")
-        b = await s.create("/registry/services/default/b", b"2")
-        assert (a.mod_revision, b.mod_revision) == (1, 2)
-        with pytest.raises(KeyExists):
-            await s.create("/registry/services/default/a", b"x")
-        a2 = await s.update(a.key, b"11", a.mod_revision)
-        assert (a2.create_revision, a2.mod_revision, a2.version) == (1, 3, 2)
-        with pytest.raises(RevisionMismatch):
-            await s.update(a.key, b"12", a.mod_revision)
-        gone = await s.delete(b.key)
-        assert gone.mod_revision == 4 and gone.value == b"2"
-        with pytest.raises(KeyNotFound):
-            await s.delete(b.key)
-        items, rev = await s.range("/registry/services/")
-        assert [kv.key for kv in items] == [a.key] and rev == 4
-        await s.close()
+        async with backend.store() as s:
+            base = s.revision
+            a = await s.create("/registry/services/specs/default/a", b"1")
+            b = await s.create("/registry/services/specs/default/b", b"2")
+            assert (a.mod_revision, b.mod_revision) == (base + 1, base + 2)
+            assert (a.create_revision, a.version) == (base + 1, 1)
+            with pytest.raises(KeyExists):
+                await s.create("/registry/services/specs/default/a", b"x")
+            a2 = await s.update(a.key, b"11", a.mod_revision)
+            assert (a2.create_revision, a2.mod_revision, a2.version) == (base + 1, base + 3, 2)
+            with pytest.raises(RevisionMismatch) as mismatch:
+                await s.update(a.key, b"12", a.mod_revision)
+            assert mismatch.value.current == a2
+            with pytest.raises(KeyNotFound):
+                await s.update("/registry/services/specs/default/none", b"", 1)
+            gone = await s.delete(b.key)
+            assert gone.mod_revision == base + 4 and gone.value == b"2"
+            with pytest.raises(KeyNotFound):
+                await s.delete(b.key)
+            with pytest.raises(RevisionMismatch):
+                await s.delete(a.key, a.mod_revision)
+            assert await s.get(a.key) == a2 and await s.get(b.key) is None
+            items, rev = await s.range("/registry/services/specs/")
+            assert items == [a2] and rev == base + 4 == s.revision
 
     run(body())
 
 
-def test_survives_reopen(tmp_path: Path) -> None:
-    async def write() -> None:
-        s = SQLiteStore(tmp_path / "db")
-        for i in range(5):
-            await s.create(f"/registry/pods/ns/p{i}", b"{}")
-        await s.delete("/registry/pods/ns/p0")
-        await s.close()
-
-    async def read() -> None:
-        s = SQLiteStore(tmp_path / "db")
-        items, rev = await s.range("/registry/pods/")
-        assert len(items) == 4 and rev == 6
-        kv = await s.create("/registry/pods/ns/p9", b"{}")
-        assert kv.mod_revision == 7
-        # a watcher resumes from an old revision after the restart
-        events = await _collect(s.watch("/registry/pods/", 3), 4)
-        assert [(e.type, e.kv.mod_revision) for e in events] == [
-            ("PUT", 4),
-            ("PUT", 5),
-            ("DELETE", 6),
-            ("PUT", 7),
-        ]
-        await s.close()
-
-    run(write())
-    run(read())
-
-
-def test_watch_live_and_prefix(tmp_path: Path) -> None:
+def test_lists_read_at_a_revision_page_a_snapshot(backend: Backend) -> None:
     async def body() -> None:
-        s = SQLiteStore(tmp_path / "db")
-        await s.create("/registry/services/a/x", b"1")
-        w = s.watch("/registry/services/b/", s.revision)
-        await s.create("/registry/services/a/y", b"2")  # other prefix: not delivered
-        kv = await s.create("/registry/services/b/z", b"3")
-        await s.update(kv.key, b"4", kv.mod_revision)
-        events = await _collect(w, 2)
-        assert [(e.type, e.created, e.kv.value) for e in events] == [
-            ("PUT", True, b"3"),
-            ("PUT", False, b"4"),
-        ]
-        assert events[1].prev is not None and events[1].prev.value == b"3"
-        await s.close()
+        async with backend.store() as s:
+            p = "/registry/pods/ns/"
+            first = [await s.create(f"{p}p{i}", str(i).encode()) for i in range(6)]
+            snapshot, rev = await s.range(p)
+            assert snapshot == first
+            # the world moves on: one changed, one deleted, one created, one of another prefix
+            await s.update(first[1].key, b"changed", first[1].mod_revision)
+            await s.delete(first[2].key)
+            await s.create(f"{p}p9", b"new")
+            await s.create("/registry/pods/other/p0", b"x")
+            at, got = await s.range(p, rev)
+            assert at == first and got == rev
+            page, _ = await s.range(p, rev, first[2].key)  # the next page after p2
+            assert page == first[3:]
+            now, now_rev = await s.range(p)
+            assert [kv.key.rsplit("/", 1)[1] for kv in now] == ["p0", "p1", "p3", "p4", "p5", "p9"]
+            assert now_rev == s.revision
+            # compaction keeps what a later revision needs, and drops the older ones
+            await s.compact(rev + 1)
+            at, _ = await s.range(p, rev + 1)
+            assert [kv.value for kv in at] == [b"0", b"changed", b"2", b"3", b"4", b"5"]
+            with pytest.raises(Compacted):
+                await s.range(p, rev)
 
     run(body())
 
 
-def test_compaction_expires_old_watches(tmp_path: Path) -> None:
+def test_survives_restart_and_watchers_resume(backend: Backend) -> None:
+    async def write() -> int:
+        async with backend.store() as s:
+            base = s.revision
+            for i in range(5):
+                await s.create(f"/registry/pods/ns/p{i}", b"{}")
+            await s.delete("/registry/pods/ns/p0")
+            return base
+
+    async def read(base: int) -> None:
+        async with backend.store() as s:
+            items, rev = await s.range("/registry/pods/")
+            assert len(items) == 4 and rev == base + 6
+            kv = await s.create("/registry/pods/ns/p9", b"{}")
+            assert kv.mod_revision == base + 7
+            # a watcher resumes from an old revision after the restart
+            events = await _collect(await s.watch("/registry/pods/", base + 3), 4)
+            assert [(e.type, e.kv.mod_revision) for e in events] == [
+                ("PUT", base + 4),
+                ("PUT", base + 5),
+                ("DELETE", base + 6),
+                ("PUT", base + 7),
+            ]
+            assert events[2].kv.key.endswith("/p0") and events[2].prev is not None
+
+    base = run(write())
+    backend.restart()
+    run(read(base))
+
+
+def test_watch_live_and_prefix(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.store() as s:
+            await s.create("/registry/services/specs/a/x", b"1")
+            w = await s.watch("/registry/services/specs/b/", s.revision)
+            await s.create("/registry/services/specs/a/y", b"2")  # other prefix: not delivered
+            kv = await s.create("/registry/services/specs/b/z", b"3")
+            await s.update(kv.key, b"4", kv.mod_revision)
+            events = await _collect(w, 2)
+            assert [(e.type, e.created, e.kv.value) for e in events] == [
+                ("PUT", True, b"3"),
+                ("PUT", False, b"4"),
+            ]
+            assert events[1].prev is not None and events[1].prev.value == b"3"
+            assert w.progress_revision >= events[1].kv.mod_revision
+
+    run(body())
+
+
+def test_compaction_expires_old_watches(backend: Backend) -> None:
+    async def body() -> None:
+        async with backend.store() as s:
+            base = s.revision
+            kv = await s.create("/registry/leases/ns/l", b"0")
+            for i in range(5):
+                kv = await s.update(kv.key, str(i).encode(), kv.mod_revision)
+            await s.compact(base + 4)
+            with pytest.raises(Compacted):
+                await s.watch("/registry/", base + 2)
+            events = await _collect(await s.watch("/registry/", base + 4), 2)
+            assert [e.kv.mod_revision for e in events] == [base + 5, base + 6]
+        async with backend.store() as s2:
+            assert s2.revision == base + 6
+            with pytest.raises(Compacted):
+                await s2.watch("/registry/", base + 2)
+
+    run(body())
+
+
+def test_an_etcd_watch_carries_on_across_an_etcd_restart(member: EtcdMember) -> None:
+    """kill -9 of etcd under an open watch: the watch is re-created from the last revision
+    it delivered, so nothing is lost or delivered twice."""
+
+    async def body() -> None:
+        async with Backend("etcd", member.dir, member).store() as s:
+            prefix = "/registry/configmaps/default/"
+            w = await s.watch(prefix, s.revision)
+            before = await s.create(prefix + "a", b"1")
+            got = await _collect_some(w, 1)
+            member.kill()
+            member.start()
+            after = await s.create(prefix + "b", b"2")  # waits for etcd to be back
+            got += await _collect_some(w, 1)
+            assert [e.kv.mod_revision for e in got] == [before.mod_revision, after.mod_revision]
+            w.close()
+
+    run(body())
+
+
+async def _collect_some(watch: Any, n: int) -> list[Any]:
+    """n events, leaving the watch open."""
+    it = watch.__aiter__()  # a new iterator over the same queue
+    return [await asyncio.wait_for(it.__anext__(), 30) for _ in range(n)]
+
+
+def test_sqlite_migrates_legacy_keys_once(tmp_path: Path) -> None:
+    from kubesvc.apiserver import keys
+
     async def body() -> None:
         s = SQLiteStore(tmp_path / "db")
-        kv = await s.create("/registry/leases/ns/l", b"0")
-        for i in range(5):
-            kv = await s.update(kv.key, str(i).encode(), kv.mod_revision)
-        await s.compact(4)
-        with pytest.raises(Compacted):
-            s.watch("/registry/", 2)
-        events = await _collect(s.watch("/registry/", 4), 2)
-        assert [e.kv.mod_revision for e in events] == [5, 6]
+        await s.create("/registry/services/default/kubia", b"svc")
+        await s.create("/registry/nodes/n1", b"node")
+        await s.create("/registry/deployments.apps/default/d", b"deploy")
+        await s.create("/registry/widgets.example.com/default/w", b"cr")
+        assert s.migrate_keys(keys.LAYOUT, keys.legacy_key) == 4
+        assert s.migrate_keys(keys.LAYOUT, keys.legacy_key) == 0  # once
+        items, _ = await s.range("/registry/")
+        assert {kv.key: kv.value for kv in items} == {
+            "/registry/services/specs/default/kubia": b"svc",
+            "/registry/minions/n1": b"node",
+            "/registry/deployments/default/d": b"deploy",
+            "/registry/example.com/widgets/default/w": b"cr",
+        }
+        with pytest.raises(Compacted):  # watchers from before relist
+            await s.watch("/registry/", 1)
         await s.close()
-        s2 = SQLiteStore(tmp_path / "db")
-        assert s2.compacted_revision == 4 and s2.revision == 6
-        await s2.close()
+        reopened = SQLiteStore(tmp_path / "db")
+        assert reopened.migrate_keys(keys.LAYOUT, keys.legacy_key) == 0
+        assert (await reopened.get("/registry/minions/n1")) is not None
+        await reopened.close()
 
     run(body())
 
@@ -118,7 +311,7 @@ def test_large_writes_are_committed_off_the_loop_in_revision_order(tmp_path: Pat
     async def body() -> None:
         s = SQLiteStore(tmp_path / "db")
         prefix = "/registry/configmaps/default/"
-        live = s.watch(prefix, 0)
+        live = await s.watch(prefix, 0)
         big = b"x" * (16 * 1024 * 1024)
         large = asyncio.create_task(s.create(prefix + "big", big))
         await asyncio.sleep(0)
@@ -134,7 +327,7 @@ def test_large_writes_are_committed_off_the_loop_in_revision_order(tmp_path: Pat
         results = [await large, *[await t for t in small]]
         assert [kv.mod_revision for kv in results] == [1, 2, 3]
         # a watch opened now replays each change once, in order; the live one saw the same
-        replayed = await _collect(s.watch(prefix, 0), 3)
+        replayed = await _collect(await s.watch(prefix, 0), 3)
         seen = await _collect(live, 3)
         for events in (replayed, seen):
             assert [(e.kv.key.rsplit("/", 1)[1], e.kv.mod_revision) for e in events] == [
@@ -150,3 +343,120 @@ def test_large_writes_are_committed_off_the_loop_in_revision_order(tmp_path: Pat
         await reopened.close()
 
     run(body())
+
+
+# -- random histories against a model ------------------------------------------------------
+NAMES = st.sampled_from(["a", "b", "c", "d"])
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("create"), NAMES, st.binary(max_size=8)),
+        st.tuples(st.just("update"), NAMES, st.binary(max_size=8)),
+        st.tuples(st.just("stale-update"), NAMES, st.binary(max_size=8)),
+        st.tuples(st.just("delete"), NAMES, st.just(b"")),
+        st.tuples(st.just("compact"), st.just(""), st.just(b"")),
+    ),
+    max_size=25,
+)
+
+
+async def _check_history(s: Any, prefix: str, ops: list[tuple[str, str, bytes]]) -> None:
+    """Apply ops to the store and to a dict; at every revision seen, a list at that revision
+    (if not compacted) equals the model's state then, and a watch replays every change."""
+    model: dict[str, bytes] = {}
+    history: list[tuple[int, dict[str, bytes]]] = [(s.revision, {})]
+    mods: dict[str, int] = {}
+    start = s.revision
+    compacted = 0
+    for op, name, value in ops:
+        key = prefix + name
+        if op == "create":
+            if key in model:
+                with pytest.raises(KeyExists):
+                    await s.create(key, value)
+                continue
+            mods[key] = (await s.create(key, value)).mod_revision
+            model[key] = value
+        elif op in ("update", "stale-update"):
+            if key not in model:
+                with pytest.raises(KeyNotFound):
+                    await s.update(key, value, 0)
+                continue
+            if op == "stale-update":
+                with pytest.raises(RevisionMismatch):
+                    await s.update(key, value, mods[key] - 1)
+                continue
+            mods[key] = (await s.update(key, value, mods[key])).mod_revision
+            model[key] = value
+        elif op == "delete":
+            if key not in model:
+                with pytest.raises(KeyNotFound):
+                    await s.delete(key)
+                continue
+            await s.delete(key, mods.pop(key))
+            del model[key]
+        else:
+            compacted = history[len(history) // 2][0]
+            await s.compact(compacted)
+            continue
+        history.append((s.revision, dict(model)))
+    for rev, state in history:
+        if rev == 0:
+            continue  # revision 0 asks for the newest state
+        if rev < compacted:
+            with pytest.raises(Compacted):
+                await s.range(prefix, rev)
+            continue
+        items, got = await s.range(prefix, rev)
+        assert {kv.key: kv.value for kv in items} == state and got == rev
+    changes = len(history) - 1
+    if changes and start >= compacted:
+        events = await _collect(await s.watch(prefix, start), changes)
+        assert [e.kv.mod_revision for e in events] == [r for r, _ in history[1:]]
+
+
+_examples = iter(range(1_000_000))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=OPS)
+def test_random_histories_match_a_model(kind: str, ops: list[Any], tmp_path: Path) -> None:
+    shared = _shared_stores(kind, tmp_path)
+    prefix = f"/registry/h{next(_examples)}/"
+    run(_with_store(shared, lambda s: _check_history(s, prefix, ops)))
+
+
+_shared: dict[str, Backend] = {}
+
+
+def _shared_stores(kind: str, tmp_path: Path) -> Backend:
+    """One backend per kind for all examples (an etcd member takes a second to start)."""
+    if kind not in _shared:
+        if kind == "sqlite":
+            _shared[kind] = Backend(kind, tmp_path, None)
+        else:
+            d = Path(tempfile.mkdtemp(prefix="kubesvc-etcd-test-"))
+            m = EtcdMember(d, ensure_pki(d / "pki"), EtcdPlan.new(d.name, 1))
+            m.start()
+            _shared[kind] = Backend(kind, d, m)
+    return _shared[kind]
+
+
+async def _with_store(backend: Backend, check: Any) -> None:
+    async with backend.store() as s:
+        await check(s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_shared() -> Iterator[None]:
+    yield
+    for b in _shared.values():
+        if b.member is not None:
+            b.member.kill()
+            with suppress(OSError):
+                shutil.rmtree(b.member.dir, ignore_errors=True)
+    _shared.clear()

@@ -1,0 +1,446 @@
+"""The etcd v3 backend for the revisioned store, over gRPC (grpcio with the etcd API stubs
+that aetcd ships; aetcd's own client speaks to one insecure endpoint only).
+
+Semantics are kube-apiserver's etcd3 storage: a create is a transaction that the key does
+not exist, an update or delete one that its mod revision is the expected one; lists read at
+one revision in pages of RANGE_PAGE keys; a watch is an etcd watch from a revision, with the
+previous value of every change, resumed from the last revision it delivered when the
+connection to etcd breaks. A revision etcd has compacted gives `Compacted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+from aetcd.rpc import kv_pb2, rpc_pb2, rpc_pb2_grpc
+
+from kubesvc.store.base import (
+    Compacted,
+    Event,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+    StoreUnavailable,
+)
+
+log = logging.getLogger("kubesvc.store")
+
+RANGE_PAGE = 2000  # keys per Range call of a list (etcd's responses stay small)
+MAX_MESSAGE = 64 * 1024 * 1024  # the largest response or request the channel passes
+CALL_TIMEOUT = 10.0  # seconds one call may wait, through reconnects, before it fails
+WATCH_RETRY = (0.1, 2.0)  # backoff from, to (seconds) while a broken watch is re-created
+PROGRESS_EVERY = 5.0  # seconds between progress requests on an idle watch
+COMPACTED_MARK = "required revision has been compacted"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdConfig:
+    servers: tuple[str, ...]  # URLs: http://127.0.0.1:2379, https://...
+    cafile: Path | None = None
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+    @staticmethod
+    def parse(servers: str, **files: Path | None) -> EtcdConfig:
+        urls = tuple(u.strip() for u in servers.split(",") if u.strip())
+        if not urls:
+            raise ValueError("--etcd-servers: no URL given")
+        schemes = {urlsplit(u).scheme for u in urls}
+        if not schemes <= {"http", "https"} or len(schemes) != 1:
+            raise ValueError("--etcd-servers: URLs must all be http:// or all https://")
+        return EtcdConfig(urls, **files)
+
+    @property
+    def tls(self) -> bool:
+        return urlsplit(self.servers[0]).scheme == "https"
+
+    def target(self) -> str:
+        """A gRPC target naming every server, so the channel fails over between them."""
+        hosts = [urlsplit(u) for u in self.servers]
+        addrs = [(h.hostname or "", h.port or 2379) for h in hosts]
+        try:
+            ips = [ipaddress.ip_address(a) for a, _ in addrs]
+        except ValueError:
+            if len(addrs) > 1:
+                raise ValueError(
+                    "--etcd-servers: give several servers as IP addresses (gRPC resolves "
+                    "one DNS name per channel)"
+                ) from None
+            return f"dns:///{addrs[0][0]}:{addrs[0][1]}"
+        if all(ip.version == 4 for ip in ips):
+            return "ipv4:" + ",".join(f"{a}:{p}" for a, p in addrs)
+        if all(ip.version == 6 for ip in ips):
+            return "ipv6:" + ",".join(f"[{a}]:{p}" for a, p in addrs)
+        raise ValueError("--etcd-servers: mix of IPv4 and IPv6 addresses")
+
+    def channel(self) -> grpc.aio.Channel:
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.lb_policy_name", "round_robin"),
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 2_000),
+        ]
+        if not self.tls:
+            return grpc.aio.insecure_channel(self.target(), options=options)
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self.cafile.read_bytes() if self.cafile else None,
+            private_key=self.keyfile.read_bytes() if self.keyfile else None,
+            certificate_chain=self.certfile.read_bytes() if self.certfile else None,
+        )
+        host = urlsplit(self.servers[0]).hostname or ""
+        options.append(("grpc.ssl_target_name_override", host))
+        return grpc.aio.secure_channel(self.target(), creds, options=options)
+
+
+def _end(prefix: bytes) -> bytes:
+    """etcd's range_end for every key starting with prefix."""
+    return prefix[:-1] + bytes([prefix[-1] + 1]) if prefix else b"\0"
+
+
+def _kv(kv: kv_pb2.KeyValue) -> KeyValue:
+    return KeyValue(
+        kv.key.decode(), bytes(kv.value), kv.create_revision, kv.mod_revision, kv.version
+    )
+
+
+def _compacted(e: grpc.aio.AioRpcError) -> bool:
+    return e.code() == grpc.StatusCode.OUT_OF_RANGE and COMPACTED_MARK in (e.details() or "")
+
+
+class EtcdWatch:
+    """One etcd watch stream: changes under a prefix after a revision."""
+
+    def __init__(self, store: EtcdStore, prefix: str, after_revision: int) -> None:
+        self._store = store
+        self.prefix = prefix
+        self.last = after_revision  # the newest revision delivered (or known to be passed)
+        self._queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.overflowed = False
+
+    @property
+    def progress_revision(self) -> int:
+        """Every change under the prefix up to this revision has been delivered."""
+        return self.last
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        delay = WATCH_RETRY[0]
+        while not self.closed:
+            try:
+                await self._stream()
+                return
+            except Compacted as e:
+                self._queue.put_nowait(e)
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.CANCELLED and self.closed:
+                    return
+                log.info(
+                    "etcd watch broken, re-creating it",
+                    extra={"kv": {"prefix": self.prefix, "after": self.last, "error": e.code()}},
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, WATCH_RETRY[1])
+
+    async def _stream(self) -> None:
+        call = self._store._watch.Watch(metadata=self._store._metadata)
+        prefix = self.prefix.encode()
+        await call.write(
+            rpc_pb2.WatchRequest(
+                create_request=rpc_pb2.WatchCreateRequest(
+                    key=prefix,
+                    range_end=_end(prefix),
+                    start_revision=self.last + 1,
+                    prev_kv=True,
+                    progress_notify=True,
+                )
+            )
+        )
+        poke = asyncio.create_task(self._progress_requests(call))
+        try:
+            while True:
+                resp = await call.read()
+                if resp is grpc.aio.EOF:
+                    raise StoreUnavailable("etcd closed the watch stream")
+                self._store._seen(resp.header.revision)
+                if resp.compact_revision:
+                    raise Compacted(self.last, resp.compact_revision)
+                if resp.canceled:
+                    raise StoreUnavailable(f"etcd cancelled the watch: {resp.cancel_reason}")
+                for ev in resp.events:
+                    self._queue.put_nowait(self._event(ev))
+                    self.last = ev.kv.mod_revision
+                if not resp.events and not resp.created and not resp.fragment:
+                    # a progress notification: nothing more up to the header's revision
+                    self.last = max(self.last, resp.header.revision)
+        finally:
+            poke.cancel()
+            call.cancel()
+
+    async def _progress_requests(self, call: Any) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                await asyncio.sleep(PROGRESS_EVERY)
+                await call.write(
+                    rpc_pb2.WatchRequest(progress_request=rpc_pb2.WatchProgressRequest())
+                )
+
+    @staticmethod
+    def _event(ev: kv_pb2.Event) -> Event:
+        prev = _kv(ev.prev_kv) if ev.HasField("prev_kv") else None
+        if ev.type == kv_pb2.Event.DELETE:
+            kv = ev.kv
+            gone = KeyValue(
+                kv.key.decode(),
+                prev.value if prev else b"",
+                prev.create_revision if prev else 0,
+                kv.mod_revision,
+                prev.version if prev else 0,
+            )
+            return Event("DELETE", gone, False, prev)
+        kv = _kv(ev.kv)
+        return Event("PUT", kv, kv.version == 1, prev)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self._task is not None:
+                self._task.cancel()
+            self._store._watchers.discard(self)
+            self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+
+class EtcdStore:
+    def __init__(self, config: EtcdConfig) -> None:
+        self.config = config
+        self._channel = config.channel()
+        self._kv = rpc_pb2_grpc.KVStub(self._channel)
+        self._watch = rpc_pb2_grpc.WatchStub(self._channel)
+        self._metadata: Sequence[tuple[str, str]] = ()
+        self._revision = 0
+        self._compacted = 0
+        self._watchers: set[EtcdWatch] = set()
+
+    async def start(self) -> None:
+        """Wait for etcd (through reconnects) and learn its revision."""
+        resp = await self._call(
+            self._kv.Range, rpc_pb2.RangeRequest(key=b"/", count_only=True), wait=True
+        )
+        self._seen(resp.header.revision)
+
+    def _seen(self, revision: int) -> None:
+        self._revision = max(self._revision, revision)
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compacted_revision(self) -> int:
+        return self._compacted
+
+    async def _call(
+        self, method: Callable[..., Awaitable[T]], request: Any, wait: bool = True
+    ) -> T:
+        try:
+            return await method(
+                request, timeout=CALL_TIMEOUT, wait_for_ready=wait, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise StoreUnavailable(f"etcd: {e.details() or e.code().name}") from None
+            raise
+
+    async def get(self, key: str) -> KeyValue | None:
+        resp = await self._call(self._kv.Range, rpc_pb2.RangeRequest(key=key.encode()))
+        self._seen(resp.header.revision)
+        return _kv(resp.kvs[0]) if resp.kvs else None
+
+    async def range(
+        self, prefix: str, revision: int = 0, start_after: str = ""
+    ) -> tuple[list[KeyValue], int]:
+        end = _end(prefix.encode())
+        key = (start_after + "\0").encode() if start_after > prefix else prefix.encode()
+        out: list[KeyValue] = []
+        while True:
+            try:
+                resp = await self._call(
+                    self._kv.Range,
+                    rpc_pb2.RangeRequest(
+                        key=key, range_end=end, revision=revision, limit=RANGE_PAGE
+                    ),
+                )
+            except grpc.aio.AioRpcError as e:
+                if _compacted(e):
+                    raise Compacted(revision, max(self._compacted, revision)) from None
+                raise
+            self._seen(resp.header.revision)
+            revision = revision or resp.header.revision  # the later pages read the same one
+            out.extend(_kv(kv) for kv in resp.kvs)
+            if not resp.more or not resp.kvs:
+                return out, revision
+            key = resp.kvs[-1].key + b"\0"
+
+    async def _txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        resp = await self._call(self._kv.Txn, request)
+        self._seen(resp.header.revision)
+        return resp
+
+    @staticmethod
+    def _current(resp: rpc_pb2.TxnResponse) -> KeyValue | None:
+        kvs = resp.responses[0].response_range.kvs if resp.responses else []
+        return _kv(kvs[0]) if kvs else None
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        k = key.encode()
+        resp = await self._txn(
+            rpc_pb2.TxnRequest(
+                compare=[
+                    rpc_pb2.Compare(
+                        key=k,
+                        target=rpc_pb2.Compare.MOD,
+                        result=rpc_pb2.Compare.EQUAL,
+                        mod_revision=0,
+                    )
+                ],
+                success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value))],
+            )
+        )
+        if not resp.succeeded:
+            raise KeyExists(key)
+        rev = resp.header.revision
+        return KeyValue(key, value, rev, rev, 1)
+
+    def _guard(self, k: bytes, expected_mod_revision: int | None) -> rpc_pb2.Compare:
+        if expected_mod_revision:
+            return rpc_pb2.Compare(
+                key=k,
+                target=rpc_pb2.Compare.MOD,
+                result=rpc_pb2.Compare.EQUAL,
+                mod_revision=expected_mod_revision,
+            )
+        return rpc_pb2.Compare(  # the key exists
+            key=k, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.GREATER, mod_revision=0
+        )
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+        k = key.encode()
+        resp = await self._txn(
+            rpc_pb2.TxnRequest(
+                compare=[self._guard(k, expected_mod_revision)],
+                success=[
+                    rpc_pb2.RequestOp(
+                        request_put=rpc_pb2.PutRequest(key=k, value=value, prev_kv=True)
+                    )
+                ],
+                failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=k))],
+            )
+        )
+        if not resp.succeeded:
+            current = self._current(resp)
+            if current is None:
+                raise KeyNotFound(key)
+            raise RevisionMismatch(current)
+        prev = resp.responses[0].response_put.prev_kv
+        rev = resp.header.revision
+        return KeyValue(key, value, prev.create_revision, rev, prev.version + 1)
+
+    async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+        k = key.encode()
+        resp = await self._txn(
+            rpc_pb2.TxnRequest(
+                compare=[self._guard(k, expected_mod_revision)],
+                success=[
+                    rpc_pb2.RequestOp(
+                        request_delete_range=rpc_pb2.DeleteRangeRequest(key=k, prev_kv=True)
+                    )
+                ],
+                failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=k))],
+            )
+        )
+        if not resp.succeeded:
+            current = self._current(resp)
+            if current is None:
+                raise KeyNotFound(key)
+            raise RevisionMismatch(current)
+        prevs = resp.responses[0].response_delete_range.prev_kvs
+        if not prevs:  # deleted by someone else between the compare and the delete: cannot be
+            raise KeyNotFound(key)
+        prev = _kv(prevs[0])
+        return KeyValue(key, prev.value, prev.create_revision, resp.header.revision, prev.version)
+
+    async def watch(self, prefix: str, after_revision: int) -> EtcdWatch:
+        if after_revision and after_revision < self._compacted:
+            raise Compacted(after_revision, self._compacted)
+        if after_revision:
+            # a read at the revision tells whether etcd still has it (a watch says so late)
+            await self.range_count(prefix, after_revision)
+        w = EtcdWatch(self, prefix, after_revision)
+        self._watchers.add(w)
+        w.start()
+        return w
+
+    async def range_count(self, prefix: str, revision: int = 0) -> int:
+        p = prefix.encode()
+        try:
+            resp = await self._call(
+                self._kv.Range,
+                rpc_pb2.RangeRequest(key=p, range_end=_end(p), revision=revision, count_only=True),
+            )
+        except grpc.aio.AioRpcError as e:
+            if _compacted(e):
+                self._compacted = max(self._compacted, revision)
+                raise Compacted(revision, self._compacted) from None
+            if "future revision" in (e.details() or ""):
+                return 0
+            raise
+        self._seen(resp.header.revision)
+        return int(resp.count)
+
+    async def compact(self, revision: int) -> None:
+        revision = min(revision, self._revision)
+        if revision <= self._compacted:
+            return
+        try:
+            await self._call(self._kv.Compact, rpc_pb2.CompactionRequest(revision=revision))
+        except grpc.aio.AioRpcError as e:
+            if not _compacted(e):  # another API server compacted further already
+                raise
+        self._compacted = revision
+
+    async def close(self) -> None:
+        for w in list(self._watchers):
+            w.close()
+        await self._channel.close()
