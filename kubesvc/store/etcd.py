@@ -90,8 +90,10 @@ class EtcdConfig:
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.lb_policy_name", "round_robin"),
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
+            # a member that stops answering (frozen, cut off) is found dead in about 3 s,
+            # and its calls fail over to the others
+            ("grpc.keepalive_time_ms", 2_000),
+            ("grpc.keepalive_timeout_ms", 1_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2_000),
@@ -256,7 +258,7 @@ class EtcdStore:
     async def start(self) -> None:
         """Wait for etcd (through reconnects) and learn its revision."""
         resp = await self._call(
-            self._kv.Range, rpc_pb2.RangeRequest(key=b"/", count_only=True), wait=True
+            self._kv.Range, rpc_pb2.RangeRequest(key=b"/", count_only=True), retry=True
         )
         self._seen(resp.header.revision)
 
@@ -272,19 +274,32 @@ class EtcdStore:
         return self._compacted
 
     async def _call(
-        self, method: Callable[..., Awaitable[T]], request: Any, wait: bool = True
+        self, method: Callable[..., Awaitable[T]], request: Any, retry: bool = False
     ) -> T:
-        try:
-            return await method(
-                request, timeout=CALL_TIMEOUT, wait_for_ready=wait, metadata=self._metadata
-            )
-        except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise StoreUnavailable(f"etcd: {e.details() or e.code().name}") from None
-            raise
+        """One call, waiting through reconnects for up to CALL_TIMEOUT. A read (`retry`)
+        whose member went away mid-call is asked again of another; a write is not (it may
+        have been applied), and the API's client retries on the 503 it gets."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CALL_TIMEOUT
+        while True:
+            try:
+                return await method(
+                    request,
+                    timeout=max(deadline - loop.time(), 0.1),
+                    wait_for_ready=True,
+                    metadata=self._metadata,
+                )
+            except grpc.aio.AioRpcError as e:
+                code = e.code()
+                if retry and code == grpc.StatusCode.UNAVAILABLE and loop.time() < deadline:
+                    await asyncio.sleep(0.05)
+                    continue
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise StoreUnavailable(f"etcd: {e.details() or code.name}") from None
+                raise
 
     async def get(self, key: str) -> KeyValue | None:
-        resp = await self._call(self._kv.Range, rpc_pb2.RangeRequest(key=key.encode()))
+        resp = await self._call(self._kv.Range, rpc_pb2.RangeRequest(key=key.encode()), retry=True)
         self._seen(resp.header.revision)
         return _kv(resp.kvs[0]) if resp.kvs else None
 
@@ -301,6 +316,7 @@ class EtcdStore:
                     rpc_pb2.RangeRequest(
                         key=key, range_end=end, revision=revision, limit=RANGE_PAGE
                     ),
+                    retry=True,
                 )
             except grpc.aio.AioRpcError as e:
                 if _compacted(e):
@@ -418,6 +434,7 @@ class EtcdStore:
             resp = await self._call(
                 self._kv.Range,
                 rpc_pb2.RangeRequest(key=p, range_end=_end(p), revision=revision, count_only=True),
+                retry=True,
             )
         except grpc.aio.AioRpcError as e:
             if _compacted(e):

@@ -23,12 +23,15 @@ from tests.e2e.harness import wait_for
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["nftables", "iptables"])
+# the proxy modes, and the same tests on a cluster whose objects are in etcd
+@pytest.fixture(scope="module", params=["nftables", "iptables", "nftables-etcd"])
 def proxied(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     tmp = tmp_path_factory.mktemp(f"proxy-{request.param}")
-    with running_cluster(tmp, "p", "--proxy-mode", request.param) as c:
+    mode, _, store = request.param.partition("-")
+    store_args = ["--store", store] if store else []
+    with running_cluster(tmp, "p", "--proxy-mode", mode, *store_args) as c:
         deploy_netexec(c, "echo", 3, "--udp-port=8081")
         yield c
 
