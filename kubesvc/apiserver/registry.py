@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import logging
@@ -703,10 +704,39 @@ class Registry:
         return hit
 
     # -- startup -------------------------------------------------------------------------
-    async def restore_allocations(self) -> None:
-        items, _, _ = await self.list(BY_KIND["Service"], None)
+    async def restore_allocations(self) -> int:
+        """Mark every stored Service's ClusterIPs and NodePorts used; returns the revision
+        read at."""
+        items, rev, _ = await self.list(BY_KIND["Service"], None)
         for cached in items:
             self.allocator.restore(cached.obj)
+        return rev
+
+    async def follow_allocations(self, after: int) -> None:
+        """With other API servers on the same store: keep this one's allocator in step with
+        the Services they write (what they take is used here too, what they free is free).
+        Relists when the watch is lost."""
+        prefix = prefix_for(BY_KIND["Service"], None)
+        while True:
+            try:
+                async for ev in await self.store.watch(prefix, after):
+                    after = ev.kv.mod_revision
+                    prev = self.decode_uncached(ev.prev) if ev.prev is not None else None
+                    if ev.type == "DELETE":
+                        if prev is not None:
+                            self.allocator.release_unused(prev, None)
+                        continue
+                    new = self.decode_uncached(ev.kv)
+                    if prev is not None:
+                        self.allocator.release_unused(prev, new)
+                    self.allocator.restore(new)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # compacted, etcd away: start over from a fresh list
+                log.info("following allocations: relisting", extra={"kv": {"error": str(e)}})
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    after = await self.restore_allocations()
 
     def count(self) -> int:
         return len(self._cache)

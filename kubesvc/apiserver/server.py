@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import fcntl
 import gc
 import ipaddress
 import logging
+import os
 import re
 import ssl
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
 from aiohttp import web, web_protocol
@@ -32,6 +37,7 @@ from kubesvc.apiserver.certs import (
 )
 from kubesvc.apiserver.crds import CrdController
 from kubesvc.apiserver.decoding import MAX_BODY
+from kubesvc.apiserver.endpoint_reconciler import LeaseEndpointReconciler
 from kubesvc.apiserver.gc import GarbageCollector
 from kubesvc.apiserver.http import ResourceHandler, json_response, status_response
 from kubesvc.apiserver.podstreams import PodProxy
@@ -46,6 +52,7 @@ from kubesvc.auth.forbidden import forbidden
 from kubesvc.auth.impersonation import BadImpersonation, impersonation
 from kubesvc.auth.request import request_info
 from kubesvc.auth.user import ANONYMOUS, SYSTEM_MASTERS, UNAUTHENTICATED, UserInfo
+from kubesvc.client.kubeconfig import SERVERS_EXTENSION
 from kubesvc.store.base import StoreError, StoreUnavailable
 from kubesvc.store.sqlite import SQLiteStore
 
@@ -92,6 +99,10 @@ class ServerConfig:
     # certificate and `kubelet-NAME.kubeconfig` beside the admin's
     nodes: list[str] = field(default_factory=list)
     etcd: EtcdConfig | None = None  # --etcd-servers: the store is etcd, not SQLite
+    # every API server of the cluster (URLs), when there are several on one store: the
+    # kubeconfigs written name the first as `server` and list all for failover, and the
+    # serving certificate covers all of them
+    peers: list[str] = field(default_factory=list)
 
     @property
     def client_host(self) -> str:
@@ -110,6 +121,7 @@ class ApiServer:
         self.creds: Credentials | None = None
         self.identities: list[ClientIdentity] = []
         self.port = config.port
+        self._endpoints: LeaseEndpointReconciler | None = None
         self._served = 0  # requests answered (the memory keeper trims after busy periods)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -119,11 +131,12 @@ class ApiServer:
         # pods reach the server as https://10.96.0.1 (the `kubernetes` Service)
         kubernetes_ip = str(ipaddress.ip_network(cfg.service_cidr).network_address + 1)
         self.identities = component_identities(cfg.nodes)
-        self.creds = ensure_credentials(
-            cfg.data_dir,
-            [cfg.client_host, cfg.bind, kubernetes_ip, *cfg.extra_sans],
-            self.identities,
-        )
+        peer_hosts = [urlsplit(u).hostname or "" for u in cfg.peers]
+        hosts = [cfg.client_host, cfg.bind, kubernetes_ip, *cfg.extra_sans, *peer_hosts]
+        if cfg.peers:  # the same list on every server: one certificate for all of them
+            hosts = ["127.0.0.1", kubernetes_ip, *cfg.extra_sans, *peer_hosts]
+        with _locked(cfg.data_dir / "pki.lock"):  # servers sharing a directory take turns
+            self.creds = ensure_credentials(cfg.data_dir, hosts, self.identities)
         self.store = await self._open_store()
         self.registry = Registry(
             self.store, ServiceAllocator(cfg.service_cidr, cfg.node_port_range)
@@ -132,8 +145,12 @@ class ApiServer:
             cfg.not_ready_toleration_seconds,
             cfg.unreachable_toleration_seconds,
         )
-        await self.registry.restore_allocations()
-        sa_key = serviceaccount.load_or_create_key(cfg.data_dir / "pki")
+        allocated_at = await self.registry.restore_allocations()
+        if cfg.etcd is not None:  # other API servers may allocate on the same store
+            follow = self.registry.follow_allocations(allocated_at)
+            self._tasks.append(asyncio.create_task(follow, name="allocations"))
+        with _locked(cfg.data_dir / "pki.lock"):
+            sa_key = serviceaccount.load_or_create_key(cfg.data_dir / "pki")
         self.tokens = TokenIssuer(self.registry, sa_key)
         self.authenticator = Authenticator(self.creds.token, sa_key.public_key(), self._lookup)
         self.authz = RbacAuthorizer(self.registry)
@@ -180,13 +197,18 @@ class ApiServer:
             sockets = site._server.sockets  # type: ignore[union-attr]
             self.port = sockets[0].getsockname()[1]
         await self._seed()
-        await self._reconcile_kubernetes_endpoints()
+        self._endpoints = self._endpoint_reconciler()
+        if self._endpoints is not None:
+            await self._endpoints.reconcile()
+            self._tasks.append(asyncio.create_task(self._endpoints.run(), name="endpoints"))
         await ensure_bootstrap_policy(self.registry, component_object)
         self.write_kubeconfig()
         self._tasks.append(asyncio.create_task(self._bootstrap_policy(), name="rbac-bootstrap"))
         log.info("serving", extra={"kv": {"address": f"{cfg.bind}:{self.port}"}})
 
     async def stop(self) -> None:
+        if self._endpoints is not None:
+            await self._endpoints.remove()
         if hasattr(self, "authz"):
             await self.authz.stop()
         for t in self._tasks:
@@ -250,7 +272,7 @@ class ApiServer:
         ns_kind = BY_KIND["Namespace"]
         for name in SEED_NAMESPACES:
             if await self.registry.try_get(ns_kind, None, name) is None:
-                await self.registry.create(ns_kind, None, {"metadata": {"name": name}}, opts)
+                await self._create_seed(ns_kind, None, {"metadata": {"name": name}}, opts)
         svc_kind = BY_KIND["Service"]
         if await self.registry.try_get(svc_kind, "default", "kubernetes") is None:
             svc = {
@@ -267,12 +289,23 @@ class ApiServer:
                     "sessionAffinity": "None",
                 },
             }
-            await self.registry.create(svc_kind, "default", svc, opts)
+            await self._create_seed(svc_kind, "default", svc, opts)
         pc_kind = BY_KIND["PriorityClass"]
         for name, (value, description) in SYSTEM_PRIORITY_CLASSES.items():
             if await self.registry.try_get(pc_kind, None, name) is None:
                 pc = {"metadata": {"name": name}, "value": value, "description": description}
-                await self.registry.create(pc_kind, None, pc, opts)
+                await self._create_seed(pc_kind, None, pc, opts)
+
+    async def _create_seed(
+        self, kind: Any, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
+    ) -> None:
+        """Create a seed object; another API server on the same store may just have."""
+        assert self.registry is not None
+        try:
+            await self.registry.create(kind, namespace, obj, opts)
+        except ApiError as e:
+            if e.code != 409:
+                raise
 
     async def _bootstrap_policy(self) -> None:
         assert self.registry is not None
@@ -281,54 +314,14 @@ class ApiServer:
         seconds = round(time.perf_counter() - t0, 3)
         log.info("bootstrap policy", extra={"kv": {"written": written, "seconds": seconds}})
 
-    async def _reconcile_kubernetes_endpoints(self) -> None:
-        """Point the `kubernetes` Service at this server, as upstream's endpoint reconciler
-        does, when it has an address pods can reach (not loopback)."""
+    def _endpoint_reconciler(self) -> LeaseEndpointReconciler | None:
+        """Every live API server in the `kubernetes` Service's endpoints, when this one has
+        an address pods can reach (not loopback)."""
         assert self.registry is not None
         host = self.config.client_host
         if host.startswith("127.") or host in ("localhost", "::1"):
-            return
-        want = {
-            "metadata": {
-                "name": "kubernetes",
-                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
-            },
-            "subsets": [
-                {
-                    "addresses": [{"ip": host}],
-                    "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}],
-                }
-            ],
-        }
-        kind = BY_KIND["Endpoints"]
-        current = await self.registry.try_get(kind, "default", "kubernetes")
-        opts = WriteOptions(manager="kube-apiserver")
-        if current is None:
-            await self.registry.create(kind, "default", want, opts)
-        elif current.get("subsets") != want["subsets"]:
-            await self.registry.update(kind, "default", "kubernetes", {**current, **want}, opts)
-        slice_kind = BY_KIND["EndpointSlice"]
-        want_slice = {
-            "metadata": {
-                "name": "kubernetes",
-                "labels": {
-                    "kubernetes.io/service-name": "kubernetes",
-                },
-            },
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
-            "ports": [{"name": "https", "port": self.port, "protocol": "TCP"}],
-        }
-        current_slice = await self.registry.try_get(slice_kind, "default", "kubernetes")
-        if current_slice is None:
-            await self.registry.create(slice_kind, "default", want_slice, opts)
-        elif (
-            current_slice.get("endpoints") != want_slice["endpoints"]
-            or current_slice.get("ports") != want_slice["ports"]
-        ):
-            await self.registry.update(
-                slice_kind, "default", "kubernetes", {**current_slice, **want_slice}, opts
-            )
+            return None
+        return LeaseEndpointReconciler(self.registry, host, self.port)
 
     # -- kubeconfig ----------------------------------------------------------------------
     def kubeconfig(
@@ -341,18 +334,19 @@ class ApiServer:
         def b64(p: Path) -> str:
             return base64.b64encode(p.read_bytes()).decode()
 
+        cluster: dict[str, Any] = {
+            "server": f"https://{self.config.client_host}:{self.port}",
+            "certificate-authority-data": b64(self.creds.ca_cert),
+        }
+        if self.config.peers:
+            cluster["server"] = self.config.peers[0]
+            cluster["extensions"] = [
+                {"name": SERVERS_EXTENSION, "extension": {"servers": list(self.config.peers)}}
+            ]
         return {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [
-                {
-                    "name": context,
-                    "cluster": {
-                        "server": f"https://{self.config.client_host}:{self.port}",
-                        "certificate-authority-data": b64(self.creds.ca_cert),
-                    },
-                }
-            ],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [
                 {
                     "name": f"{context}-admin",
@@ -587,8 +581,18 @@ def _bad_http_as_status(
 web_protocol.RequestHandler.handle_error = _bad_http_as_status  # type: ignore[method-assign]
 
 
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _write_private(path: Path, config: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # several servers may write at once
     tmp.write_text(yaml.safe_dump(config, sort_keys=False))
     tmp.chmod(0o600)
     tmp.replace(path)

@@ -31,6 +31,7 @@ def _apiserver(args: argparse.Namespace) -> int:
         unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
         nodes=list(args.node or []),
         etcd=_etcd_config(args),
+        peers=[u.strip() for u in args.apiserver_peers.split(",") if u.strip()],
     )
     _run(serve(config))
     return 0
@@ -68,7 +69,7 @@ def _controller_manager(args: argparse.Namespace) -> int:
     settings = {}
     if args.node_monitor_grace_period:
         settings["node_monitor_grace_period"] = args.node_monitor_grace_period
-    _run(
+    result = _run(
         run_controller_manager(
             args.kubeconfig,
             enabled,
@@ -76,9 +77,38 @@ def _controller_manager(args: argparse.Namespace) -> int:
             settings,
             use_service_account_credentials=args.use_service_account_credentials,
             scheduler_kubeconfig=args.scheduler_kubeconfig or None,
+            election=_election(args),
         )
     )
-    return 0
+    return int(result or 0)  # type: ignore[call-overload]
+
+
+def _election(args: argparse.Namespace) -> object:
+    from kubesvc.client.leaderelection import ElectionConfig
+
+    if not args.leader_elect:
+        return None
+    config = ElectionConfig(
+        namespace=args.leader_elect_resource_namespace,
+        name=args.leader_elect_resource_name,
+        lease_duration=args.leader_elect_lease_duration,
+        renew_deadline=args.leader_elect_renew_deadline,
+        retry_period=args.leader_elect_retry_period,
+    )
+    try:
+        config.check()
+    except ValueError as e:
+        raise SystemExit(f"kubesvc controller-manager: {e}") from None
+    return config
+
+
+def _flag_bool(value: str) -> bool:
+    """--leader-elect, --leader-elect=true, --leader-elect=false, as Go's flags take."""
+    if value.lower() in ("true", "1", "t"):
+        return True
+    if value.lower() in ("false", "0", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value!r}")
 
 
 def _node(args: argparse.Namespace) -> int:
@@ -131,6 +161,9 @@ def _up(args: argparse.Namespace) -> int:
         "node_monitor_grace_period",
         "default_not_ready_toleration_seconds",
         "default_unreachable_toleration_seconds",
+        "leader_elect_lease_duration",
+        "leader_elect_renew_deadline",
+        "leader_elect_retry_period",
     ):
         value = getattr(args, key)
         if value is not None:
@@ -138,7 +171,21 @@ def _up(args: argparse.Namespace) -> int:
                 print(f"kubesvc up: --{key.replace('_', '-')} must be positive", file=sys.stderr)
                 return 2
             tunables[key] = value
+    if not 1 <= args.controller_managers <= 5:
+        print("kubesvc up: --controller-managers must be 1 to 5", file=sys.stderr)
+        return 2
+    if args.controller_managers > 1:
+        tunables["controller_managers"] = args.controller_managers
     store = _up_store(args)
+    if not 1 <= args.apiservers <= 5:
+        print("kubesvc up: --apiservers must be 1 to 5", file=sys.stderr)
+        return 2
+    if args.apiservers > 1:
+        if store is None:
+            print("kubesvc up: --apiservers needs --store etcd (or --etcd-servers): several "
+                  "API servers share one etcd", file=sys.stderr)  # fmt: skip
+            return 2
+        tunables["apiservers"] = args.apiservers
     if isinstance(store, int):
         return store
     return asyncio.run(
@@ -428,6 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="store everything in etcd v3 at these servers (http:// or https://); "
         "without it, in SQLite under --data-dir",
     )
+    api.add_argument(
+        "--apiserver-peers",
+        default="",
+        metavar="URL[,URL...]",
+        help="every API server of this cluster (on one etcd): the kubeconfigs written list "
+        "them all so clients fail over, and the serving certificate covers them",
+    )
     api.add_argument("--etcd-cafile", default="", help="CA that signed the etcd servers' certs")
     api.add_argument("--etcd-certfile", default="", help="client certificate for etcd")
     api.add_argument("--etcd-keyfile", default="", help="client key for etcd")
@@ -460,6 +514,21 @@ def build_parser() -> argparse.ArgumentParser:
         default="",
         help="the scheduler's own kubeconfig (default: the controller-manager's)",
     )
+    cm.add_argument(
+        "--leader-elect",
+        type=_flag_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        metavar="BOOL",
+        help="run the controllers only while holding the Lease kube-system/"
+        "kube-controller-manager, so several controller-managers can run (default true)",
+    )
+    cm.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS")
+    cm.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS")
+    cm.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS")
+    cm.add_argument("--leader-elect-resource-name", default="kube-controller-manager")
+    cm.add_argument("--leader-elect-resource-namespace", default="kube-system")
     cm.set_defaults(func=_controller_manager)
     node = sub.add_parser("node", help="run a node agent (the kubelet's role) in the foreground")
     node.add_argument("--name", required=True)
@@ -530,6 +599,30 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a new cluster without the ingress controller (docs/ingress.md)",
     )
+    upp.add_argument(
+        "--apiservers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N API servers on the etcd store (.1, .2, ... of the node network), in the "
+        "`kubernetes` Service's endpoints while they live (default 1)",
+    )
+    upp.add_argument(
+        "--controller-managers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N controller-managers that elect a leader on a Lease (default 1: no election)",
+    )
+    for flag, default in (("lease-duration", 15), ("renew-deadline", 10), ("retry-period", 2)):
+        upp.add_argument(
+            f"--leader-elect-{flag}",
+            type=float,
+            default=None,
+            metavar="SECONDS",
+            help=f"the controller-managers' leader election {flag.replace('-', ' ')} "
+            f"(default {default})",
+        )
     upp.add_argument(
         "--store",
         choices=["sqlite", "etcd"],

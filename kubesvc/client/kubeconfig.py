@@ -21,11 +21,35 @@ log = logging.getLogger("kubesvc.client")
 SERVER_POLL = 0.02  # seconds between attempts while waiting for the API server
 
 
+SERVERS_EXTENSION = "kubesvc.io/servers"  # a cluster's every API server, for failover
+
+
 @dataclass(frozen=True)
 class ClusterAccess:
     server: str
     ssl_context: ssl.SSLContext
     token: str | None = None
+    servers: tuple[str, ...] = ()  # every API server, `server` first (failover order)
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            object.__setattr__(self, "servers", (self.server,))
+
+
+def cluster_servers(cluster: dict[str, Any]) -> tuple[str, ...]:
+    """The cluster's `server`, then the other API servers its kubesvc extension lists
+    (kubectl keeps the extension and uses `server`)."""
+    first = str(cluster.get("server") or "").rstrip("/")
+    out = [first] if first else []
+    for ext in cluster.get("extensions") or []:
+        if not isinstance(ext, dict) or ext.get("name") != SERVERS_EXTENSION:
+            continue
+        body = ext.get("extension")
+        listed = body.get("servers") if isinstance(body, dict) else None
+        for url in listed if isinstance(listed, list) else []:
+            if isinstance(url, str) and url.startswith("https://") and url.rstrip("/") not in out:
+                out.append(url.rstrip("/"))
+    return tuple(out)
 
 
 def _named(items: Any, name: Any, what: str) -> dict[str, Any]:
@@ -93,7 +117,8 @@ def load(
             kf.write_bytes(key)
             kf.chmod(0o600)
             sslctx.load_cert_chain(cf, kf)
-    return ClusterAccess(cluster["server"].rstrip("/"), sslctx, user.get("token"))
+    servers = cluster_servers(cluster)
+    return ClusterAccess(cluster["server"].rstrip("/"), sslctx, user.get("token"), servers)
 
 
 def cluster_ca(path: str | Path, context: str | None = None) -> str:
@@ -123,17 +148,22 @@ async def wait_for_server(
     while True:
         try:
             cluster = _sections(path, context)[0]
-            host, port = server_address(str(cluster.get("server") or ""))
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+            error = ""
+            for server in cluster_servers(cluster) or ("",):
+                try:
+                    host, port = server_address(server)
+                    _reader, writer = await asyncio.wait_for(
+                        asyncio.open_connection(host, port), 1.0
+                    )
+                except (OSError, TimeoutError) as e:
+                    error = str(e) or type(e).__name__
+                    continue
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+                return
         except FileNotFoundError as e:
-            error: str = f"{e.filename}: not written yet"
-        except (OSError, TimeoutError) as e:
-            error = str(e) or type(e).__name__
-        else:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-            return
+            error = f"{e.filename}: not written yet"
         if not said:
             log.info("waiting for the API server", extra={"kv": {"error": error}})
             said = True

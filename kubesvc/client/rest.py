@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,17 @@ import aiohttp
 
 from kubesvc.api.kinds import BY_KIND, Kind
 from kubesvc.client.kubeconfig import ClusterAccess, load
+
+log = logging.getLogger("kubesvc.client")
+
+# no connection could be made: nothing was sent, so the next API server may be asked
+UNREACHABLE = (aiohttp.ClientConnectorError,)
+# a watch that ends this way is watched again from the next API server
+WATCH_BROKEN = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,
+)
 
 PATCH_CONTENT_TYPES = {
     "merge": "application/merge-patch+json",
@@ -69,6 +81,7 @@ class ApiClient:
         self.user_agent = user_agent
         self.token_source = token_source
         self._session: aiohttp.ClientSession | None = None
+        self._server = 0  # which of access.servers the session talks to
 
     @classmethod
     def from_kubeconfig(
@@ -84,12 +97,28 @@ class ApiClient:
                 headers["Authorization"] = f"Bearer {self.access.token}"
             connector = aiohttp.TCPConnector(ssl=self.access.ssl_context, limit=64)
             self._session = aiohttp.ClientSession(
-                base_url=self.access.server,
+                base_url=self.server,
                 headers=headers,
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )
         return self._session
+
+    @property
+    def server(self) -> str:
+        return self.access.servers[self._server % len(self.access.servers)]
+
+    async def fail_over(self) -> bool:
+        """After a connection to the API server failed: talk to the next one (True), if
+        the kubeconfig lists more than one."""
+        if len(self.access.servers) < 2:
+            return False
+        self._server += 1
+        if self._session is not None:
+            old, self._session = self._session, None
+            await old.close()
+        log.info("API server unreachable, failing over", extra={"kv": {"server": self.server}})
+        return True
 
     async def close(self) -> None:
         if self._session is not None:
@@ -115,6 +144,23 @@ class ApiClient:
         data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         headers = {"Content-Type": content_type} if data is not None else {}
         headers.update(await self._auth())
+        for _ in range(len(self.access.servers) - 1):
+            try:
+                return await self._request(method, path, params, data, headers, timeout)
+            except UNREACHABLE:
+                if not await self.fail_over():
+                    raise
+        return await self._request(method, path, params, data, headers, timeout)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None,
+        data: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> dict[str, Any]:
         async with self.session.request(
             method,
             path,
@@ -271,6 +317,16 @@ class ApiClient:
             "allowWatchBookmarks": "true" if bookmarks else "",
         }
         path = resource_path(_kind(kind), namespace)
+        try:
+            async for item in self._watch(path, params, timeout_seconds):
+                yield item
+        except WATCH_BROKEN:
+            await self.fail_over()  # the caller watches again, from the next server
+            raise
+
+    async def _watch(
+        self, path: str, params: dict[str, Any], timeout_seconds: int
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         async with self.session.get(
             path,
             params=_clean(params),

@@ -222,45 +222,54 @@ def components(cluster: Cluster) -> list[Component]:
     stopped = set(stopped_nodes(state))
     members, store_flags = _store(cluster, state)
     out = [component(name, argv) for name, argv in members]
-    api = component(
-        "apiserver",
-        _kubesvc(
-            "apiserver",
-            "--data-dir",
-            str(cluster.api_dir),
-            "--bind",
-            net.host_ip,
-            "--port",
-            str(API_PORT),
-            "--advertise-address",
-            net.host_ip,
-            "--service-cluster-ip-range",
-            net.service_cidr,
-            *tunables["apiserver"],
-            *store_flags,
-            # each node's own credential (system:node:NAME), written as kubelet-NAME.kubeconfig
-            *(arg for node in state["nodes"] for arg in ("--node", node)),
-        ),
-    )
+    servers = apiservers(state)
+    peers = [f"https://{net.apiserver_ip(i)}:{API_PORT}" for i in range(servers)]
+    for i in range(servers):
+        out.append(
+            component(
+                "apiserver" if i == 0 else f"apiserver-{i + 1}",
+                _kubesvc(
+                    "apiserver",
+                    "--data-dir",
+                    str(cluster.api_dir),
+                    "--bind",
+                    net.apiserver_ip(i),
+                    "--port",
+                    str(API_PORT),
+                    "--advertise-address",
+                    net.apiserver_ip(i),
+                    "--service-cluster-ip-range",
+                    net.service_cidr,
+                    *tunables["apiserver"],
+                    *store_flags,
+                    *(["--apiserver-peers", ",".join(peers)] if servers > 1 else []),
+                    # each node's own credential (system:node:NAME): kubelet-NAME.kubeconfig
+                    *(arg for node in state["nodes"] for arg in ("--node", node)),
+                ),
+            )
+        )
     # all start at once: the controller-manager and the agents wait for the API server
     # themselves (kubeconfig.wait_for_server), so their imports overlap the server's start
-    out += [
-        api,
-        component(
-            "controller-manager",
-            # as system:kube-controller-manager, each controller with its ServiceAccount's
-            # token, the scheduler as system:kube-scheduler (kubeconfigs the API server wrote)
-            _kubesvc(
-                "controller-manager",
-                "--kubeconfig",
-                str(cluster.api_dir / "kube-controller-manager.kubeconfig"),
-                "--use-service-account-credentials",
-                "--scheduler-kubeconfig",
-                str(cluster.api_dir / "kube-scheduler.kubeconfig"),
-                *tunables["controller-manager"],
-            ),
-        ),
-    ]
+    managers = controller_managers(state)
+    for i in range(managers):
+        out.append(
+            component(
+                "controller-manager" if i == 0 else f"controller-manager-{i + 1}",
+                # as system:kube-controller-manager, each controller with its ServiceAccount's
+                # token, the scheduler as system:kube-scheduler (kubeconfigs the API server
+                # wrote); several elect a leader on the Lease kube-system/kube-controller-manager
+                _kubesvc(
+                    "controller-manager",
+                    "--kubeconfig",
+                    str(cluster.api_dir / "kube-controller-manager.kubeconfig"),
+                    "--use-service-account-credentials",
+                    "--scheduler-kubeconfig",
+                    str(cluster.api_dir / "kube-scheduler.kubeconfig"),
+                    *tunables["controller-manager"],
+                    *([] if managers > 1 else ["--leader-elect=false"]),
+                ),
+            )
+        )
     for i, node in enumerate(state["nodes"]):
         argv = _kubesvc(
             "node",
@@ -319,6 +328,19 @@ def _store(
     return members, plan.apiserver_flags(files)
 
 
+def apiservers(state: dict[str, Any]) -> int:
+    """How many API servers run (`kubesvc up --apiservers N`, on an etcd store)."""
+    n = state.get("apiservers")
+    ok = isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 5
+    return n if ok and state.get("store") == "etcd" else 1  # type: ignore[return-value]
+
+
+def controller_managers(state: dict[str, Any]) -> int:
+    """How many controller-managers run (`kubesvc up --controller-managers N`)."""
+    n = state.get("controller_managers")
+    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 5 else 1
+
+
 def etcd_plan(cluster: Cluster, state: dict[str, Any]) -> etcd.EtcdPlan | None:
     return etcd.EtcdPlan.load(cluster.name, state.get("etcd"))
 
@@ -334,6 +356,9 @@ TUNABLES = {
         "apiserver",
         "--default-unreachable-toleration-seconds",
     ),
+    "leader_elect_lease_duration": ("controller-manager", "--leader-elect-lease-duration"),
+    "leader_elect_renew_deadline": ("controller-manager", "--leader-elect-renew-deadline"),
+    "leader_elect_retry_period": ("controller-manager", "--leader-elect-retry-period"),
 }
 
 
@@ -591,9 +616,13 @@ async def _ensure_network(cluster: Cluster) -> None:
                 f"link set {net.bridge} type bridge nf_call_iptables 0",
             ]
         )
+    servers = apiservers(cluster.load())
     await netns.ip_batch(
         [
-            f"addr replace {net.host_ip}/{net.prefix_len} dev {net.bridge}",
+            *(
+                f"addr replace {net.apiserver_ip(i)}/{net.prefix_len} dev {net.bridge}"
+                for i in range(servers)
+            ),
             f"link set {net.bridge} up",
         ]
     )

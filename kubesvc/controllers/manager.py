@@ -6,12 +6,16 @@ with its own ServiceAccount's token (clientbuilder.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from kubesvc.client.events import EventRecorder
 from kubesvc.client.informer import InformerFactory
 from kubesvc.client.kubeconfig import cluster_ca, wait_for_server
+from kubesvc.client.leaderelection import ElectionConfig, LeaderElector
 from kubesvc.client.rest import ApiClient
 from kubesvc.controllers.base import Context, Controller, run_all
 from kubesvc.controllers.clientbuilder import ClientBuilder, wait_for_bindings
@@ -53,11 +57,19 @@ async def run_controller_manager(
     settings: dict[str, float] | None = None,
     use_service_account_credentials: bool = False,
     scheduler_kubeconfig: str | None = None,
-) -> None:
+    election: ElectionConfig | None = None,
+) -> int:
+    """Run the controllers; with `election`, only while holding its Lease. Returns 1 when
+    leadership is lost (the process exits, and its supervisor starts a new candidate)."""
     await wait_for_server(kubeconfig)
     client = ApiClient.from_kubeconfig(
         kubeconfig, user_agent="kube-controller-manager/v1.32.4 (kubesvc)"
     )
+    elector = None
+    if election is not None:
+        # upstream starts nothing, informers included, before it leads
+        elector = LeaderElector(client, election)
+        await elector.acquire()
     builder = None
     if use_service_account_credentials:
         builder = ClientBuilder(kubeconfig, client, scheduler_kubeconfig)
@@ -84,9 +96,17 @@ async def run_controller_manager(
         log.warning("waiting for informer caches to sync")
 
     print(f"kubesvc controller-manager running: {', '.join(names)}", flush=True)
+    lost = False
     try:
-        await run_all(controllers)
+        if elector is None or election is None:
+            await run_all(controllers)
+        else:
+            recorder.event(_lease_ref(election), "Normal", "LeaderElection",
+                           f"{elector.me} became leader")  # fmt: skip
+            lost = await _lead(run_all(controllers), elector)
     finally:
+        if elector is not None and not lost:
+            await elector.release()
         for c in controllers:
             await c.stop()
         await factory.stop()
@@ -94,3 +114,26 @@ async def run_controller_manager(
         if builder is not None:
             await builder.close()
         await client.close()
+    return 1 if lost else 0
+
+
+async def _lead(work: Coroutine[Any, Any, None], elector: LeaderElector) -> bool:
+    """Run `work` while the Lease is renewed; True when leadership was lost."""
+    runner = asyncio.ensure_future(work)
+    holder = asyncio.ensure_future(elector.hold())
+    try:
+        done, _ = await asyncio.wait({runner, holder}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (runner, holder):
+            task.cancel()
+    if runner in done:
+        runner.result()
+    return holder in done
+
+
+def _lease_ref(election: ElectionConfig) -> dict[str, Any]:
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"namespace": election.namespace, "name": election.name},
+    }

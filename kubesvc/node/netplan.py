@@ -49,6 +49,10 @@ class ClusterNet:
     def host_ip(self) -> str:
         return str(ipaddress.ip_network(self.node_cidr).network_address + 1)
 
+    def apiserver_ip(self, index: int) -> str:
+        """API server `index`'s address on the host: the host's (.1), then .2, .3, ..."""
+        return str(ipaddress.ip_network(self.node_cidr).network_address + 1 + index)
+
     @property
     def prefix_len(self) -> int:
         return ipaddress.ip_network(self.node_cidr).prefixlen

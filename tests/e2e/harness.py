@@ -147,6 +147,7 @@ class ControllerManagerProcess:
             "controller-manager",
             "--kubeconfig",
             str(self.kubeconfig),
+            "--leader-elect=false",  # one controller-manager per API server here
         ]
         if self.controllers:
             cmd += ["--controllers", self.controllers]

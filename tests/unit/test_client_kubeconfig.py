@@ -157,3 +157,30 @@ def test_any_kubeconfig_shape_is_read_or_refused_with_value_error(
     except ValueError:
         return
     assert host and 0 <= port < 65536
+
+
+def test_every_api_server_from_the_servers_extension() -> None:
+    from kubesvc.client.kubeconfig import SERVERS_EXTENSION, cluster_servers
+
+    cluster = {
+        "server": "https://172.31.0.1:6443/",
+        "extensions": [
+            {"name": "other", "extension": {"servers": ["https://10.0.0.9:1"]}},
+            {
+                "name": SERVERS_EXTENSION,
+                "extension": {
+                    "servers": [
+                        "https://172.31.0.1:6443",
+                        "https://172.31.0.2:6443",
+                        "http://plain:80",  # not TLS: left out
+                        7,
+                    ]
+                },
+            },
+        ],
+    }
+    assert cluster_servers(cluster) == ("https://172.31.0.1:6443", "https://172.31.0.2:6443")
+    assert cluster_servers({"server": "https://a:1"}) == ("https://a:1",)
+    assert cluster_servers({"server": "https://a:1", "extensions": "junk"}) == ("https://a:1",)
+    odd = {"server": "https://a:1", "extensions": [{"name": SERVERS_EXTENSION, "extension": [1]}]}
+    assert cluster_servers(odd) == ("https://a:1",)
