@@ -60,6 +60,38 @@ class Observed:
     holder: str
     spec: tuple[Any, ...]
     at: float
+    duration: float = 15.0
+
+    @property
+    def expires(self) -> float:
+        return self.at + self.duration
+
+
+def _spec(lease: Any) -> dict[str, Any]:
+    spec = lease.get("spec") if isinstance(lease, dict) else None
+    return spec if isinstance(spec, dict) else {}
+
+
+def observe(
+    lease: dict[str, Any] | None, observed: Observed | None, config: ElectionConfig, at: float
+) -> Observed | None:
+    """What a candidate knows after reading the Lease at monotonic time `at`: the record
+    and when it last changed."""
+    if lease is None:
+        return observed
+    spec = _spec(lease)
+    holder = spec.get("holderIdentity") or ""
+    record = (
+        holder,
+        spec.get("renewTime"),
+        spec.get("leaseDurationSeconds"),
+        spec.get("leaseTransitions"),
+    )
+    if observed is not None and observed.spec == record:
+        return observed
+    duration = spec.get("leaseDurationSeconds")
+    ok = isinstance(duration, int) and not isinstance(duration, bool) and duration > 0
+    return Observed(str(holder), record, at, float(duration) if ok else config.lease_duration)
 
 
 def attempt(
@@ -72,24 +104,15 @@ def attempt(
 ) -> tuple[dict[str, Any] | None, Observed | None]:
     """One try to acquire or renew. Returns the Lease to write (None: it is someone
     else's and not expired) and what is observed now."""
-    spec = (lease or {}).get("spec") or {}
+    spec = _spec(lease)
     holder = spec.get("holderIdentity") or ""
-    record = (
-        holder,
-        spec.get("renewTime"),
-        spec.get("leaseDurationSeconds"),
-        spec.get("leaseTransitions"),
-    )
-    if lease is not None and (observed is None or observed.spec != record):
-        observed = Observed(holder, record, monotonic)
-    duration = spec.get("leaseDurationSeconds")
-    duration = duration if isinstance(duration, int) and duration > 0 else config.lease_duration
+    observed = observe(lease, observed, config, monotonic)
     if (
         lease is not None
         and holder
         and holder != me
         and observed is not None
-        and monotonic < observed.at + duration
+        and monotonic < observed.expires
     ):
         return None, observed
     transitions = spec.get("leaseTransitions")
@@ -163,9 +186,38 @@ class LeaderElector:
             "attempting to acquire leader lease",
             extra={"kv": {"lease": f"{c.namespace}/{c.name}", "identity": self.me}},
         )
-        while not await self._try_logged():
-            await asyncio.sleep(c.retry_period)
+        # the Lease is watched meanwhile, so a renewal is seen when it happens and the
+        # lease duration is counted from then, not from the next poll
+        watcher = asyncio.create_task(self._watch_lease())
+        try:
+            while not await self._try_logged():
+                await asyncio.sleep(self._until_next_try())
+        finally:
+            watcher.cancel()
         log.info("successfully acquired lease", extra={"kv": {"lease": f"{c.namespace}/{c.name}"}})
+
+    def _until_next_try(self) -> float:
+        """A retry period, or less when the holder's lease expires sooner."""
+        wait = self.config.retry_period
+        seen = self._observed
+        if seen is not None and seen.holder not in ("", self.me):
+            wait = min(wait, max(seen.expires - time.monotonic(), 0.0) + 0.01)
+        return wait
+
+    async def _watch_lease(self) -> None:
+        c = self.config
+        while True:
+            try:
+                async for _, obj in self.client.watch(
+                    LEASE, c.namespace, field_selector=f"metadata.name={c.name}", bookmarks=False
+                ):
+                    if obj.get("kind") == LEASE:
+                        self._observed = observe(obj, self._observed, c, time.monotonic())
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the candidate's polls go on meanwhile
+                log.debug("lease watch ended", extra={"kv": {"error": str(e)[:200]}})
+            await asyncio.sleep(c.retry_period)
 
     async def hold(self) -> None:
         """Renew every retry period; return when leadership is lost (not renewed within

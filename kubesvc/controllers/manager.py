@@ -70,6 +70,7 @@ async def run_controller_manager(
         # upstream starts nothing, informers included, before it leads
         elector = LeaderElector(client, election)
         await elector.acquire()
+        print(f"kubesvc controller-manager leading as {elector.me}", flush=True)
     builder = None
     if use_service_account_credentials:
         builder = ClientBuilder(kubeconfig, client, scheduler_kubeconfig)

@@ -63,9 +63,9 @@ def leader_component(c: Cluster) -> str:
     logs = c.home / c.name / "logs"
 
     def running() -> str:
+        mark = f"leading as {holder(c)}"  # the identity the Lease names
         for name in ("controller-manager", "controller-manager-2"):
-            text = (logs / f"{name}.log").read_text(errors="replace")
-            if text.rfind("controller-manager running") > text.rfind("leader election lost"):
+            if mark in (logs / f"{name}.log").read_text(errors="replace"):
                 return name
         return ""
 
