@@ -47,6 +47,20 @@ from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, KeyValue, Revi
 
 log = logging.getLogger("kubesvc.apiserver")
 
+WRITE_RETRIES = 8  # a write that raced another on the same object is tried again from a
+# fresh read this many times (upstream's GuaranteedUpdate loops on such conflicts)
+
+
+class StaleWrite(ApiError):
+    """The object changed between our read and our write (no precondition of the caller's
+    failed): the request may be tried again from a fresh read."""
+
+    @staticmethod
+    def of(kind: Kind, name: str) -> StaleWrite:
+        e = errors.conflict(kind.plural, kind.group, name, errors.MODIFIED)
+        return StaleWrite(e.code, e.reason, e.message, e.details)
+
+
 CONTINUE_EXPIRED = (  # upstream's wording (storage/etcd3: continue token too old)
     "The provided continue parameter is too old to display a consistent list result. You can "
     "start a new list without the continue parameter, or use the continue token in this "
@@ -317,7 +331,26 @@ class Registry:
         obj: dict[str, Any],
         opts: WriteOptions,
     ) -> tuple[dict[str, Any], bool]:
-        """PUT. Returns the stored object and whether it was created."""
+        """PUT. Returns the stored object and whether it was created. Without a
+        resourceVersion in the body it is applied to whatever is stored when it lands."""
+        if meta(obj).get("resourceVersion"):  # pinned: a conflict is the answer
+            return await self._update_once(kind, namespace, name, obj, opts)
+        for attempt in range(WRITE_RETRIES):
+            try:  # each try prepares its own copy of the body
+                return await self._update_once(kind, namespace, name, copy.deepcopy(obj), opts)
+            except StaleWrite:
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _update_once(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        obj: dict[str, Any],
+        opts: WriteOptions,
+    ) -> tuple[dict[str, Any], bool]:
         m = meta(obj)
         if m.get("name") and m["name"] != name:
             raise errors.bad_request(
@@ -401,7 +434,7 @@ class Registry:
         except (RevisionMismatch, KeyNotFound):
             if taken:
                 self.allocator.undo(taken)
-            raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED) from None
+            raise StaleWrite.of(kind, name) from None
         except BaseException:
             if taken:
                 self.allocator.undo(taken)
@@ -419,6 +452,28 @@ class Registry:
         body: Any,
         opts: WriteOptions,
         force: bool = False,
+    ) -> tuple[dict[str, Any], bool]:
+        """A patch is applied to what is stored when it lands: one that raced another write
+        is applied again to the new state (a resourceVersion in the patch still pins it)."""
+        warned = len(opts.warnings)
+        for attempt in range(WRITE_RETRIES):
+            try:
+                return await self._patch_once(kind, namespace, name, patch_type, body, opts, force)
+            except StaleWrite:
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+                del opts.warnings[warned:]  # the next try warns again
+        raise AssertionError("unreachable")
+
+    async def _patch_once(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        patch_type: str,
+        body: Any,
+        opts: WriteOptions,
+        force: bool,
     ) -> tuple[dict[str, Any], bool]:
         kv = await self.store.get(key_for(kind, namespace, name))
         if patch_type == "apply":
@@ -544,7 +599,25 @@ class Registry:
         options: dict[str, Any],
         dry_run: bool = False,
     ) -> tuple[dict[str, Any], bool]:
-        """Returns the object and whether it is gone now (False: finalizers or grace pending)."""
+        """Returns the object and whether it is gone now (False: finalizers or grace pending).
+        A delete that raced a write is tried again on the new state (its preconditions are
+        checked against that)."""
+        for attempt in range(WRITE_RETRIES):
+            try:
+                return await self._delete_once(kind, namespace, name, options, dry_run)
+            except StaleWrite:
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _delete_once(
+        self,
+        kind: Kind,
+        namespace: str | None,
+        name: str,
+        options: dict[str, Any],
+        dry_run: bool,
+    ) -> tuple[dict[str, Any], bool]:
         current = await self._get_cached(kind, namespace, name)
         obj = current.obj
         pre = options.get("preconditions") or {}
@@ -601,9 +674,12 @@ class Registry:
             m["finalizers"] = finalizers
         if dry_run:
             return new, False
-        kv = await self.store.update(
-            key_for(kind, namespace, name), _encode(new), current.mod_revision
-        )
+        try:
+            kv = await self.store.update(
+                key_for(kind, namespace, name), _encode(new), current.mod_revision
+            )
+        except (RevisionMismatch, KeyNotFound):
+            raise StaleWrite.of(kind, name) from None
         return self._remember(kv, new), False
 
     async def _delete_now(
@@ -614,7 +690,7 @@ class Registry:
         except KeyNotFound:
             raise errors.not_found_error(kind.plural, kind.group, name) from None
         except RevisionMismatch:
-            raise errors.conflict(kind.plural, kind.group, name, errors.MODIFIED) from None
+            raise StaleWrite.of(kind, name) from None
         self._cache.pop(kv.key, None)
         if _is(kind, "Service"):
             self.allocator.release_unused(obj, None)

@@ -189,3 +189,43 @@ def test_one_member_of_three_lost_and_back(cluster: Cluster) -> None:
         return "while-one-is-down" in res.stdout
 
     wait_for(caught_up, timeout=30, what="etcd-3 caught up")
+
+
+def test_racing_writes_without_a_resource_version_all_land(cluster: Cluster) -> None:
+    """Patches and a delete that race other writes to the same object are applied to what
+    is stored when they land (upstream's GuaranteedUpdate), not refused with 409."""
+    c = cluster
+    c.out("create", "configmap", "raced")
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def patch(i: int) -> None:
+        body = json.dumps({"data": {f"k{i}": str(i)}})
+        results.append(c.kubectl("patch", "configmap", "raced", "--type=merge", "-p", body,
+                                 check=False))  # fmt: skip
+
+    threads = [threading.Thread(target=patch, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.returncode for r in results] == [0] * 12, [r.stderr for r in results if r.returncode]
+    data = c.json("get", "configmap", "raced")["data"]
+    assert data == {f"k{i}": str(i) for i in range(12)}
+    # a delete while the object keeps changing
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            c.kubectl("label", "configmap", "raced", f"n={i}", "--overwrite", check=False)
+            i += 1
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        time.sleep(0.5)
+        res = c.kubectl("delete", "configmap", "raced", "--wait=false", check=False)
+    finally:
+        stop.set()
+        churner.join()
+    assert res.returncode == 0, res.stderr
