@@ -15,9 +15,9 @@ import json
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -46,6 +46,7 @@ from kubesvc.apiserver.tolerations import DEFAULT_TOLERATION_SECONDS, add_defaul
 from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch
 
 log = logging.getLogger("kubesvc.apiserver")
+T = TypeVar("T")
 
 WRITE_RETRIES = 8  # a write that raced another on the same object is tried again from a
 # fresh read this many times (upstream's GuaranteedUpdate loops on such conflicts)
@@ -335,13 +336,10 @@ class Registry:
         resourceVersion in the body it is applied to whatever is stored when it lands."""
         if meta(obj).get("resourceVersion"):  # pinned: a conflict is the answer
             return await self._update_once(kind, namespace, name, obj, opts)
-        for attempt in range(WRITE_RETRIES):
-            try:  # each try prepares its own copy of the body
-                return await self._update_once(kind, namespace, name, copy.deepcopy(obj), opts)
-            except StaleWrite:
-                if attempt == WRITE_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        # each try prepares its own copy of the body
+        return await _guaranteed(
+            lambda: self._update_once(kind, namespace, name, copy.deepcopy(obj), opts)
+        )
 
     async def _update_once(
         self,
@@ -456,14 +454,13 @@ class Registry:
         """A patch is applied to what is stored when it lands: one that raced another write
         is applied again to the new state (a resourceVersion in the patch still pins it)."""
         warned = len(opts.warnings)
-        for attempt in range(WRITE_RETRIES):
-            try:
-                return await self._patch_once(kind, namespace, name, patch_type, body, opts, force)
-            except StaleWrite:
-                if attempt == WRITE_RETRIES - 1:
-                    raise
-                del opts.warnings[warned:]  # the next try warns again
-        raise AssertionError("unreachable")
+
+        def again() -> None:
+            del opts.warnings[warned:]  # the next try warns again
+
+        return await _guaranteed(
+            lambda: self._patch_once(kind, namespace, name, patch_type, body, opts, force), again
+        )
 
     async def _patch_once(
         self,
@@ -602,13 +599,7 @@ class Registry:
         """Returns the object and whether it is gone now (False: finalizers or grace pending).
         A delete that raced a write is tried again on the new state (its preconditions are
         checked against that)."""
-        for attempt in range(WRITE_RETRIES):
-            try:
-                return await self._delete_once(kind, namespace, name, options, dry_run)
-            except StaleWrite:
-                if attempt == WRITE_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return await _guaranteed(lambda: self._delete_once(kind, namespace, name, options, dry_run))
 
     async def _delete_once(
         self,
@@ -836,6 +827,22 @@ class RegistryWatch:
     @property
     def progress_revision(self) -> int:
         return int(self.store_watch.progress_revision)
+
+
+async def _guaranteed(
+    write: Callable[[], Awaitable[T]], before_retry: Callable[[], None] | None = None
+) -> T:
+    """Run a read-modify-write until it does not race another writer (WRITE_RETRIES at
+    the most; then its 409 stands)."""
+    for attempt in range(WRITE_RETRIES):
+        try:
+            return await write()
+        except StaleWrite:
+            if attempt == WRITE_RETRIES - 1:
+                raise
+            if before_retry is not None:
+                before_retry()
+    raise AssertionError("unreachable")
 
 
 def _is(kind: Kind, name: str) -> bool:

@@ -7,6 +7,7 @@ order, and fail with `Compacted` when the history they need was compacted away.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -72,6 +73,31 @@ class Watch(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class QueuedWatch:
+    """A watch whose events are handed to its reader through a queue: None ends it, an
+    exception put there is raised to the reader."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
+        self.closed = False
+        self.overflowed = False
+
+    def _end(self) -> None:
+        self._queue.put_nowait(None)
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 class Store(Protocol):

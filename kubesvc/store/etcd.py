@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,7 @@ from kubesvc.store.base import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    QueuedWatch,
     RevisionMismatch,
     StoreUnavailable,
 )
@@ -125,17 +126,15 @@ def _compacted(e: grpc.aio.AioRpcError) -> bool:
     return e.code() == grpc.StatusCode.OUT_OF_RANGE and COMPACTED_MARK in (e.details() or "")
 
 
-class EtcdWatch:
+class EtcdWatch(QueuedWatch):
     """One etcd watch stream: changes under a prefix after a revision."""
 
     def __init__(self, store: EtcdStore, prefix: str, after_revision: int) -> None:
+        super().__init__()
         self._store = store
         self.prefix = prefix
         self.last = after_revision  # the newest revision delivered (or known to be passed)
-        self._queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.closed = False
-        self.overflowed = False
 
     @property
     def progress_revision(self) -> int:
@@ -229,19 +228,7 @@ class EtcdWatch:
             if self._task is not None:
                 self._task.cancel()
             self._store._watchers.discard(self)
-            self._queue.put_nowait(None)
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Event]:
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            self._end()
 
 
 class EtcdStore:
@@ -371,16 +358,16 @@ class EtcdStore:
             key=k, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.GREATER, mod_revision=0
         )
 
-    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+    async def _guarded(
+        self, key: str, expected_mod_revision: int | None, op: rpc_pb2.RequestOp
+    ) -> rpc_pb2.TxnResponse:
+        """`op` on one key if it is at the expected mod revision (or, without one, exists);
+        otherwise KeyNotFound or RevisionMismatch with what is stored."""
         k = key.encode()
         resp = await self._txn(
             rpc_pb2.TxnRequest(
                 compare=[self._guard(k, expected_mod_revision)],
-                success=[
-                    rpc_pb2.RequestOp(
-                        request_put=rpc_pb2.PutRequest(key=k, value=value, prev_kv=True)
-                    )
-                ],
+                success=[op],
                 failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=k))],
             )
         )
@@ -389,28 +376,19 @@ class EtcdStore:
             if current is None:
                 raise KeyNotFound(key)
             raise RevisionMismatch(current)
+        return resp
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+        put = rpc_pb2.PutRequest(key=key.encode(), value=value, prev_kv=True)
+        resp = await self._guarded(key, expected_mod_revision, rpc_pb2.RequestOp(request_put=put))
         prev = resp.responses[0].response_put.prev_kv
         rev = resp.header.revision
         return KeyValue(key, value, prev.create_revision, rev, prev.version + 1)
 
     async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
-        k = key.encode()
-        resp = await self._txn(
-            rpc_pb2.TxnRequest(
-                compare=[self._guard(k, expected_mod_revision)],
-                success=[
-                    rpc_pb2.RequestOp(
-                        request_delete_range=rpc_pb2.DeleteRangeRequest(key=k, prev_kv=True)
-                    )
-                ],
-                failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=k))],
-            )
-        )
-        if not resp.succeeded:
-            current = self._current(resp)
-            if current is None:
-                raise KeyNotFound(key)
-            raise RevisionMismatch(current)
+        gone = rpc_pb2.DeleteRangeRequest(key=key.encode(), prev_kv=True)
+        op = rpc_pb2.RequestOp(request_delete_range=gone)
+        resp = await self._guarded(key, expected_mod_revision, op)
         prevs = resp.responses[0].response_delete_range.prev_kvs
         if not prevs:  # deleted by someone else between the compare and the delete: cannot be
             raise KeyNotFound(key)

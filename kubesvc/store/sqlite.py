@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from kubesvc.store.base import (
     KeyExists,
     KeyNotFound,
     KeyValue,
+    QueuedWatch,
     RevisionMismatch,
 )
 
@@ -74,15 +75,13 @@ def _bucket(key: str) -> str:
     return "/".join(parts[:3]) + "/" if len(parts) > 3 else key
 
 
-class SQLiteWatch:
+class SQLiteWatch(QueuedWatch):
     def __init__(self, store: SQLiteStore, prefix: str, backlog: list[Event]) -> None:
+        super().__init__()
         self._store = store
         self.prefix = prefix
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
         for ev in backlog:
             self._queue.put_nowait(ev)
-        self.closed = False
-        self.overflowed = False
 
     @property
     def progress_revision(self) -> int:
@@ -102,17 +101,7 @@ class SQLiteWatch:
         if not self.closed:
             self.closed = True
             self._store._watchers.discard(self)
-            self._queue.put_nowait(None)
-
-    def __aiter__(self) -> AsyncIterator[Event]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[Event]:
-        while True:
-            ev = await self._queue.get()
-            if ev is None:
-                return
-            yield ev
+            self._end()
 
 
 class SQLiteStore:
