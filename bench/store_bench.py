@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
+import grpc
 from apiserver_bench import (
     JSON_HEADERS,
     SERVICES_PATH,
@@ -536,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = run_then_clean_up(work, cleanup, tmp, res, note_failure=True)
     for row in rows(wl, m.sqlite, m.etcd, m.limit):
         res.add(row)
-    info = machine_info(etcd=etcd_version(), aiohttp=aiohttp.__version__)
+    info = machine_info(etcd=etcd_version(), aiohttp=aiohttp.__version__, grpcio=grpc.__version__)
     print(
         f"kubesvc store benchmark, {started}, {info['cpus']} CPUs ({info['cpu_model']}), "
         f"Python {info['python']}, etcd {info['etcd']}\n"

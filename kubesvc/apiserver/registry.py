@@ -128,6 +128,8 @@ class Registry:
         # DefaultTolerationSeconds: (not-ready, unreachable) seconds added to new pods
         self.toleration_seconds = (DEFAULT_TOLERATION_SECONDS, DEFAULT_TOLERATION_SECONDS)
         self._cache: dict[str, Cached] = {}
+        # namespace -> terminating, while follow_namespaces runs (else empty: read the store)
+        self._namespaces: dict[str, bool] = {}
         self._deleted: OrderedDict[int, Cached] = OrderedDict()
         self._deleted_bytes = 0
 
@@ -311,11 +313,15 @@ class Registry:
             spec["ingressClassName"] = min(names)
 
     async def _check_namespace_open(self, namespace: str) -> None:
-        ns_kind = BY_KIND["Namespace"]
-        ns = await self.try_get(ns_kind, None, namespace)
-        if ns is None:
-            raise errors.not_found_error("namespaces", "", namespace)
-        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+        # from the followed namespaces when there are (a read of the store each create
+        # costs a round trip to etcd); one not seen yet is read, as upstream's admission
+        terminating = self._namespaces.get(namespace)
+        if terminating is None:
+            ns = await self.try_get(BY_KIND["Namespace"], None, namespace)
+            if ns is None:
+                raise errors.not_found_error("namespaces", "", namespace)
+            terminating = bool((ns.get("metadata") or {}).get("deletionTimestamp"))
+        if terminating:
             raise errors.forbidden_error(
                 "",
                 "",
@@ -778,6 +784,30 @@ class Registry:
         for cached in items:
             self.allocator.restore(cached.obj)
         return rev
+
+    async def follow_namespaces(self) -> None:
+        """Keep which namespaces exist, and which are terminating, from a watch (for the
+        namespace check of every create)."""
+        kind = BY_KIND["Namespace"]
+        while True:
+            try:
+                items, rev, _ = await self.list(kind, None)
+                self._namespaces = {
+                    c.obj["metadata"]["name"]: bool(c.obj["metadata"].get("deletionTimestamp"))
+                    for c in items
+                }
+                async for type_, cached in await self.watch(kind, None, rev, None):
+                    m = cached.obj["metadata"]
+                    if type_ == "DELETED":
+                        self._namespaces.pop(m["name"], None)
+                    else:
+                        self._namespaces[m["name"]] = bool(m.get("deletionTimestamp"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # compacted, etcd away: relist
+                log.info("following namespaces: relisting", extra={"kv": {"error": str(e)}})
+            self._namespaces = {}  # unknown until relisted: the store is read meanwhile
+            await asyncio.sleep(1.0)
 
     async def follow_allocations(self, after: int) -> None:
         """With other API servers on the same store: keep this one's allocator in step with

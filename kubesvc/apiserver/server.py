@@ -149,6 +149,8 @@ class ApiServer:
         if cfg.etcd is not None:  # other API servers may allocate on the same store
             follow = self.registry.follow_allocations(allocated_at)
             self._tasks.append(asyncio.create_task(follow, name="allocations"))
+            namespaces = self.registry.follow_namespaces()
+            self._tasks.append(asyncio.create_task(namespaces, name="namespaces"))
         with _locked(cfg.data_dir / "pki.lock"):
             sa_key = serviceaccount.load_or_create_key(cfg.data_dir / "pki")
         self.tokens = TokenIssuer(self.registry, sa_key)
