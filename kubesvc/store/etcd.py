@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ from kubesvc.store.base import (
 
 log = logging.getLogger("kubesvc.store")
 
+ROOT = "/registry/"  # where every key the API server writes lives: one watch sees them all
+HISTORY = 5000  # events the shared watch keeps for watchers that start a little behind
+WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is dropped
 RANGE_PAGE = 2000  # keys per Range call of a list (etcd's responses stay small)
 MAX_MESSAGE = 64 * 1024 * 1024  # the largest response or request the channel passes
 CALL_TIMEOUT = 10.0  # seconds one call may wait, through reconnects, before it fails
@@ -231,6 +235,98 @@ class EtcdWatch(QueuedWatch):
             self._end()
 
 
+class SharedWatch(QueuedWatch):
+    """A watcher served from the store's one etcd watch (WatchHub), in process."""
+
+    def __init__(self, hub: WatchHub, prefix: str, after: int) -> None:
+        super().__init__()
+        self._hub = hub
+        self.prefix = prefix
+        self.after = after  # what it gets starts after this revision
+
+    @property
+    def progress_revision(self) -> int:
+        return max(self._hub.progress, self.after)
+
+    def push(self, item: Event | BaseException) -> None:
+        if self.closed:
+            return
+        if isinstance(item, Event) and self._queue.qsize() >= WATCH_QUEUE_LIMIT:
+            self.overflowed = True
+            self.close()
+            return
+        self._queue.put_nowait(item)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._hub.watchers.discard(self)
+            self._end()
+
+
+class WatchHub:
+    """One etcd watch on everything under ROOT, fanned out to the store's watchers in
+    process, with the last HISTORY events kept so that a watcher starting a little behind
+    is served from memory (kube-apiserver's watch cache, in short). A watcher from further
+    back gets an etcd watch of its own."""
+
+    def __init__(self, store: EtcdStore, after: int) -> None:
+        self._source = EtcdWatch(store, ROOT, after)
+        self.covered_after = after  # history holds every event after this revision
+        self.history: deque[Event] = deque()
+        self.watchers: set[SharedWatch] = set()
+        self.dispatched = after
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def progress(self) -> int:
+        """Delivered to every watcher up to here: the source's progress once nothing of it
+        waits to be dispatched."""
+        return self._source.last if self._source._queue.empty() else self.dispatched
+
+    def start(self) -> None:
+        self._source.start()
+        self._task = asyncio.create_task(self._run())
+
+    def join(self, prefix: str, after: int) -> SharedWatch | None:
+        """A watcher of prefix from `after`, or None when the history does not reach back."""
+        if after < self.covered_after:
+            return None
+        w = SharedWatch(self, prefix, after)
+        for ev in self.history:  # no await from here on: nothing slips between
+            if ev.kv.mod_revision > after and ev.kv.key.startswith(prefix):
+                w.push(ev)
+        self.watchers.add(w)
+        return w
+
+    async def _run(self) -> None:
+        try:
+            async for ev in self._source:
+                self.history.append(ev)
+                if len(self.history) > HISTORY:
+                    self.covered_after = self.history.popleft().kv.mod_revision
+                self.dispatched = ev.kv.mod_revision
+                rev = ev.kv.mod_revision
+                for w in list(self.watchers):
+                    # a watcher may start ahead of the hub (a list read a moment ago)
+                    if rev > w.after and ev.kv.key.startswith(w.prefix):
+                        w.push(ev)
+        except Compacted as e:  # it fell behind a compaction: its watchers did too
+            for w in list(self.watchers):
+                w.push(e)
+                w.close()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._source.close()
+        if self._task is not None:
+            self._task.cancel()
+        for w in list(self.watchers):
+            w.close()
+        self.watchers.clear()
+
+
 class EtcdStore:
     def __init__(self, config: EtcdConfig) -> None:
         self.config = config
@@ -241,6 +337,7 @@ class EtcdStore:
         self._revision = 0
         self._compacted = 0
         self._watchers: set[EtcdWatch] = set()
+        self._hub: WatchHub | None = None
 
     async def start(self) -> None:
         """Wait for etcd (through reconnects) and learn its revision."""
@@ -395,9 +492,17 @@ class EtcdStore:
         prev = _kv(prevs[0])
         return KeyValue(key, prev.value, prev.create_revision, resp.header.revision, prev.version)
 
-    async def watch(self, prefix: str, after_revision: int) -> EtcdWatch:
+    async def watch(self, prefix: str, after_revision: int) -> QueuedWatch:
         if after_revision and after_revision < self._compacted:
             raise Compacted(after_revision, self._compacted)
+        if prefix.startswith(ROOT) and after_revision:
+            hub = self._hub
+            if hub is None or hub._task is None or hub._task.done():
+                hub = self._hub = WatchHub(self, self._revision)
+                hub.start()
+            shared = hub.join(prefix, after_revision)
+            if shared is not None:
+                return shared
         if after_revision:
             # a read at the revision tells whether etcd still has it (a watch says so late)
             await self.range_count(prefix, after_revision)
@@ -436,6 +541,8 @@ class EtcdStore:
         self._compacted = revision
 
     async def close(self) -> None:
+        if self._hub is not None:
+            self._hub.close()
         for w in list(self._watchers):
             w.close()
         await self._channel.close()

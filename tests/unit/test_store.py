@@ -460,3 +460,31 @@ def _stop_shared() -> Iterator[None]:
             with suppress(OSError):
                 shutil.rmtree(b.member.dir, ignore_errors=True)
     _shared.clear()
+
+
+def test_etcd_watchers_share_one_watch_and_start_where_they_asked(member: EtcdMember) -> None:
+    """Watchers are served from one etcd watch: one that starts a little behind is served
+    from its history, one that starts ahead of it gets nothing older than it asked for."""
+
+    async def body() -> None:
+        async with Backend("etcd", member.dir, member).store() as s:
+            p = "/registry/configmaps/ns/"
+            r0 = s.revision
+            first = await s.watch(p, r0)
+            kvs = [await s.create(f"{p}c{i}", b"x") for i in range(3)]
+            behind = await s.watch(p, kvs[0].mod_revision)  # from the shared history
+            assert [e.kv.key for e in await _collect_some(first, 3)] == [kv.key for kv in kvs]
+            ahead = await s.watch(p, kvs[-1].mod_revision + 2)  # a list read from later
+            more = [await s.create(f"{p}d{i}", b"y") for i in range(4)]
+            got_behind = [e.kv.mod_revision for e in await _collect_some(behind, 6)]
+            assert got_behind == [kv.mod_revision for kv in kvs[1:] + more]
+            got_ahead = [e.kv.mod_revision for e in await _collect_some(ahead, 2)]
+            assert got_ahead == [kv.mod_revision for kv in more[2:]]
+            assert ahead.progress_revision >= more[-1].mod_revision
+            other = await s.watch("/registry/secrets/", s.revision)
+            await s.create("/registry/secrets/ns/s", b"z")
+            assert [e.kv.key for e in await _collect_some(other, 1)] == ["/registry/secrets/ns/s"]
+            for w in (first, behind, ahead, other):
+                w.close()
+
+    run(body())
