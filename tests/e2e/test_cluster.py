@@ -23,9 +23,13 @@ from tests.e2e.harness import KUBECTL, wait_for
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_cluster(tmp_path_factory.mktemp("kubesvc"), "e") as c:
+# the same tests on the default SQLite store and on etcd (`kubesvc up --store etcd`)
+@pytest.fixture(scope="module", params=["sqlite", "etcd"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    store = ["--store", "etcd"] if request.param == "etcd" else []
+    with running_cluster(tmp_path_factory.mktemp("kubesvc"), "e", *store) as c:
         yield c
 
 
