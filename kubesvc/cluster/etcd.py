@@ -171,6 +171,9 @@ class EtcdPlan:
             str(files.member_key),
             "--max-request-bytes",
             str(MAX_REQUEST_BYTES),
+            # the API server pings each connection every 5 s to find a member that hangs
+            "--grpc-keepalive-min-time",
+            "1s",
             "--logger",
             "zap",
             "--log-level",

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -43,11 +42,10 @@ WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is
 RANGE_PAGE = 2000  # keys per Range call of a list (etcd's responses stay small)
 MAX_MESSAGE = 64 * 1024 * 1024  # the largest response or request the channel passes
 CALL_TIMEOUT = 10.0  # seconds one call may wait, through reconnects, before it fails
+ATTEMPT_TIMEOUT = 2.0  # seconds one try may take, with several members, before the next is used
 WATCH_RETRY = (0.1, 2.0)  # backoff from, to (seconds) while a broken watch is re-created
 PROGRESS_EVERY = 5.0  # seconds between progress requests on an idle watch
 COMPACTED_MARK = "required revision has been compacted"
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,54 +63,47 @@ class EtcdConfig:
         schemes = {urlsplit(u).scheme for u in urls}
         if not schemes <= {"http", "https"} or len(schemes) != 1:
             raise ValueError("--etcd-servers: URLs must all be http:// or all https://")
-        return EtcdConfig(urls, **files)
+        config = EtcdConfig(urls, **files)
+        config.check()
+        return config
 
     @property
     def tls(self) -> bool:
         return urlsplit(self.servers[0]).scheme == "https"
 
-    def target(self) -> str:
-        """A gRPC target naming every server, so the channel fails over between them."""
-        hosts = [urlsplit(u) for u in self.servers]
-        addrs = [(h.hostname or "", h.port or 2379) for h in hosts]
-        try:
-            ips = [ipaddress.ip_address(a) for a, _ in addrs]
-        except ValueError:
-            if len(addrs) > 1:
-                raise ValueError(
-                    "--etcd-servers: give several servers as IP addresses (gRPC resolves "
-                    "one DNS name per channel)"
-                ) from None
-            return f"dns:///{addrs[0][0]}:{addrs[0][1]}"
-        if all(ip.version == 4 for ip in ips):
-            return "ipv4:" + ",".join(f"{a}:{p}" for a, p in addrs)
-        if all(ip.version == 6 for ip in ips):
-            return "ipv6:" + ",".join(f"[{a}]:{p}" for a, p in addrs)
-        raise ValueError("--etcd-servers: mix of IPv4 and IPv6 addresses")
+    def check(self) -> None:
+        for url in self.servers:
+            parts = urlsplit(url)
+            if not parts.hostname:
+                raise ValueError(f"--etcd-servers: {url!r} names no host")
 
-    def channel(self) -> grpc.aio.Channel:
+    def channel(self, index: int) -> grpc.aio.Channel:
+        """A channel to server `index` alone: the store chooses the member itself, so that
+        one that hangs is left for the others at once (a channel over all of them would
+        keep sending it a share of the calls until its connection is found dead)."""
+        parts = urlsplit(self.servers[index])
+        host, port = parts.hostname or "", parts.port or 2379
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
-            ("grpc.lb_policy_name", "round_robin"),
-            # a member that stops answering (frozen, cut off) is found dead in about 3 s,
-            # and its calls fail over to the others
-            ("grpc.keepalive_time_ms", 2_000),
+            # a member that stops answering is also found dead by its missing ping replies
+            # (kubesvc's members accept a ping a second; etcd's default is one each 5 s)
+            ("grpc.keepalive_time_ms", 5_000),
             ("grpc.keepalive_timeout_ms", 1_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
             ("grpc.initial_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 2_000),
         ]
         if not self.tls:
-            return grpc.aio.insecure_channel(self.target(), options=options)
+            return grpc.aio.insecure_channel(target, options=options)
         creds = grpc.ssl_channel_credentials(
             root_certificates=self.cafile.read_bytes() if self.cafile else None,
             private_key=self.keyfile.read_bytes() if self.keyfile else None,
             certificate_chain=self.certfile.read_bytes() if self.certfile else None,
         )
-        host = urlsplit(self.servers[0]).hostname or ""
-        options.append(("grpc.ssl_target_name_override", host))
-        return grpc.aio.secure_channel(self.target(), creds, options=options)
+        return grpc.aio.secure_channel(target, creds, options=options)
 
 
 def _end(prefix: bytes) -> bytes:
@@ -139,6 +130,7 @@ class EtcdWatch(QueuedWatch):
         self.prefix = prefix
         self.last = after_revision  # the newest revision delivered (or known to be passed)
         self._task: asyncio.Task[None] | None = None
+        self._member_used = 0
 
     @property
     def progress_revision(self) -> int:
@@ -157,18 +149,24 @@ class EtcdWatch(QueuedWatch):
             except Compacted as e:
                 self._queue.put_nowait(e)
                 return
-            except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.CANCELLED and self.closed:
+            except (grpc.aio.AioRpcError, StoreUnavailable) as e:
+                if self.closed:
                     return
+                if isinstance(e, grpc.aio.AioRpcError) and e.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                ):
+                    self._store._fail_over(self._member_used)
                 log.info(
                     "etcd watch broken, re-creating it",
-                    extra={"kv": {"prefix": self.prefix, "after": self.last, "error": e.code()}},
+                    extra={"kv": {"prefix": self.prefix, "after": self.last, "error": str(e)}},
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, WATCH_RETRY[1])
 
     async def _stream(self) -> None:
-        call = self._store._watch.Watch(metadata=self._store._metadata)
+        member = self._member_used = self._store._member
+        call = self._store._watches[member].Watch(metadata=self._store._metadata)
         prefix = self.prefix.encode()
         await call.write(
             rpc_pb2.WatchRequest(
@@ -184,7 +182,11 @@ class EtcdWatch(QueuedWatch):
         poke = asyncio.create_task(self._progress_requests(call))
         try:
             while True:
-                resp = await call.read()
+                try:  # progress is asked for every PROGRESS_EVERY: silence is a hung member
+                    resp = await asyncio.wait_for(call.read(), 2 * PROGRESS_EVERY + 2)
+                except TimeoutError:
+                    self._store._fail_over(member)
+                    raise StoreUnavailable("etcd member silent on a watch") from None
                 if resp is grpc.aio.EOF:
                     raise StoreUnavailable("etcd closed the watch stream")
                 self._store._seen(resp.header.revision)
@@ -330,9 +332,10 @@ class WatchHub:
 class EtcdStore:
     def __init__(self, config: EtcdConfig) -> None:
         self.config = config
-        self._channel = config.channel()
-        self._kv = rpc_pb2_grpc.KVStub(self._channel)
-        self._watch = rpc_pb2_grpc.WatchStub(self._channel)
+        self._channels = [config.channel(i) for i in range(len(config.servers))]
+        self._kvs = [rpc_pb2_grpc.KVStub(c) for c in self._channels]
+        self._watches = [rpc_pb2_grpc.WatchStub(c) for c in self._channels]
+        self._member = 0  # the member calls go to, until it fails them
         self._metadata: Sequence[tuple[str, str]] = ()
         self._revision = 0
         self._compacted = 0
@@ -342,7 +345,7 @@ class EtcdStore:
     async def start(self) -> None:
         """Wait for etcd (through reconnects) and learn its revision."""
         resp = await self._call(
-            self._kv.Range, rpc_pb2.RangeRequest(key=b"/", count_only=True), retry=True
+            "Range", rpc_pb2.RangeRequest(key=b"/", count_only=True), retry=True
         )
         self._seen(resp.header.revision)
 
@@ -357,33 +360,48 @@ class EtcdStore:
     def compacted_revision(self) -> int:
         return self._compacted
 
-    async def _call(
-        self, method: Callable[..., Awaitable[T]], request: Any, retry: bool = False
-    ) -> T:
-        """One call, waiting through reconnects for up to CALL_TIMEOUT. A read (`retry`)
-        whose member went away mid-call is asked again of another; a write is not (it may
-        have been applied), and the API's client retries on the 503 it gets."""
+    def _fail_over(self, member: int) -> None:
+        """Member `member` failed a call: the next calls go to the next member."""
+        if len(self._channels) > 1 and self._member == member:
+            self._member = (member + 1) % len(self._channels)
+            log.info(
+                "etcd member not answering, using the next",
+                extra={"kv": {"server": self.config.servers[self._member]}},
+            )
+
+    async def _call(self, method: str, request: Any, retry: bool = False) -> Any:
+        """One call to the current member, waiting through reconnects for up to
+        CALL_TIMEOUT in all. With several members, a try that fails or takes more than
+        ATTEMPT_TIMEOUT moves the calls to the next member. A read (`retry`) is then tried
+        again there; a write is not (it may have been applied), and the API's client
+        retries on the 503 it gets."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CALL_TIMEOUT
+        several = len(self._channels) > 1
         while True:
+            member = self._member
+            left = max(deadline - loop.time(), 0.1)
             try:
-                return await method(
+                return await getattr(self._kvs[member], method)(
                     request,
-                    timeout=max(deadline - loop.time(), 0.1),
-                    wait_for_ready=True,
+                    timeout=min(left, ATTEMPT_TIMEOUT) if several else left,
+                    wait_for_ready=not several,  # one member: wait for it to come back
                     metadata=self._metadata,
                 )
             except grpc.aio.AioRpcError as e:
                 code = e.code()
-                if retry and code == grpc.StatusCode.UNAVAILABLE and loop.time() < deadline:
-                    await asyncio.sleep(0.05)
+                gone = code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+                if gone:
+                    self._fail_over(member)
+                if gone and retry and loop.time() < deadline:
+                    await asyncio.sleep(0.05 if several else 0.2)
                     continue
-                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                if gone:
                     raise StoreUnavailable(f"etcd: {e.details() or code.name}") from None
                 raise
 
     async def get(self, key: str) -> KeyValue | None:
-        resp = await self._call(self._kv.Range, rpc_pb2.RangeRequest(key=key.encode()), retry=True)
+        resp = await self._call("Range", rpc_pb2.RangeRequest(key=key.encode()), retry=True)
         self._seen(resp.header.revision)
         return _kv(resp.kvs[0]) if resp.kvs else None
 
@@ -396,7 +414,7 @@ class EtcdStore:
         while True:
             try:
                 resp = await self._call(
-                    self._kv.Range,
+                    "Range",
                     rpc_pb2.RangeRequest(
                         key=key, range_end=end, revision=revision, limit=RANGE_PAGE
                     ),
@@ -414,7 +432,7 @@ class EtcdStore:
             key = resp.kvs[-1].key + b"\0"
 
     async def _txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        resp = await self._call(self._kv.Txn, request)
+        resp = await self._call("Txn", request)
         self._seen(resp.header.revision)
         return resp
 
@@ -515,7 +533,7 @@ class EtcdStore:
         p = prefix.encode()
         try:
             resp = await self._call(
-                self._kv.Range,
+                "Range",
                 rpc_pb2.RangeRequest(key=p, range_end=_end(p), revision=revision, count_only=True),
                 retry=True,
             )
@@ -534,7 +552,7 @@ class EtcdStore:
         if revision <= self._compacted:
             return
         try:
-            await self._call(self._kv.Compact, rpc_pb2.CompactionRequest(revision=revision))
+            await self._call("Compact", rpc_pb2.CompactionRequest(revision=revision))
         except grpc.aio.AioRpcError as e:
             if not _compacted(e):  # another API server compacted further already
                 raise
@@ -545,4 +563,5 @@ class EtcdStore:
             self._hub.close()
         for w in list(self._watchers):
             w.close()
-        await self._channel.close()
+        for channel in self._channels:
+            await channel.close()
