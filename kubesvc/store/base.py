@@ -75,17 +75,36 @@ class Watch(Protocol):
     def close(self) -> None: ...
 
 
+WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is dropped
+
+
 class QueuedWatch:
     """A watch whose events are handed to its reader through a queue: None ends it, an
-    exception put there is raised to the reader."""
+    exception put there is raised to the reader. A reader that lets WATCH_QUEUE_LIMIT
+    events pile up is dropped (`overflowed`)."""
 
     def __init__(self) -> None:
         self._queue: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
         self.closed = False
         self.overflowed = False
 
-    def _end(self) -> None:
-        self._queue.put_nowait(None)
+    def push(self, item: Event | BaseException) -> None:
+        if self.closed:
+            return
+        if isinstance(item, Event) and self._queue.qsize() >= WATCH_QUEUE_LIMIT:
+            self.overflowed = True
+            self.close()
+            return
+        self._queue.put_nowait(item)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._closed()
+            self._queue.put_nowait(None)
+
+    def _closed(self) -> None:
+        """What the source does when a watcher is closed (forget it)."""
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._iterate()

@@ -38,7 +38,6 @@ log = logging.getLogger("kubesvc.store")
 
 ROOT = "/registry/"  # where every key the API server writes lives: one watch sees them all
 HISTORY = 5000  # events the shared watch keeps for watchers that start a little behind
-WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is dropped
 RANGE_PAGE = 2000  # keys per Range call of a list (etcd's responses stay small)
 MAX_MESSAGE = 64 * 1024 * 1024  # the largest response or request the channel passes
 CALL_TIMEOUT = 10.0  # seconds one call may wait, through reconnects, before it fails
@@ -228,13 +227,10 @@ class EtcdWatch(QueuedWatch):
         kv = _kv(ev.kv)
         return Event("PUT", kv, kv.version == 1, prev)
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            if self._task is not None:
-                self._task.cancel()
-            self._store._watchers.discard(self)
-            self._end()
+    def _closed(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._store._watchers.discard(self)
 
 
 class SharedWatch(QueuedWatch):
@@ -250,20 +246,8 @@ class SharedWatch(QueuedWatch):
     def progress_revision(self) -> int:
         return max(self._hub.progress, self.after)
 
-    def push(self, item: Event | BaseException) -> None:
-        if self.closed:
-            return
-        if isinstance(item, Event) and self._queue.qsize() >= WATCH_QUEUE_LIMIT:
-            self.overflowed = True
-            self.close()
-            return
-        self._queue.put_nowait(item)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._hub.watchers.discard(self)
-            self._end()
+    def _closed(self) -> None:
+        self._hub.watchers.discard(self)
 
 
 class WatchHub:

@@ -49,7 +49,6 @@ CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 LARGE_WRITE = 256 * 1024  # values at least this large are committed off the event loop
-WATCH_QUEUE_LIMIT = 100_000  # events buffered for one slow watcher before it is dropped
 
 
 def _private(path: Path) -> None:
@@ -88,20 +87,8 @@ class SQLiteWatch(QueuedWatch):
         # changes reach every watcher as they are applied, before anything else runs
         return self._store.revision
 
-    def push(self, ev: Event) -> None:
-        if self.closed:
-            return
-        if self._queue.qsize() >= WATCH_QUEUE_LIMIT:
-            self.overflowed = True
-            self.close()
-            return
-        self._queue.put_nowait(ev)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._store._watchers.discard(self)
-            self._end()
+    def _closed(self) -> None:
+        self._store._watchers.discard(self)
 
 
 class SQLiteStore:
