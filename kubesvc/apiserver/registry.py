@@ -39,6 +39,7 @@ from kubesvc.api.patch import (
 )
 from kubesvc.api.validation import validate, validate_status_update
 from kubesvc.apiserver import offload, serviceaccounts, strategies
+from kubesvc.apiserver.keylocks import KeyLocks
 from kubesvc.apiserver.keys import key_for, prefix_for, split_key
 from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
 from kubesvc.apiserver.services import ServiceAllocator
@@ -48,8 +49,9 @@ from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, KeyValue, Revi
 log = logging.getLogger("kubesvc.apiserver")
 T = TypeVar("T")
 
-WRITE_RETRIES = 8  # a write that raced another on the same object is tried again from a
-# fresh read this many times (upstream's GuaranteedUpdate loops on such conflicts)
+WRITE_RETRIES = 32  # a write that raced another API server's on the same object is tried
+# again from a fresh read this many times (upstream's GuaranteedUpdate loops on such
+# conflicts); this server's own writes to one object take turns (KeyLocks)
 
 
 class StaleWrite(ApiError):
@@ -132,6 +134,7 @@ class Registry:
         self._namespaces: dict[str, bool] = {}
         self._deleted: OrderedDict[int, Cached] = OrderedDict()
         self._deleted_bytes = 0
+        self._writes = KeyLocks()  # read-modify-writes to one object take turns
 
     # -- reading -------------------------------------------------------------------------
     def decode(self, kv: KeyValue) -> Cached:
@@ -330,6 +333,26 @@ class Registry:
                 "because it is being terminated",
             )
 
+    async def _guaranteed(
+        self,
+        target: tuple[Kind, str | None, str],
+        write: Callable[[], Awaitable[T]],
+        before_retry: Callable[[], None] | None = None,
+    ) -> T:
+        """Run a read-modify-write until it does not race another writer (WRITE_RETRIES at
+        the most; then its 409 stands). This server's writes to one object take turns."""
+        kind, namespace, name = target
+        async with self._writes.hold((kind.group, kind.plural, namespace, name)):
+            for attempt in range(WRITE_RETRIES):
+                try:
+                    return await write()
+                except StaleWrite:
+                    if attempt == WRITE_RETRIES - 1:
+                        raise
+                    if before_retry is not None:
+                        before_retry()
+        raise AssertionError("unreachable")
+
     async def update(
         self,
         kind: Kind,
@@ -343,8 +366,9 @@ class Registry:
         if meta(obj).get("resourceVersion"):  # pinned: a conflict is the answer
             return await self._update_once(kind, namespace, name, obj, opts)
         # each try prepares its own copy of the body
-        return await _guaranteed(
-            lambda: self._update_once(kind, namespace, name, copy.deepcopy(obj), opts)
+        return await self._guaranteed(
+            (kind, namespace, name),
+            lambda: self._update_once(kind, namespace, name, copy.deepcopy(obj), opts),
         )
 
     async def _update_once(
@@ -464,8 +488,10 @@ class Registry:
         def again() -> None:
             del opts.warnings[warned:]  # the next try warns again
 
-        return await _guaranteed(
-            lambda: self._patch_once(kind, namespace, name, patch_type, body, opts, force), again
+        return await self._guaranteed(
+            (kind, namespace, name),
+            lambda: self._patch_once(kind, namespace, name, patch_type, body, opts, force),
+            again,
         )
 
     async def _patch_once(
@@ -605,7 +631,10 @@ class Registry:
         """Returns the object and whether it is gone now (False: finalizers or grace pending).
         A delete that raced a write is tried again on the new state (its preconditions are
         checked against that)."""
-        return await _guaranteed(lambda: self._delete_once(kind, namespace, name, options, dry_run))
+        return await self._guaranteed(
+            (kind, namespace, name),
+            lambda: self._delete_once(kind, namespace, name, options, dry_run),
+        )
 
     async def _delete_once(
         self,
@@ -857,22 +886,6 @@ class RegistryWatch:
     @property
     def progress_revision(self) -> int:
         return int(self.store_watch.progress_revision)
-
-
-async def _guaranteed(
-    write: Callable[[], Awaitable[T]], before_retry: Callable[[], None] | None = None
-) -> T:
-    """Run a read-modify-write until it does not race another writer (WRITE_RETRIES at
-    the most; then its 409 stands)."""
-    for attempt in range(WRITE_RETRIES):
-        try:
-            return await write()
-        except StaleWrite:
-            if attempt == WRITE_RETRIES - 1:
-                raise
-            if before_retry is not None:
-                before_retry()
-    raise AssertionError("unreachable")
 
 
 def _is(kind: Kind, name: str) -> bool:
