@@ -14,6 +14,12 @@ from kubesvc.api.kinds import Kind
 
 ROOT = "/registry/"
 LAYOUT = 1  # the layout SQLite stores are migrated to (legacy_key) once
+# What holds a Service's ClusterIP and NodePorts, written in the Service's own transaction
+# (services.py): upstream's IPAddress objects (its allocator since v1.33), and one key per
+# NodePort (upstream keeps a bitmap at /registry/ranges/servicenodeports, which every
+# allocation would have to rewrite).
+IP_CLAIMS = ROOT + "ipaddresses/"
+NODE_PORT_CLAIMS = ROOT + "servicenodeports/"
 
 # group_resource -> the path under /registry/ that upstream keeps it at
 _OVERRIDES: dict[str, str] = {

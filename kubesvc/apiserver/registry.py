@@ -40,11 +40,24 @@ from kubesvc.api.patch import (
 from kubesvc.api.validation import validate, validate_status_update
 from kubesvc.apiserver import offload, serviceaccounts, strategies
 from kubesvc.apiserver.keylocks import KeyLocks
-from kubesvc.apiserver.keys import key_for, prefix_for, split_key
+from kubesvc.apiserver.keys import (
+    IP_CLAIMS,
+    NODE_PORT_CLAIMS,
+    key_for,
+    prefix_for,
+    split_key,
+)
 from kubesvc.apiserver.objects import dumps, generate_name, meta, now_rfc3339, without_volatile
 from kubesvc.apiserver.services import ServiceAllocator
 from kubesvc.apiserver.tolerations import DEFAULT_TOLERATION_SECONDS, add_default_tolerations
-from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, KeyValue, RevisionMismatch
+from kubesvc.store.base import (
+    Claimed,
+    Compacted,
+    KeyExists,
+    KeyNotFound,
+    KeyValue,
+    RevisionMismatch,
+)
 
 log = logging.getLogger("kubesvc.apiserver")
 T = TypeVar("T")
@@ -52,6 +65,9 @@ T = TypeVar("T")
 WRITE_RETRIES = 32  # a write that raced another API server's on the same object is tried
 # again from a fresh read this many times (upstream's GuaranteedUpdate loops on such
 # conflicts); this server's own writes to one object take turns (KeyLocks)
+
+
+CLAIMS_RACED = "other API servers kept taking the values chosen for it; please try again"
 
 
 class StaleWrite(ApiError):
@@ -255,17 +271,35 @@ class Registry:
             await self._default_ingress_class(obj)
         if _is(kind, "Pod"):
             add_default_tolerations(obj, *self.toleration_seconds)
-        heavy = opts.heavy
-        errs = await offload.run(heavy, _prepare_create, kind, obj)
+        errs = await offload.run(opts.heavy, _prepare_create, kind, obj)
         if errs and not _only_allocatable(kind, errs):
             raise _invalid(kind, m["name"], errs)
+        if not _is(kind, "Service"):
+            return await self._create_once(kind, namespace, obj, opts)
+        before = copy.deepcopy(obj)
+        for _ in range(WRITE_RETRIES):
+            try:
+                return await self._create_once(kind, namespace, obj, opts)
+            except Claimed as e:  # another API server holds what was chosen: choose again
+                self.allocator.claimed_elsewhere(e.key)
+                obj = copy.deepcopy(before)
+        raise errors.conflict(kind.plural, kind.group, m["name"], CLAIMS_RACED)
+
+    async def _create_once(
+        self, kind: Kind, namespace: str | None, obj: dict[str, Any], opts: WriteOptions
+    ) -> dict[str, Any]:
+        """Allocate (Services), record the manager, encode and store a prepared object."""
+        m = meta(obj)
+        heavy = opts.heavy
         taken = None
+        claims: list[tuple[str, bytes]] = []
         if _is(kind, "Service"):
             taken, errs = self.allocator.allocate(obj, None, opts.dry_run)
             errs = errs or validate(kind.kind, obj)
             if errs:
                 self.allocator.undo(taken)
                 raise _invalid(kind, m["name"], errs)
+            claims = self.allocator.claims(taken, obj)
         try:
             if opts.manager:
                 await offload.run(
@@ -281,7 +315,7 @@ class Registry:
             if opts.dry_run:
                 return obj
             data, template = await offload.run(heavy, _encode_for_store, obj, heavy)
-            kv = await self.store.create(key_for(kind, namespace, m["name"]), data)
+            kv = await self.store.create(key_for(kind, namespace, m["name"]), data, claims)
         except KeyExists:
             if taken:
                 self.allocator.undo(taken)
@@ -418,12 +452,16 @@ class Registry:
             opts.admit(new, old)
         strategies.bump_generation(kind, new, old)
         taken = None
+        claims: list[tuple[str, bytes]] = []
+        releases: list[str] = []
         if _is(kind, "Service") and not opts.subresource:
             taken, errs = self.allocator.allocate(new, old, opts.dry_run)
             errs = errs or validate(kind.kind, new, old)
             if errs:
                 self.allocator.undo(taken)
                 raise _invalid(kind, name, errs)
+            claims = self.allocator.claims(taken, new)
+            releases = self.allocator.releases(old, new)
         try:
             if opts.manager and not managed_done:
                 await offload.run(
@@ -458,7 +496,14 @@ class Registry:
             return await self._delete_now(kind, namespace, name, current.mod_revision, old)
         try:
             data, template = await offload.run(heavy, _encode_for_store, new, heavy)
-            kv = await self.store.update(key_for(kind, namespace, name), data, current.mod_revision)
+            kv = await self.store.update(
+                key_for(kind, namespace, name), data, current.mod_revision, claims, releases
+            )
+        except Claimed as e:  # another API server holds what was chosen: try again
+            if taken:
+                self.allocator.undo(taken)
+            self.allocator.claimed_elsewhere(e.key)
+            raise StaleWrite.of(kind, name) from None
         except (RevisionMismatch, KeyNotFound):
             if taken:
                 self.allocator.undo(taken)
@@ -711,8 +756,9 @@ class Registry:
     async def _delete_now(
         self, kind: Kind, namespace: str | None, name: str, mod_revision: int, obj: dict[str, Any]
     ) -> dict[str, Any]:
+        releases = self.allocator.releases(obj, None) if _is(kind, "Service") else []
         try:
-            kv = await self.store.delete(key_for(kind, namespace, name), mod_revision)
+            kv = await self.store.delete(key_for(kind, namespace, name), mod_revision, releases)
         except KeyNotFound:
             raise errors.not_found_error(kind.plural, kind.group, name) from None
         except RevisionMismatch:
@@ -812,7 +858,26 @@ class Registry:
         items, rev, _ = await self.list(BY_KIND["Service"], None)
         for cached in items:
             self.allocator.restore(cached.obj)
+        await self._repair_claims([c.obj for c in items], rev)
         return rev
+
+    async def _repair_claims(self, services: list[dict[str, Any]], revision: int) -> None:
+        """Give Services stored without claims theirs (a store written before claims), and
+        drop claims without a Service: claims are written with their Service, so one alone
+        at a revision is a leftover."""
+        want: dict[str, bytes] = {}
+        for svc in services:
+            want.update(self.allocator.held(svc))
+        have: dict[str, KeyValue] = {}
+        for prefix in (IP_CLAIMS, NODE_PORT_CLAIMS):
+            kvs, _ = await self.store.range(prefix, revision)
+            have.update((kv.key, kv) for kv in kvs)
+        for key in sorted(want.keys() - have.keys()):
+            with contextlib.suppress(KeyExists):
+                await self.store.create(key, want[key])
+        for key in sorted(have.keys() - want.keys()):
+            with contextlib.suppress(KeyNotFound, RevisionMismatch):
+                await self.store.delete(key, have[key].mod_revision)
 
     async def follow_namespaces(self) -> None:
         """Keep which namespaces exist, and which are terminating, from a watch (for the

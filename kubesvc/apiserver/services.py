@@ -3,6 +3,10 @@
 Mirrors pkg/registry/core/service/storage: patchAllocatedValues keeps allocated values
 that an update omitted, dropTypeDependentFields clears values a new type no longer needs,
 and allocations are released when a Service is deleted or stops needing them.
+
+The allocators choose in memory; what a Service holds is claimed in the store, in the same
+transaction as the Service (keys.IP_CLAIMS, keys.NODE_PORT_CLAIMS), so two API servers
+can never hand out one value twice and nothing leaks when a server dies mid-write.
 """
 
 from __future__ import annotations
@@ -11,8 +15,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kubesvc.api.errors import FieldError, go_strings, invalid
 from kubesvc.apiserver.allocators import AllocationError, IPAllocator, PortAllocator
+from kubesvc.apiserver.keys import IP_CLAIMS, NODE_PORT_CLAIMS
 
 
 def needs_cluster_ip(spec: dict[str, Any]) -> bool:
@@ -217,6 +224,41 @@ class ServiceAllocator:
             return
         self.ports.allocate(port)
 
+    # -- claims in the store ------------------------------------------------------------------
+    def claims(self, taken: Allocation, svc: dict[str, Any]) -> list[tuple[str, bytes]]:
+        """The store keys that hold what a write took, with their values."""
+        m = svc.get("metadata") or {}
+        owner = {"namespace": m.get("namespace", ""), "name": m.get("name", "")}
+        out = {IP_CLAIMS + ip: _ip_claim(ip, owner) for ip in taken.ips}
+        for port in taken.ports:
+            out[f"{NODE_PORT_CLAIMS}{port}"] = _port_claim(port, owner)
+        return list(out.items())
+
+    def held(self, svc: dict[str, Any]) -> list[tuple[str, bytes]]:
+        """The claims a stored Service should have (to repair a store written without)."""
+        spec = svc.get("spec") or {}
+        ips = [
+            ip
+            for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]
+            if ip and needs_cluster_ip(spec) and self.ips.contains(ip)
+        ]
+        return self.claims(Allocation(ips, _node_ports(spec)), svc)
+
+    def releases(self, old: dict[str, Any], new: dict[str, Any] | None) -> list[str]:
+        """The claim keys that `old` held and `new` (None: deleted) no longer does."""
+        held = {key for key, _ in self.held(old)}
+        keep = {key for key, _ in self.held(new)} if new is not None else set()
+        return sorted(held - keep)
+
+    def claimed_elsewhere(self, key: str) -> None:
+        """A claim this server's allocator thought free is held (by another API server):
+        mark the value used, so the next choice avoids it."""
+        value = key.rpartition("/")[2]
+        if key.startswith(IP_CLAIMS) and self.ips.contains(value):
+            self.ips.used.add(_ip_int(value))
+        elif key.startswith(NODE_PORT_CLAIMS) and value.isdigit():
+            self.ports.used.add(int(value))
+
     def undo(self, taken: Allocation) -> None:
         for ip in taken.ips:
             self.ips.release(ip)
@@ -242,6 +284,28 @@ def _node_ports(spec: dict[str, Any]) -> list[int]:
     if spec.get("healthCheckNodePort"):
         ports.append(spec["healthCheckNodePort"])
     return ports
+
+
+def _ip_claim(ip: str, owner: dict[str, str]) -> bytes:
+    """An IPAddress object, as upstream's allocator writes one for a ClusterIP."""
+    return orjson.dumps(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IPAddress",
+            "metadata": {
+                "name": ip,
+                "labels": {
+                    "ipaddress.kubernetes.io/ip-family": "IPv4",
+                    "ipaddress.kubernetes.io/managed-by": "ipallocator.k8s.io",
+                },
+            },
+            "spec": {"parentRef": {"group": "", "resource": "services", **owner}},
+        }
+    )
+
+
+def _port_claim(port: int, owner: dict[str, str]) -> bytes:
+    return orjson.dumps({"nodePort": port, "service": owner})
 
 
 def _ip_int(ip: str) -> int:

@@ -8,7 +8,7 @@ order, and fail with `Compacted` when the history they need was compacted away.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -30,6 +30,9 @@ class Event:
     prev: KeyValue | None = None  # the value before this change, when known
 
 
+Claims = Sequence[tuple[str, bytes]]  # (key, value) pairs created with a write
+
+
 class StoreError(Exception):
     pass
 
@@ -44,6 +47,14 @@ class KeyExists(StoreError):
 
 class KeyNotFound(StoreError):
     pass
+
+
+class Claimed(StoreError):
+    """A write's claim key exists already: what it claims is someone else's."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key} is claimed")
+        self.key = key
 
 
 class RevisionMismatch(StoreError):
@@ -137,11 +148,23 @@ class Store(Protocol):
         (0: now), and that revision; raises Compacted when it is no longer kept."""
         ...
 
-    async def create(self, key: str, value: bytes) -> KeyValue: ...
+    # Claims and releases ride in a write's own transaction: `claims` are keys created with
+    # it that must not exist yet (else Claimed), `releases` keys deleted with it. They are
+    # how an object holds a unique value, such as a Service's ClusterIP, across API servers.
+    async def create(self, key: str, value: bytes, claims: Claims = ()) -> KeyValue: ...
 
-    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue: ...
+    async def update(
+        self,
+        key: str,
+        value: bytes,
+        expected_mod_revision: int,
+        claims: Claims = (),
+        releases: Sequence[str] = (),
+    ) -> KeyValue: ...
 
-    async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+    async def delete(
+        self, key: str, expected_mod_revision: int | None = None, releases: Sequence[str] = ()
+    ) -> KeyValue:
         """Delete; returns the deleted value with mod_revision set to the deletion revision."""
         ...
 

@@ -24,6 +24,8 @@ import grpc
 from aetcd.rpc import kv_pb2, rpc_pb2, rpc_pb2_grpc
 
 from kubesvc.store.base import (
+    Claimed,
+    Claims,
     Compacted,
     Event,
     KeyExists,
@@ -425,23 +427,19 @@ class EtcdStore:
         kvs = resp.responses[0].response_range.kvs if resp.responses else []
         return _kv(kvs[0]) if kvs else None
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
+    async def create(self, key: str, value: bytes, claims: Claims = ()) -> KeyValue:
         k = key.encode()
         resp = await self._txn(
             rpc_pb2.TxnRequest(
-                compare=[
-                    rpc_pb2.Compare(
-                        key=k,
-                        target=rpc_pb2.Compare.MOD,
-                        result=rpc_pb2.Compare.EQUAL,
-                        mod_revision=0,
-                    )
-                ],
-                success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value))],
+                compare=[_absent(k), *(_absent(c.encode()) for c, _ in claims)],
+                success=[_put(k, value), *(_put(c.encode(), v) for c, v in claims)],
+                failure=[_get(k), *(_get(c.encode(), keys_only=True) for c, _ in claims)],
             )
         )
         if not resp.succeeded:
-            raise KeyExists(key)
+            if resp.responses[0].response_range.kvs:
+                raise KeyExists(key)
+            raise Claimed(_first_present(resp, claims, 1))
         rev = resp.header.revision
         return KeyValue(key, value, rev, rev, 1)
 
@@ -458,36 +456,62 @@ class EtcdStore:
         )
 
     async def _guarded(
-        self, key: str, expected_mod_revision: int | None, op: rpc_pb2.RequestOp
+        self,
+        key: str,
+        expected_mod_revision: int | None,
+        op: rpc_pb2.RequestOp,
+        claims: Claims = (),
+        releases: Sequence[str] = (),
     ) -> rpc_pb2.TxnResponse:
-        """`op` on one key if it is at the expected mod revision (or, without one, exists);
-        otherwise KeyNotFound or RevisionMismatch with what is stored."""
+        """`op` on one key if it is at the expected mod revision (or, without one, exists)
+        and no claim exists, with the claims' puts and the releases' deletes; otherwise
+        KeyNotFound or RevisionMismatch with what is stored, or Claimed."""
         k = key.encode()
         resp = await self._txn(
             rpc_pb2.TxnRequest(
-                compare=[self._guard(k, expected_mod_revision)],
-                success=[op],
-                failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=k))],
+                compare=[
+                    self._guard(k, expected_mod_revision),
+                    *(_absent(c.encode()) for c, _ in claims),
+                ],
+                success=[
+                    op,
+                    *(_put(c.encode(), v) for c, v in claims),
+                    *(_delete(r.encode()) for r in releases),
+                ],
+                failure=[_get(k), *(_get(c.encode(), keys_only=True) for c, _ in claims)],
             )
         )
         if not resp.succeeded:
             current = self._current(resp)
             if current is None:
                 raise KeyNotFound(key)
-            raise RevisionMismatch(current)
+            if expected_mod_revision and current.mod_revision != expected_mod_revision:
+                raise RevisionMismatch(current)
+            raise Claimed(_first_present(resp, claims, 1))
         return resp
 
-    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+    async def update(
+        self,
+        key: str,
+        value: bytes,
+        expected_mod_revision: int,
+        claims: Claims = (),
+        releases: Sequence[str] = (),
+    ) -> KeyValue:
         put = rpc_pb2.PutRequest(key=key.encode(), value=value, prev_kv=True)
-        resp = await self._guarded(key, expected_mod_revision, rpc_pb2.RequestOp(request_put=put))
+        resp = await self._guarded(
+            key, expected_mod_revision, rpc_pb2.RequestOp(request_put=put), claims, releases
+        )
         prev = resp.responses[0].response_put.prev_kv
         rev = resp.header.revision
         return KeyValue(key, value, prev.create_revision, rev, prev.version + 1)
 
-    async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+    async def delete(
+        self, key: str, expected_mod_revision: int | None = None, releases: Sequence[str] = ()
+    ) -> KeyValue:
         gone = rpc_pb2.DeleteRangeRequest(key=key.encode(), prev_kv=True)
         op = rpc_pb2.RequestOp(request_delete_range=gone)
-        resp = await self._guarded(key, expected_mod_revision, op)
+        resp = await self._guarded(key, expected_mod_revision, op, releases=releases)
         prevs = resp.responses[0].response_delete_range.prev_kvs
         if not prevs:  # deleted by someone else between the compare and the delete: cannot be
             raise KeyNotFound(key)
@@ -549,3 +573,29 @@ class EtcdStore:
             w.close()
         for channel in self._channels:
             await channel.close()
+
+
+def _absent(k: bytes) -> rpc_pb2.Compare:
+    return rpc_pb2.Compare(
+        key=k, target=rpc_pb2.Compare.MOD, result=rpc_pb2.Compare.EQUAL, mod_revision=0
+    )
+
+
+def _put(k: bytes, value: bytes) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=k, value=value))
+
+
+def _get(k: bytes, keys_only: bool = False) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=k, keys_only=keys_only))
+
+
+def _delete(k: bytes) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=k))
+
+
+def _first_present(resp: rpc_pb2.TxnResponse, claims: Claims, skip: int) -> str:
+    """The first claim a failed transaction found taken (its reads follow `skip` others)."""
+    for (key, _), r in zip(claims, resp.responses[skip:], strict=False):
+        if r.response_range.kvs:
+            return key
+    return claims[0][0] if claims else ""

@@ -21,11 +21,13 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kubesvc.store.base import (
+    Claimed,
+    Claims,
     Compacted,
     Event,
     KeyExists,
@@ -34,6 +36,8 @@ from kubesvc.store.base import (
     QueuedWatch,
     RevisionMismatch,
 )
+
+Change = tuple[KeyValue, bool, KeyValue | None]  # (new or deleted value, deleted, before)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
@@ -187,42 +191,52 @@ class SQLiteStore:
         items.sort(key=lambda kv: kv.key)
         return items
 
-    def _commit(self, kv: KeyValue, deleted: bool, db: sqlite3.Connection) -> None:
+    def _commit(self, changes: list[Change], db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.execute(
-                "INSERT INTO log VALUES (?,?,?,?,?,?)",
-                (kv.mod_revision, kv.key, int(deleted), kv.value, kv.create_revision, kv.version),
-            )
-            if deleted:
-                db.execute("DELETE FROM kv WHERE key=?", (kv.key,))
-            else:
+            for kv, deleted, _ in changes:
                 db.execute(
-                    "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)",
-                    (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version),
+                    "INSERT INTO log VALUES (?,?,?,?,?,?)",
+                    (
+                        kv.mod_revision,
+                        kv.key,
+                        int(deleted),
+                        kv.value,
+                        kv.create_revision,
+                        kv.version,
+                    ),
                 )
+                if deleted:
+                    db.execute("DELETE FROM kv WHERE key=?", (kv.key,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO kv VALUES (?,?,?,?,?)",
+                        (kv.key, kv.value, kv.create_revision, kv.mod_revision, kv.version),
+                    )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
 
-    async def _write(self, kv: KeyValue, deleted: bool, prev: KeyValue | None) -> None:
-        """Commit, then make the change visible: memory, revision, watchers. A large value is
-        committed on the store's own thread (writing megabytes would hold the event loop
-        for tens of milliseconds); other writes wait for it, so revisions stay in order."""
-        if len(kv.value) < LARGE_WRITE:
-            self._commit(kv, deleted, self._db)
+    async def _write(self, changes: list[Change]) -> None:
+        """Commit in one transaction, then make the changes visible: memory, revision,
+        watchers. A large value is committed on the store's own thread (writing megabytes
+        would hold the event loop for tens of milliseconds); other writes wait for it, so
+        revisions stay in order."""
+        if sum(len(kv.value) for kv, _, _ in changes) < LARGE_WRITE:
+            self._commit(changes, self._db)
         else:
             done = asyncio.get_running_loop().create_future()
             self._large_write = done
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._writer(), self._commit, kv, deleted, self._writer_db()
+                    self._writer(), self._commit, changes, self._writer_db()
                 )
             finally:
                 self._large_write = None
                 done.set_result(None)
-        self._apply(kv, deleted, prev)
+        for change in changes:
+            self._apply(*change)
 
     def _apply(self, kv: KeyValue, deleted: bool, prev: KeyValue | None) -> None:
         self._revision = kv.mod_revision
@@ -253,37 +267,67 @@ class SQLiteStore:
         while self._large_write is not None:
             await asyncio.shield(self._large_write)
 
-    async def create(self, key: str, value: bytes) -> KeyValue:
+    def _side_changes(self, claims: Claims, releases: Sequence[str]) -> list[Change]:
+        """The claims (created: none may exist) and releases (deleted if there) of a write,
+        at the revisions after the newest."""
+        changes: list[Change] = []
+        rev = self._revision
+        for key, value in claims:
+            if self._live(key) is not None:
+                raise Claimed(key)
+            rev += 1
+            changes.append((KeyValue(key, value, rev, rev, 1), False, None))
+        for key in releases:
+            cur = self._live(key)
+            if cur is not None:
+                rev += 1
+                gone = KeyValue(key, cur.value, cur.create_revision, rev, cur.version)
+                changes.append((gone, True, cur))
+        return changes
+
+    async def create(self, key: str, value: bytes, claims: Claims = ()) -> KeyValue:
         await self._writable()
         if self._live(key) is not None:
             raise KeyExists(key)
-        rev = self._revision + 1
+        changes = self._side_changes(claims, ())
+        rev = self._revision + len(changes) + 1
         kv = KeyValue(key, value, rev, rev, 1)
-        await self._write(kv, deleted=False, prev=None)
+        await self._write([*changes, (kv, False, None)])
         return kv
 
-    async def update(self, key: str, value: bytes, expected_mod_revision: int) -> KeyValue:
+    async def update(
+        self,
+        key: str,
+        value: bytes,
+        expected_mod_revision: int,
+        claims: Claims = (),
+        releases: Sequence[str] = (),
+    ) -> KeyValue:
         await self._writable()
         cur = self._live(key)
         if cur is None:
             raise KeyNotFound(key)
         if expected_mod_revision and cur.mod_revision != expected_mod_revision:
             raise RevisionMismatch(cur)
-        rev = self._revision + 1
+        changes = self._side_changes(claims, releases)
+        rev = self._revision + len(changes) + 1
         kv = KeyValue(key, value, cur.create_revision, rev, cur.version + 1)
-        await self._write(kv, deleted=False, prev=cur)
+        await self._write([*changes, (kv, False, cur)])
         return kv
 
-    async def delete(self, key: str, expected_mod_revision: int | None = None) -> KeyValue:
+    async def delete(
+        self, key: str, expected_mod_revision: int | None = None, releases: Sequence[str] = ()
+    ) -> KeyValue:
         await self._writable()
         cur = self._live(key)
         if cur is None:
             raise KeyNotFound(key)
         if expected_mod_revision and cur.mod_revision != expected_mod_revision:
             raise RevisionMismatch(cur)
-        rev = self._revision + 1
+        changes = self._side_changes((), releases)
+        rev = self._revision + len(changes) + 1
         kv = KeyValue(key, cur.value, cur.create_revision, rev, cur.version)
-        await self._write(kv, deleted=True, prev=cur)
+        await self._write([*changes, (kv, True, cur)])
         return kv
 
     async def watch(self, prefix: str, after_revision: int) -> SQLiteWatch:

@@ -98,6 +98,17 @@ def test_etcdctl_shows_the_service_at_upstreams_key(cluster: Cluster) -> None:
     keys = etcdctl(c, "get", "--prefix", "--keys-only", "/registry/")
     assert "/registry/services/endpoints/default/kubernetes" in keys.stdout.split()
     assert any(k.startswith("/registry/minions/") for k in keys.stdout.split())
+    # its ClusterIP is held by an IPAddress object, written with it and deleted with it
+    claim = f"/registry/ipaddresses/{svc['spec']['clusterIP']}"
+    got = json.loads(etcdctl(c, "get", claim, "-w", "json").stdout)
+    assert got["kvs"][0]["mod_revision"] == kv["mod_revision"]  # one transaction
+    ip_address = json.loads(base64.b64decode(got["kvs"][0]["value"]))
+    assert ip_address["kind"] == "IPAddress"
+    assert ip_address["spec"]["parentRef"] == {
+        "group": "", "resource": "services", "namespace": "default", "name": "kubia"
+    }  # fmt: skip
+    c.out("delete", "service", "kubia")
+    assert etcdctl(c, "get", claim, "--keys-only").stdout.strip() == ""
 
 
 def test_acknowledged_writes_survive_kill_9_of_etcd_and_of_the_api_server(

@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -99,6 +100,66 @@ def test_two_api_servers_serve_one_store(cluster: Cluster) -> None:
     finally:
         watch.kill()
         watch.wait()
+
+
+def test_two_api_servers_never_hand_out_one_value_twice(cluster: Cluster) -> None:
+    """The same ClusterIP and NodePort asked of both servers at the same instant: one
+    Service gets them, the other upstream's 422; Services made through both at once get
+    distinct values."""
+    from kubernetes import client, config
+
+    c = cluster
+    apis = []
+    for server in servers(c):
+        api_client = config.new_client_from_config(c.env["KUBECONFIG"])
+        api_client.configuration.host = server
+        api = client.CoreV1Api(api_client)
+        api.list_namespaced_service("default")  # a connection, ready before the race
+        apis.append(api)
+
+    def service(name: str, ip: str | None, node_port: int | None) -> dict[str, Any]:
+        port: dict[str, Any] = {"port": 80, **({"nodePort": node_port} if node_port else {})}
+        spec = {"type": "NodePort", "ports": [port], **({"clusterIP": ip} if ip else {})}
+        return {"metadata": {"name": name}, "spec": spec}
+
+    def race(bodies: list[tuple[client.CoreV1Api, dict[str, Any]]]) -> list[Any]:
+        start = threading.Barrier(len(bodies))
+        results: list[Any] = [None] * len(bodies)
+
+        def create(i: int, api: client.CoreV1Api, body: dict[str, Any]) -> None:
+            start.wait()
+            try:
+                results[i] = api.create_namespaced_service("default", body)
+            except client.ApiException as e:
+                results[i] = e
+
+        threads = [threading.Thread(target=create, args=(i, *b)) for i, b in enumerate(bodies)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return results
+
+    for i in range(8):
+        ip, node_port = f"10.96.250.{10 + i}", 31000 + i
+        results = race(
+            [(api, service(f"race-{i}-{n}", ip, node_port)) for n, api in enumerate(apis)]
+        )
+        won = [r for r in results if not isinstance(r, client.ApiException)]
+        lost = [r for r in results if isinstance(r, client.ApiException)]
+        assert len(won) == 1 and len(lost) == 1, results
+        assert won[0].spec.cluster_ip == ip and won[0].spec.ports[0].node_port == node_port
+        assert lost[0].status == 422, lost[0].body
+        assert "already allocated" in lost[0].body, lost[0].body
+
+    results = race([(apis[n % 2], service(f"many-{n}", None, None)) for n in range(16)])
+    assert not [r for r in results if isinstance(r, client.ApiException)], results
+    assert len({r.spec.cluster_ip for r in results}) == 16
+    assert len({r.spec.ports[0].node_port for r in results}) == 16
+    made = c.json("get", "services")["items"]
+    c.out(
+        "delete", "service", *[s["metadata"]["name"] for s in made if "-" in s["metadata"]["name"]]
+    )
 
 
 def test_one_leader_among_the_controller_managers(cluster: Cluster) -> None:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubesvc.cluster.etcd import EtcdFiles, EtcdPlan, ensure_pki
-from kubesvc.store.base import Compacted, KeyExists, KeyNotFound, RevisionMismatch
+from kubesvc.store.base import Claimed, Compacted, KeyExists, KeyNotFound, RevisionMismatch
 from kubesvc.store.etcd import EtcdConfig, EtcdStore
 from kubesvc.store.sqlite import SQLiteStore
 
@@ -150,6 +150,49 @@ def test_revisions_and_cas(backend: Backend) -> None:
             assert await s.get(a.key) == a2 and await s.get(b.key) is None
             items, rev = await s.range("/registry/services/specs/")
             assert items == [a2] and rev == base + 4 == s.revision
+
+    run(body())
+
+
+def test_claims_and_releases_ride_in_the_write(backend: Backend) -> None:
+    """A write's claims are created with it or not at all, and its releases deleted with it:
+    what a Service's ClusterIP is held by across API servers."""
+    svc, ip = "/registry/services/specs/default/", "/registry/ipaddresses/10.96.0."
+
+    async def body() -> None:
+        async with backend.store() as s:
+            a = await s.create(svc + "a", b"a", claims=[(ip + "10", b"a")])
+            assert (await s.get(ip + "10")).value == b"a"  # type: ignore[union-attr]
+            with pytest.raises(Claimed) as taken:
+                await s.create(svc + "b", b"b", claims=[(ip + "11", b"b"), (ip + "10", b"b")])
+            assert taken.value.key == ip + "10"
+            assert await s.get(svc + "b") is None and await s.get(ip + "11") is None
+            with pytest.raises(KeyExists):  # the object's own key is reported first
+                await s.create(svc + "a", b"x", claims=[(ip + "10", b"x")])
+
+            a2 = await s.update(a.key, b"a2", a.mod_revision, [(ip + "12", b"a")], [ip + "10"])
+            assert a2.mod_revision > a.mod_revision and a2.version == 2
+            assert await s.get(ip + "10") is None and await s.get(ip + "12") is not None
+            b = await s.create(svc + "b", b"b", claims=[(ip + "13", b"b")])
+            with pytest.raises(Claimed):
+                await s.update(a.key, b"a3", a2.mod_revision, [(ip + "13", b"a")], [ip + "12"])
+            assert await s.get(a.key) == a2 and await s.get(ip + "12") is not None
+            with pytest.raises(RevisionMismatch):  # a stale write: its mismatch, not the claim
+                await s.update(a.key, b"a3", a.mod_revision, [(ip + "13", b"a")])
+
+            gone = await s.delete(a.key, a2.mod_revision, releases=[ip + "12", ip + "99"])
+            assert gone.mod_revision == s.revision > b.mod_revision
+            assert await s.get(ip + "12") is None and await s.get(a.key) is None
+            claims, _ = await s.range("/registry/ipaddresses/")
+            assert [kv.key for kv in claims] == [ip + "13"]
+
+            # many writers claiming one value at once: exactly one holds it
+            results = await asyncio.gather(
+                *(s.create(f"{svc}race-{i}", b"r", claims=[(ip + "50", b"r")]) for i in range(12)),
+                return_exceptions=True,
+            )
+            assert sum(not isinstance(r, BaseException) for r in results) == 1
+            assert all(isinstance(r, Claimed) for r in results if isinstance(r, BaseException))
 
     run(body())
 
