@@ -76,18 +76,27 @@ def issue(
     cn: str,
     *,
     sans: list[x509.GeneralName] | None = None,
+    orgs: tuple[str, ...] = (),
     server: bool = False,
     client: bool = False,
     days: int = 825,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A leaf certificate signed by `ca`, for serving and/or as a client."""
+    """A leaf certificate signed by `ca`, for serving and/or as a client; a client's user is
+    its CN and its groups its Os, as Kubernetes reads them."""
     ca_cert, ca_key = ca
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     usages = [ExtendedKeyUsageOID.SERVER_AUTH] * server + [ExtendedKeyUsageOID.CLIENT_AUTH] * client
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .subject_name(
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                    *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs),
+                ]
+            )
+        )
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

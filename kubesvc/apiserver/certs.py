@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import ipaddress
 import os
 import secrets
@@ -10,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from kubesvc import pki as certs
 from kubesvc.auth.component_policy import SPEAKER_USER  # MetalLB's speaker, in node agents
 
 
@@ -66,64 +65,6 @@ def component_identities(nodes: list[str]) -> list[ClientIdentity]:
     return out
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    data = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def _name(cn: str, *orgs: str) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in orgs]
-    return x509.Name(attrs)
-
-
-def _sign(
-    subject: x509.Name,
-    public_key: ec.EllipticCurvePublicKey,
-    issuer: x509.Name,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    *,
-    ca: bool = False,
-    sans: list[x509.GeneralName] | None = None,
-    usage: list[x509.ObjectIdentifier] | None = None,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650 if ca else 825))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    if usage:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def ensure_credentials(
     data_dir: Path, hosts: list[str], identities: list[ClientIdentity] | None = None
 ) -> Credentials:
@@ -144,16 +85,15 @@ def ensure_credentials(
         _token(pki / "kubelet-client.token"),
     )
     if not creds.ca_cert.exists() or not (pki / "ca.key").exists():
-        ca_key = _key()
-        ca = _sign(_name("kubesvc-ca"), ca_key.public_key(), _name("kubesvc-ca"), ca_key, ca=True)
-        _write_key(pki / "ca.key", ca_key)
-        creds.ca_cert.write_bytes(_pem(ca))
+        ca_cert, ca_key = certs.new_ca("kubesvc-ca")
+        certs.write_private(pki / "ca.key", certs.key_pem(ca_key))
+        creds.ca_cert.write_bytes(certs.cert_pem(ca_cert))
         for stale in pki.glob("*.crt"):  # every certificate the old CA signed
             if stale != creds.ca_cert:
                 stale.unlink(missing_ok=True)
     ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    ca_name = x509.load_pem_x509_certificate(creds.ca_cert.read_bytes()).subject
+    ca = (x509.load_pem_x509_certificate(creds.ca_cert.read_bytes()), ca_key)
     wanted = sorted(
         set(hosts)
         | {
@@ -166,38 +106,29 @@ def ensure_credentials(
         }
     )
     if not creds.server_cert.exists() or _sans(creds.server_cert) != set(wanted):
-        key = _key()
         sans: list[x509.GeneralName] = []
         for h in wanted:
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(h)))
             except ValueError:
                 sans.append(x509.DNSName(h))
-        cert = _sign(
-            _name("kube-apiserver"),
-            key.public_key(),
-            ca_name,
-            ca_key,
-            sans=sans,
-            usage=[ExtendedKeyUsageOID.SERVER_AUTH],
-        )
-        _write_key(creds.server_key, key)
-        creds.server_cert.write_bytes(_pem(cert))
-    clients = [(creds.admin_cert, creds.admin_key, _name("kubernetes-admin", "system:masters"))]
+        cert, key = certs.issue(ca, "kube-apiserver", sans=sans, server=True)
+        certs.write_private(creds.server_key, certs.key_pem(key))
+        creds.server_cert.write_bytes(certs.cert_pem(cert))
+    clients: list[tuple[Path, Path, str, tuple[str, ...]]] = [
+        (creds.admin_cert, creds.admin_key, "kubernetes-admin", ("system:masters",))
+    ]
     if creds.proxy_cert is not None and creds.proxy_key is not None:
-        clients.append((creds.proxy_cert, creds.proxy_key, _name(PROXY_USER)))
+        clients.append((creds.proxy_cert, creds.proxy_key, PROXY_USER, ()))
     for ident in identities or []:
         cert_path, key_path = client_files(data_dir, ident)
-        clients.append((cert_path, key_path, _name(ident.user, *ident.groups)))
-    for cert_path, key_path, subject in clients:
+        clients.append((cert_path, key_path, ident.user, ident.groups))
+    for cert_path, key_path, user, groups in clients:
         if cert_path.exists() and key_path.exists():
             continue
-        key = _key()
-        cert = _sign(
-            subject, key.public_key(), ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]
-        )
-        _write_key(key_path, key)
-        cert_path.write_bytes(_pem(cert))
+        cert, key = certs.issue(ca, user, orgs=tuple(groups), client=True)
+        certs.write_private(key_path, certs.key_pem(key))
+        cert_path.write_bytes(certs.cert_pem(cert))
     return creds
 
 
