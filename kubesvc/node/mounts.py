@@ -148,11 +148,46 @@ def mount_script(
                 f"*) echo {q(f'subpath {m.sub_path!r} not within volume path')} >&2; exit 1;; esac"
             )
         # the mount point is made in the pod's own root, never on the host
-        lines.append(
-            f"if [ -d {s} ]; then mkdir -p {t}; "
-            f'else [ -e {t} ] || {{ mkdir -p "$(dirname {t})"; : >> {t}; }}; fi'
-        )
+        lines.append(f"if [ -d {s} ]; then made {t}; else touched {t}; fi")
         lines.append(f"mount --bind {s} {t}")
         if m.read_only:
             lines.append(f"mount -o remount,bind,ro {t}")
-    return "\n".join(lines) + "\n" if lines else ""
+    if not lines:
+        return ""
+    layers = q(f"{pod_root.rstrip('/')}/{LAYERS}")
+    # the layers' tmpfs leaves the root (the overlays keep it)
+    dropped = f"if [ -d {layers} ]; then umount -l {layers}; rmdir {layers}; fi\n"
+    return mount_point_functions(pod_root) + "\n".join(lines) + "\n" + dropped
+
+
+LAYERS = ".kubesvc-layers"  # in the root while it is built; gone before the pod starts
+
+
+def mount_point_functions(pod_root: str) -> str:
+    """Shell functions that make a mount point in the root: `made DIR` and `touched FILE`.
+    A mount point under a read-only host directory (a mountPath under /usr, say) that
+    does not exist there gets that directory a writable layer, an overlay whose upper
+    half is a tmpfs, as a container's writable layer would let a runtime make it. Paths in
+    the overlay's options are relative to the root, so the state directory's name cannot
+    break them."""
+    r = q(pod_root.rstrip("/"))
+    return f"""layer() {{
+  cd {r}; _rel=${{1#{r}/}}
+  case $_rel in *[,:\\\\]*) echo "cannot make a mount point under $1" >&2; exit 1;; esac
+  if [ ! -d {LAYERS} ]; then mkdir {LAYERS}; mount -t tmpfs -o mode=0700 tmpfs {LAYERS}; fi
+  _n=$((${{_n:-0}} + 1)); _l={LAYERS}/$_n; mkdir $_l $_l/up $_l/work
+  mount -t overlay overlay -o "lowerdir=$_rel,upperdir=$_l/up,workdir=$_l/work" "$_rel"
+}}
+made() {{
+  [ -d "$1" ] && return 0
+  mkdir -p "$1" 2>/dev/null && return 0
+  _a=$1; while [ ! -e "$_a" ]; do _a=$(dirname "$_a"); done
+  layer "$_a"; mkdir -p "$1"
+}}
+touched() {{
+  [ -e "$1" ] && return 0
+  made "$(dirname "$1")"
+  ( : >> "$1" ) 2>/dev/null && return 0  # a subshell: a failed redirection ends it only
+  layer "$(dirname "$1")"; : >> "$1"
+}}
+"""
