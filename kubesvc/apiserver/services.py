@@ -256,7 +256,7 @@ class ServiceAllocator:
         value = key.rpartition("/")[2]
         if key.startswith(IP_CLAIMS) and self.ips.contains(value):
             self.ips.used.add(_ip_int(value))
-        elif key.startswith(NODE_PORT_CLAIMS) and value.isdigit():
+        elif key.startswith(NODE_PORT_CLAIMS) and value.isascii() and value.isdigit():
             self.ports.used.add(int(value))
 
     def undo(self, taken: Allocation) -> None:

@@ -3,9 +3,12 @@ update or delete releases, and a claim found taken elsewhere (pure logic, no sto
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,7 +19,11 @@ from kubesvc.apiserver.services import ServiceAllocator
 def service(kind: str = "NodePort", **spec: Any) -> dict[str, Any]:
     return {
         "metadata": {"name": "web", "namespace": "shop"},
-        "spec": {"type": kind, "ports": [{"port": 80}, {"port": 443}], **spec},
+        "spec": {
+            "type": kind,
+            "ports": [{"name": "a", "port": 80}, {"name": "b", "port": 443}],
+            **spec,
+        },
     }
 
 
@@ -76,3 +83,32 @@ def test_any_claim_key_is_taken_in_stride(key: str) -> None:
     alloc = ServiceAllocator()
     for prefix in (IP_CLAIMS, NODE_PORT_CLAIMS, ""):
         alloc.claimed_elsewhere(prefix + key)
+
+
+def test_a_create_whose_choice_is_claimed_elsewhere_chooses_again(tmp_path: Path) -> None:
+    """Another API server holds five of the six addresses of a /29 (claims in the store this
+    server's allocator does not know of): a create gets the sixth, and one asking for a
+    held address gets upstream's 422."""
+    from kubesvc.api.errors import ApiError
+    from kubesvc.api.kinds import BY_KIND
+    from kubesvc.apiserver.registry import Registry, WriteOptions
+    from kubesvc.store.sqlite import SQLiteStore
+
+    async def body() -> None:
+        store = SQLiteStore(tmp_path / "db")
+        reg = Registry(store, ServiceAllocator("10.96.0.0/29"))
+        await reg.create(BY_KIND["Namespace"], None, {"metadata": {"name": "shop"}}, WriteOptions())
+        for last in range(1, 6):
+            await store.create(f"{IP_CLAIMS}10.96.0.{last}", b"{}")
+        made = await reg.create(BY_KIND["Service"], "shop", service("ClusterIP"), WriteOptions())
+        assert made["spec"]["clusterIP"] == "10.96.0.6"
+        assert await store.get(IP_CLAIMS + "10.96.0.6") is not None
+        asked = service("ClusterIP", clusterIP="10.96.0.3")
+        asked["metadata"]["name"] = "asked"
+        with pytest.raises(ApiError) as refused:
+            await reg.create(BY_KIND["Service"], "shop", asked, WriteOptions())
+        assert refused.value.code == 422
+        assert "provided IP is already allocated" in refused.value.message
+        await store.close()
+
+    asyncio.run(body())
