@@ -126,6 +126,7 @@ class ApiError(Exception):
     message: str
     details: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    list_meta: dict[str, Any] = field(default_factory=dict)  # the Status's metadata
 
     def __str__(self) -> str:
         return self.message
@@ -134,7 +135,7 @@ class ApiError(Exception):
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.list_meta),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,

@@ -214,7 +214,10 @@ class Registry:
             try:
                 kvs, rev = await self.store.range(prefix, rev, start_key)
             except Compacted:
-                raise errors.gone(CONTINUE_EXPIRED) from None
+                # upstream's way on: a token that continues at the newest revision
+                expired = errors.gone(CONTINUE_EXPIRED)
+                expired.list_meta["continue"] = _encode_continue(LATEST, start_key)
+                raise expired from None
         else:
             kvs, rev = await self.store.range(prefix)
         items: list[Cached] = []
@@ -1162,19 +1165,31 @@ def _invalid(kind: Kind, name: str, errs: list[FieldError]) -> ApiError:
     return errors.invalid_error(kind.kind, kind.group, name, errs)
 
 
+LATEST = -1  # a continue token's resourceVersion for "at the newest revision" (upstream's)
+
+
 def _make_continue(rev: int, last: dict[str, Any], kind: Kind) -> str:
     m = last["metadata"]
-    key = key_for(kind, m.get("namespace"), m["name"])
-    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": key}).encode()
+    return _encode_continue(rev, key_for(kind, m.get("namespace"), m["name"]))
+
+
+def _encode_continue(rev: int, start_key: str) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": start_key}).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def _parse_continue(token: str) -> tuple[int, str]:
+    """The revision to read at (0: the newest) and the key to start after."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
-        return int(data["rv"]), str(data["start"])
+        rev, start = int(data["rv"]), str(data["start"])
     except (ValueError, KeyError, TypeError):
+        rev, start = 0, ""
+    if rev == LATEST:
+        return 0, start
+    if rev <= 0:
         raise errors.bad_request(
             "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"  # noqa: E501 (upstream wording)
-        ) from None
+        )
+    return rev, start
