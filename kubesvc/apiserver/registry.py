@@ -496,6 +496,8 @@ class Registry:
             and not m.get("finalizers")
             and strategies.finalize_now(kind, new)
         ):
+            if taken:  # what the update chose goes with the object
+                self.allocator.undo(taken)
             return await self._delete_now(kind, namespace, name, current.mod_revision, old)
         try:
             data, template = await offload.run(heavy, _encode_for_store, new, heavy)
