@@ -33,6 +33,18 @@ class Event:
 Claims = Sequence[tuple[str, bytes]]  # (key, value) pairs created with a write
 
 
+def side_keys(
+    key: str, claims: Claims, releases: Sequence[str]
+) -> tuple[list[tuple[str, bytes]], list[str]]:
+    """A write's claims and releases, each key once (the last value of a repeated claim);
+    ValueError when a key is both, or is the written key itself."""
+    claimed = dict(claims)
+    released = list(dict.fromkeys(releases))
+    if key in claimed or key in released or not claimed.keys().isdisjoint(released):
+        raise ValueError("a key is claimed and released, or written, by one write")
+    return list(claimed.items()), released
+
+
 class StoreError(Exception):
     pass
 

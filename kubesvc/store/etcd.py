@@ -34,6 +34,7 @@ from kubesvc.store.base import (
     QueuedWatch,
     RevisionMismatch,
     StoreUnavailable,
+    side_keys,
 )
 
 log = logging.getLogger("kubesvc.store")
@@ -428,6 +429,7 @@ class EtcdStore:
         return _kv(kvs[0]) if kvs else None
 
     async def create(self, key: str, value: bytes, claims: Claims = ()) -> KeyValue:
+        claims, _ = side_keys(key, claims, ())
         k = key.encode()
         resp = await self._txn(
             rpc_pb2.TxnRequest(
@@ -498,6 +500,7 @@ class EtcdStore:
         claims: Claims = (),
         releases: Sequence[str] = (),
     ) -> KeyValue:
+        claims, releases = side_keys(key, claims, releases)
         put = rpc_pb2.PutRequest(key=key.encode(), value=value, prev_kv=True)
         resp = await self._guarded(
             key, expected_mod_revision, rpc_pb2.RequestOp(request_put=put), claims, releases
@@ -509,6 +512,7 @@ class EtcdStore:
     async def delete(
         self, key: str, expected_mod_revision: int | None = None, releases: Sequence[str] = ()
     ) -> KeyValue:
+        _, releases = side_keys(key, (), releases)
         gone = rpc_pb2.DeleteRangeRequest(key=key.encode(), prev_kv=True)
         op = rpc_pb2.RequestOp(request_delete_range=gone)
         resp = await self._guarded(key, expected_mod_revision, op, releases=releases)

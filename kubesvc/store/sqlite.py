@@ -35,6 +35,7 @@ from kubesvc.store.base import (
     KeyValue,
     QueuedWatch,
     RevisionMismatch,
+    side_keys,
 )
 
 Change = tuple[KeyValue, bool, KeyValue | None]  # (new or deleted value, deleted, before)
@@ -286,6 +287,7 @@ class SQLiteStore:
         return changes
 
     async def create(self, key: str, value: bytes, claims: Claims = ()) -> KeyValue:
+        claims, _ = side_keys(key, claims, ())
         await self._writable()
         if self._live(key) is not None:
             raise KeyExists(key)
@@ -303,6 +305,7 @@ class SQLiteStore:
         claims: Claims = (),
         releases: Sequence[str] = (),
     ) -> KeyValue:
+        claims, releases = side_keys(key, claims, releases)
         await self._writable()
         cur = self._live(key)
         if cur is None:
@@ -318,6 +321,7 @@ class SQLiteStore:
     async def delete(
         self, key: str, expected_mod_revision: int | None = None, releases: Sequence[str] = ()
     ) -> KeyValue:
+        _, releases = side_keys(key, (), releases)
         await self._writable()
         cur = self._live(key)
         if cur is None:

@@ -531,3 +531,90 @@ def test_etcd_watchers_share_one_watch_and_start_where_they_asked(member: EtcdMe
                 w.close()
 
     run(body())
+
+
+_CLAIM_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["create", "update", "stale-update", "delete"]),
+        st.sampled_from(["a", "b", "c"]),
+        st.lists(st.integers(0, 5), max_size=3, unique=True),  # claims
+        st.lists(st.integers(0, 5), max_size=3, unique=True),  # releases
+    ),
+    max_size=20,
+)
+
+
+async def _check_claims(
+    s: Any, prefix: str, ops: list[tuple[str, str, list[int], list[int]]]
+) -> None:
+    """Writes with claims and releases against a model: a write whose claim is taken changes
+    nothing, one that lands creates its claims and deletes its releases with it."""
+    objects, claims = f"{prefix}obj/", f"{prefix}claim/"
+    model: dict[str, bytes] = {}
+    held: dict[str, bytes] = {}
+    mods: dict[str, int] = {}
+    for op, name, claim, release in ops:
+        key = objects + name
+        want = [(f"{claims}{c}", name.encode()) for c in claim]
+        gone = [f"{claims}{r}" for r in release]
+        taken = next((k for k, _ in want if k in held), None)
+        if op in ("update", "stale-update") and set(claim) & set(release):
+            with pytest.raises(ValueError):  # refused before anything is asked of the store
+                await s.update(key, b"u", 1, want, gone)
+            continue
+        if op == "create":
+            if key in model:
+                with pytest.raises(KeyExists):
+                    await s.create(key, b"v", want)
+            elif taken is not None:
+                with pytest.raises(Claimed) as e:
+                    await s.create(key, b"v", want)
+                assert e.value.key == taken
+            else:
+                mods[key] = (await s.create(key, b"v", want)).mod_revision
+                model[key] = b"v"
+                held.update(want)
+        elif op in ("update", "stale-update"):
+            stale = op == "stale-update" and key in model
+            expected = mods[key] - 1 if stale else mods.get(key, 1)
+            if key not in model:
+                with pytest.raises(KeyNotFound):
+                    await s.update(key, b"u", expected, want, gone)
+            elif stale:
+                with pytest.raises(RevisionMismatch):
+                    await s.update(key, b"u", expected, want, gone)
+            elif taken is not None:
+                with pytest.raises(Claimed):
+                    await s.update(key, b"u", expected, want, gone)
+            else:
+                mods[key] = (await s.update(key, b"u", expected, want, gone)).mod_revision
+                model[key] = b"u"
+                held.update(want)
+                for g in gone:
+                    held.pop(g, None)
+        else:
+            if key not in model:
+                with pytest.raises(KeyNotFound):
+                    await s.delete(key, None, gone)
+                continue
+            await s.delete(key, mods.pop(key), gone + gone)  # a key released twice is once
+            del model[key]
+            for g in gone:
+                held.pop(g, None)
+        got_objects, _ = await s.range(objects)
+        got_claims, _ = await s.range(claims)
+        assert {kv.key: kv.value for kv in got_objects} == model
+        assert {kv.key: kv.value for kv in got_claims} == held
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=_CLAIM_OPS)
+def test_claims_match_a_model(kind: str, ops: list[Any], tmp_path: Path) -> None:
+    shared = _shared_stores(kind, tmp_path)
+    prefix = f"/registry/c{next(_examples)}/"
+    run(_with_store(shared, lambda s: _check_claims(s, prefix, ops)))
