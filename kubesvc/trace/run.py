@@ -348,7 +348,10 @@ async def observe(
             "ingressclasses": (await api.list("IngressClass"))["items"],
         }
         if obs.status_line is not None:
-            obs.access_log = await _ingress_access_log(api, pods, obs.user_agent)
+            reached = {obs.address} | {
+                e.dnat[0] for e in obs.conntrack.values() if e is not None and e.dnat is not None
+            }
+            obs.access_log = await _ingress_access_log(api, pods, obs.user_agent, reached)
     return obs, objects
 
 
@@ -356,16 +359,20 @@ INGRESS_POD_LABEL = ("app.kubernetes.io/name", "ingress-kubesvc")
 
 
 async def _ingress_access_log(
-    api: Any, pods: list[dict[str, Any]], agent: str
+    api: Any, pods: list[dict[str, Any]], agent: str, reached: set[str | None]
 ) -> dict[str, str] | None:
     """The ingress controller's access log line for this request (found by its unique
-    User-Agent), if an ingress controller served it; HAProxy writes it after the response,
-    so it is looked for for up to a second."""
+    User-Agent), if an ingress controller pod was what the connection `reached` (its
+    address, or where it was DNATed); HAProxy writes it after the response, so it is
+    looked for for up to a second."""
     from kubesvc.trace.evidence import parse_access_log
 
     key, value = INGRESS_POD_LABEL
     controllers = [
-        p for p in pods if ((p.get("metadata") or {}).get("labels") or {}).get(key) == value
+        p
+        for p in pods
+        if ((p.get("metadata") or {}).get("labels") or {}).get(key) == value
+        and (p.get("status") or {}).get("podIP") in reached
     ]
     for _ in range(10):
         for pod in controllers:
