@@ -38,10 +38,10 @@ def _apiserver(args: argparse.Namespace) -> int:
 
 
 def _etcd_config(args: argparse.Namespace) -> object:
+    if not args.etcd_servers:
+        return None  # grpc (a tenth of the server's start) loads only for etcd
     from kubesvc.store.etcd import EtcdConfig
 
-    if not args.etcd_servers:
-        return None
     files = {
         "cafile": args.etcd_cafile,
         "certfile": args.etcd_certfile,
