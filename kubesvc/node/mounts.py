@@ -154,10 +154,20 @@ def mount_script(
             lines.append(f"mount -o remount,bind,ro {t}")
     if not lines:
         return ""
-    layers = q(f"{pod_root.rstrip('/')}/{LAYERS}")
-    # the layers' tmpfs leaves the root (the overlays keep it)
-    dropped = f"if [ -d {layers} ]; then umount -l {layers}; rmdir {layers}; fi\n"
-    return mount_point_functions(pod_root) + "\n".join(lines) + "\n" + dropped
+    return mount_point_functions(pod_root) + "\n".join(lines) + "\n" + layers_done(pod_root)
+
+
+def layers_done(pod_root: str) -> str:
+    """After the mounts: each layered directory read-only again, as the host's directory
+    was (the mounts on it stay as they are), and the layers' tmpfs out of the root (the
+    overlays keep it)."""
+    r = q(pod_root.rstrip("/"))
+    return (
+        f"if [ -d {r}/{LAYERS} ]; then cd {r}\n"
+        f'  while IFS= read -r _d; do mount -o remount,bind,ro "$_d"; done < {LAYERS}/made\n'
+        f"  umount -l {LAYERS}; rmdir {LAYERS}\n"
+        "fi\n"
+    )
 
 
 LAYERS = ".kubesvc-layers"  # in the root while it is built; gone before the pod starts
@@ -166,8 +176,9 @@ LAYERS = ".kubesvc-layers"  # in the root while it is built; gone before the pod
 def mount_point_functions(pod_root: str) -> str:
     """Shell functions that make a mount point in the root: `made DIR` and `touched FILE`.
     A mount point under a read-only host directory (a mountPath under /usr, say) that
-    does not exist there gets that directory a writable layer, an overlay whose upper
-    half is a tmpfs, as a container's writable layer would let a runtime make it. Paths in
+    does not exist there gets that directory a layer, an overlay whose upper half is a
+    tmpfs, as a container's writable layer would let a runtime make it; layers_done makes
+    it read-only again. Paths in
     the overlay's options are relative to the root, so the state directory's name cannot
     break them."""
     r = q(pod_root.rstrip("/"))
@@ -177,6 +188,7 @@ def mount_point_functions(pod_root: str) -> str:
   if [ ! -d {LAYERS} ]; then mkdir {LAYERS}; mount -t tmpfs -o mode=0700 tmpfs {LAYERS}; fi
   _n=$((${{_n:-0}} + 1)); _l={LAYERS}/$_n; mkdir $_l $_l/up $_l/work
   mount -t overlay overlay -o "lowerdir=$_rel,upperdir=$_l/up,workdir=$_l/work" "$_rel"
+  printf '%s\\n' "$_rel" >> {LAYERS}/made
 }}
 made() {{
   [ -d "$1" ] && return 0

@@ -1,6 +1,7 @@
 """Mount points the pod root script makes, run for real in a private mount namespace: a
-mountPath under a read-only host directory that lacks it gets a writable layer there, the
-host's directory is left as it was, and the layers' tmpfs leaves the root."""
+mountPath under a read-only host directory that lacks it gets a layer there, read-only
+again once the mounts are made, the host's directory is left as it was, and the layers'
+tmpfs leaves the root."""
 
 from __future__ import annotations
 
@@ -32,10 +33,13 @@ made {r}/usr/share/{absent}/html
 touched {r}/usr/lib/{absent}.conf
 touched {r}/usr/share/{absent}/html/index.html
 made {r}/data/plain
+mount -t tmpfs tmpfs {r}/usr/share/{absent}/html  # a volume on the mount point
 [ -d {r}/usr/share/{absent}/html ] && [ -f {r}/usr/lib/{absent}.conf ]
-[ -f {r}/usr/share/{absent}/html/index.html ]
 [ -e {r}/usr/bin/sh ]  # the host's files are still seen through the layer
-if [ -d {r}/.kubesvc-layers ]; then umount -l {r}/.kubesvc-layers; rmdir {r}/.kubesvc-layers; fi
+{mounts.layers_done(str(root))}
+if touch {r}/usr/share/{absent}/other 2>/dev/null; then echo "layer writable"; fi
+if touch {r}/usr/lib/{absent}-other 2>/dev/null; then echo "layer writable"; fi
+touch {r}/usr/share/{absent}/html/index.html  # the volume is as it was mounted
 ls -A {r}
 """
     res = subprocess.run(
