@@ -458,19 +458,26 @@ async def _check_history(s: Any, prefix: str, ops: list[tuple[str, str, bytes]])
 
 
 _examples = iter(range(1_000_000))
-
-
-@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
-@settings(
+# the model tests: both backends, 40 histories each, on one store per backend
+on_both_stores = pytest.mark.parametrize("kind", ["sqlite", "etcd"])
+model_settings = settings(
     max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+def _model_test(kind: str, tmp_path: Path, check: Any) -> None:
+    shared = _shared_stores(kind, tmp_path)
+    prefix = f"/registry/m{next(_examples)}/"
+    run(_with_store(shared, lambda s: check(s, prefix)))
+
+
+@on_both_stores
+@model_settings
 @given(ops=OPS)
 def test_random_histories_match_a_model(kind: str, ops: list[Any], tmp_path: Path) -> None:
-    shared = _shared_stores(kind, tmp_path)
-    prefix = f"/registry/h{next(_examples)}/"
-    run(_with_store(shared, lambda s: _check_history(s, prefix, ops)))
+    _model_test(kind, tmp_path, lambda s, prefix: _check_history(s, prefix, ops))
 
 
 _shared: dict[str, Backend] = {}
@@ -607,14 +614,8 @@ async def _check_claims(
         assert {kv.key: kv.value for kv in got_claims} == held
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "etcd"])
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@on_both_stores
+@model_settings
 @given(ops=_CLAIM_OPS)
 def test_claims_match_a_model(kind: str, ops: list[Any], tmp_path: Path) -> None:
-    shared = _shared_stores(kind, tmp_path)
-    prefix = f"/registry/c{next(_examples)}/"
-    run(_with_store(shared, lambda s: _check_claims(s, prefix, ops)))
+    _model_test(kind, tmp_path, lambda s, prefix: _check_claims(s, prefix, ops))
