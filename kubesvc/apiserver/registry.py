@@ -517,8 +517,7 @@ class Registry:
             if taken:
                 self.allocator.undo(taken)
             raise
-        if _is(kind, "Service"):
-            self.allocator.release_unused(old, new)
+        self.allocator.release(releases)
         return self._remember(kv, new, template)
 
     async def patch(
@@ -769,8 +768,7 @@ class Registry:
         except RevisionMismatch:
             raise StaleWrite.of(kind, name) from None
         self._cache.pop(kv.key, None)
-        if _is(kind, "Service"):
-            self.allocator.release_unused(obj, None)
+        self.allocator.release(releases)
         return await offload.run(len(kv.value) > offload.HEAVY_BYTES, self.decode_uncached, kv)
 
     async def delete_collection(
@@ -918,14 +916,11 @@ class Registry:
                 async for ev in await self.store.watch(prefix, after):
                     after = ev.kv.mod_revision
                     prev = self.decode_uncached(ev.prev) if ev.prev is not None else None
-                    if ev.type == "DELETE":
-                        if prev is not None:
-                            self.allocator.release_unused(prev, None)
-                        continue
-                    new = self.decode_uncached(ev.kv)
+                    new = None if ev.type == "DELETE" else self.decode_uncached(ev.kv)
                     if prev is not None:
-                        self.allocator.release_unused(prev, new)
-                    self.allocator.restore(new)
+                        self.allocator.release(self.allocator.releases(prev, new))
+                    if new is not None:
+                        self.allocator.restore(new)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # compacted, etcd away: start over from a fresh list

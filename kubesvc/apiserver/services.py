@@ -12,6 +12,7 @@ can never hand out one value twice and nothing leaks when a server dies mid-writ
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,30 +254,31 @@ class ServiceAllocator:
     def claimed_elsewhere(self, key: str) -> None:
         """A claim this server's allocator thought free is held (by another API server):
         mark the value used, so the next choice avoids it."""
+        found = self._claimed_value(key)
+        if found is not None:
+            found[0].add(found[1])
+
+    def release(self, keys: Iterable[str]) -> None:
+        """After the write that released these claim keys: their values are free here too."""
+        for key in keys:
+            found = self._claimed_value(key)
+            if found is not None:
+                found[0].discard(found[1])
+
+    def _claimed_value(self, key: str) -> tuple[set[int], int] | None:
+        """The allocator's used set a claim key belongs to, and the value it names."""
         value = key.rpartition("/")[2]
         if key.startswith(IP_CLAIMS) and self.ips.contains(value):
-            self.ips.used.add(_ip_int(value))
-        elif key.startswith(NODE_PORT_CLAIMS) and value.isascii() and value.isdigit():
-            self.ports.used.add(int(value))
+            return self.ips.used, _ip_int(value)
+        if key.startswith(NODE_PORT_CLAIMS) and value.isascii() and value.isdigit():
+            return self.ports.used, int(value)
+        return None
 
     def undo(self, taken: Allocation) -> None:
         for ip in taken.ips:
             self.ips.release(ip)
         for port in taken.ports:
             self.ports.release(port)
-
-    def release_unused(self, old: dict[str, Any], new: dict[str, Any] | None) -> None:
-        """After a committed update or delete: free what `old` held and `new` no longer does."""
-        old_spec = old.get("spec") or {}
-        new_spec = (new or {}).get("spec") or {}
-        new_ips = set(new_spec.get("clusterIPs") or [new_spec.get("clusterIP")])
-        for ip in old_spec.get("clusterIPs") or [old_spec.get("clusterIP")]:
-            if ip and ip != "None" and ip not in new_ips:
-                self.ips.release(ip)
-        new_ports = set(_node_ports(new_spec))
-        for port in _node_ports(old_spec):
-            if port not in new_ports:
-                self.ports.release(port)
 
 
 def _node_ports(spec: dict[str, Any]) -> list[int]:

@@ -178,9 +178,8 @@ def mount_point_functions(pod_root: str) -> str:
     A mount point under a read-only host directory (a mountPath under /usr, say) that
     does not exist there gets that directory a layer, an overlay whose upper half is a
     tmpfs, as a container's writable layer would let a runtime make it; layers_done makes
-    it read-only again. Paths in
-    the overlay's options are relative to the root, so the state directory's name cannot
-    break them."""
+    it read-only again. Paths in the overlay's options are relative to the root, so the
+    state directory's name cannot break them."""
     r = q(pod_root.rstrip("/"))
     return f"""layer() {{
   cd {r}; _rel=${{1#{r}/}}

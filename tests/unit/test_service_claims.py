@@ -112,3 +112,24 @@ def test_a_create_whose_choice_is_claimed_elsewhere_chooses_again(tmp_path: Path
         await store.close()
 
     asyncio.run(body())
+
+
+def test_what_a_write_released_is_free_again_in_memory() -> None:
+    alloc = ServiceAllocator()
+    old = service()
+    alloc.allocate(old, None, dry_run=False)
+    port = old["spec"]["ports"][0]["nodePort"]
+    ip = old["spec"]["clusterIP"]
+    kept = service("ClusterIP", clusterIP=ip, clusterIPs=[ip])
+    alloc.release(alloc.releases(old, kept))
+    again = service()
+    again["spec"]["ports"][0]["nodePort"] = port  # the port the type change gave up
+    _, errors = alloc.allocate(again, None, dry_run=False)
+    assert errors == []
+    _, errors = alloc.allocate(service(clusterIP=ip), None, dry_run=False)
+    assert [e.detail for e in errors] == [
+        f"failed to allocate IP {ip}: provided IP is already allocated"
+    ]
+    alloc.release(alloc.releases(kept, None))
+    assert alloc.allocate(service("ClusterIP", clusterIP=ip), None, dry_run=False)[1] == []
+    alloc.release(["", "junk", IP_CLAIMS + "not-an-ip", NODE_PORT_CLAIMS + "99999999"])
